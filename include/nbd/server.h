@@ -1,0 +1,146 @@
+/*
+ * berth's NBD server: exports (NBDExport), connections (NBDClient) and the
+ * server object (listeners, export table, limits).
+ *
+ * Ownership:
+ *  - nbd_export_new() returns an export with one reference, owned by the
+ *    caller. Giving it a name (nbd_export_set_name) puts it in the export
+ *    table, which takes a reference of its own; nbd_export_close() (or a
+ *    NULL name) removes it from the table and drops that reference.
+ *  - An export holds a reference to its node (bdrv_get) until it is freed,
+ *    and registers an eject notifier on `on_eject_blk` (if given) which
+ *    closes the export when that drive's medium goes away.
+ *  - Each NBDClient holds a reference to its export and to its channel; the
+ *    server's client list holds one reference to each client until it closes.
+ *  - close callbacks run exactly once: an export's when it is closed, a
+ *    client's when its connection ends, whatever the reason.
+ *  - Strings passed in are copied; strings returned are owned by the object.
+ *
+ * Threads: every function here runs on the main context's thread. An
+ * export's data path runs on the main context (or on its iothread's context
+ * once I/O threads exist) and never blocks it.
+ */
+#ifndef BERTH_NBD_SERVER_H
+#define BERTH_NBD_SERVER_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block/block.h"
+#include "block/block-backend.h"
+#include "io/channel.h"
+#include "io/net-listener.h"
+
+G_BEGIN_DECLS
+
+typedef struct NBDExport NBDExport;
+typedef struct NBDClient NBDClient;
+
+/* nbdflags for nbd_export_new(): only READ_ONLY matters to callers; every
+ * other transmission flag is derived from what the node can do. */
+#define NBD_EXPORT_FLAG_READ_ONLY (1 << 1)
+
+/* Per-export or per-client request counters. */
+typedef struct NBDStats {
+    uint64_t reads, writes, flushes, trims, zeroes, caches, block_status;
+    uint64_t bytes_read, bytes_written;
+    uint64_t errors;
+} NBDStats;
+
+/* --- exports --- */
+
+/*
+ * Export `size` bytes of `bs` starting at `dev_offset` (size -1: up to the end
+ * of the node). writethrough: every write is made durable before its reply.
+ * close_cb (may be NULL) runs once when the export closes.
+ */
+NBDExport *nbd_export_new(BlockDriverState *bs, uint64_t dev_offset, int64_t size,
+                          uint16_t nbdflags, void (*close_cb)(NBDExport *exp),
+                          bool writethrough, BlockBackend *on_eject_blk, GError **errp);
+NBDExport *nbd_export_get(NBDExport *exp);
+void nbd_export_put(NBDExport *exp);
+
+/* Disconnect all clients, leave the export table, run close_cb once. */
+void nbd_export_close(NBDExport *exp);
+
+/* Name in the export table (NULL: leave it). Fails if the name is taken or
+ * longer than 4096 bytes. "" is the default export. */
+bool nbd_export_set_name(NBDExport *exp, const char *name, GError **errp);
+void nbd_export_set_description(NBDExport *exp, const char *description);
+/* The id used by QMP (block-export-add id=, BLOCK_EXPORT_DELETED). */
+void nbd_export_set_id(NBDExport *exp, const char *id);
+/* Opaque data for the owner (QMP layer); not touched by the server. */
+void nbd_export_set_owner_data(NBDExport *exp, gpointer data, GDestroyNotify destroy);
+gpointer nbd_export_get_owner_data(NBDExport *exp);
+
+NBDExport *nbd_export_find(const char *name); /* borrowed, or NULL */
+void nbd_export_foreach(void (*fn)(NBDExport *exp, gpointer opaque), gpointer opaque);
+void nbd_export_close_all(void);
+
+const char *nbd_export_get_name(NBDExport *exp);
+const char *nbd_export_get_id(NBDExport *exp);
+const char *nbd_export_get_description(NBDExport *exp);
+BlockDriverState *nbd_export_get_blockdev(NBDExport *exp);
+bool nbd_export_is_read_only(NBDExport *exp);
+guint nbd_export_client_count(NBDExport *exp);
+void nbd_export_get_stats(NBDExport *exp, NBDStats *stats);
+
+/*
+ * Safe removal: leave the table (no new clients), and close once the last
+ * client has gone (at once if there is none). `drained` runs then, once.
+ */
+void nbd_export_remove_when_idle(NBDExport *exp, void (*drained)(NBDExport *exp));
+bool nbd_export_is_shutting_down(NBDExport *exp);
+
+/* --- clients --- */
+
+/*
+ * Serve one connection on `channel` (a new reference is taken). If `exp` is
+ * not NULL the client is bound to that export; otherwise the handshake picks
+ * one from the table. tls_creds / tls_authz are object ids or NULL (TLS
+ * lands with the TLS issue). close_cb runs once when the connection ends.
+ */
+NBDClient *nbd_client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
+                          const char *tls_authz, void (*close_cb)(NBDClient *client,
+                                                                  bool negotiated));
+NBDClient *nbd_client_get(NBDClient *client);
+void nbd_client_put(NBDClient *client);
+/* End the connection now (in-flight requests are abandoned cleanly). */
+void nbd_client_close(NBDClient *client);
+
+typedef struct NBDClientInfo {
+    uint64_t id;               /* unique per server run */
+    const char *export_name;   /* NULL while still negotiating */
+    const char *peer;          /* "unix" or "host:port" */
+    gint64 connected_since;    /* g_get_real_time() at accept */
+    guint in_flight;
+    NBDStats stats;
+} NBDClientInfo;
+
+void nbd_client_get_info(NBDClient *client, NBDClientInfo *info);
+
+/* --- server --- */
+
+typedef struct NBDServerConfig {
+    const BerthSocketAddress *addr;
+    const char *tls_creds;  /* object id or NULL */
+    const char *tls_authz;  /* object id or NULL */
+    guint max_connections;  /* 0: unlimited */
+} NBDServerConfig;
+
+bool nbd_server_start(const NBDServerConfig *cfg, GError **errp);
+/* Close listeners and every client; exports made over QMP are the QMP
+ * layer's to close. */
+void nbd_server_stop(void);
+bool nbd_server_is_running(void);
+/* Port actually bound (for inet with port 0), or 0. */
+int nbd_server_get_port(void);
+
+void nbd_server_foreach_client(void (*fn)(NBDClient *client, gpointer opaque),
+                               gpointer opaque);
+NBDClient *nbd_server_find_client(uint64_t id); /* borrowed, or NULL */
+
+G_END_DECLS
+
+#endif
