@@ -30,7 +30,7 @@ typedef enum {
     ARG_STR,     /* char *            */
     ARG_INT,     /* int64_t           */
     ARG_UINT,    /* uint64_t (non-negative integer) */
-    ARG_SIZE,    /* uint64_t; keyval accepts suffixes k, M, G, T, P, E (powers of 1024) */
+    ARG_SIZE,    /* uint64_t; keyval accepts suffixes k, M, G, T, P, E (powers of 1024) and 1.5G */
     ARG_BOOL,    /* bool; keyval accepts on/off/yes/no/true/false */
     ARG_ENUM,    /* int: index into enum_values */
     ARG_OBJECT,  /* nested object; its members (spec->members) go into the same struct */
@@ -73,17 +73,52 @@ typedef struct ArgSpec {
  *   "Parameter 'foo' is unexpected"
  *   "Invalid parameter type for 'size', expected: integer"
  *   "Parameter 'discard' does not accept value 'bogus'"
- * Nested names are reported dotted: 'cache.direct'.
+ * Nested names are reported dotted: 'cache.direct'. The full set, as
+ * qemu-storage-daemon 7.2 words them (QMP first, then keyval strings):
+ *   ARG_STR, ARG_ENUM  "Invalid parameter type for 'X', expected: string"
+ *   ARG_BOOL           "... expected: boolean"  / "Parameter 'X' expects 'on' or 'off'"
+ *   ARG_INT            "... expected: integer"  / "Parameter 'X' expects integer"
+ *   ARG_UINT           "Parameter 'X' expects uint64" (wrong type or negative)
+ *                      / "Parameter 'X' expects integer" ("-1": "... expects uint64")
+ *   ARG_SIZE           "... expected: integer"  / "Parameter 'X' expects integer";
+ *                      negative or >= 2^64 in either mode:
+ *                      "Parameter 'X' expects a non-negative number below 2^64"
+ *   ARG_OBJECT         "Invalid parameter type for 'X', expected: object"
+ * JSON null is a wrong type for every type but ARG_ANY, where it is stored
+ * as NULL with the presence flag set. Declared members are checked in table
+ * order; unknown members are reported only after all declared ones passed,
+ * and when there are several, the one QEMU would name is named. GErrors are
+ * in the G_IO_ERROR domain, code G_IO_ERROR_INVALID_ARGUMENT.
+ * `out` must start zeroed (or hold a previous result: strings and json
+ * references already there are freed when overwritten).
  * On failure, whatever was decoded is cleared again.
  */
 bool argspec_decode(const ArgSpec *const *tables, json_object *args, bool keyval,
                     void *out, GError **errp);
 
-/* Free strings and json references decoded into `out` by these tables. */
+/*
+ * The member that selects a union's variant, such as blockdev-add's "driver"
+ * or nbd-server-start's "addr.type" (`path` may be dotted to reach into
+ * nested objects): returns its index in the NULL-terminated `values`, or -1
+ * with errp set to QEMU's text ("Parameter 'driver' is missing", "Invalid
+ * parameter type for 'addr', expected: object", "Parameter 'driver' does not
+ * accept value 'x'"). Works for QMP and keyval input alike. The caller then
+ * passes the base table plus that variant's table to argspec_decode(), which
+ * checks the discriminator again as an ordinary ARG_ENUM member.
+ */
+int argspec_discriminator(json_object *args, const char *path,
+                          const char *const *values, GError **errp);
+
+/* Free strings and json references decoded into `out` by these tables,
+ * set them to NULL and every presence flag to false. Fields of type ARG_STR
+ * must hold NULL or g_malloc()ed memory. */
 void argspec_clear(const ArgSpec *const *tables, void *out);
 
-/* Parse a size with optional suffix (k/K, M, G, T, P, E; powers of 1024;
- * an optional trailing 'B' or 'iB' is not accepted, as in QEMU). */
+/* Parse a size as QEMU does: a decimal (or 0x hex) number, for decimals an
+ * optional fraction, then an optional suffix B, K, M, G, T, P or E in either
+ * case (powers of 1024; "1.5G", "512B", "0.5k"). "1KB", "1KiB", "1.5",
+ * negative numbers, 2^64 and beyond, empty strings and trailing junk are
+ * rejected with a message quoting `str`. `out` is written only on success. */
 bool argspec_parse_size(const char *str, uint64_t *out, GError **errp);
 
 G_END_DECLS
