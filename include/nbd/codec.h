@@ -1,0 +1,670 @@
+/*
+ * The NBD wire codec: pure functions between bytes and structs, with no I/O,
+ * no main loop and no allocation.  The server and the client share it.
+ * Encoders write big-endian bytes into a caller-provided buffer and return
+ * how many they wrote; every fixed-size message has a NBD_*_SIZE constant so
+ * callers can size stack buffers and iovecs.  Decoders take (buf, len), never
+ * read outside it, and return an NBDDecodeResult: OK (with the bytes the
+ * message occupies), NEED_MORE (with the total number of bytes needed from
+ * buf) or INVALID (with a static reason string).  Option payload parsers
+ * validate the whole payload before returning anything, and hand back views
+ * into the caller's buffer.  Request validation (nbd_request_validate) turns
+ * a decoded request plus the negotiated state into the NBD error value, an
+ * exact message and what to do with any payload.
+ *
+ * Ownership: nothing here allocates or keeps pointers.  Every view
+ * (NBDStringView, the meta-context query walker, block-status descriptors,
+ * error-chunk messages, OFFSET_DATA data) points into the buffer the caller
+ * passed to the decoder, and is valid only while that buffer is unchanged.
+ * Reason and message strings are static and live forever.
+ *
+ * Threads: every function is reentrant; nothing holds state.
+ */
+#ifndef BERTH_NBD_CODEC_H
+#define BERTH_NBD_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nbd/nbd-proto.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ======================================================================
+ * Decode results
+ * ====================================================================== */
+
+typedef enum NBDDecodeStatus {
+    NBD_DECODE_OK = 0,
+    NBD_DECODE_NEED_MORE,  /* buffer too short; size = total bytes needed */
+    NBD_DECODE_INVALID,    /* malformed; reason says why */
+} NBDDecodeStatus;
+
+typedef struct NBDDecodeResult {
+    NBDDecodeStatus status;
+    /*
+     * OK: bytes this message occupies at the start of buf (headers only;
+     * payloads that follow a header are not counted unless the function
+     * says so).  NEED_MORE: the total number of bytes (from buf[0]) the
+     * whole message needs, as far as the bytes present tell; always > len.
+     * (Magics are checked as soon as they are complete, so a wrong one is
+     * INVALID even before the rest has arrived.)
+     * INVALID: 0.
+     */
+    size_t size;
+    const char *reason;    /* INVALID only: static text; NULL otherwise */
+} NBDDecodeResult;
+
+/* Constructors, for the codec and for callers layering their own decoders. */
+static inline NBDDecodeResult nbd_decode_ok(size_t size)
+{
+    NBDDecodeResult r = { NBD_DECODE_OK, size, NULL };
+    return r;
+}
+
+static inline NBDDecodeResult nbd_decode_need(size_t size)
+{
+    NBDDecodeResult r = { NBD_DECODE_NEED_MORE, size, NULL };
+    return r;
+}
+
+static inline NBDDecodeResult nbd_decode_invalid(const char *reason)
+{
+    NBDDecodeResult r = { NBD_DECODE_INVALID, 0, reason };
+    return r;
+}
+
+/* A non-owning view of a string inside a decoded buffer (not NUL-terminated). */
+typedef struct NBDStringView {
+    const char *data;
+    size_t len;
+} NBDStringView;
+
+/* Which transmission headers were negotiated. */
+typedef enum NBDMode {
+    NBD_MODE_SIMPLE = 0,   /* compact requests, simple replies only */
+    NBD_MODE_STRUCTURED,   /* compact requests, simple or structured replies */
+    NBD_MODE_EXTENDED,     /* extended requests and extended replies only */
+} NBDMode;
+
+/* ======================================================================
+ * Sizes of fixed-size messages
+ * ====================================================================== */
+
+#define NBD_GREETING_SIZE            18u  /* NBDMAGIC + IHAVEOPT + 16-bit flags */
+#define NBD_CLIENT_FLAGS_SIZE        4u
+#define NBD_OPTION_HEADER_SIZE       16u  /* IHAVEOPT + option + length */
+#define NBD_OPTION_REPLY_HEADER_SIZE 20u  /* magic + option + type + length */
+#define NBD_EXPORT_NAME_REPLY_SIZE   10u  /* size + flags, NO_ZEROES */
+#define NBD_EXPORT_NAME_REPLY_MAX    (NBD_EXPORT_NAME_REPLY_SIZE + NBD_EXPORT_NAME_ZEROES)
+
+#define NBD_REQUEST_SIZE             28u  /* compact request header */
+#define NBD_EXTENDED_REQUEST_SIZE    32u
+#define NBD_REQUEST_MAX_SIZE         NBD_EXTENDED_REQUEST_SIZE
+#define NBD_SIMPLE_REPLY_SIZE        16u
+#define NBD_STRUCTURED_REPLY_SIZE    20u
+#define NBD_EXTENDED_REPLY_SIZE      32u
+#define NBD_REPLY_HEADER_MAX_SIZE    NBD_EXTENDED_REPLY_SIZE
+
+/* Chunk payload pieces. */
+#define NBD_OFFSET_DATA_HDR_SIZE     8u   /* offset; the data follows */
+#define NBD_OFFSET_HOLE_SIZE         12u  /* offset + hole size */
+#define NBD_ERROR_HDR_SIZE           6u   /* error + message length */
+#define NBD_ERROR_OFFSET_TAIL_SIZE   8u   /* offset after the message */
+#define NBD_BLOCK_STATUS_HDR_SIZE    4u   /* context id */
+#define NBD_EXTENT_SIZE              8u   /* 32-bit length + 32-bit flags */
+#define NBD_BLOCK_STATUS_EXT_HDR_SIZE 8u  /* context id + descriptor count */
+#define NBD_EXTENT_EXT_SIZE          16u  /* 64-bit length + pad + flags */
+#define NBD_BLOCK_STATUS_PAYLOAD_HDR_SIZE 8u /* 64-bit effect length, then ids */
+
+/* Whole option replies (header + payload) for the fixed-size INFO types. */
+#define NBD_REP_INFO_EXPORT_SIZE     (NBD_OPTION_REPLY_HEADER_SIZE + 12u)
+#define NBD_REP_INFO_BLOCK_SIZE_SIZE (NBD_OPTION_REPLY_HEADER_SIZE + 14u)
+/* Header + info type of NAME / DESCRIPTION; the string follows. */
+#define NBD_REP_INFO_STRING_HDR_SIZE (NBD_OPTION_REPLY_HEADER_SIZE + 2u)
+/* Upper bounds for buffers holding whole variable replies. */
+#define NBD_REP_INFO_STRING_MAX      (NBD_REP_INFO_STRING_HDR_SIZE + NBD_MAX_STRING)
+#define NBD_REP_SERVER_MAX           (NBD_OPTION_REPLY_HEADER_SIZE + 4u + 2u * NBD_MAX_STRING)
+#define NBD_REP_META_CONTEXT_MAX     (NBD_OPTION_REPLY_HEADER_SIZE + 4u + NBD_MAX_STRING)
+#define NBD_REP_ERR_MAX              (NBD_OPTION_REPLY_HEADER_SIZE + NBD_MAX_STRING)
+
+/* ======================================================================
+ * Handshake: greeting, client flags, option headers, option replies
+ * ====================================================================== */
+
+typedef struct NBDGreeting {
+    uint16_t handshake_flags;       /* NBD_FLAG_FIXED_NEWSTYLE | ... */
+} NBDGreeting;
+
+typedef struct NBDOptionHeader {
+    uint32_t option;                /* NBD_OPT_* */
+    uint32_t length;                /* bytes of option data that follow */
+} NBDOptionHeader;
+
+typedef struct NBDOptionReplyHeader {
+    uint32_t option;                /* echoes the client's option */
+    uint32_t type;                  /* NBD_REP_* */
+    uint32_t length;                /* bytes of reply data that follow */
+} NBDOptionReplyHeader;
+
+typedef struct NBDExportNameReply {
+    uint64_t size;
+    uint16_t flags;                 /* transmission flags */
+} NBDExportNameReply;
+
+size_t nbd_encode_greeting(uint8_t *buf, uint16_t handshake_flags);
+NBDDecodeResult nbd_decode_greeting(const uint8_t *buf, size_t len, NBDGreeting *out);
+
+size_t nbd_encode_client_flags(uint8_t *buf, uint32_t client_flags);
+NBDDecodeResult nbd_decode_client_flags(const uint8_t *buf, size_t len, uint32_t *out);
+/*
+ * Server side: may the session continue with these client flags, given the
+ * handshake flags the server sent?  Unknown bits, or NO_ZEROES when the
+ * server did not offer it, mean the server must drop the connection.
+ * Returns NULL when acceptable, else a static reason.
+ */
+const char *nbd_client_flags_check(uint32_t client_flags, uint16_t handshake_flags);
+
+size_t nbd_encode_option_header(uint8_t *buf, uint32_t option, uint32_t length);
+/* A wrong magic is INVALID: the server must end the connection. */
+NBDDecodeResult nbd_decode_option_header(const uint8_t *buf, size_t len, NBDOptionHeader *out);
+
+size_t nbd_encode_option_reply_header(uint8_t *buf, uint32_t option, uint32_t type,
+                                      uint32_t length);
+NBDDecodeResult nbd_decode_option_reply_header(const uint8_t *buf, size_t len,
+                                               NBDOptionReplyHeader *out);
+
+/* The reply to NBD_OPT_EXPORT_NAME; appends 124 zero bytes unless no_zeroes. */
+size_t nbd_encode_export_name_reply(uint8_t *buf, uint64_t size, uint16_t flags,
+                                    bool no_zeroes);
+NBDDecodeResult nbd_decode_export_name_reply(const uint8_t *buf, size_t len, bool no_zeroes,
+                                             NBDExportNameReply *out);
+
+/* ---- Option replies, server side (whole reply: header + payload) ---- */
+
+size_t nbd_encode_rep_ack(uint8_t *buf, uint32_t option);
+/*
+ * Error reply with an optional message.  Writes into buf of capacity cap;
+ * returns 0 (writing nothing) if cap is too small, type is not an error or
+ * the message is longer than NBD_MAX_STRING.
+ */
+size_t nbd_encode_rep_err(uint8_t *buf, size_t cap, uint32_t option, uint32_t type,
+                          const char *msg, size_t msg_len);
+/* NBD_REP_SERVER: name, then an optional description (desc_len may be 0). */
+size_t nbd_encode_rep_server(uint8_t *buf, size_t cap, uint32_t option,
+                             const char *name, size_t name_len,
+                             const char *desc, size_t desc_len);
+size_t nbd_encode_rep_info_export(uint8_t *buf, uint32_t option, uint64_t size,
+                                  uint16_t flags);
+size_t nbd_encode_rep_info_block_size(uint8_t *buf, uint32_t option, uint32_t min_block,
+                                      uint32_t pref_block, uint32_t max_block);
+/* NBD_INFO_NAME or NBD_INFO_DESCRIPTION with its string; 0 if it does not fit. */
+size_t nbd_encode_rep_info_string(uint8_t *buf, size_t cap, uint32_t option,
+                                  uint16_t info_type, const char *str, size_t str_len);
+/* Header + info type only, for callers that send the string from its own memory. */
+size_t nbd_encode_rep_info_string_hdr(uint8_t *buf, uint32_t option, uint16_t info_type,
+                                      size_t str_len);
+size_t nbd_encode_rep_meta_context(uint8_t *buf, size_t cap, uint32_t option,
+                                   uint32_t context_id, const char *name, size_t name_len);
+
+/* ---- Option replies, client side (payload after the reply header) ---- */
+
+typedef struct NBDRepServer {
+    NBDStringView name;
+    NBDStringView description;      /* len 0 when absent */
+} NBDRepServer;
+
+typedef struct NBDRepInfo {
+    uint16_t type;                  /* NBD_INFO_*; unknown types are OK, left raw */
+    union {
+        struct { uint64_t size; uint16_t flags; } export_;
+        NBDStringView name;         /* NAME and DESCRIPTION */
+        struct { uint32_t min_block, pref_block, max_block; } block_size;
+        NBDStringView raw;          /* unknown type: bytes after the type field */
+    } u;
+} NBDRepInfo;
+
+typedef struct NBDRepMetaContext {
+    uint32_t context_id;
+    NBDStringView name;
+} NBDRepMetaContext;
+
+/* Each takes exactly the reply payload (len = header length). */
+NBDDecodeResult nbd_decode_rep_server(const uint8_t *payload, size_t len, NBDRepServer *out);
+NBDDecodeResult nbd_decode_rep_info(const uint8_t *payload, size_t len, NBDRepInfo *out);
+NBDDecodeResult nbd_decode_rep_meta_context(const uint8_t *payload, size_t len,
+                                            NBDRepMetaContext *out);
+/* Error replies carry an optional human-readable message. */
+NBDDecodeResult nbd_decode_rep_err(const uint8_t *payload, size_t len, NBDStringView *msg);
+/*
+ * Checks block-size constraints as the spec requires them to be advertised
+ * (min a power of two <= 64 KiB, pref a power of two >= max(min, 512), max a
+ * multiple of min or 0xffffffff and >= min(pref, export_size)).  Servers use
+ * it before advertising, clients on what they receive.  NULL when valid,
+ * else a static reason.
+ */
+const char *nbd_block_size_check(uint32_t min_block, uint32_t pref_block, uint32_t max_block,
+                                 uint64_t export_size);
+
+/* ======================================================================
+ * Option payloads, server side
+ * ====================================================================== */
+
+/* What the server should do with an option header before reading its data. */
+typedef enum NBDOptLengthAction {
+    NBD_OPT_LENGTH_ACCEPT = 0,  /* read the data and parse it */
+    NBD_OPT_LENGTH_SKIP,        /* discard the data, then send reply_error */
+    NBD_OPT_LENGTH_DISCONNECT,  /* too large even to skip: hard disconnect */
+} NBDOptLengthAction;
+
+/*
+ * Largest option length the server agrees to read and discard when it will
+ * refuse an option anyway.  Beyond it a peer is only wasting the server's
+ * bandwidth, which the spec lets a server treat as denial of service.
+ */
+#define NBD_OPT_MAX_SKIP              (UINT32_C(1) << 20)
+/* INFO/GO: 32-bit name length + name + 16-bit count + 16-bit requests. */
+#define NBD_OPT_INFO_MAX_LENGTH       (4u + NBD_MAX_STRING + 2u + 2u * 65535u)
+/* LIST_/SET_META_CONTEXT: berth's own bound on the whole option data. */
+#define NBD_OPT_META_CONTEXT_MAX_LENGTH (64u * 1024u)
+
+/* ABORT carries no data, but the spec asks servers to ignore stray bytes. */
+#define NBD_OPT_ABORT_MAX_LENGTH      NBD_MAX_STRING
+
+/*
+ * Largest length the given option may carry (0 for options without data
+ * and for unknown options), and the verdict for a given length.  ACCEPT
+ * implies length <= nbd_opt_max_length(option) (at most
+ * NBD_OPT_INFO_MAX_LENGTH, about 132 KiB), so the server can buffer the data
+ * whole.  On SKIP, *reply_error is the NBD_REP_ERR_* to send after
+ * discarding: UNSUP for unknown options, INVALID for a known option with a
+ * length its format cannot have, TOO_BIG for meta-context options over
+ * berth's bound; on ACCEPT and DISCONNECT it is 0.  Beyond NBD_OPT_MAX_SKIP
+ * the verdict is DISCONNECT.  EXPORT_NAME cannot be answered with an error,
+ * so an oversized one is DISCONNECT; so is an ABORT with more than
+ * NBD_OPT_ABORT_MAX_LENGTH bytes (the client is leaving anyway).  Data that
+ * comes with an accepted ABORT is to be ignored.
+ */
+uint32_t nbd_opt_max_length(uint32_t option);
+NBDOptLengthAction nbd_opt_check_length(uint32_t option, uint32_t length,
+                                        uint32_t *reply_error);
+
+/* Names and strings: at most NBD_MAX_STRING bytes and no NUL.  NULL if OK. */
+const char *nbd_string_check(const char *data, size_t len);
+
+/* NBD_OPT_EXPORT_NAME: the whole data is the name. */
+NBDDecodeResult nbd_parse_opt_export_name(const uint8_t *data, size_t len,
+                                          NBDStringView *name);
+
+typedef struct NBDOptInfoGo {
+    NBDStringView name;
+    uint16_t n_requests;
+    const uint8_t *requests;        /* n_requests big-endian uint16 values */
+} NBDOptInfoGo;
+
+/*
+ * INFO / GO data.  The sizes must add up exactly to len.  A request type
+ * listed twice breaks a client MUST but harms nobody, so it is accepted:
+ * answer each type once, asking nbd_opt_info_go_has().
+ */
+NBDDecodeResult nbd_parse_opt_info_go(const uint8_t *data, size_t len, NBDOptInfoGo *out);
+uint16_t nbd_opt_info_go_request(const NBDOptInfoGo *info, uint16_t i);
+/* True when the client listed the given NBD_INFO_* type. */
+bool nbd_opt_info_go_has(const NBDOptInfoGo *info, uint16_t info_type);
+
+typedef struct NBDOptMetaContext {
+    NBDStringView export_name;
+    uint32_t n_queries;
+    const uint8_t *queries;         /* validated: n_queries (length, string) pairs */
+    size_t queries_len;
+} NBDOptMetaContext;
+
+/*
+ * LIST_META_CONTEXT / SET_META_CONTEXT data: every length is checked against
+ * len, every string against nbd_string_check, and the sizes must add up
+ * exactly, all before the call returns OK.  Queries are then walked with
+ * NBDMetaQueryIter, which cannot fail.
+ */
+NBDDecodeResult nbd_parse_opt_meta_context(const uint8_t *data, size_t len,
+                                           NBDOptMetaContext *out);
+
+typedef struct NBDMetaQueryIter {
+    const uint8_t *pos;
+    const uint8_t *end;
+} NBDMetaQueryIter;
+
+void nbd_meta_query_iter_init(NBDMetaQueryIter *it, const NBDOptMetaContext *opt);
+bool nbd_meta_query_iter_next(NBDMetaQueryIter *it, NBDStringView *query);
+
+/*
+ * Splits "namespace:leaf" at the first colon.  False when there is no colon
+ * or the namespace is empty (the spec requires a non-empty namespace).
+ */
+bool nbd_meta_context_split(NBDStringView s, NBDStringView *ns, NBDStringView *leaf);
+
+/* ---- Client side: encoders for option data ---- */
+
+/* INFO / GO data: name + requests; returns 0 if it does not fit in cap. */
+size_t nbd_encode_opt_info_go(uint8_t *buf, size_t cap, const char *name, size_t name_len,
+                              const uint16_t *requests, uint16_t n_requests);
+/* LIST_/SET_META_CONTEXT data; queries as NUL-terminated C strings. */
+size_t nbd_encode_opt_meta_context(uint8_t *buf, size_t cap, const char *name,
+                                   size_t name_len, const char *const *queries,
+                                   uint32_t n_queries);
+
+/* ======================================================================
+ * Transmission: requests
+ * ====================================================================== */
+
+typedef struct NBDRequest {
+    uint16_t flags;                 /* NBD_CMD_FLAG_* */
+    uint16_t type;                  /* NBD_CMD_* */
+    uint64_t cookie;                /* opaque, echoed in the reply */
+    uint64_t offset;
+    uint64_t length;                /* compact: 32-bit; extended: payload or effect length */
+} NBDRequest;
+
+/* Header size for the mode: 28 bytes, or 32 with extended headers. */
+size_t nbd_request_header_size(NBDMode mode);
+
+/*
+ * Encodes the header only (the payload of a write goes separately).
+ * Returns 0 on programmer error (compact mode with a length over 32 bits).
+ */
+size_t nbd_encode_request(uint8_t *buf, NBDMode mode, const NBDRequest *req);
+
+/*
+ * Decodes one request header.  The magic must be the one the mode uses;
+ * anything else is INVALID and the server must disconnect.  On OK, size is
+ * the header size; nbd_request_payload_length() says how many payload
+ * bytes follow it.
+ */
+NBDDecodeResult nbd_decode_request(const uint8_t *buf, size_t len, NBDMode mode,
+                                   NBDRequest *out);
+
+/*
+ * Bytes of payload that follow the header on the wire.  Compact: the length
+ * of a WRITE, else 0.  Extended: the length when PAYLOAD_LEN is set, else 0
+ * (the length is then an effect length).
+ */
+uint64_t nbd_request_payload_length(const NBDRequest *req, NBDMode mode);
+
+/* ---- Request validation (server side, pure) ---- */
+
+/* What the server must do about the request's payload. */
+typedef enum NBDPayloadAction {
+    NBD_PAYLOAD_NONE = 0,       /* no payload follows the header */
+    NBD_PAYLOAD_READ,           /* read payload_length bytes; they belong to the request */
+    NBD_PAYLOAD_DISCARD,        /* read and drop payload_length bytes, then reply with error */
+    NBD_PAYLOAD_DISCONNECT,     /* payload cannot be consumed safely: hard disconnect */
+} NBDPayloadAction;
+
+/* The negotiated state against which requests are checked. */
+typedef struct NBDRequestLimits {
+    NBDMode mode;
+    uint16_t tx_flags;              /* transmission flags sent to this client */
+    uint64_t export_size;
+    /*
+     * Block-size constraints: enforced only when advertised (via
+     * NBD_INFO_BLOCK_SIZE); else the defaults apply (alignment 1, and
+     * reads/writes bounded only by max_payload).
+     */
+    bool block_size_advertised;
+    uint32_t min_block;
+    uint32_t max_block;
+    /* Largest read or write the server buffers; 0 means NBD_MAX_PAYLOAD. */
+    uint32_t max_payload;
+    /* Metadata contexts selected by the final SET_META_CONTEXT. */
+    uint32_t n_contexts;
+} NBDRequestLimits;
+
+typedef struct NBDRequestVerdict {
+    uint32_t error;                 /* NBD_SUCCESS or NBD_E* to reply with */
+    const char *message;            /* static; NULL on success */
+    NBDPayloadAction payload;
+    uint64_t payload_length;        /* bytes following the header */
+    /*
+     * The request is valid and has nothing to do (zero length): reply
+     * success without touching the export.
+     */
+    bool no_op;
+    /*
+     * BLOCK_STATUS with a payload: range checks wait for the payload, see
+     * nbd_block_status_payload_validate().
+     */
+    bool needs_payload_check;
+} NBDRequestVerdict;
+
+/*
+ * Checks one decoded request against the negotiated state.  Pure: it reads
+ * nothing but its arguments.  Rules, in this order (the first that fails
+ * decides the error):
+ *  1. payload size: over NBD_MAX_PAYLOAD, or (extended headers) over the
+ *     advertised/buffer maximum → EINVAL with DISCONNECT;
+ *  2. DISC is always accepted (no reply; the server drains and closes);
+ *  3. unknown command (including RESIZE) → EINVAL;
+ *  4. WRITE/TRIM/WRITE_ZEROES on a read-only export → EPERM;
+ *  5. FLUSH/TRIM/WRITE_ZEROES not advertised, BLOCK_STATUS without
+ *     structured replies → EINVAL (CACHE is served even unadvertised);
+ *  6. flags: unknown bits, PAYLOAD_LEN outside extended mode or on a command
+ *     without a payload form, extended WRITE without PAYLOAD_LEN, FUA not
+ *     advertised, NO_HOLE/FAST_ZERO off WRITE_ZEROES, FAST_ZERO not
+ *     advertised, DF off READ or without structured replies or not
+ *     advertised, REQ_ONE off BLOCK_STATUS → EINVAL;
+ *  7. FLUSH with a nonzero offset or length → EINVAL;
+ *  8. BLOCK_STATUS with no metadata context, or length 0, or a payload whose
+ *     length is not 8 + 4n (1 <= n <= n_contexts) → EINVAL;
+ *  9. offset or length not a multiple of an advertised minimum block → EINVAL;
+ * 10. offset + length past the export (overflow-safe) → ENOSPC for WRITE and
+ *     WRITE_ZEROES, EINVAL otherwise;
+ * 11. READ/WRITE longer than the payload limit (max_payload narrowed by an
+ *     advertised max block) → EINVAL (EOVERFLOW for a DF read); CACHE and
+ *     WRITE_ZEROES without FAST_ZERO longer than an advertised max block →
+ *     EINVAL.  TRIM and BLOCK_STATUS lengths are not bounded.
+ * 12. otherwise success; no_op when the length is 0.
+ * When an error is returned for a request whose payload is still unread and
+ * can be consumed, payload is NBD_PAYLOAD_DISCARD: read and drop
+ * payload_length bytes, then send the error reply.
+ */
+NBDRequestVerdict nbd_request_validate(const NBDRequest *req, const NBDRequestLimits *lim);
+
+/*
+ * BLOCK_STATUS payload (extended headers with NBD_FLAG_BLOCK_STAT_PAYLOAD):
+ * a 64-bit effect length, then 32-bit context ids.
+ */
+typedef struct NBDBlockStatusPayload {
+    uint64_t effect_length;
+    uint32_t n_ids;
+    const uint8_t *ids;             /* n_ids big-endian uint32 */
+} NBDBlockStatusPayload;
+
+NBDDecodeResult nbd_decode_block_status_payload(const uint8_t *buf, size_t len,
+                                                NBDBlockStatusPayload *out);
+uint32_t nbd_block_status_payload_id(const NBDBlockStatusPayload *p, uint32_t i);
+size_t nbd_encode_block_status_payload(uint8_t *buf, size_t cap, uint64_t effect_length,
+                                       const uint32_t *ids, uint32_t n_ids);
+/*
+ * Range and context checks that nbd_request_validate() deferred: the ids must
+ * be distinct and at most n_contexts of them, and the effect length must fit
+ * the export.  The caller checks each id is one it handed out.
+ */
+NBDRequestVerdict nbd_block_status_payload_validate(const NBDRequest *req,
+                                                    const NBDBlockStatusPayload *p,
+                                                    const NBDRequestLimits *lim);
+
+/* ======================================================================
+ * Transmission: replies
+ * ====================================================================== */
+
+typedef enum NBDReplyKind {
+    NBD_REPLY_KIND_SIMPLE = 0,
+    NBD_REPLY_KIND_STRUCTURED,
+    NBD_REPLY_KIND_EXTENDED,
+} NBDReplyKind;
+
+/* One reply header of any kind. */
+typedef struct NBDReplyHeader {
+    NBDReplyKind kind;
+    uint64_t cookie;
+    uint32_t error;                 /* simple only */
+    uint16_t flags;                 /* chunks only: NBD_REPLY_FLAG_* */
+    uint16_t type;                  /* chunks only: NBD_REPLY_TYPE_* */
+    uint64_t offset;                /* extended only: echoes the request offset */
+    uint64_t length;                /* chunks only: payload bytes that follow */
+} NBDReplyHeader;
+
+size_t nbd_encode_simple_reply(uint8_t *buf, uint64_t cookie, uint32_t error);
+/* 20-byte structured chunk header; 0 if length does not fit in 32 bits. */
+size_t nbd_encode_structured_reply(uint8_t *buf, uint64_t cookie, uint16_t flags,
+                                   uint16_t type, uint64_t length);
+size_t nbd_encode_extended_reply(uint8_t *buf, uint64_t cookie, uint16_t flags,
+                                 uint16_t type, uint64_t offset, uint64_t length);
+/*
+ * Chunk header in the form the mode calls for: structured (SIMPLE mode is a
+ * programmer error → 0) or extended; offset is used only when extended.
+ */
+size_t nbd_encode_chunk_header(uint8_t *buf, NBDMode mode, uint64_t cookie, uint16_t flags,
+                               uint16_t type, uint64_t offset, uint64_t length);
+
+/*
+ * Client side: decodes any reply header the mode allows (simple only;
+ * simple or structured; extended only).  Reads the magic first, so with
+ * 4..15 bytes NEED_MORE reports exactly the size of that kind of header.
+ * Structural checks: a NONE chunk must have length 0 and DONE set; an
+ * extended chunk length over 32 bits is INVALID (the spec lets a client
+ * hang up on it).  Whether a length is acceptable for the request it answers
+ * is the caller's decision: it knows what it asked for.
+ */
+NBDDecodeResult nbd_decode_reply_header(const uint8_t *buf, size_t len, NBDMode mode,
+                                        NBDReplyHeader *out);
+
+/* ---- Chunk payloads ---- */
+
+size_t nbd_encode_offset_data_hdr(uint8_t *buf, uint64_t offset);
+size_t nbd_encode_offset_hole(uint8_t *buf, uint64_t offset, uint32_t hole_size);
+/* ERROR chunk payload: error + message; 0 if cap too small or message too long. */
+size_t nbd_encode_error_chunk(uint8_t *buf, size_t cap, uint32_t error,
+                              const char *msg, size_t msg_len);
+size_t nbd_encode_error_offset_chunk(uint8_t *buf, size_t cap, uint32_t error,
+                                     const char *msg, size_t msg_len, uint64_t offset);
+size_t nbd_encode_block_status_hdr(uint8_t *buf, uint32_t context_id);
+size_t nbd_encode_extent(uint8_t *buf, uint32_t length, uint32_t flags);
+size_t nbd_encode_block_status_ext_hdr(uint8_t *buf, uint32_t context_id, uint32_t count);
+size_t nbd_encode_extent_ext(uint8_t *buf, uint64_t length, uint32_t flags);
+
+/*
+ * OFFSET_DATA: needs only the 8-byte offset; chunk_length is the header's
+ * length (must be >= 9).  data_length = chunk_length - 8; the data follows.
+ */
+NBDDecodeResult nbd_decode_offset_data_hdr(const uint8_t *buf, size_t len,
+                                           uint64_t chunk_length, uint64_t *offset,
+                                           uint64_t *data_length);
+/* OFFSET_HOLE: chunk_length must be exactly 12 and the hole size nonzero. */
+NBDDecodeResult nbd_decode_offset_hole(const uint8_t *buf, size_t len, uint64_t chunk_length,
+                                       uint64_t *offset, uint32_t *hole_size);
+
+typedef struct NBDErrorChunk {
+    uint32_t error;                 /* nonzero */
+    NBDStringView message;
+    bool has_offset;                /* ERROR_OFFSET */
+    uint64_t offset;
+} NBDErrorChunk;
+
+/*
+ * Any error chunk (type with bit 15 set); buf holds the whole payload
+ * (len == chunk length).  Unknown error types decode their error and
+ * message only, as the spec asks clients to.
+ */
+NBDDecodeResult nbd_decode_error_chunk(const uint8_t *buf, size_t len, uint16_t type,
+                                       NBDErrorChunk *out);
+
+typedef struct NBDExtent {
+    uint64_t length;
+    uint32_t flags;
+} NBDExtent;
+
+typedef struct NBDBlockStatusView {
+    uint32_t context_id;
+    uint32_t n_extents;
+    bool extended;                  /* BLOCK_STATUS_EXT descriptors */
+    const uint8_t *descriptors;
+} NBDBlockStatusView;
+
+/*
+ * BLOCK_STATUS or BLOCK_STATUS_EXT; buf holds the whole payload.  Checks
+ * the length formula, the descriptor count (EXT), and that every extent
+ * length is nonzero, so nbd_block_status_extent() cannot fail afterwards.
+ */
+NBDDecodeResult nbd_decode_block_status(const uint8_t *buf, size_t len, uint16_t type,
+                                        NBDBlockStatusView *out);
+NBDExtent nbd_block_status_extent(const NBDBlockStatusView *v, uint32_t i);
+
+/* ======================================================================
+ * Big-endian byte helpers (unaligned-safe; compilers turn them into a
+ * byte swap and a plain load or store)
+ * ====================================================================== */
+
+static inline void nbd_store_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t) (v >> 8);
+    p[1] = (uint8_t) v;
+}
+
+static inline void nbd_store_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t) (v >> 24);
+    p[1] = (uint8_t) (v >> 16);
+    p[2] = (uint8_t) (v >> 8);
+    p[3] = (uint8_t) v;
+}
+
+static inline void nbd_store_be64(uint8_t *p, uint64_t v)
+{
+    nbd_store_be32(p, (uint32_t) (v >> 32));
+    nbd_store_be32(p + 4, (uint32_t) v);
+}
+
+static inline uint16_t nbd_load_be16(const uint8_t *p)
+{
+    return (uint16_t) ((uint16_t) p[0] << 8 | p[1]);
+}
+
+static inline uint32_t nbd_load_be32(const uint8_t *p)
+{
+    return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
+}
+
+static inline uint64_t nbd_load_be64(const uint8_t *p)
+{
+    return (uint64_t) nbd_load_be32(p) << 32 | nbd_load_be32(p + 4);
+}
+
+/* ======================================================================
+ * Names and errors
+ * ====================================================================== */
+
+/* Names for log messages ("NBD_CMD_READ" → "read"); "unknown" if unknown. */
+const char *nbd_cmd_name(uint16_t cmd);
+const char *nbd_opt_name(uint32_t option);
+const char *nbd_rep_name(uint32_t rep_type);
+const char *nbd_info_name(uint16_t info_type);
+const char *nbd_reply_type_name(uint16_t type);
+const char *nbd_err_name(uint32_t nbd_error);
+const char *nbd_mode_name(NBDMode mode);
+
+/*
+ * errno → NBD error for replies (the spec's list; EDQUOT/EFBIG → ENOSPC,
+ * EROFS → EPERM, anything unknown → EIO).  0 → 0.  Accepts negative errnos.
+ */
+uint32_t nbd_errno_to_nbd(int err);
+/* NBD error → errno for the client; unknown values → EINVAL as the spec asks. */
+int nbd_error_to_errno(uint32_t nbd_error);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BERTH_NBD_CODEC_H */
