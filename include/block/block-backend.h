@@ -28,9 +28,13 @@ typedef struct BlockBackend BlockBackend;
 typedef void (*BlkEjectNotify)(BlockBackend *blk, gpointer opaque);
 
 /* Create drive `id` (unique among drives and distinct from node names), with
- * `medium` inserted if not NULL. Returns a borrowed pointer or NULL + errp. */
+ * `medium` inserted if not NULL. Returns a borrowed pointer or NULL + errp
+ * (QEMU's texts: "Invalid device name", "Device with id '%s' already exists",
+ * "Device name '%s' conflicts with an existing node name"). */
 BlockBackend *blk_new(const char *id, BlockDriverState *medium, GError **errp);
 BlockBackend *blk_find(const char *id); /* borrowed, or NULL */
+/* Removes the medium first, if any (eject notifiers fire), then drops the
+ * table's reference. "Device '%s' not found" if there is no such drive. */
 bool blk_delete(const char *id, GError **errp);
 void blk_delete_all(void);
 void blk_foreach(void (*fn)(BlockBackend *blk, gpointer opaque), gpointer opaque);
@@ -44,10 +48,12 @@ bool blk_is_tray_open(BlockBackend *blk);
 bool blk_get_writethrough(BlockBackend *blk);
 void blk_set_writethrough(BlockBackend *blk, bool writethrough);
 
-/* Insert a medium into an empty drive (takes its own reference). */
+/* Insert a medium into an empty drive (takes its own reference); the tray is
+ * left as it is. "There already is a medium in device '%s'" otherwise. */
 bool blk_insert_medium(BlockBackend *blk, BlockDriverState *bs, GError **errp);
 /* Remove the medium: fires eject notifiers, then drops the reference.
- * Fails if there is none. Opens the tray. */
+ * Fails if there is none ("Device '%s' has no medium"), also when called
+ * from an eject notifier. Opens the tray. */
 bool blk_remove_medium(BlockBackend *blk, GError **errp);
 void blk_set_tray_open(BlockBackend *blk, bool open);
 

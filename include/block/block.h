@@ -9,8 +9,9 @@
  *    node table (dropped by bdrv_delete()) and one returned to the caller.
  *    Anything that keeps a node (an export, a drive) takes its own reference
  *    with bdrv_get() and drops it with bdrv_put(); the last put frees it.
- *  - bdrv_delete() fails with "Node X is in use" while anyone but the caller's
- *    lookup and the table holds a reference (see bdrv_delete()).
+ *  - bdrv_delete() fails with "Node X is in use" while anyone but the table
+ *    holds a reference (see bdrv_delete()); requests still in flight keep the
+ *    node alive but do not count as users.
  *  - Strings returned by getters are owned by the node and live as long as it.
  *
  * Threads:
@@ -20,8 +21,9 @@
  *    submitting thread (g_main_context_ref_thread_default() at submit time),
  *    and never inside the submitting call itself. Callers therefore never see
  *    re-entrancy.
- *  - Buffers (iovecs) passed to a request belong to the caller and must stay
- *    valid and untouched until the completion callback has run.
+ *  - Buffers passed to a request belong to the caller and must stay valid and
+ *    untouched until the completion callback has run. The iovec array itself
+ *    is copied at submission and may live on the caller's stack.
  *
  * Errors: every request completes with ret >= 0 on success or a negative
  * errno (-EIO, -EINVAL, -ENOSPC, -EPERM, -ENOTSUP, ...) and, on failure, a
@@ -73,12 +75,18 @@ typedef struct BdrvInfo {
     bool has_block_status;     /* block status reports real holes */
     bool coherent;             /* all users see one consistent image (multi-conn) */
     uint32_t request_alignment;/* minimum I/O granularity (1, or 512/4096 for O_DIRECT) */
+    /* Options as opened, for query-named-block-nodes. */
+    bool cache_direct;
+    bool cache_no_flush;
+    const char *detect_zeroes; /* "off", "on" or "unmap" */
 } BdrvInfo;
 
 typedef void (*BdrvCompletionFunc)(gpointer opaque, int ret, const GError *err);
 
 /* extents: up to the requested number of extents, starting at the requested
- * offset, covering at most the requested length (possibly less). */
+ * offset, covering at most the requested length (possibly less, but at least
+ * one byte when ret >= 0 and the length was not 0). Adjacent extents differ
+ * in status. NULL and 0 on failure. */
 typedef void (*BdrvBlockStatusFunc)(gpointer opaque, int ret,
                                     const BdrvExtent *extents, guint n_extents,
                                     const GError *err);
@@ -90,8 +98,11 @@ typedef void (*BdrvBlockStatusFunc)(gpointer opaque, int ret,
  * it, or from the command line's key=value parser where every scalar is a
  * string: pass keyval=true so "1G", "on", "512" are accepted as size, bool and
  * integer). Common members: driver, node-name, read-only, discard
- * (ignore|unmap), cache.direct, cache.no-flush. Unknown members, wrong types
- * and missing ones are errors with QEMU's texts. Returns a new reference.
+ * (ignore|unmap), cache.direct, cache.no-flush, and QEMU's auto-read-only,
+ * force-share and detect-zeroes. Unknown members, wrong types and missing
+ * ones are errors with QEMU's texts. Like QEMU, the node's size is the
+ * driver's rounded up to a multiple of 512 (a partial tail reads as zeroes).
+ * Returns a new reference.
  */
 BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp);
 
@@ -99,8 +110,9 @@ BlockDriverState *bdrv_find_node(const char *node_name); /* borrowed, or NULL */
 BlockDriverState *bdrv_get(BlockDriverState *bs);        /* returns bs */
 void bdrv_put(BlockDriverState *bs);
 
-/* Remove a node from the table (blockdev-del). Fails with
- * "Node '%s' is in use" if references other than the table's exist. */
+/* Remove a node from the table (blockdev-del). Fails with QEMU's texts:
+ * "Node %s is in use" if references other than the table's exist,
+ * "Failed to find node with node-name='%s'" if there is no such node. */
 bool bdrv_delete(const char *node_name, GError **errp);
 
 /* Calls fn for every node in the table, in creation order. */
@@ -131,6 +143,7 @@ void bdrv_aio_pwrite_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t byte
 /* Hint that a range will be read soon (NBD_CMD_CACHE); may do nothing. */
 void bdrv_aio_cache(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
                     BdrvCompletionFunc cb, gpointer opaque);
+/* max_extents 0 means no limit; either way at most 65536 extents come back. */
 void bdrv_aio_block_status(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
                            guint max_extents,
                            BdrvBlockStatusFunc cb, gpointer opaque);

@@ -1,0 +1,241 @@
+/*
+ * Private contract between the generic block layer (node table, request
+ * dispatch, completion delivery) and the drivers. A driver is a BlockDriver
+ * vtable plus an options table; the generic layer decodes and checks every
+ * option and request (range, read-only, discard policy) before a driver sees
+ * it, so drivers trust their input and only do I/O. A driver finishes every
+ * request it is given exactly once with bdrv_request_complete(), from any
+ * thread; the generic layer then delivers the callback on the submitter's
+ * GMainContext. Nothing here is installed or visible outside block/.
+ */
+#ifndef BERTH_BLOCK_BLOCK_INT_H
+#define BERTH_BLOCK_BLOCK_INT_H
+
+#include "block/block.h"
+#include "util/argspec.h"
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+/* QEMU reports sizes in whole 512-byte sectors; so do we, for compatibility. */
+#define BDRV_SECTOR_SIZE 512
+/* QEMU's upper bound for a node's length (INT64_MAX rounded down to 1 GiB). */
+#define BDRV_MAX_LENGTH (INT64_MAX & ~((INT64_C(1) << 30) - 1))
+
+typedef enum {
+    BDRV_DISCARD_IGNORE,
+    BDRV_DISCARD_UNMAP,
+} BdrvDiscardMode;
+
+typedef enum {
+    BDRV_DETECT_ZEROES_OFF,
+    BDRV_DETECT_ZEROES_ON,
+    BDRV_DETECT_ZEROES_UNMAP,
+} BdrvDetectZeroes;
+
+typedef enum {
+    BDRV_FILE_AIO_THREADS,
+    BDRV_FILE_AIO_NATIVE,
+    BDRV_FILE_AIO_IO_URING,
+} BdrvFileAio;
+
+/*
+ * Everything blockdev-add can say, decoded by argspec into one struct: the
+ * base members and, for each driver, the members of its variant (only the
+ * chosen driver's table is used, so the others stay zero).
+ */
+typedef struct BdrvOptions {
+    int driver;
+    char *node_name;
+    bool has_node_name;
+    bool read_only, has_read_only;
+    bool auto_read_only, has_auto_read_only;
+    bool force_share, has_force_share;
+    int discard;
+    bool has_discard;
+    int detect_zeroes;
+    bool has_detect_zeroes;
+    bool cache_direct, has_cache_direct;
+    bool cache_no_flush, has_cache_no_flush;
+
+    struct {
+        char *filename;
+        int aio;
+        bool has_aio;
+        int64_t aio_max_batch;
+        bool has_aio_max_batch;
+        int locking;
+        bool has_locking;
+        bool drop_cache, has_drop_cache;
+    } file;
+    struct {
+        uint64_t size;
+        bool has_size;
+        bool read_zeroes, has_read_zeroes;
+        uint64_t latency_ns;
+        bool has_latency_ns;
+    } null;
+    struct {
+        uint64_t size;
+    } memory;
+} BdrvOptions;
+
+typedef enum {
+    BDRV_OP_READ,
+    BDRV_OP_WRITE,
+    BDRV_OP_FLUSH,
+    BDRV_OP_DISCARD,
+    BDRV_OP_WRITE_ZEROES,
+    BDRV_OP_CACHE,
+    BDRV_OP_BLOCK_STATUS,
+} BdrvOp;
+
+typedef struct BdrvCompletionQueue BdrvCompletionQueue;
+
+/* How many iovecs a request carries without a separate allocation. */
+#define BDRV_REQ_INLINE_IOV 4
+/* Upper bound on extents in one block-status answer (bounded memory). */
+#define BDRV_MAX_EXTENTS 65536
+
+typedef struct BdrvRequest BdrvRequest;
+struct BdrvRequest {
+    BdrvRequest *next;          /* link in a completion queue */
+    BlockDriverState *bs;       /* holds a reference until freed */
+    BdrvCompletionQueue *queue; /* submitter's context; holds a reference */
+    BdrvOp op;
+    BdrvRequestFlags flags;
+    uint64_t offset;
+    uint64_t bytes;
+    struct iovec *iov;          /* a private copy of the caller's array */
+    int niov;
+    guint max_extents;
+    BdrvCompletionFunc cb;
+    BdrvBlockStatusFunc status_cb;
+    gpointer opaque;
+
+    /* Outcome, filled by the driver. */
+    int ret;
+    GError *err;
+    BdrvExtent *extents;
+    guint n_extents;
+    guint extents_alloc;
+
+    /* For drivers that hand the request to the worker pool. */
+    void (*work)(BdrvRequest *req);
+
+    struct iovec iov_inline[BDRV_REQ_INLINE_IOV];
+};
+
+typedef struct BlockDriver {
+    const char *name;               /* as in driver=... */
+    const ArgSpec *options;         /* the variant's members */
+    /*
+     * Fill the driver's fields of bs (size, opaque, capabilities) from opts.
+     * bs->read_only, discard and cache flags are already set.
+     */
+    bool (*open)(BlockDriverState *bs, const BdrvOptions *opts, GError **errp);
+    void (*close)(BlockDriverState *bs);
+    /* Start a checked request; finish it with bdrv_request_complete(). */
+    void (*submit)(BdrvRequest *req);
+    /* A description for BdrvInfo.filename / query-named-block-nodes. */
+    char *(*describe)(BlockDriverState *bs, const BdrvOptions *opts);
+} BlockDriver;
+
+struct BlockDriverState {
+    gint refcnt;                /* atomic */
+    gint in_flight;             /* atomic: requests not yet freed */
+    const BlockDriver *drv;
+    void *opaque;               /* the driver's state */
+    char *node_name;
+    char *filename;             /* from describe(); may be NULL */
+    uint64_t size;              /* the driver's size rounded up to a sector */
+    bool in_table;
+
+    /* Set at open and never changed: requests read them without a lock. */
+    bool read_only;
+    bool auto_read_only;
+    bool force_share;
+    BdrvDiscardMode discard;
+    BdrvDetectZeroes detect_zeroes;
+    bool cache_direct;
+    bool cache_no_flush;
+
+    /* Capabilities the driver sets in open() (BdrvInfo mirrors them). */
+    bool can_flush;
+    bool can_fua;
+    bool can_discard;
+    bool can_write_zeroes_fast;
+    bool has_block_status;
+    bool coherent;
+    uint32_t request_alignment;
+};
+
+/* --- drivers ---------------------------------------------------------- */
+
+extern const BlockDriver bdrv_file;
+extern const BlockDriver bdrv_null_co;
+extern const BlockDriver bdrv_memory;
+
+/* --- helpers for drivers ------------------------------------------------ */
+
+/*
+ * Finish a request: ret >= 0 or -errno, err (taken over; may be NULL, in
+ * which case a generic message is made for failures). Any thread; never
+ * runs the callback itself.
+ */
+void bdrv_request_complete(BdrvRequest *req, int ret, GError *err);
+
+/* Convenience: complete with -errno and a formatted message. */
+void bdrv_request_fail(BdrvRequest *req, int errno_value, const char *fmt, ...)
+    G_GNUC_PRINTF(3, 4);
+
+/*
+ * Append an extent to a block-status answer, merging it into the previous
+ * one when the status is the same. Returns false once the answer holds
+ * req->max_extents extents and the new one could not be merged.
+ */
+bool bdrv_request_add_extent(BdrvRequest *req, uint64_t length, uint32_t status);
+
+/* Run work(req) on the shared worker pool (a few threads for all nodes). */
+void bdrv_worker_submit(BdrvRequest *req, void (*work)(BdrvRequest *req));
+
+/* An iovec walker: copies and fills without flattening the caller's array. */
+typedef struct BdrvIovCursor {
+    const struct iovec *iov;
+    int niov;
+    int idx;
+    size_t off;                 /* within iov[idx] */
+} BdrvIovCursor;
+
+void bdrv_iov_cursor_init(BdrvIovCursor *c, const struct iovec *iov, int niov);
+void bdrv_iov_cursor_skip(BdrvIovCursor *c, size_t bytes);
+void bdrv_iov_cursor_to_buf(BdrvIovCursor *c, void *buf, size_t bytes);
+void bdrv_iov_cursor_from_buf(BdrvIovCursor *c, const void *buf, size_t bytes);
+void bdrv_iov_cursor_memset(BdrvIovCursor *c, int byte, size_t bytes);
+bool bdrv_iov_is_zero(const struct iovec *iov, int niov);
+bool bdrv_buffer_is_zero(const void *buf, size_t len);
+
+/* --- completion queues (completion.c) ----------------------------------- */
+
+/* The queue of the calling thread's thread-default context (a new ref). */
+BdrvCompletionQueue *bdrv_completion_queue_get(void);
+void bdrv_completion_queue_unref(BdrvCompletionQueue *q);
+GMainContext *bdrv_completion_queue_context(BdrvCompletionQueue *q);
+/* Hand a finished request to its queue; the queue frees it after the
+ * callback (or at once if the context is gone). */
+void bdrv_completion_queue_push(BdrvCompletionQueue *q, BdrvRequest *req);
+
+/* Run the callback of a finished request and free it (completion.c calls
+ * this from the queue's dispatch). */
+void bdrv_request_deliver(BdrvRequest *req);
+/* Free a request without running its callback. */
+void bdrv_request_free(BdrvRequest *req);
+
+/* --- node table internals used by block-backend.c ----------------------- */
+
+bool bdrv_node_name_is_wellformed(const char *name);
+
+G_END_DECLS
+
+#endif

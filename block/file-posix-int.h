@@ -1,0 +1,49 @@
+/*
+ * State shared by the two halves of the file driver: file-posix.c (options,
+ * opening, request dispatch, fallocate and block status) and
+ * file-posix-io.c (transfers and bounce buffers). Private to block/.
+ */
+#ifndef BERTH_BLOCK_FILE_POSIX_INT_H
+#define BERTH_BLOCK_FILE_POSIX_INT_H
+
+#include "block/block-int.h"
+
+/* iovecs passed to one preadv/pwritev call (the stack holds them). */
+#define FILE_IOV_BATCH 64
+/* Bounce buffers and zero-writing fallbacks work in windows of this size. */
+#define FILE_WINDOW (1024 * 1024)
+#define FILE_DEFAULT_ALIGN 4096
+
+typedef struct FileState {
+    int fd;
+    char *filename;
+    bool is_block_dev;
+    bool direct;
+    bool no_flush;
+    uint32_t req_align;        /* 1 unless O_DIRECT */
+    uint32_t mem_align;
+    uint32_t dev_align;        /* logical block size of a block device */
+    /* Probed as we go; atomics because workers update them. */
+    int nowait_ok;             /* preadv2(RWF_NOWAIT) works */
+    int dsync_ok;              /* pwritev2(RWF_DSYNC) works */
+    int zero_range_ok;
+    int punch_ok;
+    GMutex rmw_lock;           /* serialises O_DIRECT read-modify-write */
+} FileState;
+
+bool bdrv_file_request_aligned(FileState *s, BdrvRequest *req);
+/*
+ * Moves all of [offset, offset + bytes) between the file and iov, retrying
+ * short transfers and EINTR. A read that reaches the end of the file fills
+ * the rest with zeroes. Returns 0 or -errno; *failed_at says where.
+ */
+int bdrv_file_transfer(int fd, bool is_write, const struct iovec *iov, int niov,
+                       uint64_t offset, uint64_t bytes, int rwflags, uint64_t *failed_at);
+int bdrv_file_read_bounce(FileState *s, BdrvRequest *req, uint64_t *failed_at);
+/* iov NULL writes zeroes. */
+int bdrv_file_write_bounce(FileState *s, const struct iovec *iov, int niov,
+                           uint64_t offset, uint64_t bytes, uint64_t *failed_at);
+int bdrv_file_write_zero_buffers(FileState *s, uint64_t offset, uint64_t bytes,
+                                 uint64_t *failed_at);
+
+#endif

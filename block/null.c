@@ -1,0 +1,115 @@
+/*
+ * The null-co driver: a device of a given size that stores nothing, for
+ * benchmarks and tests. As in QEMU 7.2, writes are dropped, reads leave the
+ * caller's buffer untouched unless read-zeroes=on, and block status reports
+ * no data (a hole, known to read as zeroes only with read-zeroes=on). Every
+ * request finishes inline; latency-ns delays only the completion, with a
+ * timer on the submitter's context, so it costs no thread.
+ */
+#include "block/block-int.h"
+
+#define NULL_DEFAULT_SIZE (UINT64_C(1) << 30)
+
+typedef struct NullState {
+    bool read_zeroes;
+    uint64_t latency_ns;
+} NullState;
+
+/* BlockdevOptionsNull, in QEMU's order. */
+static const ArgSpec null_members[] = {
+    ARG_OPTIONAL("size", ARG_SIZE, BdrvOptions, null.size, null.has_size),
+    ARG_OPTIONAL("latency-ns", ARG_UINT, BdrvOptions, null.latency_ns, null.has_latency_ns),
+    ARG_OPTIONAL("read-zeroes", ARG_BOOL, BdrvOptions, null.read_zeroes, null.has_read_zeroes),
+    ARG_TABLE_END
+};
+
+static bool null_open(BlockDriverState *bs, const BdrvOptions *opts, GError **errp)
+{
+    NullState *s = g_new0(NullState, 1);
+
+    s->read_zeroes = opts->null.read_zeroes;
+    s->latency_ns = opts->null.latency_ns;
+    bs->opaque = s;
+    bs->size = opts->null.has_size ? opts->null.size : NULL_DEFAULT_SIZE;
+    bs->can_flush = false;
+    bs->can_fua = true;
+    bs->can_discard = false;
+    bs->can_write_zeroes_fast = true;
+    bs->has_block_status = true;
+    bs->coherent = true;
+    bs->request_alignment = 1;
+    return true;
+}
+
+static void null_close(BlockDriverState *bs)
+{
+    g_free(bs->opaque);
+}
+
+static gboolean null_latency_expired(gpointer data)
+{
+    BdrvRequest *req = data;
+
+    bdrv_request_complete(req, 0, NULL);
+    return G_SOURCE_REMOVE;
+}
+
+static gboolean null_timer_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+{
+    return callback(data);
+}
+
+static GSourceFuncs null_timer_funcs = { .dispatch = null_timer_dispatch };
+
+static void null_finish(NullState *s, BdrvRequest *req)
+{
+    GSource *timer;
+
+    if (s->latency_ns == 0) {
+        bdrv_request_complete(req, 0, NULL);
+        return;
+    }
+    /* A ready-time source: microsecond resolution, unlike g_timeout_*. */
+    timer = g_source_new(&null_timer_funcs, sizeof(GSource));
+    g_source_set_ready_time(timer, g_get_monotonic_time() +
+                            (gint64) MIN(s->latency_ns / 1000, (uint64_t) G_MAXINT32));
+    g_source_set_callback(timer, null_latency_expired, req, NULL);
+    g_source_attach(timer, bdrv_completion_queue_context(req->queue));
+    g_source_unref(timer);
+}
+
+static void null_submit(BdrvRequest *req)
+{
+    NullState *s = req->bs->opaque;
+
+    switch (req->op) {
+    case BDRV_OP_READ:
+        if (s->read_zeroes) {
+            BdrvIovCursor c;
+
+            bdrv_iov_cursor_init(&c, req->iov, req->niov);
+            bdrv_iov_cursor_memset(&c, 0, req->bytes);
+        }
+        break;
+    case BDRV_OP_BLOCK_STATUS:
+        bdrv_request_add_extent(req, req->bytes, s->read_zeroes ? BDRV_BLOCK_ZERO : 0);
+        break;
+    default:
+        break;
+    }
+    null_finish(s, req);
+}
+
+static char *null_describe(BlockDriverState *bs, const BdrvOptions *opts)
+{
+    return g_strdup("null-co://");
+}
+
+const BlockDriver bdrv_null_co = {
+    .name = "null-co",
+    .options = null_members,
+    .open = null_open,
+    .close = null_close,
+    .submit = null_submit,
+    .describe = null_describe,
+};

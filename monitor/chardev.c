@@ -1,0 +1,386 @@
+/*
+ * Chardevs and monitors: --chardev socket,... makes a listening socket (a
+ * unix path, or a TCP host and port) and --monitor chardev=ID attaches QMP
+ * to it. The listener stays paused until a monitor is attached, so a client
+ * never connects to a chardev that nobody answers on. Option texts follow
+ * QEMU's QemuOpts messages for chardevs ("Invalid parameter 'x'", "chardev:
+ * no id specified") because that is what its users have seen.
+ */
+#include "monitor-int.h"
+#include "io/net-listener.h"
+#include "qapi/qapi.h"
+#include "util/argspec.h"
+#include "util/json.h"
+
+#include <gio/gio.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+    char *id;
+    BerthListener *listener;
+    bool has_monitor;
+    bool pretty;
+    GList *sessions; /* MonitorSession * */
+} Chardev;
+
+static GHashTable *chardevs; /* id -> Chardev */
+static GQueue chardev_order = G_QUEUE_INIT;
+
+void monitor_init(void)
+{
+    static bool done;
+
+    if (!done) {
+        done = true;
+        qapi_init();
+        monitor_session_init_events();
+    }
+}
+
+static Chardev *chardev_find(const char *id)
+{
+    return chardevs && id ? g_hash_table_lookup(chardevs, id) : NULL;
+}
+
+/* --- --chardev --- */
+
+typedef struct {
+    char *backend, *id, *path, *host, *port, *to;
+    bool has_id, has_path, has_host, has_port, has_to;
+    bool server, has_server, wait, has_wait;
+    bool ipv4, has_ipv4, ipv6, has_ipv6, nodelay, has_nodelay;
+} ChardevArgs;
+
+static const ArgSpec chardev_members[] = {
+    ARG_REQUIRED("backend", ARG_STR, ChardevArgs, backend),
+    ARG_OPTIONAL("id", ARG_STR, ChardevArgs, id, has_id),
+    ARG_OPTIONAL("path", ARG_STR, ChardevArgs, path, has_path),
+    ARG_OPTIONAL("host", ARG_STR, ChardevArgs, host, has_host),
+    ARG_OPTIONAL("port", ARG_STR, ChardevArgs, port, has_port),
+    ARG_OPTIONAL("to", ARG_STR, ChardevArgs, to, has_to),
+    ARG_OPTIONAL("server", ARG_BOOL, ChardevArgs, server, has_server),
+    ARG_OPTIONAL("wait", ARG_BOOL, ChardevArgs, wait, has_wait),
+    ARG_OPTIONAL("ipv4", ARG_BOOL, ChardevArgs, ipv4, has_ipv4),
+    ARG_OPTIONAL("ipv6", ARG_BOOL, ChardevArgs, ipv6, has_ipv6),
+    ARG_OPTIONAL("nodelay", ARG_BOOL, ChardevArgs, nodelay, has_nodelay),
+    ARG_TABLE_END
+};
+static const ArgSpec *const chardev_args[] = { chardev_members, NULL };
+
+/* QEMU's character backends, so that a valid but unsupported one gets a
+ * clearer message than an unknown one. */
+static const char *const qemu_chardev_backends[] = {
+    "file", "serial", "parallel", "pipe", "socket", "udp", "pty", "null", "mux",
+    "msmouse", "wctablet", "braille", "testdev", "stdio", "console", "spicevmc",
+    "spiceport", "qemu-vdagent", "vc", "ringbuf", "memory", NULL,
+};
+
+static void chardev_session_closed(MonitorSession *s, gpointer opaque)
+{
+    Chardev *chr = opaque;
+
+    chr->sessions = g_list_remove(chr->sessions, s);
+}
+
+static void chardev_accept(int fd, gpointer opaque)
+{
+    Chardev *chr = opaque;
+
+    if (g_list_length(chr->sessions) >= MONITOR_MAX_SESSIONS_PER_CHARDEV) {
+        g_message("chardev '%s': too many QMP sessions, connection refused", chr->id);
+        close(fd);
+        return;
+    }
+    MonitorSession *s = monitor_session_new(fd, chr->pretty, chardev_session_closed, chr);
+    if (s) {
+        chr->sessions = g_list_prepend(chr->sessions, s);
+    }
+}
+
+static bool chardev_check_members(json_object *opts, GError **errp)
+{
+    json_object_object_foreach(opts, key, val) {
+        bool known = false;
+
+        (void) val;
+        for (const ArgSpec *m = chardev_members; m->name; m++) {
+            known = known || strcmp(m->name, key) == 0;
+        }
+        if (!known) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                        "Invalid parameter '%s'", key);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool chardev_create(const ChardevArgs *a, GError **errp)
+{
+    if (!a->has_id) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                            "chardev: no id specified");
+        return false;
+    }
+    if (strcmp(a->backend, "socket") != 0) {
+        if (g_strv_contains(qemu_chardev_backends, a->backend)) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                        "chardev '%s': backend '%s' is not supported, only 'socket'",
+                        a->id, a->backend);
+        } else {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                        "'%s' is not a valid char driver name", a->backend);
+        }
+        return false;
+    }
+    if (chardev_find(a->id)) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS, "Duplicate ID '%s' for chardev",
+                    a->id);
+        return false;
+    }
+    if (!a->has_server || !a->server) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "chardev '%s': only server=on sockets are supported", a->id);
+        return false;
+    }
+    if (a->has_path == (a->has_host || a->has_port)) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "chardev '%s': socket needs either 'path' or 'host' and 'port'", a->id);
+        return false;
+    }
+    if (a->has_host != a->has_port) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "chardev '%s': socket needs both 'host' and 'port'", a->id);
+        return false;
+    }
+
+    if (a->has_port) {
+        char *end;
+        guint64 port = g_ascii_strtoull(a->port, &end, 10);
+        if (*end == '\0' && port > 65535) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                        "chardev '%s': port '%s' is out of range", a->id, a->port);
+            return false;
+        }
+    }
+
+    BerthSocketAddress addr = {
+        .type = a->has_path ? BERTH_ADDR_UNIX : BERTH_ADDR_INET,
+        .path = a->path,
+        .host = a->host,
+        .port = a->port,
+    };
+    Chardev *chr = g_new0(Chardev, 1);
+    chr->id = g_strdup(a->id);
+    chr->listener = berth_listener_new(&addr, g_main_context_get_thread_default(),
+                                       chardev_accept, chr, errp);
+    if (!chr->listener) {
+        g_free(chr->id);
+        g_free(chr);
+        return false;
+    }
+    /* Nobody answers until --monitor attaches QMP. */
+    berth_listener_pause(chr->listener, true);
+    if (!chardevs) {
+        chardevs = g_hash_table_new(g_str_hash, g_str_equal);
+    }
+    g_hash_table_insert(chardevs, chr->id, chr);
+    g_queue_push_tail(&chardev_order, chr);
+    return true;
+}
+
+bool monitor_chardev_add(json_object *opts, bool keyval, GError **errp)
+{
+    ChardevArgs a = { 0 };
+
+    monitor_init();
+    if (!json_object_is_type(opts, json_type_object)) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                            "chardev options must be an object");
+        return false;
+    }
+    if (!chardev_check_members(opts, errp) ||
+        !argspec_decode(chardev_args, opts, keyval, &a, errp)) {
+        return false;
+    }
+    bool ok = chardev_create(&a, errp);
+    argspec_clear(chardev_args, &a);
+    return ok;
+}
+
+/*
+ * QemuOpts syntax: "backend,key=value,...", ",," for a comma inside a
+ * value, and the legacy bare "key" (on) / "noKEY" (off) booleans.
+ */
+bool monitor_chardev_add_str(const char *optstr, GError **errp)
+{
+    static const char *const flags[] = {
+        "server", "wait", "ipv4", "ipv6", "nodelay", NULL,
+    };
+    g_autoptr(json_object) opts = json_object_new_object();
+    const char *p = optstr;
+    bool first = true;
+
+    while (*p) {
+        g_autoptr(GString) item = g_string_new(NULL);
+
+        /* One comma-separated item, ",," standing for ','. */
+        for (; *p; p++) {
+            if (*p == ',') {
+                if (p[1] != ',') {
+                    break;
+                }
+                p++;
+            }
+            g_string_append_c(item, *p);
+        }
+        if (*p == ',') {
+            p++;
+        }
+        const char *eq = strchr(item->str, '=');
+        g_autofree char *key = NULL;
+        const char *value;
+        if (eq) {
+            key = g_strndup(item->str, (gsize) (eq - item->str));
+            value = eq + 1;
+        } else if (first) {
+            key = g_strdup("backend");
+            value = item->str;
+        } else if (g_strv_contains(flags, item->str)) {
+            key = g_strdup(item->str);
+            value = "on";
+        } else if (g_str_has_prefix(item->str, "no") && g_strv_contains(flags, item->str + 2)) {
+            key = g_strdup(item->str + 2);
+            value = "off";
+        } else {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                        "Invalid parameter '%s'", item->str);
+            return false;
+        }
+        first = false;
+        if (json_object_object_get_ex(opts, key, NULL)) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                        "Parameter '%s' is specified more than once", key);
+            return false;
+        }
+        json_object_object_add(opts, key, json_object_new_string(value));
+    }
+    return monitor_chardev_add(opts, true, errp);
+}
+
+static void chardev_free(Chardev *chr)
+{
+    /* Closing a session calls back into chr->sessions. */
+    while (chr->sessions) {
+        monitor_session_close(chr->sessions->data);
+    }
+    berth_listener_free(chr->listener);
+    g_free(chr->id);
+    g_free(chr);
+}
+
+bool monitor_chardev_remove(const char *id, GError **errp)
+{
+    Chardev *chr = chardev_find(id);
+
+    if (!chr) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "Chardev '%s' not found", id);
+        return false;
+    }
+    g_hash_table_remove(chardevs, chr->id);
+    g_queue_remove(&chardev_order, chr);
+    chardev_free(chr);
+    return true;
+}
+
+void monitor_chardev_remove_all(void)
+{
+    Chardev *chr;
+
+    while ((chr = g_queue_pop_tail(&chardev_order))) {
+        g_hash_table_remove(chardevs, chr->id);
+        chardev_free(chr);
+    }
+}
+
+/* --- --monitor --- */
+
+typedef struct {
+    char *chardev, *id;
+    bool has_id;
+    int mode;
+    bool has_mode;
+    bool pretty, has_pretty;
+} MonitorArgs;
+
+static const char *const monitor_modes[] = { "readline", "control", NULL };
+
+static const ArgSpec monitor_members[] = {
+    ARG_OPTIONAL("id", ARG_STR, MonitorArgs, id, has_id),
+    ARG_ENUM_OPTIONAL("mode", monitor_modes, MonitorArgs, mode, has_mode),
+    ARG_OPTIONAL("pretty", ARG_BOOL, MonitorArgs, pretty, has_pretty),
+    ARG_REQUIRED("chardev", ARG_STR, MonitorArgs, chardev),
+    ARG_TABLE_END
+};
+static const ArgSpec *const monitor_args[] = { monitor_members, NULL };
+
+bool monitor_add(json_object *opts, bool keyval, GError **errp)
+{
+    MonitorArgs a = { 0 };
+    bool ok = false;
+
+    monitor_init();
+    if (!argspec_decode(monitor_args, opts, keyval, &a, errp)) {
+        return false;
+    }
+    Chardev *chr = chardev_find(a.chardev);
+    if (a.has_mode && a.mode == 0) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                            "Only QMP is supported");
+    } else if (!chr) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "chardev \"%s\" not found",
+                    a.chardev);
+    } else if (chr->has_monitor) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                    "chardev \"%s\" already has a monitor", a.chardev);
+    } else {
+        chr->has_monitor = true;
+        chr->pretty = a.has_pretty && a.pretty;
+        berth_listener_pause(chr->listener, false);
+        ok = true;
+    }
+    argspec_clear(monitor_args, &a);
+    return ok;
+}
+
+/* --- sessions without a chardev, and shutdown --- */
+
+void monitor_serve_fd(int fd, bool pretty)
+{
+    monitor_session_new(fd, pretty, NULL, NULL);
+}
+
+guint monitor_session_count(void)
+{
+    return monitor_session_total();
+}
+
+static void flush_session(MonitorSession *s, gpointer opaque)
+{
+    monitor_session_flush(s, *(gint64 *) opaque);
+}
+
+static void close_session(MonitorSession *s, gpointer opaque)
+{
+    monitor_session_close(s);
+}
+
+void monitor_cleanup(int timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64) MAX(timeout_ms, 0) * 1000;
+
+    monitor_session_foreach(flush_session, &deadline);
+    monitor_chardev_remove_all();
+    monitor_session_foreach(close_session, NULL);
+}

@@ -1,0 +1,373 @@
+/*
+ * One QMP session on a connected, non-blocking socket: the greeting, then a
+ * loop of read → JSON reader → qapi_dispatch() → queued reply, with events
+ * queued to every session past capabilities negotiation. Input is read
+ * only while the queued output is small, so a peer that sends requests but
+ * never reads replies stops being read instead of growing our buffers.
+ */
+#include "monitor-int.h"
+#include "monitor/json-reader.h"
+#include "qapi/json-writer.h"
+#include "qapi/qapi.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Bytes read per wakeup; also the most unparsed input a session holds. */
+#define READ_CHUNK 4096
+/* Requests wait while this much output is queued. */
+#define OUTPUT_LOW_MARK (64 * 1024)
+
+struct MonitorSession {
+    gint refs;
+    int fd;
+    bool pretty;
+    bool eof;        /* the peer will send nothing more */
+    bool closed;
+    QmpSession qmp;
+    JsonReader *reader;
+    GByteArray *in;  /* read, not yet parsed */
+    GString *out;    /* queued output ... */
+    gsize out_sent;  /* ... of which this much is written */
+    GSource *source;
+    gpointer fd_tag;
+    MonitorSessionClosed closed_cb;
+    gpointer closed_opaque;
+};
+
+static GList *sessions;
+
+static MonitorSession *session_ref(MonitorSession *s)
+{
+    s->refs++;
+    return s;
+}
+
+static void session_unref(MonitorSession *s)
+{
+    if (--s->refs > 0) {
+        return;
+    }
+    json_reader_free(s->reader);
+    g_byte_array_free(s->in, TRUE);
+    g_string_free(s->out, TRUE);
+    g_free(s);
+}
+
+static gsize output_pending(MonitorSession *s)
+{
+    return s->out->len - s->out_sent;
+}
+
+/* Queue one message in QEMU's framing: JSON, then "\r\n" (also for the
+ * line breaks of pretty output). */
+static void session_queue(MonitorSession *s, json_object *msg)
+{
+    g_autoptr(GString) text = g_string_new(NULL);
+
+    if (s->closed) {
+        return;
+    }
+    qapi_json_append(text, msg, s->pretty);
+    for (gsize i = 0; i < text->len; i++) {
+        if (text->str[i] == '\n') {
+            g_string_append_c(s->out, '\r');
+        }
+        g_string_append_c(s->out, text->str[i]);
+    }
+    g_string_append(s->out, "\r\n");
+}
+
+/* Write what the socket takes now. False if the connection is gone. */
+static bool session_write(MonitorSession *s)
+{
+    while (output_pending(s) > 0) {
+        ssize_t n = send(s->fd, s->out->str + s->out_sent, output_pending(s),
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno == EAGAIN || errno == EWOULDBLOCK;
+        }
+        s->out_sent += (gsize) n;
+    }
+    /* Everything went out: reuse the buffer from its start. */
+    g_string_truncate(s->out, 0);
+    s->out_sent = 0;
+    return true;
+}
+
+static void session_update_watch(MonitorSession *s)
+{
+    GIOCondition cond = 0;
+
+    if (!s->eof && s->in->len == 0 && output_pending(s) < OUTPUT_LOW_MARK) {
+        cond |= G_IO_IN;
+    }
+    if (output_pending(s) > 0) {
+        cond |= G_IO_OUT;
+    }
+    g_source_modify_unix_fd(s->source, s->fd_tag, cond);
+}
+
+static void session_handle_value(MonitorSession *s, json_object *request)
+{
+    json_object *reply = qapi_dispatch(&s->qmp, request);
+
+    session_queue(s, reply);
+    json_object_put(reply);
+}
+
+/* Parse and dispatch buffered input while the output has room. */
+static void session_process_input(MonitorSession *s)
+{
+    while (!s->closed && s->in->len > 0 && output_pending(s) < OUTPUT_LOW_MARK) {
+        json_object *value = NULL;
+        g_autoptr(GError) err = NULL;
+        size_t used = 0;
+        JsonReaderStatus st = json_reader_feed(s->reader, (const char *) s->in->data,
+                                               s->in->len, &used, &value, &err);
+
+        g_byte_array_remove_range(s->in, 0, (guint) used);
+        switch (st) {
+        case JSON_READER_NEED_MORE:
+            break;
+        case JSON_READER_VALUE:
+            session_handle_value(s, value);
+            json_object_put(value);
+            break;
+        case JSON_READER_ERROR: {
+            json_object *reply = qapi_error_reply(err, NULL);
+            session_queue(s, reply);
+            json_object_put(reply);
+            break;
+        }
+        case JSON_READER_FATAL: {
+            /* Say why, then hang up: nothing after it can be trusted. */
+            json_object *reply = qapi_error_reply(err, NULL);
+            session_queue(s, reply);
+            json_object_put(reply);
+            g_byte_array_set_size(s->in, 0);
+            s->eof = true;
+            break;
+        }
+        }
+    }
+}
+
+static bool session_read(MonitorSession *s)
+{
+    guint8 buf[READ_CHUNK];
+    ssize_t n;
+
+    do {
+        n = recv(s->fd, buf, sizeof(buf), MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        g_byte_array_append(s->in, buf, (guint) n);
+    } else if (n == 0) {
+        s->eof = true;
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        return false;
+    }
+    return true;
+}
+
+static gboolean session_dispatch(gpointer opaque)
+{
+    MonitorSession *s = session_ref(opaque);
+    GIOCondition revents = g_source_query_unix_fd(s->source, s->fd_tag);
+    bool alive = true;
+
+    if (revents & G_IO_OUT) {
+        alive = session_write(s);
+    }
+    if (alive && (revents & (G_IO_IN | G_IO_HUP | G_IO_ERR)) && !s->eof && s->in->len == 0) {
+        alive = session_read(s);
+    }
+    if (alive) {
+        session_process_input(s);
+        alive = !s->closed && session_write(s);
+    }
+    /* After the peer's EOF: answer what was read, then hang up. */
+    if (alive && s->eof && s->in->len == 0 && output_pending(s) == 0) {
+        alive = false;
+    }
+    if (!alive || (revents & G_IO_ERR)) {
+        monitor_session_close(s);
+    } else if (!s->closed) {
+        session_update_watch(s);
+    }
+    session_unref(s);
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean session_source_dispatch(GSource *source, GSourceFunc cb, gpointer data)
+{
+    return cb(data);
+}
+
+static GSourceFuncs session_source_funcs = {
+    .dispatch = session_source_dispatch,
+};
+
+static json_object *greeting(void)
+{
+    const QmpCommandDef *qv = qapi_find_command("query-version");
+    json_object *version = NULL;
+    json_object *body = json_object_new_object();
+    json_object *msg = json_object_new_object();
+    json_object *caps = json_object_new_array();
+
+    if (!qv || !qapi_run_command(qv, NULL, false, &version, NULL)) {
+        version = json_object_new_object();
+    }
+    json_object_array_add(caps, json_object_new_string("oob"));
+    json_object_object_add(body, "version", version);
+    json_object_object_add(body, "capabilities", caps);
+    json_object_object_add(msg, "QMP", body);
+    return msg;
+}
+
+MonitorSession *monitor_session_new(int fd, bool pretty, MonitorSessionClosed closed,
+                                    gpointer opaque)
+{
+    MonitorSession *s = g_new0(MonitorSession, 1);
+
+    monitor_init();
+    s->refs = 1;
+    s->fd = fd;
+    s->pretty = pretty;
+    s->reader = json_reader_new(0, 0, 0);
+    s->in = g_byte_array_new();
+    s->out = g_string_new(NULL);
+    s->closed_cb = closed;
+    s->closed_opaque = opaque;
+    s->source = g_source_new(&session_source_funcs, sizeof(GSource));
+    g_source_set_name(s->source, "berth-qmp-session");
+    g_source_set_callback(s->source, session_dispatch, s, NULL);
+    s->fd_tag = g_source_add_unix_fd(s->source, fd, G_IO_IN);
+    g_source_attach(s->source, g_main_context_get_thread_default());
+    sessions = g_list_append(sessions, s);
+
+    json_object *hello = greeting();
+    session_queue(s, hello);
+    json_object_put(hello);
+    if (!session_write(s)) {
+        monitor_session_close(s);
+        return NULL;
+    }
+    session_update_watch(s);
+    return s;
+}
+
+void monitor_session_close(MonitorSession *s)
+{
+    if (s->closed) {
+        return;
+    }
+    s->closed = true;
+    sessions = g_list_remove(sessions, s);
+    g_source_destroy(s->source);
+    g_source_unref(s->source);
+    s->source = NULL;
+    close(s->fd);
+    s->fd = -1;
+    if (s->closed_cb) {
+        s->closed_cb(s, s->closed_opaque);
+    }
+    session_unref(s);
+}
+
+void monitor_session_flush(MonitorSession *s, gint64 deadline)
+{
+    while (!s->closed && output_pending(s) > 0) {
+        gint64 left_ms = (deadline - g_get_monotonic_time()) / 1000;
+        struct pollfd pfd = { .fd = s->fd, .events = POLLOUT };
+
+        if (left_ms <= 0 || poll(&pfd, 1, (int) MIN(left_ms, 1000)) <= 0 ||
+            !session_write(s)) {
+            return;
+        }
+    }
+    /*
+     * Closing a socket with unread input makes the kernel reset the
+     * connection, and the peer may then lose the reply it has not read yet
+     * (the "quit" answer). Drop what little is pending first.
+     */
+    for (int i = 0; !s->closed && i < 16; i++) {
+        char buf[READ_CHUNK];
+        if (recv(s->fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0) {
+            break;
+        }
+    }
+}
+
+void monitor_session_foreach(void (*fn)(MonitorSession *s, gpointer opaque), gpointer opaque)
+{
+    /* fn may close sessions: walk a copy, holding references. */
+    GList *copy = g_list_copy(sessions);
+
+    for (GList *l = copy; l; l = l->next) {
+        session_ref(l->data);
+    }
+    for (GList *l = copy; l; l = l->next) {
+        MonitorSession *s = l->data;
+        if (!s->closed) {
+            fn(s, opaque);
+        }
+        session_unref(s);
+    }
+    g_list_free(copy);
+}
+
+guint monitor_session_total(void)
+{
+    return g_list_length(sessions);
+}
+
+/* --- events --- */
+
+static void queue_event(MonitorSession *s, gpointer opaque)
+{
+    if (!s->qmp.command_mode) {
+        return;
+    }
+    session_queue(s, opaque);
+    if (output_pending(s) > MONITOR_MAX_OUTPUT) {
+        /* A peer that never reads would make us hold its events forever. */
+        g_message("QMP session dropped: more than %d bytes of unread output",
+                  MONITOR_MAX_OUTPUT);
+        monitor_session_close(s);
+        return;
+    }
+    /* Events may come from anywhere, so start writing them here. */
+    if (!session_write(s)) {
+        monitor_session_close(s);
+    } else {
+        session_update_watch(s);
+    }
+}
+
+static void emit_event(const char *name, json_object *data, gpointer opaque)
+{
+    gint64 now = g_get_real_time();
+    json_object *msg = json_object_new_object();
+    json_object *ts = json_object_new_object();
+
+    json_object_object_add(ts, "seconds", json_object_new_int64(now / G_USEC_PER_SEC));
+    json_object_object_add(ts, "microseconds", json_object_new_int64(now % G_USEC_PER_SEC));
+    json_object_object_add(msg, "event", json_object_new_string(name));
+    json_object_object_add(msg, "data", json_object_get(data));
+    json_object_object_add(msg, "timestamp", ts);
+    monitor_session_foreach(queue_event, msg);
+    json_object_put(msg);
+}
+
+void monitor_session_init_events(void)
+{
+    qmp_event_set_emitter(emit_event, NULL);
+}

@@ -1,0 +1,309 @@
+/*
+ * NBD exports: what a node looks like to NBD clients (size window, the
+ * transmission flags it can honour, block-size constraints), the table of
+ * named exports that the handshake searches, and an export's lifetime:
+ * closing disconnects its clients, leaves the table and runs the close
+ * callback once; ejecting the medium of its drive closes it; safe removal
+ * waits for the last client to leave.
+ */
+#include "server-int.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <string.h>
+
+/* name -> NBDExport (one reference each), plus creation order for LIST */
+static GHashTable *export_table;
+static GList *export_order;
+
+static void ensure_table(void)
+{
+    if (!export_table) {
+        export_table = g_hash_table_new(g_str_hash, g_str_equal);
+    }
+}
+
+static void compute_flags(NBDExport *exp, bool read_only)
+{
+    uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
+                 NBD_FLAG_SEND_DF | NBD_FLAG_SEND_CACHE;
+    if (read_only) {
+        f |= NBD_FLAG_READ_ONLY;
+    } else {
+        f |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
+    }
+    /* Every connection goes through the same node in this process, so a flush
+     * on any of them covers writes acknowledged on all - when the node itself
+     * is coherent (no per-connection caches beneath us). */
+    if (exp->info.coherent) {
+        f |= NBD_FLAG_CAN_MULTI_CONN;
+    }
+    exp->tx_flags = f;
+}
+
+static void on_medium_ejected(BlockBackend *blk, gpointer opaque)
+{
+    NBDExport *exp = opaque;
+    nbd_export_close(exp);
+}
+
+NBDExport *nbd_export_new(BlockDriverState *bs, uint64_t dev_offset, int64_t size,
+                          uint16_t nbdflags, void (*close_cb)(NBDExport *exp),
+                          bool writethrough, BlockBackend *on_eject_blk, GError **errp)
+{
+    g_return_val_if_fail(bs != NULL, NULL);
+    BdrvInfo info;
+    bdrv_get_info(bs, &info);
+    if (dev_offset > info.size) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "Export offset %" G_GUINT64_FORMAT " is beyond the end of node '%s'",
+                    dev_offset, info.node_name);
+        return NULL;
+    }
+    uint64_t avail = info.size - dev_offset;
+    if (size < 0) {
+        size = avail;
+    } else if ((uint64_t) size > avail) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "Export of %" G_GINT64_FORMAT " bytes at offset %" G_GUINT64_FORMAT
+                    " does not fit in node '%s'", size, dev_offset, info.node_name);
+        return NULL;
+    }
+    bool read_only = (nbdflags & NBD_EXPORT_FLAG_READ_ONLY) != 0;
+    if (!read_only && info.read_only) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                    "Cannot export read-only node '%s' as writable", info.node_name);
+        return NULL;
+    }
+
+    NBDExport *exp = g_new0(NBDExport, 1);
+    exp->refcount = 1;
+    exp->bs = bdrv_get(bs);
+    exp->info = info;
+    exp->dev_offset = dev_offset;
+    exp->size = size;
+    exp->writethrough = writethrough;
+    exp->close_cb = close_cb;
+    exp->min_block = MAX(info.request_alignment, 1);
+    exp->pref_block = MAX(exp->min_block, 4096);
+    exp->max_block = NBD_MAX_PAYLOAD;
+    compute_flags(exp, read_only);
+    if (on_eject_blk) {
+        exp->eject_blk = blk_ref(on_eject_blk);
+        exp->eject_notifier = blk_add_eject_notifier(on_eject_blk, on_medium_ejected, exp);
+    }
+    return exp;
+}
+
+NBDExport *nbd_export_get(NBDExport *exp)
+{
+    g_atomic_int_inc(&exp->refcount);
+    return exp;
+}
+
+void nbd_export_put(NBDExport *exp)
+{
+    if (!exp || !g_atomic_int_dec_and_test(&exp->refcount)) {
+        return;
+    }
+    g_assert(exp->clients == NULL);
+    if (exp->eject_blk) {
+        blk_remove_eject_notifier(exp->eject_blk, exp->eject_notifier);
+        blk_unref(exp->eject_blk);
+    }
+    if (exp->owner_destroy) {
+        exp->owner_destroy(exp->owner_data);
+    }
+    bdrv_put(exp->bs);
+    g_free(exp->name);
+    g_free(exp->description);
+    g_free(exp->id);
+    g_free(exp);
+}
+
+static void leave_table(NBDExport *exp)
+{
+    if (!exp->name) {
+        return;
+    }
+    g_hash_table_remove(export_table, exp->name);
+    export_order = g_list_remove(export_order, exp);
+    g_clear_pointer(&exp->name, g_free);
+    nbd_export_put(exp);
+}
+
+bool nbd_export_set_name(NBDExport *exp, const char *name, GError **errp)
+{
+    ensure_table();
+    if (name && exp->name && strcmp(name, exp->name) == 0) {
+        return true;
+    }
+    if (name) {
+        if (strlen(name) > NBD_MAX_STRING) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                        "Export name is longer than %u bytes", NBD_MAX_STRING);
+            return false;
+        }
+        if (g_hash_table_contains(export_table, name)) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                        "NBD server already has export named '%s'", name);
+            return false;
+        }
+        if (exp->closed) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_CLOSED, "Export is closed");
+            return false;
+        }
+    }
+    nbd_export_get(exp);
+    leave_table(exp);
+    if (name) {
+        exp->name = g_strdup(name);
+        g_hash_table_insert(export_table, exp->name, nbd_export_get(exp));
+        export_order = g_list_append(export_order, exp);
+    }
+    nbd_export_put(exp);
+    return true;
+}
+
+void nbd_export_set_description(NBDExport *exp, const char *description)
+{
+    g_free(exp->description);
+    exp->description = g_strndup(description, description ? NBD_MAX_STRING : 0);
+}
+
+void nbd_export_set_id(NBDExport *exp, const char *id)
+{
+    g_free(exp->id);
+    exp->id = g_strdup(id);
+}
+
+void nbd_export_set_owner_data(NBDExport *exp, gpointer data, GDestroyNotify destroy)
+{
+    exp->owner_data = data;
+    exp->owner_destroy = destroy;
+}
+
+gpointer nbd_export_get_owner_data(NBDExport *exp)
+{
+    return exp->owner_data;
+}
+
+NBDExport *nbd_export_find(const char *name)
+{
+    return export_table && name ? g_hash_table_lookup(export_table, name) : NULL;
+}
+
+GList *nbd_export_list(void)
+{
+    return g_list_copy(export_order);
+}
+
+void nbd_export_foreach(void (*fn)(NBDExport *exp, gpointer opaque), gpointer opaque)
+{
+    GList *l = nbd_export_list();
+    for (GList *it = l; it; it = it->next) {
+        fn(it->data, opaque);
+    }
+    g_list_free(l);
+}
+
+void nbd_export_close(NBDExport *exp)
+{
+    if (exp->closed) {
+        return;
+    }
+    nbd_export_get(exp);
+    exp->closed = true;
+    /* Clients detach themselves as they close. */
+    while (exp->clients) {
+        nbd_client_close(exp->clients->data);
+    }
+    leave_table(exp);
+    if (exp->eject_blk) {
+        blk_remove_eject_notifier(exp->eject_blk, exp->eject_notifier);
+        g_clear_pointer(&exp->eject_blk, blk_unref);
+    }
+    if (exp->close_cb) {
+        exp->close_cb(exp);
+    }
+    void (*drained)(NBDExport *) = exp->drained_cb;
+    exp->drained_cb = NULL;
+    if (drained) {
+        drained(exp);
+    }
+    nbd_export_put(exp);
+}
+
+void nbd_export_close_all(void)
+{
+    GList *l = nbd_export_list();
+    for (GList *it = l; it; it = it->next) {
+        nbd_export_close(it->data);
+    }
+    g_list_free(l);
+}
+
+void nbd_export_remove_when_idle(NBDExport *exp, void (*drained)(NBDExport *exp))
+{
+    exp->drained_cb = drained;
+    exp->shutting_down = true;
+    nbd_export_get(exp);
+    leave_table(exp);
+    if (!exp->clients) {
+        nbd_export_close(exp);
+    }
+    nbd_export_put(exp);
+}
+
+bool nbd_export_is_shutting_down(NBDExport *exp)
+{
+    return exp->shutting_down;
+}
+
+void nbd_export_attach_client(NBDExport *exp, NBDClient *client)
+{
+    exp->clients = g_list_prepend(exp->clients, client);
+}
+
+void nbd_export_detach_client(NBDExport *exp, NBDClient *client)
+{
+    exp->clients = g_list_remove(exp->clients, client);
+    if (!exp->clients && exp->shutting_down && !exp->closed) {
+        nbd_export_close(exp);
+    }
+}
+
+const char *nbd_export_get_name(NBDExport *exp)
+{
+    return exp->name;
+}
+
+const char *nbd_export_get_id(NBDExport *exp)
+{
+    return exp->id;
+}
+
+const char *nbd_export_get_description(NBDExport *exp)
+{
+    return exp->description;
+}
+
+BlockDriverState *nbd_export_get_blockdev(NBDExport *exp)
+{
+    return exp->bs;
+}
+
+bool nbd_export_is_read_only(NBDExport *exp)
+{
+    return (exp->tx_flags & NBD_FLAG_READ_ONLY) != 0;
+}
+
+guint nbd_export_client_count(NBDExport *exp)
+{
+    return g_list_length(exp->clients);
+}
+
+void nbd_export_get_stats(NBDExport *exp, NBDStats *stats)
+{
+    *stats = exp->stats;
+}

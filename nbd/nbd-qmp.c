@@ -1,0 +1,721 @@
+/*
+ * The NBD server's QMP commands (nbd-server-start/stop/add/remove,
+ * block-export-add/del, query-block-exports, query-nbd-clients,
+ * nbd-client-disconnect) and berthd's --nbd-server. They translate QMP into
+ * the C API of nbd/server.h and keep the one piece of state QMP needs on top
+ * of it: exports by id, including those whose clients are still leaving,
+ * so that ids stay reserved and BLOCK_EXPORT_DELETED fires once an export
+ * is really gone. Checks run in the order qemu-storage-daemon 7.2 runs
+ * them, with its texts, so that the first error reported is the same.
+ */
+#include "nbd/server.h"
+#include "util/qmp-command.h"
+
+#include <string.h>
+
+/* --- exports made over QMP, by id --- */
+
+typedef struct {
+    char *id;
+    NBDExport *exp;       /* one reference, dropped when the export closes */
+    QmpObject *iothread;  /* pinned while the export lives, or NULL */
+} QmpExport;
+
+static GHashTable *exports_by_id; /* id -> QmpExport */
+static GQueue export_order = G_QUEUE_INIT;
+
+static QmpExport *find_export(const char *id)
+{
+    return exports_by_id && id ? g_hash_table_lookup(exports_by_id, id) : NULL;
+}
+
+/* close_cb of every QMP export: however it ends (del, eject, server stop). */
+static void qmp_export_closed(NBDExport *exp)
+{
+    QmpExport *rec = nbd_export_get_owner_data(exp);
+
+    if (!rec) {
+        return;
+    }
+    nbd_export_set_owner_data(exp, NULL, NULL);
+    g_hash_table_remove(exports_by_id, rec->id);
+    g_queue_remove(&export_order, rec);
+    if (rec->iothread) {
+        qmp_object_unpin(rec->iothread);
+    }
+
+    json_object *data = json_object_new_object();
+    json_object_object_add(data, "id", json_object_new_string(rec->id));
+    qmp_event_emit("BLOCK_EXPORT_DELETED", data);
+
+    g_free(rec->id);
+    g_free(rec);
+    nbd_export_put(exp);
+}
+
+/* A block export id is a QEMU identifier: a letter, then letters, digits,
+ * '-', '.', '_'. */
+static bool export_id_wellformed(const char *id)
+{
+    if (!g_ascii_isalpha(id[0])) {
+        return false;
+    }
+    for (const char *p = id + 1; *p; p++) {
+        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+typedef struct {
+    const char *id;
+    BlockDriverState *bs;      /* borrowed */
+    BlockBackend *on_eject;    /* borrowed, may be NULL */
+    const char *iothread;      /* may be NULL */
+    const char *name;
+    const char *description;   /* may be NULL */
+    const char *bitmap;        /* the first bitmap asked for, or NULL */
+    bool writable, writethrough;
+} ExportRequest;
+
+static bool export_create(const ExportRequest *req, GError **errp)
+{
+    QmpObject *iothread = NULL;
+
+    if (!export_id_wellformed(req->id)) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Invalid block export id");
+        return false;
+    }
+    if (find_export(req->id)) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Block export id '%s' is already in use",
+                    req->id);
+        return false;
+    }
+    if (req->iothread) {
+        iothread = qmp_object_find(req->iothread, "iothread");
+        if (!iothread) {
+            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "iothread \"%s\" not found",
+                        req->iothread);
+            return false;
+        }
+    }
+    if (req->writable && bdrv_is_read_only(req->bs)) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                            "Cannot export read-only node as writable");
+        return false;
+    }
+    if (!nbd_server_is_running()) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD server not running");
+        return false;
+    }
+    if (nbd_export_find(req->name)) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                    "NBD server already has export named '%s'", req->name);
+        return false;
+    }
+    if (req->bitmap) {
+        /* Dirty bitmaps do not exist in berth yet, so none can be found. */
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Bitmap '%s' is not found",
+                    req->bitmap);
+        return false;
+    }
+
+    NBDExport *exp = nbd_export_new(req->bs, 0, -1,
+                                    req->writable ? 0 : NBD_EXPORT_FLAG_READ_ONLY,
+                                    qmp_export_closed, req->writethrough, req->on_eject,
+                                    errp);
+    if (!exp) {
+        return false;
+    }
+    nbd_export_set_id(exp, req->id);
+    if (req->description) {
+        nbd_export_set_description(exp, req->description);
+    }
+    if (!nbd_export_set_name(exp, req->name, errp)) {
+        nbd_export_put(exp);
+        return false;
+    }
+
+    QmpExport *rec = g_new0(QmpExport, 1);
+    rec->id = g_strdup(req->id);
+    rec->exp = exp;
+    if (iothread) {
+        /* No data path moves yet; the pin keeps object-del honest. */
+        rec->iothread = iothread;
+        qmp_object_pin(iothread);
+    }
+    nbd_export_set_owner_data(exp, rec, NULL);
+    if (!exports_by_id) {
+        exports_by_id = g_hash_table_new(g_str_hash, g_str_equal);
+    }
+    g_hash_table_insert(exports_by_id, rec->id, rec);
+    g_queue_push_tail(&export_order, rec);
+    return true;
+}
+
+static const char *const remove_modes[] = { "safe", "hard", NULL };
+enum { REMOVE_SAFE, REMOVE_HARD };
+
+static gboolean close_export_later(gpointer opaque)
+{
+    NBDExport *exp = opaque;
+
+    nbd_export_close(exp); /* nothing left to do if the last client has gone */
+    nbd_export_put(exp);
+    return G_SOURCE_REMOVE;
+}
+
+static bool export_delete(const char *id, int mode, GError **errp)
+{
+    QmpExport *rec = find_export(id);
+
+    if (!rec) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Export '%s' is not found", id);
+        return false;
+    }
+    if (nbd_export_is_shutting_down(rec->exp)) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Export '%s' is already shutting down",
+                    id);
+        return false;
+    }
+    /* As QEMU: "safe" refuses while clients are connected instead of
+     * waiting for them; "hard" disconnects them. */
+    if (mode == REMOVE_SAFE && nbd_export_client_count(rec->exp) > 0) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "export '%s' still in use", id);
+        return false;
+    }
+    if (nbd_export_client_count(rec->exp) > 0) {
+        /*
+         * As in QEMU, clients are dropped after the reply, so the reply
+         * comes before BLOCK_EXPORT_DELETED and query-block-exports shows
+         * the export as shutting down meanwhile.
+         */
+        nbd_export_remove_when_idle(rec->exp, NULL);
+        g_idle_add(close_export_later, nbd_export_get(rec->exp));
+    } else {
+        nbd_export_close(rec->exp);
+    }
+    return true;
+}
+
+static void close_all_qmp_exports(void)
+{
+    QmpExport *rec;
+
+    /* Oldest first, as QEMU reports them. Each close unlinks its record. */
+    while ((rec = g_queue_peek_head(&export_order))) {
+        nbd_export_close(rec->exp);
+    }
+}
+
+/* --- addresses --- */
+
+typedef enum { ADDR_UNIX, ADDR_INET, ADDR_FD } AddrKind;
+static const char *const addr_types[] = { "unix", "inet", "fd", NULL };
+
+/* Members of nbd-server-start and --nbd-server, decoded into one struct. */
+typedef struct {
+    int type;
+    char *path;
+    bool abstract, has_abstract, tight, has_tight;
+    char *host, *port, *to;
+    bool has_to;
+    bool numeric, has_numeric, ipv4, has_ipv4, ipv6, has_ipv6, keep_alive, has_keep_alive;
+    char *fd;
+    char *tls_creds, *tls_authz;
+    bool has_tls_creds, has_tls_authz;
+    int64_t max_connections; /* QEMU's uint32, range-checked by hand for its text */
+    bool has_max_connections;
+} ServerArgs;
+
+#define ADDR_TYPE_MEMBER \
+    { .name = "type", .type = ARG_ENUM, .offset = offsetof(ServerArgs, type), \
+      .present_offset = ARG_NO_PRESENCE, .enum_values = addr_types }
+
+#define UNIX_MEMBERS \
+    ARG_REQUIRED("path", ARG_STR, ServerArgs, path), \
+    ARG_OPTIONAL("abstract", ARG_BOOL, ServerArgs, abstract, has_abstract), \
+    ARG_OPTIONAL("tight", ARG_BOOL, ServerArgs, tight, has_tight)
+#define INET_MEMBERS \
+    ARG_REQUIRED("host", ARG_STR, ServerArgs, host), \
+    ARG_REQUIRED("port", ARG_STR, ServerArgs, port), \
+    ARG_OPTIONAL("numeric", ARG_BOOL, ServerArgs, numeric, has_numeric), \
+    ARG_OPTIONAL("to", ARG_STR, ServerArgs, to, has_to), \
+    ARG_OPTIONAL("ipv4", ARG_BOOL, ServerArgs, ipv4, has_ipv4), \
+    ARG_OPTIONAL("ipv6", ARG_BOOL, ServerArgs, ipv6, has_ipv6), \
+    ARG_OPTIONAL("keep-alive", ARG_BOOL, ServerArgs, keep_alive, has_keep_alive)
+#define FD_MEMBERS \
+    ARG_REQUIRED("str", ARG_STR, ServerArgs, fd)
+
+#define SERVER_COMMON_MEMBERS \
+    ARG_OPTIONAL("tls-creds", ARG_STR, ServerArgs, tls_creds, has_tls_creds), \
+    ARG_OPTIONAL("tls-authz", ARG_STR, ServerArgs, tls_authz, has_tls_authz), \
+    ARG_OPTIONAL("max-connections", ARG_INT, ServerArgs, max_connections, \
+                 has_max_connections)
+
+/*
+ * Per address type, two layouts: nbd-server-start's legacy addr
+ * {"type": T, "data": {...}} and --nbd-server's flat {"type": T, ...}.
+ */
+#define ADDR_TABLES(VARIANT, MEMBERS) \
+    static const ArgSpec VARIANT##_members[] = { MEMBERS, ARG_TABLE_END }; \
+    static const ArgSpec legacy_addr_##VARIANT[] = { \
+        ADDR_TYPE_MEMBER, ARG_NESTED("data", VARIANT##_members, false), ARG_TABLE_END }; \
+    static const ArgSpec legacy_server_##VARIANT[] = { \
+        ARG_NESTED("addr", legacy_addr_##VARIANT, false), SERVER_COMMON_MEMBERS, \
+        ARG_TABLE_END }; \
+    static const ArgSpec *const legacy_tables_##VARIANT[] = { legacy_server_##VARIANT, NULL }; \
+    static const ArgSpec flat_addr_##VARIANT[] = { \
+        ADDR_TYPE_MEMBER, MEMBERS, ARG_TABLE_END }; \
+    static const ArgSpec flat_server_##VARIANT[] = { \
+        ARG_NESTED("addr", flat_addr_##VARIANT, false), SERVER_COMMON_MEMBERS, \
+        ARG_TABLE_END }; \
+    static const ArgSpec *const flat_tables_##VARIANT[] = { flat_server_##VARIANT, NULL };
+
+ADDR_TABLES(unix, UNIX_MEMBERS)
+ADDR_TABLES(inet, INET_MEMBERS)
+ADDR_TABLES(fd, FD_MEMBERS)
+
+/* Indexed by AddrKind. */
+static const ArgSpec *const *const legacy_tables[] = {
+    legacy_tables_unix, legacy_tables_inet, legacy_tables_fd,
+};
+static const ArgSpec *const *const flat_tables[] = {
+    flat_tables_unix, flat_tables_inet, flat_tables_fd,
+};
+
+static bool server_start(const ServerArgs *args, GError **errp)
+{
+    /* A decoding error in QEMU, so it comes before every other check. */
+    if (args->has_max_connections &&
+        (args->max_connections < 0 || args->max_connections > UINT32_MAX)) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                            "Parameter 'max-connections' expects uint32_t");
+        return false;
+    }
+    if (nbd_server_is_running()) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD server already running");
+        return false;
+    }
+    if (args->has_tls_creds && !qmp_object_find(args->tls_creds, "tls-creds-x509") &&
+        !qmp_object_find(args->tls_creds, "tls-creds-psk")) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "No TLS credentials with id '%s'",
+                    args->tls_creds);
+        return false;
+    }
+    if (args->has_tls_authz && !args->has_tls_creds) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                            "TLS authorization is incompatible with no TLS credentials");
+        return false;
+    }
+    if (args->has_abstract && args->abstract) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                            "Abstract unix sockets are not supported");
+        return false;
+    }
+
+    BerthSocketAddress addr = {
+        .type = args->type == ADDR_UNIX ? BERTH_ADDR_UNIX
+              : args->type == ADDR_INET ? BERTH_ADDR_INET : BERTH_ADDR_FD,
+        .path = args->path,
+        .host = args->host,
+        .port = args->port,
+        .fd = args->fd,
+    };
+    NBDServerConfig cfg = {
+        .addr = &addr,
+        .tls_creds = args->has_tls_creds ? args->tls_creds : NULL,
+        .tls_authz = args->has_tls_authz ? args->tls_authz : NULL,
+        .max_connections = args->has_max_connections ? (guint) args->max_connections : 0,
+    };
+    return nbd_server_start(&cfg, errp);
+}
+
+static bool qmp_nbd_server_start(void *opaque, json_object **ret, GError **errp)
+{
+    QmpRawArgs *raw = opaque;
+    json_object *addr;
+
+    /* QEMU names the legacy union's tag plain 'type' in its errors. */
+    if (!json_object_object_get_ex(raw->args, "addr", &addr)) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Parameter 'addr' is missing");
+        return false;
+    }
+    if (!json_object_is_type(addr, json_type_object)) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                            "Invalid parameter type for 'addr', expected: object");
+        return false;
+    }
+    int variant = argspec_discriminator(addr, "type", addr_types, errp);
+    if (variant < 0) {
+        return false;
+    }
+    const ArgSpec *const *tables = legacy_tables[variant];
+    ServerArgs args = { 0 };
+    if (!argspec_decode(tables, raw->args, raw->keyval, &args, errp)) {
+        return false;
+    }
+    bool ok = server_start(&args, errp);
+    argspec_clear(tables, &args);
+    return ok;
+}
+
+/* berthd --nbd-server: qemu-storage-daemon's NbdServerOptions. */
+static bool qmp_server_options(void *opaque, json_object **ret, GError **errp)
+{
+    QmpRawArgs *raw = opaque;
+    int variant = argspec_discriminator(raw->args, "addr.type", addr_types, errp);
+
+    if (variant < 0) {
+        return false;
+    }
+    const ArgSpec *const *tables = flat_tables[variant];
+    ServerArgs args = { 0 };
+    if (!argspec_decode(tables, raw->args, raw->keyval, &args, errp)) {
+        return false;
+    }
+    bool ok = server_start(&args, errp);
+    argspec_clear(tables, &args);
+    return ok;
+}
+
+static bool qmp_nbd_server_stop(void *opaque, json_object **ret, GError **errp)
+{
+    if (!nbd_server_is_running()) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD server not running");
+        return false;
+    }
+    /* As QEMU: every NBD export goes with the server, not only
+     * nbd-server-add's. */
+    close_all_qmp_exports();
+    nbd_server_stop();
+    return true;
+}
+
+/* --- nbd-server-add / nbd-server-remove (QEMU's older interface) --- */
+
+typedef struct {
+    char *device, *name, *description, *bitmap;
+    bool has_name, has_description, has_bitmap;
+    bool writable, has_writable;
+} ServerAddArgs;
+
+static const ArgSpec server_add_members[] = {
+    ARG_REQUIRED("device", ARG_STR, ServerAddArgs, device),
+    ARG_OPTIONAL("name", ARG_STR, ServerAddArgs, name, has_name),
+    ARG_OPTIONAL("description", ARG_STR, ServerAddArgs, description, has_description),
+    ARG_OPTIONAL("writable", ARG_BOOL, ServerAddArgs, writable, has_writable),
+    ARG_OPTIONAL("bitmap", ARG_STR, ServerAddArgs, bitmap, has_bitmap),
+    ARG_TABLE_END
+};
+static const ArgSpec *const server_add_args[] = { server_add_members, NULL };
+
+static bool qmp_nbd_server_add(void *opaque, json_object **ret, GError **errp)
+{
+    ServerAddArgs *args = opaque;
+
+    if (!nbd_server_is_running()) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD server not running");
+        return false;
+    }
+
+    /* A drive's medium is exported and the export closes on eject;
+     * otherwise the device names a node. */
+    BlockBackend *blk = blk_find(args->device);
+    BlockDriverState *bs;
+    if (blk) {
+        bs = blk_get_medium(blk);
+        if (!bs) {
+            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Device '%s' has no medium",
+                        args->device);
+            return false;
+        }
+    } else {
+        bs = bdrv_find_node(args->device);
+        if (!bs) {
+            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                        "Cannot find device='%s' nor node-name='%s'", args->device,
+                        args->device);
+            return false;
+        }
+    }
+
+    const char *name = args->has_name ? args->name : args->device;
+    ExportRequest req = {
+        .id = name,
+        .bs = bs,
+        .on_eject = blk,
+        .name = name,
+        .description = args->has_description ? args->description : NULL,
+        .bitmap = args->has_bitmap ? args->bitmap : NULL,
+        /* As QEMU: a read-only node quietly gives a read-only export. */
+        .writable = args->has_writable && args->writable && !bdrv_is_read_only(bs),
+    };
+    return export_create(&req, errp);
+}
+
+typedef struct {
+    char *name;
+    int mode;
+    bool has_mode;
+} ServerRemoveArgs;
+
+static const ArgSpec server_remove_members[] = {
+    ARG_REQUIRED("name", ARG_STR, ServerRemoveArgs, name),
+    ARG_ENUM_OPTIONAL("mode", remove_modes, ServerRemoveArgs, mode, has_mode),
+    ARG_TABLE_END
+};
+static const ArgSpec *const server_remove_args[] = { server_remove_members, NULL };
+
+static bool qmp_nbd_server_remove(void *opaque, json_object **ret, GError **errp)
+{
+    ServerRemoveArgs *args = opaque;
+
+    return export_delete(args->name, args->has_mode ? args->mode : REMOVE_SAFE, errp);
+}
+
+/* --- block-export-add / block-export-del / query-block-exports --- */
+
+static const char *const export_types[] = { "nbd", NULL };
+
+typedef struct {
+    int type;
+    char *id, *node_name, *iothread, *name, *description;
+    bool has_iothread, has_name, has_description;
+    bool fixed_iothread, has_fixed_iothread;
+    bool writable, has_writable, writethrough, has_writethrough;
+    bool allocation_depth, has_allocation_depth;
+    json_object *bitmaps;
+    bool has_bitmaps;
+} ExportAddArgs;
+
+static const ArgSpec export_add_members[] = {
+    { .name = "type", .type = ARG_ENUM, .offset = offsetof(ExportAddArgs, type),
+      .present_offset = ARG_NO_PRESENCE, .enum_values = export_types },
+    ARG_REQUIRED("id", ARG_STR, ExportAddArgs, id),
+    ARG_OPTIONAL("fixed-iothread", ARG_BOOL, ExportAddArgs, fixed_iothread,
+                 has_fixed_iothread),
+    ARG_OPTIONAL("iothread", ARG_STR, ExportAddArgs, iothread, has_iothread),
+    ARG_REQUIRED("node-name", ARG_STR, ExportAddArgs, node_name),
+    ARG_OPTIONAL("writable", ARG_BOOL, ExportAddArgs, writable, has_writable),
+    ARG_OPTIONAL("writethrough", ARG_BOOL, ExportAddArgs, writethrough, has_writethrough),
+    ARG_OPTIONAL("name", ARG_STR, ExportAddArgs, name, has_name),
+    ARG_OPTIONAL("description", ARG_STR, ExportAddArgs, description, has_description),
+    ARG_OPTIONAL("bitmaps", ARG_ANY, ExportAddArgs, bitmaps, has_bitmaps),
+    ARG_OPTIONAL("allocation-depth", ARG_BOOL, ExportAddArgs, allocation_depth,
+                 has_allocation_depth),
+    ARG_TABLE_END
+};
+static const ArgSpec *const export_add_args[] = { export_add_members, NULL };
+
+/*
+ * The first name in "bitmaps": a JSON array from QMP, or from the command
+ * line's keyval an object {"0": "b0", ...}. NULL + errp if malformed.
+ */
+static bool first_bitmap(json_object *bitmaps, const char **out, GError **errp)
+{
+    json_object *first = NULL;
+
+    *out = NULL;
+    if (json_object_is_type(bitmaps, json_type_array)) {
+        if (json_object_array_length(bitmaps) > 0) {
+            first = json_object_array_get_idx(bitmaps, 0);
+        }
+    } else if (json_object_is_type(bitmaps, json_type_object)) {
+        json_object_object_get_ex(bitmaps, "0", &first);
+    } else {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                            "Invalid parameter type for 'bitmaps', expected: array");
+        return false;
+    }
+    if (first && !json_object_is_type(first, json_type_string)) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                            "Invalid parameter type for 'bitmaps[0]', expected: string");
+        return false;
+    }
+    *out = first ? json_object_get_string(first) : NULL;
+    return true;
+}
+
+static bool qmp_block_export_add(void *opaque, json_object **ret, GError **errp)
+{
+    ExportAddArgs *args = opaque;
+    const char *bitmap = NULL;
+
+    if (args->has_bitmaps && !first_bitmap(args->bitmaps, &bitmap, errp)) {
+        return false;
+    }
+    if (!export_id_wellformed(args->id)) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Invalid block export id");
+        return false;
+    }
+    if (find_export(args->id)) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Block export id '%s' is already in use",
+                    args->id);
+        return false;
+    }
+    BlockDriverState *bs = bdrv_find_node(args->node_name);
+    if (!bs) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                    "Cannot find device='' nor node-name='%s'", args->node_name);
+        return false;
+    }
+
+    ExportRequest req = {
+        .id = args->id,
+        .bs = bs,
+        .iothread = args->has_iothread ? args->iothread : NULL,
+        .name = args->has_name ? args->name : args->node_name,
+        .description = args->has_description ? args->description : NULL,
+        .bitmap = bitmap,
+        .writable = args->has_writable && args->writable,
+        .writethrough = args->has_writethrough && args->writethrough,
+    };
+    return export_create(&req, errp);
+}
+
+typedef struct {
+    char *id;
+    int mode;
+    bool has_mode;
+} ExportDelArgs;
+
+static const ArgSpec export_del_members[] = {
+    ARG_REQUIRED("id", ARG_STR, ExportDelArgs, id),
+    ARG_ENUM_OPTIONAL("mode", remove_modes, ExportDelArgs, mode, has_mode),
+    ARG_TABLE_END
+};
+static const ArgSpec *const export_del_args[] = { export_del_members, NULL };
+
+static bool qmp_block_export_del(void *opaque, json_object **ret, GError **errp)
+{
+    ExportDelArgs *args = opaque;
+
+    return export_delete(args->id, args->has_mode ? args->mode : REMOVE_SAFE, errp);
+}
+
+static bool qmp_query_block_exports(void *opaque, json_object **ret, GError **errp)
+{
+    json_object *list = json_object_new_array();
+
+    /* Newest first, as QEMU lists them. */
+    for (GList *l = export_order.tail; l; l = l->prev) {
+        QmpExport *rec = l->data;
+        json_object *info = json_object_new_object();
+
+        json_object_object_add(info, "type", json_object_new_string("nbd"));
+        json_object_object_add(info, "id", json_object_new_string(rec->id));
+        json_object_object_add(info, "node-name", json_object_new_string(
+                                   bdrv_get_node_name(nbd_export_get_blockdev(rec->exp))));
+        json_object_object_add(info, "shutting-down",
+                               json_object_new_boolean(nbd_export_is_shutting_down(rec->exp)));
+        json_object_array_add(list, info);
+    }
+    *ret = list;
+    return true;
+}
+
+/* --- clients (berth's own) --- */
+
+static json_object *stats_to_json(const NBDStats *st)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "reads", json_object_new_uint64(st->reads));
+    json_object_object_add(o, "writes", json_object_new_uint64(st->writes));
+    json_object_object_add(o, "flushes", json_object_new_uint64(st->flushes));
+    json_object_object_add(o, "trims", json_object_new_uint64(st->trims));
+    json_object_object_add(o, "zeroes", json_object_new_uint64(st->zeroes));
+    json_object_object_add(o, "caches", json_object_new_uint64(st->caches));
+    json_object_object_add(o, "block-status", json_object_new_uint64(st->block_status));
+    json_object_object_add(o, "bytes-read", json_object_new_uint64(st->bytes_read));
+    json_object_object_add(o, "bytes-written", json_object_new_uint64(st->bytes_written));
+    json_object_object_add(o, "errors", json_object_new_uint64(st->errors));
+    return o;
+}
+
+static void describe_client(NBDClient *client, gpointer opaque)
+{
+    json_object *o = json_object_new_object();
+    NBDClientInfo info;
+
+    nbd_client_get_info(client, &info);
+    json_object_object_add(o, "id", json_object_new_uint64(info.id));
+    if (info.export_name) {
+        json_object_object_add(o, "export", json_object_new_string(info.export_name));
+    }
+    json_object_object_add(o, "peer", json_object_new_string(info.peer ? info.peer : ""));
+    json_object_object_add(o, "connected-since",
+                           json_object_new_int64(info.connected_since / G_USEC_PER_SEC));
+    json_object_object_add(o, "in-flight", json_object_new_int64(info.in_flight));
+    json_object_object_add(o, "stats", stats_to_json(&info.stats));
+    json_object_array_add(opaque, o);
+}
+
+static bool qmp_query_nbd_clients(void *opaque, json_object **ret, GError **errp)
+{
+    json_object *list = json_object_new_array();
+
+    nbd_server_foreach_client(describe_client, list);
+    *ret = list;
+    return true;
+}
+
+typedef struct {
+    uint64_t id;
+} ClientDisconnectArgs;
+
+static const ArgSpec client_disconnect_members[] = {
+    ARG_REQUIRED("id", ARG_UINT, ClientDisconnectArgs, id),
+    ARG_TABLE_END
+};
+static const ArgSpec *const client_disconnect_args[] = { client_disconnect_members, NULL };
+
+static bool qmp_nbd_client_disconnect(void *opaque, json_object **ret, GError **errp)
+{
+    ClientDisconnectArgs *args = opaque;
+    NBDClient *client = nbd_server_find_client(args->id);
+
+    if (!client) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD client %" G_GUINT64_FORMAT
+                    " not found", args->id);
+        return false;
+    }
+    nbd_client_close(client);
+    return true;
+}
+
+const QmpCommandDef nbd_qmp_commands[] = {
+    { .name = "nbd-server-start", .handler = qmp_nbd_server_start, .flags = QMP_CMD_RAW_ARGS },
+    { .name = "nbd-server-stop", .handler = qmp_nbd_server_stop },
+    {
+        .name = "nbd-server-add", .handler = qmp_nbd_server_add,
+        .args = server_add_args, .args_size = sizeof(ServerAddArgs),
+    },
+    {
+        .name = "nbd-server-remove", .handler = qmp_nbd_server_remove,
+        .args = server_remove_args, .args_size = sizeof(ServerRemoveArgs),
+    },
+    {
+        .name = "block-export-add", .handler = qmp_block_export_add,
+        .args = export_add_args, .args_size = sizeof(ExportAddArgs),
+    },
+    {
+        .name = "block-export-del", .handler = qmp_block_export_del,
+        .args = export_del_args, .args_size = sizeof(ExportDelArgs),
+    },
+    { .name = "query-block-exports", .handler = qmp_query_block_exports },
+    { .name = "query-nbd-clients", .handler = qmp_query_nbd_clients },
+    {
+        .name = "nbd-client-disconnect", .handler = qmp_nbd_client_disconnect,
+        .args = client_disconnect_args, .args_size = sizeof(ClientDisconnectArgs),
+    },
+    QMP_COMMAND_END
+};
+
+const QmpCommandDef nbd_qmp_server_options = {
+    .name = "nbd-server-options",
+    .handler = qmp_server_options,
+    .flags = QMP_CMD_RAW_ARGS,
+};

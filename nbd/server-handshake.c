@@ -1,0 +1,437 @@
+/*
+ * The server side of fixed-newstyle option haggling. A connection walks
+ * through NBDHandshakeState: START (greeting sent, client flags awaited),
+ * OPT_HEADER, then OPT_DATA (an option whose payload fits our bound is
+ * gathered whole in the input buffer) or OPT_SKIP (a refused option's payload
+ * is thrown away as it arrives, never stored). One function per option
+ * answers it; EXPORT_NAME and GO hand the client to transmission.
+ */
+#include "server-int.h"
+
+#include <gio/gio.h>
+#include <string.h>
+
+#define META_BASE_ALLOCATION "base:allocation"
+#define META_BASE_ALLOCATION_ID 1
+
+static gboolean on_handshake_timeout(gpointer opaque)
+{
+    NBDClient *client = opaque;
+    client->handshake_timer = 0;
+    g_info("NBD client %s: handshake timed out", berth_channel_peer(client->ch));
+    nbd_client_close(client);
+    return G_SOURCE_REMOVE;
+}
+
+bool nbd_handshake_start(NBDClient *client)
+{
+    uint8_t buf[NBD_GREETING_SIZE];
+    size_t n = nbd_encode_greeting(buf, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+    client->hs = NBD_HS_START;
+    client->handshake_timer = g_timeout_add_seconds(NBD_HANDSHAKE_TIMEOUT_SEC,
+                                                    on_handshake_timeout, client);
+    nbd_client_send_copy(client, buf, n);
+    return client->phase != NBD_CLIENT_CLOSED;
+}
+
+void nbd_handshake_cleanup(NBDClient *client)
+{
+    if (client->handshake_timer) {
+        g_source_remove(client->handshake_timer);
+        client->handshake_timer = 0;
+    }
+    g_clear_pointer(&client->meta_export, g_free);
+}
+
+/* --- replies --- */
+
+static void send_ack(NBDClient *client)
+{
+    uint8_t buf[NBD_OPTION_REPLY_HEADER_SIZE];
+    nbd_client_send_copy(client, buf, nbd_encode_rep_ack(buf, client->opt));
+}
+
+static void G_GNUC_PRINTF(3, 4) send_err(NBDClient *client, uint32_t type, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    size_t msg_len = MIN(strlen(msg), NBD_MAX_STRING);
+    uint8_t buf[NBD_REP_ERR_MAX];
+    size_t n = nbd_encode_rep_err(buf, sizeof(buf), client->opt, type, msg, msg_len);
+    g_debug("NBD client %s: %s: %s: %s", berth_channel_peer(client->ch),
+            nbd_opt_name(client->opt), nbd_rep_name(type), msg);
+    nbd_client_send_copy(client, buf, n);
+}
+
+/* --- export lookup --- */
+
+static NBDExport *lookup_export(NBDClient *client, NBDStringView name)
+{
+    g_autofree char *s = g_strndup(name.data, name.len);
+    if (client->exp) {
+        /* A client made for one export (nbd_client_new with exp) sees only it. */
+        return client->exp;
+    }
+    return nbd_export_find(s);
+}
+
+static void enter_transmission(NBDClient *client, NBDExport *exp)
+{
+    if (client->exp != exp) {
+        client->exp = nbd_export_get(exp);
+        nbd_export_attach_client(exp, client);
+    }
+    if (client->handshake_timer) {
+        g_source_remove(client->handshake_timer);
+        client->handshake_timer = 0;
+    }
+    client->negotiated = true;
+    client->phase = NBD_CLIENT_TRANSMISSION;
+    g_debug("NBD client %s: serving export '%s' (%s replies)", berth_channel_peer(client->ch),
+            exp->name ? exp->name : "", client->extended ? "extended" :
+            client->structured ? "structured" : "simple");
+    nbd_transmission_start(client);
+}
+
+/* --- options --- */
+
+static void opt_export_name(NBDClient *client, const uint8_t *data, size_t len)
+{
+    NBDStringView name;
+    NBDDecodeResult r = nbd_parse_opt_export_name(data, len, &name);
+    NBDExport *exp = r.status == NBD_DECODE_OK ? lookup_export(client, name) : NULL;
+    if (!exp) {
+        /* This option has no error reply: the spec says to hang up. */
+        g_info("NBD client %s: export '%.*s' not found", berth_channel_peer(client->ch),
+               (int) MIN(name.len, 256), r.status == NBD_DECODE_OK ? name.data : "");
+        nbd_client_finish(client, false);
+        return;
+    }
+    uint8_t buf[NBD_EXPORT_NAME_REPLY_MAX];
+    size_t n = nbd_encode_export_name_reply(buf, exp->size, exp->tx_flags, client->no_zeroes);
+    nbd_client_send_copy(client, buf, n);
+    enter_transmission(client, exp);
+}
+
+static void opt_list(NBDClient *client, size_t len)
+{
+    if (len != 0) {
+        send_err(client, NBD_REP_ERR_INVALID, "NBD_OPT_LIST must not carry data");
+        return;
+    }
+    GList *all = nbd_export_list();
+    for (GList *it = all; it; it = it->next) {
+        NBDExport *exp = it->data;
+        g_autofree uint8_t *buf = g_malloc(NBD_REP_SERVER_MAX);
+        const char *desc = exp->description ? exp->description : "";
+        size_t n = nbd_encode_rep_server(buf, NBD_REP_SERVER_MAX, client->opt, exp->name,
+                                         strlen(exp->name), desc, strlen(desc));
+        nbd_client_send_copy(client, buf, n);
+    }
+    g_list_free(all);
+    send_ack(client);
+}
+
+static void send_info_string(NBDClient *client, uint16_t type, const char *s)
+{
+    g_autofree uint8_t *buf = g_malloc(NBD_REP_INFO_STRING_MAX);
+    size_t n = nbd_encode_rep_info_string(buf, NBD_REP_INFO_STRING_MAX, client->opt, type, s,
+                                          strlen(s));
+    nbd_client_send_copy(client, buf, n);
+}
+
+static void opt_info_go(NBDClient *client, const uint8_t *data, size_t len)
+{
+    NBDOptInfoGo info;
+    NBDDecodeResult r = nbd_parse_opt_info_go(data, len, &info);
+    if (r.status != NBD_DECODE_OK) {
+        send_err(client, NBD_REP_ERR_INVALID, "%s", r.reason);
+        return;
+    }
+    NBDExport *exp = lookup_export(client, info.name);
+    if (!exp) {
+        send_err(client, NBD_REP_ERR_UNKNOWN, "Export '%.*s' not present",
+                 (int) MIN(info.name.len, 256), info.name.data);
+        return;
+    }
+    bool want_block_size = nbd_opt_info_go_has(&info, NBD_INFO_BLOCK_SIZE);
+    uint8_t buf[NBD_REP_INFO_BLOCK_SIZE_SIZE + NBD_REP_INFO_EXPORT_SIZE];
+    if (nbd_opt_info_go_has(&info, NBD_INFO_NAME)) {
+        send_info_string(client, NBD_INFO_NAME, exp->name ? exp->name : "");
+    }
+    if (nbd_opt_info_go_has(&info, NBD_INFO_DESCRIPTION) && exp->description) {
+        send_info_string(client, NBD_INFO_DESCRIPTION, exp->description);
+    }
+    /* Constraints the client must honour are sent even when not asked for. */
+    if (want_block_size || exp->min_block > 1) {
+        nbd_client_send_copy(client, buf,
+                             nbd_encode_rep_info_block_size(buf, client->opt, exp->min_block,
+                                                            exp->pref_block, exp->max_block));
+    }
+    nbd_client_send_copy(client, buf,
+                         nbd_encode_rep_info_export(buf, client->opt, exp->size,
+                                                    exp->tx_flags));
+    send_ack(client);
+    if (client->opt == NBD_OPT_GO) {
+        client->block_size_advertised = want_block_size;
+        /* Contexts chosen for another export do not carry over. */
+        if (client->meta_export &&
+            (info.name.len != strlen(client->meta_export) ||
+             memcmp(info.name.data, client->meta_export, info.name.len) != 0)) {
+            client->meta_base_allocation = false;
+        }
+        enter_transmission(client, exp);
+    }
+}
+
+static void opt_starttls(NBDClient *client, size_t len)
+{
+    if (len != 0) {
+        send_err(client, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS must not carry data");
+        return;
+    }
+    send_err(client, NBD_REP_ERR_POLICY, "TLS not configured");
+}
+
+static void opt_structured_reply(NBDClient *client, size_t len)
+{
+    if (len != 0) {
+        send_err(client, NBD_REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY must not carry data");
+    } else if (client->extended) {
+        send_err(client, NBD_REP_ERR_INVALID, "extended headers already negotiated");
+    } else if (client->structured) {
+        send_err(client, NBD_REP_ERR_INVALID, "structured replies already negotiated");
+    } else {
+        client->structured = true;
+        send_ack(client);
+    }
+}
+
+static void opt_extended_headers(NBDClient *client, size_t len)
+{
+    if (len != 0) {
+        send_err(client, NBD_REP_ERR_INVALID, "NBD_OPT_EXTENDED_HEADERS must not carry data");
+    } else if (client->extended) {
+        send_err(client, NBD_REP_ERR_INVALID, "extended headers already negotiated");
+    } else {
+        client->extended = true;
+        client->structured = true;
+        send_ack(client);
+    }
+}
+
+static bool view_equals(NBDStringView v, const char *s)
+{
+    return v.len == strlen(s) && memcmp(v.data, s, v.len) == 0;
+}
+
+static void send_meta_context(NBDClient *client, uint32_t id)
+{
+    uint8_t buf[NBD_REP_META_CONTEXT_MAX];
+    size_t n = nbd_encode_rep_meta_context(buf, sizeof(buf), client->opt, id,
+                                           META_BASE_ALLOCATION,
+                                           strlen(META_BASE_ALLOCATION));
+    nbd_client_send_copy(client, buf, n);
+}
+
+static void opt_meta_context(NBDClient *client, const uint8_t *data, size_t len)
+{
+    bool set = client->opt == NBD_OPT_SET_META_CONTEXT;
+    if (!client->structured) {
+        send_err(client, NBD_REP_ERR_INVALID, "structured replies not negotiated");
+        return;
+    }
+    NBDOptMetaContext opt;
+    NBDDecodeResult r = nbd_parse_opt_meta_context(data, len, &opt);
+    if (r.status != NBD_DECODE_OK) {
+        send_err(client, NBD_REP_ERR_INVALID, "%s", r.reason);
+        return;
+    }
+    NBDExport *exp = lookup_export(client, opt.export_name);
+    if (!exp) {
+        send_err(client, NBD_REP_ERR_UNKNOWN, "Export '%.*s' not present",
+                 (int) MIN(opt.export_name.len, 256), opt.export_name.data);
+        return;
+    }
+    bool match = !set && opt.n_queries == 0; /* LIST with no query lists all */
+    NBDMetaQueryIter it;
+    NBDStringView q, ns, leaf;
+    nbd_meta_query_iter_init(&it, &opt);
+    while (nbd_meta_query_iter_next(&it, &q)) {
+        if (view_equals(q, META_BASE_ALLOCATION)) {
+            match = true;
+        } else if (!set && nbd_meta_context_split(q, &ns, &leaf) && view_equals(ns, "base") &&
+                   leaf.len == 0) {
+            match = true; /* "base:" asks for every context in the namespace */
+        }
+    }
+    if (match) {
+        send_meta_context(client, set ? META_BASE_ALLOCATION_ID : 0);
+    }
+    if (set) {
+        client->meta_base_allocation = match;
+        g_free(client->meta_export);
+        client->meta_export = g_strndup(opt.export_name.data, opt.export_name.len);
+    }
+    send_ack(client);
+}
+
+static void handle_option(NBDClient *client, const uint8_t *data, size_t len)
+{
+    switch (client->opt) {
+    case NBD_OPT_EXPORT_NAME:
+        opt_export_name(client, data, len);
+        break;
+    case NBD_OPT_ABORT:
+        /* Data sent with ABORT is ignored, as the spec asks. */
+        send_ack(client);
+        nbd_client_finish(client, true);
+        break;
+    case NBD_OPT_LIST:
+        opt_list(client, len);
+        break;
+    case NBD_OPT_STARTTLS:
+        opt_starttls(client, len);
+        break;
+    case NBD_OPT_INFO:
+    case NBD_OPT_GO:
+        opt_info_go(client, data, len);
+        break;
+    case NBD_OPT_STRUCTURED_REPLY:
+        opt_structured_reply(client, len);
+        break;
+    case NBD_OPT_EXTENDED_HEADERS:
+        opt_extended_headers(client, len);
+        break;
+    case NBD_OPT_LIST_META_CONTEXT:
+    case NBD_OPT_SET_META_CONTEXT:
+        opt_meta_context(client, data, len);
+        break;
+    default:
+        send_err(client, NBD_REP_ERR_UNSUP, "Unsupported option %" G_GUINT32_FORMAT " (%s)",
+                 client->opt, nbd_opt_name(client->opt));
+        break;
+    }
+}
+
+/* --- the state machine --- */
+
+static void consume(NBDClient *client, size_t n)
+{
+    client->in_start += n;
+}
+
+/* Advance one step with what is buffered; false when more input is needed. */
+static bool handshake_step(NBDClient *client)
+{
+    const uint8_t *p = client->inbuf + client->in_start;
+    size_t avail = nbd_client_input_avail(client);
+    switch (client->hs) {
+    case NBD_HS_START: {
+        if (avail < NBD_CLIENT_FLAGS_SIZE) {
+            return false;
+        }
+        nbd_decode_client_flags(p, avail, &client->client_flags);
+        consume(client, NBD_CLIENT_FLAGS_SIZE);
+        const char *why = nbd_client_flags_check(client->client_flags,
+                                                 NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+        if (why) {
+            g_info("NBD client %s: %s", berth_channel_peer(client->ch), why);
+            nbd_client_finish(client, false);
+            return true;
+        }
+        client->no_zeroes = (client->client_flags & NBD_FLAG_C_NO_ZEROES) != 0;
+        client->hs = NBD_HS_OPT_HEADER;
+        return true;
+    }
+    case NBD_HS_OPT_HEADER: {
+        NBDOptionHeader h;
+        NBDDecodeResult r = nbd_decode_option_header(p, avail, &h);
+        if (r.status == NBD_DECODE_NEED_MORE) {
+            return false;
+        }
+        if (r.status == NBD_DECODE_INVALID) {
+            g_info("NBD client %s: %s", berth_channel_peer(client->ch), r.reason);
+            nbd_client_finish(client, false);
+            return true;
+        }
+        consume(client, r.size);
+        client->opt = h.option;
+        client->opt_len = h.length;
+        uint32_t reply_error = 0;
+        switch (nbd_opt_check_length(h.option, h.length, &reply_error)) {
+        case NBD_OPT_LENGTH_ACCEPT:
+            client->hs = NBD_HS_OPT_DATA;
+            break;
+        case NBD_OPT_LENGTH_SKIP:
+            client->skip_left = h.length;
+            client->skip_reply = reply_error;
+            client->hs = NBD_HS_OPT_SKIP;
+            break;
+        case NBD_OPT_LENGTH_DISCONNECT:
+            g_info("NBD client %s: option %s with length %" G_GUINT32_FORMAT
+                   " is too long, disconnecting", berth_channel_peer(client->ch),
+                   nbd_opt_name(h.option), h.length);
+            nbd_client_finish(client, false);
+            break;
+        }
+        return true;
+    }
+    case NBD_HS_OPT_DATA:
+        if (avail < client->opt_len) {
+            return false;
+        }
+        consume(client, client->opt_len);
+        client->hs = NBD_HS_OPT_HEADER;
+        handle_option(client, p, client->opt_len);
+        return true;
+    case NBD_HS_OPT_SKIP: {
+        size_t take = MIN(avail, client->skip_left);
+        consume(client, take);
+        client->skip_left -= take;
+        if (client->skip_left > 0) {
+            return false;
+        }
+        client->hs = NBD_HS_OPT_HEADER;
+        if (client->skip_reply == NBD_REP_ERR_UNSUP) {
+            send_err(client, NBD_REP_ERR_UNSUP, "Unsupported option %" G_GUINT32_FORMAT " (%s)",
+                     client->opt, nbd_opt_name(client->opt));
+        } else {
+            send_err(client, client->skip_reply, "option %s: length %" G_GUINT32_FORMAT
+                     " is not acceptable", nbd_opt_name(client->opt), client->opt_len);
+        }
+        return true;
+    }
+    }
+    return false;
+}
+
+bool nbd_handshake_input(NBDClient *client)
+{
+    /* Bounded: a client gets a fair share of the loop, then waits for poll. */
+    for (int reads = 0; reads < 16;) {
+        if (client->phase != NBD_CLIENT_HANDSHAKE) {
+            if (client->phase == NBD_CLIENT_TRANSMISSION) {
+                return nbd_transmission_input(client);
+            }
+            return client->phase != NBD_CLIENT_CLOSED;
+        }
+        if (handshake_step(client)) {
+            continue;
+        }
+        ssize_t got = nbd_client_read_more(client, NULL, 0);
+        if (got == BERTH_CHANNEL_AGAIN) {
+            return true;
+        }
+        if (got <= 0) {
+            nbd_client_close(client);
+            return false;
+        }
+        reads++;
+    }
+    /* Budget spent: buffered requests must not wait for more socket input. */
+    nbd_client_kick_read(client);
+    return true;
+}

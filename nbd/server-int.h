@@ -1,0 +1,162 @@
+/*
+ * Private state of the NBD server, shared by its files: export.c (exports
+ * and their table), server.c (listeners, client list, client lifetime),
+ * client-io.c (a connection's socket: input buffer, output queue, watch),
+ * server-handshake.c (option haggling) and server-transmission.c
+ * (requests and replies). Nothing outside nbd/ includes this.
+ */
+#ifndef BERTH_NBD_SERVER_INT_H
+#define BERTH_NBD_SERVER_INT_H
+
+#include "nbd/server.h"
+#include "nbd/nbd-proto.h"
+#include "nbd/codec.h"
+
+/* Bytes of socket input read per wakeup; request headers are parsed from it
+ * in one go. Small write payloads are copied out of it, large ones are read
+ * straight into their own buffer. */
+#define NBD_CLIENT_INBUF_SIZE (256 * 1024)
+/* Bounded concurrency per connection: beyond either limit we stop reading
+ * the socket until replies drain, so memory per client stays bounded. */
+#define NBD_CLIENT_MAX_IN_FLIGHT 128
+#define NBD_CLIENT_MAX_IN_FLIGHT_BYTES (96u * 1024 * 1024)
+/* Option lengths are judged by nbd_opt_check_length() before any byte of
+ * the payload is read: accepted ones fit the input buffer whole. */
+/* Handshakes must finish within this time. */
+#define NBD_HANDSHAKE_TIMEOUT_SEC 30
+
+struct NBDExport {
+    gint refcount;
+    BlockDriverState *bs;
+    BdrvInfo info;
+    uint64_t dev_offset;
+    uint64_t size;
+    uint16_t tx_flags;          /* transmission flags advertised */
+    uint32_t min_block, pref_block, max_block;
+    char *name;                 /* NULL while not in the table */
+    char *description;
+    char *id;
+    bool writethrough;
+    bool closed;
+    bool shutting_down;
+    BlockBackend *eject_blk;
+    gulong eject_notifier;
+    void (*close_cb)(NBDExport *exp);
+    void (*drained_cb)(NBDExport *exp);
+    GList *clients;             /* NBDClient *, borrowed (each holds a ref on us) */
+    NBDStats stats;
+    gpointer owner_data;
+    GDestroyNotify owner_destroy;
+};
+
+typedef enum {
+    NBD_HS_START,               /* greeting queued, waiting for client flags */
+    NBD_HS_OPT_HEADER,          /* waiting for an option header */
+    NBD_HS_OPT_DATA,            /* collecting an option's payload */
+    NBD_HS_OPT_SKIP,            /* discarding an oversized option's payload */
+} NBDHandshakeState;
+
+typedef enum {
+    NBD_CLIENT_HANDSHAKE,
+    NBD_CLIENT_TRANSMISSION,
+    NBD_CLIENT_DRAINING,        /* DISC or fatal error: finish replies, then close */
+    NBD_CLIENT_CLOSED,
+} NBDClientPhase;
+
+typedef struct NBDOutItem NBDOutItem;
+struct NBDOutItem {
+    NBDOutItem *next;
+    struct iovec *iov;
+    int niov;
+    size_t skip;                /* bytes of iov already written */
+    void (*sent)(NBDOutItem *item); /* called once fully written or dropped */
+};
+
+typedef struct NBDRequestCtx NBDRequestCtx;
+
+struct NBDClient {
+    gint refcount;
+    uint64_t id;
+    BerthChannel *ch;
+    NBDExport *exp;             /* referenced; NULL until the handshake picks one */
+    char *tls_creds;
+    char *tls_authz;
+    void (*close_cb)(NBDClient *client, bool negotiated);
+    NBDClientPhase phase;
+    bool negotiated;
+    bool close_cb_done;
+    gint64 connected_since;
+
+    /* socket plumbing (client-io.c) */
+    GSource *source;
+    gpointer fd_tag;
+    GIOCondition events;
+    guint handshake_timer;
+    uint8_t *inbuf;
+    size_t in_start, in_end;
+    NBDOutItem *out_head, *out_tail;
+    bool read_paused;
+    bool kick_read;             /* dispatch a read without waiting for poll */
+    bool kick_flush;            /* flush queued replies at the next dispatch */
+
+    /* handshake (server-handshake.c) */
+    NBDHandshakeState hs;
+    uint32_t client_flags;
+    uint32_t opt;
+    uint32_t opt_len;
+    uint8_t *opt_buf;
+    size_t opt_have;
+    uint64_t skip_left;
+    uint32_t skip_reply;        /* error to send once the skip ends */
+    bool structured;
+    bool extended;
+    bool meta_base_allocation;  /* base:allocation negotiated (id 1) */
+    char *meta_export;          /* export name the contexts were set for */
+    bool no_zeroes;
+    bool block_size_advertised; /* client asked for NBD_INFO_BLOCK_SIZE in GO */
+
+    /* transmission (server-transmission.c) */
+    NBDRequestLimits limits;    /* what requests are checked against */
+    NBDRequestCtx *cur_write;   /* request whose payload is still arriving */
+    size_t cur_write_have;
+    uint64_t discard_left;      /* payload bytes to throw away */
+    guint in_flight;
+    uint64_t in_flight_bytes;
+    NBDStats stats;
+};
+
+/* export.c */
+void nbd_export_attach_client(NBDExport *exp, NBDClient *client);
+void nbd_export_detach_client(NBDExport *exp, NBDClient *client);
+GList *nbd_export_list(void);  /* table order; borrowed pointers, free the list */
+
+/* client-io.c */
+void nbd_client_io_start(NBDClient *client);
+void nbd_client_io_stop(NBDClient *client);
+/* Queue bytes (copied) or an item (kept until sent) and try writing now. */
+void nbd_client_send_copy(NBDClient *client, const void *buf, size_t len);
+void nbd_client_send_item(NBDClient *client, NBDOutItem *item);
+void nbd_client_pause_reading(NBDClient *client, bool paused);
+/* Drop connection state and close after the output queue drains (or now). */
+void nbd_client_finish(NBDClient *client, bool flush_first);
+size_t nbd_client_input_avail(NBDClient *client);
+/* Dispatch the input handler again soon even if the fd stays quiet: used
+ * when a handler stops early with input still buffered. */
+void nbd_client_kick_read(NBDClient *client);
+/* One readv into `direct` (if direct_len) and then the input buffer. Returns
+ * bytes read (direct first), 0 at EOF, BERTH_CHANNEL_AGAIN or _ERROR. */
+ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len);
+/* A request finished (in_flight dropped): close if draining and idle. */
+void nbd_client_request_done(NBDClient *client);
+
+/* server-handshake.c: consume input; returns false when the client closed */
+bool nbd_handshake_start(NBDClient *client);
+bool nbd_handshake_input(NBDClient *client);
+void nbd_handshake_cleanup(NBDClient *client);
+
+/* server-transmission.c */
+void nbd_transmission_start(NBDClient *client);
+bool nbd_transmission_input(NBDClient *client);
+void nbd_transmission_cleanup(NBDClient *client);
+
+#endif

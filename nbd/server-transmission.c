@@ -1,0 +1,583 @@
+/*
+ * The transmission phase: parse every request header the input buffer holds,
+ * check each one in one place (nbd_request_validate), run it against the node
+ * asynchronously, and queue its reply; the output queue sends replies in
+ * batches with one vectored write. Write payloads are read straight into the
+ * request's own buffer and read replies are sent from it, so data is never
+ * copied twice. In-flight requests and bytes are bounded per connection.
+ */
+#include "server-int.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Most extents sent for one BLOCK_STATUS request, and the most pieces a
+ * structured READ is split into (holes and data). */
+#define NBD_MAX_STATUS_EXTENTS 1024
+#define NBD_READ_MAX_CHUNKS 32
+/* Reads at least this large on nodes that know their holes are sent sparse. */
+#define NBD_SPARSE_READ_MIN (64 * 1024)
+
+/* Space for one chunk header plus its fixed payload head (offset, hole). */
+#define CHUNK_HDR_ROOM (NBD_REPLY_HEADER_MAX_SIZE + NBD_OFFSET_HOLE_SIZE)
+
+struct NBDRequestCtx {
+    NBDClient *client;
+    NBDRequest req;
+    NBDOutItem out;
+    uint8_t *buf;               /* READ data / WRITE payload */
+    uint64_t buf_len;
+    int pending;                /* block-layer operations still running */
+    int ret;                    /* first failure, negative errno */
+    char *errmsg;
+    bool fua_flush;             /* run a flush after the operation (FUA on TRIM) */
+    BdrvExtent *extents;        /* block status answer */
+    guint n_extents;
+    struct iovec *iov;          /* reply pieces; points at small_iov or heap */
+    uint8_t *hdrs;              /* reply header bytes; small_hdrs or heap */
+    struct iovec small_iov[3];
+    uint8_t small_hdrs[CHUNK_HDR_ROOM + NBD_ERROR_HDR_SIZE + 256];
+};
+
+static NBDMode client_mode(NBDClient *client)
+{
+    return client->extended ? NBD_MODE_EXTENDED
+           : client->structured ? NBD_MODE_STRUCTURED : NBD_MODE_SIMPLE;
+}
+
+void nbd_transmission_start(NBDClient *client)
+{
+    NBDExport *exp = client->exp;
+    client->limits = (NBDRequestLimits) {
+        .mode = client_mode(client),
+        .tx_flags = exp->tx_flags,
+        .export_size = exp->size,
+        .block_size_advertised = client->block_size_advertised,
+        .min_block = exp->min_block,
+        .max_block = exp->max_block,
+        .max_payload = NBD_MAX_PAYLOAD,
+        .n_contexts = client->meta_base_allocation ? 1 : 0,
+    };
+    /* Requests may already be waiting behind the last option. */
+    if (nbd_client_input_avail(client)) {
+        nbd_client_pause_reading(client, true);
+        nbd_client_pause_reading(client, false);
+    }
+}
+
+void nbd_transmission_cleanup(NBDClient *client)
+{
+    /* A request still collecting its payload has not reached the node:
+     * nobody else will free it. */
+    NBDRequestCtx *ctx = client->cur_write;
+    if (ctx) {
+        client->cur_write = NULL;
+        ctx->out.sent(&ctx->out);
+    }
+}
+
+/* --- request lifetime --- */
+
+static void request_free(NBDOutItem *item)
+{
+    NBDRequestCtx *ctx = G_STRUCT_MEMBER_P(item, -G_STRUCT_OFFSET(NBDRequestCtx, out));
+    NBDClient *client = ctx->client;
+    client->in_flight--;
+    client->in_flight_bytes -= ctx->buf_len;
+    if (ctx->iov != ctx->small_iov) {
+        g_free(ctx->iov);
+    }
+    if (ctx->hdrs != ctx->small_hdrs) {
+        g_free(ctx->hdrs);
+    }
+    g_free(ctx->buf);
+    g_free(ctx->errmsg);
+    g_free(ctx->extents);
+    g_free(ctx);
+    if (client->phase == NBD_CLIENT_TRANSMISSION && client->read_paused &&
+        client->in_flight < NBD_CLIENT_MAX_IN_FLIGHT &&
+        client->in_flight_bytes < NBD_CLIENT_MAX_IN_FLIGHT_BYTES) {
+        nbd_client_pause_reading(client, false);
+    }
+    nbd_client_request_done(client);
+    nbd_client_put(client);
+}
+
+static NBDRequestCtx *request_new(NBDClient *client, const NBDRequest *req, uint64_t buf_len)
+{
+    NBDRequestCtx *ctx = g_new0(NBDRequestCtx, 1);
+    ctx->client = nbd_client_get(client);
+    ctx->req = *req;
+    ctx->out.sent = request_free;
+    ctx->iov = ctx->small_iov;
+    ctx->hdrs = ctx->small_hdrs;
+    if (buf_len) {
+        ctx->buf = g_try_malloc(buf_len);
+        ctx->buf_len = ctx->buf ? buf_len : 0;
+    }
+    client->in_flight++;
+    client->in_flight_bytes += ctx->buf_len;
+    return ctx;
+}
+
+/* --- replies --- */
+
+static void count_request(NBDRequestCtx *ctx, bool ok)
+{
+    NBDStats *both[2] = { &ctx->client->stats, &ctx->client->exp->stats };
+    for (int i = 0; i < 2; i++) {
+        NBDStats *s = both[i];
+        if (!ok) {
+            s->errors++;
+            continue;
+        }
+        switch (ctx->req.type) {
+        case NBD_CMD_READ:
+            s->reads++;
+            s->bytes_read += ctx->req.length;
+            break;
+        case NBD_CMD_WRITE:
+            s->writes++;
+            s->bytes_written += ctx->req.length;
+            break;
+        case NBD_CMD_FLUSH:
+            s->flushes++;
+            break;
+        case NBD_CMD_TRIM:
+            s->trims++;
+            break;
+        case NBD_CMD_WRITE_ZEROES:
+            s->zeroes++;
+            break;
+        case NBD_CMD_CACHE:
+            s->caches++;
+            break;
+        case NBD_CMD_BLOCK_STATUS:
+            s->block_status++;
+            break;
+        }
+    }
+}
+
+static size_t chunk_header(NBDRequestCtx *ctx, uint8_t *buf, uint16_t flags, uint16_t type,
+                           uint64_t length)
+{
+    return nbd_encode_chunk_header(buf, client_mode(ctx->client), ctx->req.cookie, flags, type,
+                                   ctx->req.offset, length);
+}
+
+static void send_reply(NBDRequestCtx *ctx, int niov)
+{
+    ctx->out.iov = ctx->iov;
+    ctx->out.niov = niov;
+    nbd_client_send_item(ctx->client, &ctx->out);
+}
+
+static void reply_error(NBDRequestCtx *ctx, uint32_t nbd_err, const char *msg)
+{
+    count_request(ctx, false);
+    uint8_t *h = ctx->hdrs;
+    NBDMode mode = client_mode(ctx->client);
+    bool chunked = mode == NBD_MODE_EXTENDED ||
+                   (mode == NBD_MODE_STRUCTURED && (ctx->req.type == NBD_CMD_READ ||
+                                                    ctx->req.type == NBD_CMD_BLOCK_STATUS));
+    if (!chunked) {
+        ctx->iov[0] = (struct iovec) { h, nbd_encode_simple_reply(h, ctx->req.cookie, nbd_err) };
+        send_reply(ctx, 1);
+        return;
+    }
+    size_t msg_len = msg ? MIN(strlen(msg), 200) : 0;
+    size_t body_len = NBD_ERROR_HDR_SIZE + msg_len;
+    size_t n = chunk_header(ctx, h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, body_len);
+    n += nbd_encode_error_chunk(h + n, sizeof(ctx->small_hdrs) - n, nbd_err, msg, msg_len);
+    ctx->iov[0] = (struct iovec) { h, n };
+    send_reply(ctx, 1);
+}
+
+static void reply_ok_empty(NBDRequestCtx *ctx)
+{
+    count_request(ctx, true);
+    uint8_t *h = ctx->hdrs;
+    size_t n;
+    if (client_mode(ctx->client) == NBD_MODE_EXTENDED) {
+        n = chunk_header(ctx, h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, 0);
+    } else {
+        n = nbd_encode_simple_reply(h, ctx->req.cookie, 0);
+    }
+    ctx->iov[0] = (struct iovec) { h, n };
+    send_reply(ctx, 1);
+}
+
+/* A structured READ: OFFSET_HOLE for extents known to read as zeroes,
+ * OFFSET_DATA (sent from the request's buffer) for the rest. */
+static void reply_read_chunks(NBDRequestCtx *ctx)
+{
+    guint n = ctx->n_extents ? ctx->n_extents : 1;
+    if (n > 1) {
+        ctx->iov = g_new(struct iovec, n * 2);
+        ctx->hdrs = g_malloc(n * CHUNK_HDR_ROOM);
+    }
+    uint64_t pos = 0, len = ctx->req.length;
+    int niov = 0;
+    for (guint i = 0; i < n && pos < len; i++) {
+        uint64_t ext = ctx->n_extents ? MIN(ctx->extents[i].length, len - pos) : len;
+        bool hole = ctx->n_extents && (ctx->extents[i].status & BDRV_BLOCK_ZERO);
+        if (i == n - 1 || pos + ext >= len) {
+            ext = len - pos; /* the last piece covers whatever status left out */
+            hole = hole && ctx->extents[i].length >= ext;
+        }
+        bool last = pos + ext >= len;
+        uint16_t flags = last ? NBD_REPLY_FLAG_DONE : 0;
+        uint8_t *h = ctx->hdrs + i * CHUNK_HDR_ROOM;
+        uint64_t off = ctx->req.offset + pos;
+        size_t hl;
+        if (hole) {
+            hl = chunk_header(ctx, h, flags, NBD_REPLY_TYPE_OFFSET_HOLE, NBD_OFFSET_HOLE_SIZE);
+            hl += nbd_encode_offset_hole(h + hl, off, (uint32_t) ext);
+            ctx->iov[niov++] = (struct iovec) { h, hl };
+        } else {
+            hl = chunk_header(ctx, h, flags, NBD_REPLY_TYPE_OFFSET_DATA,
+                              NBD_OFFSET_DATA_HDR_SIZE + ext);
+            hl += nbd_encode_offset_data_hdr(h + hl, off);
+            ctx->iov[niov++] = (struct iovec) { h, hl };
+            ctx->iov[niov++] = (struct iovec) { ctx->buf + pos, ext };
+        }
+        pos += ext;
+    }
+    send_reply(ctx, niov);
+}
+
+static void reply_read(NBDRequestCtx *ctx)
+{
+    count_request(ctx, true);
+    if (client_mode(ctx->client) == NBD_MODE_SIMPLE) {
+        uint8_t *h = ctx->hdrs;
+        ctx->iov[0] = (struct iovec) { h, nbd_encode_simple_reply(h, ctx->req.cookie, 0) };
+        ctx->iov[1] = (struct iovec) { ctx->buf, ctx->req.length };
+        send_reply(ctx, 2);
+        return;
+    }
+    reply_read_chunks(ctx);
+}
+
+static void reply_block_status(NBDRequestCtx *ctx)
+{
+    count_request(ctx, true);
+    bool ext = client_mode(ctx->client) == NBD_MODE_EXTENDED;
+    guint n = ctx->n_extents;
+    size_t desc = ext ? NBD_EXTENT_EXT_SIZE : NBD_EXTENT_SIZE;
+    size_t body = (ext ? NBD_BLOCK_STATUS_EXT_HDR_SIZE : NBD_BLOCK_STATUS_HDR_SIZE) + n * desc;
+    ctx->hdrs = g_malloc(NBD_REPLY_HEADER_MAX_SIZE + body);
+    uint8_t *h = ctx->hdrs;
+    size_t off = chunk_header(ctx, h, NBD_REPLY_FLAG_DONE,
+                              ext ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT : NBD_REPLY_TYPE_BLOCK_STATUS,
+                              body);
+    off += ext ? nbd_encode_block_status_ext_hdr(h + off, 1, n)
+               : nbd_encode_block_status_hdr(h + off, 1);
+    for (guint i = 0; i < n; i++) {
+        uint32_t flags = (ctx->extents[i].status & BDRV_BLOCK_DATA ? 0 : NBD_STATE_HOLE) |
+                         (ctx->extents[i].status & BDRV_BLOCK_ZERO ? NBD_STATE_ZERO : 0);
+        off += ext ? nbd_encode_extent_ext(h + off, ctx->extents[i].length, flags)
+                   : nbd_encode_extent(h + off, (uint32_t) ctx->extents[i].length, flags);
+    }
+    ctx->iov[0] = (struct iovec) { h, off };
+    send_reply(ctx, 1);
+}
+
+static void request_complete(NBDRequestCtx *ctx)
+{
+    if (ctx->ret < 0) {
+        reply_error(ctx, nbd_errno_to_nbd(ctx->ret), ctx->errmsg);
+        return;
+    }
+    switch (ctx->req.type) {
+    case NBD_CMD_READ:
+        reply_read(ctx);
+        break;
+    case NBD_CMD_BLOCK_STATUS:
+        reply_block_status(ctx);
+        break;
+    default:
+        reply_ok_empty(ctx);
+        break;
+    }
+}
+
+/* --- running requests against the node --- */
+
+static void note_result(NBDRequestCtx *ctx, int ret, const GError *err)
+{
+    if (ret < 0 && ctx->ret >= 0) {
+        ctx->ret = ret;
+        ctx->errmsg = g_strdup(err ? err->message : g_strerror(-ret));
+    }
+}
+
+static void on_flush_after(gpointer opaque, int ret, const GError *err)
+{
+    NBDRequestCtx *ctx = opaque;
+    note_result(ctx, ret, err);
+    request_complete(ctx);
+}
+
+static void on_op_done(gpointer opaque, int ret, const GError *err)
+{
+    NBDRequestCtx *ctx = opaque;
+    note_result(ctx, ret, err);
+    if (--ctx->pending > 0) {
+        return;
+    }
+    if (ctx->fua_flush && ctx->ret >= 0) {
+        bdrv_aio_flush(ctx->client->exp->bs, on_flush_after, ctx);
+        return;
+    }
+    request_complete(ctx);
+}
+
+/* Merge neighbours with the same status so clients get few, long extents. */
+static void store_extents(NBDRequestCtx *ctx, const BdrvExtent *ext, guint n, guint max)
+{
+    ctx->extents = g_new(BdrvExtent, MAX(n, 1));
+    guint k = 0;
+    uint64_t total = 0;
+    for (guint i = 0; i < n && total < ctx->req.length; i++) {
+        uint64_t len = MIN(ext[i].length, ctx->req.length - total);
+        if (len == 0) {
+            continue;
+        }
+        if (k > 0 && ctx->extents[k - 1].status == ext[i].status &&
+            ctx->extents[k - 1].length + len <= UINT32_MAX) {
+            ctx->extents[k - 1].length += len;
+        } else if (k < max) {
+            ctx->extents[k++] = (BdrvExtent) { len, ext[i].status };
+        } else {
+            break;
+        }
+        total += len;
+    }
+    ctx->n_extents = k;
+}
+
+static void on_status_done(gpointer opaque, int ret, const BdrvExtent *ext, guint n,
+                           const GError *err)
+{
+    NBDRequestCtx *ctx = opaque;
+    if (ret >= 0) {
+        bool read = ctx->req.type == NBD_CMD_READ;
+        store_extents(ctx, ext, n, read ? NBD_READ_MAX_CHUNKS : NBD_MAX_STATUS_EXTENTS);
+        if (ctx->n_extents == 0 && !read) {
+            ret = -EIO;
+            err = NULL;
+        }
+    }
+    if (ctx->req.type == NBD_CMD_READ && ret < 0) {
+        /* Sparse detection is an optimisation: fall back to plain data. */
+        g_clear_pointer(&ctx->extents, g_free);
+        ctx->n_extents = 0;
+        ret = 0;
+    }
+    on_op_done(opaque, ret, err);
+}
+
+static void submit(NBDRequestCtx *ctx)
+{
+    NBDClient *client = ctx->client;
+    NBDExport *exp = client->exp;
+    BlockDriverState *bs = exp->bs;
+    const NBDRequest *req = &ctx->req;
+    uint64_t off = exp->dev_offset + req->offset;
+    bool fua = (req->flags & NBD_CMD_FLAG_FUA) || exp->writethrough;
+    struct iovec iov = { ctx->buf, req->length };
+
+    ctx->pending = 1;
+    switch (req->type) {
+    case NBD_CMD_READ:
+        if (!ctx->buf) {
+            note_result(ctx, -ENOMEM, NULL);
+            ctx->pending = 0;
+            request_complete(ctx);
+            return;
+        }
+        if (client->structured && !(req->flags & NBD_CMD_FLAG_DF) &&
+            exp->info.has_block_status && req->length >= NBD_SPARSE_READ_MIN) {
+            ctx->pending = 2;
+            bdrv_aio_block_status(bs, off, req->length, NBD_READ_MAX_CHUNKS, on_status_done,
+                                  ctx);
+        }
+        bdrv_aio_preadv(bs, off, &iov, 1, on_op_done, ctx);
+        break;
+    case NBD_CMD_WRITE:
+        bdrv_aio_pwritev(bs, off, &iov, 1, fua ? BDRV_REQ_FUA : 0, on_op_done, ctx);
+        break;
+    case NBD_CMD_FLUSH:
+        bdrv_aio_flush(bs, on_op_done, ctx);
+        break;
+    case NBD_CMD_TRIM:
+        ctx->fua_flush = fua;
+        bdrv_aio_pdiscard(bs, off, req->length, on_op_done, ctx);
+        break;
+    case NBD_CMD_WRITE_ZEROES: {
+        BdrvRequestFlags f = fua ? BDRV_REQ_FUA : 0;
+        if (!(req->flags & NBD_CMD_FLAG_NO_HOLE)) {
+            f |= BDRV_REQ_MAY_UNMAP;
+        }
+        if (req->flags & NBD_CMD_FLAG_FAST_ZERO) {
+            f |= BDRV_REQ_NO_FALLBACK;
+        }
+        bdrv_aio_pwrite_zeroes(bs, off, req->length, f, on_op_done, ctx);
+        break;
+    }
+    case NBD_CMD_CACHE:
+        bdrv_aio_cache(bs, off, req->length, on_op_done, ctx);
+        break;
+    case NBD_CMD_BLOCK_STATUS:
+        bdrv_aio_block_status(bs, off, req->length,
+                              (req->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_MAX_STATUS_EXTENTS,
+                              on_status_done, ctx);
+        break;
+    default:
+        /* validation let through only known commands */
+        note_result(ctx, -EINVAL, NULL);
+        ctx->pending = 0;
+        request_complete(ctx);
+        break;
+    }
+}
+
+/* --- reading requests --- */
+
+static bool over_limits(NBDClient *client)
+{
+    return client->in_flight >= NBD_CLIENT_MAX_IN_FLIGHT ||
+           client->in_flight_bytes >= NBD_CLIENT_MAX_IN_FLIGHT_BYTES;
+}
+
+/* Move buffered input into the payload being collected; true when complete. */
+static bool fill_payload(NBDClient *client)
+{
+    NBDRequestCtx *ctx = client->cur_write;
+    size_t need = ctx->buf_len - client->cur_write_have;
+    size_t take = MIN(need, nbd_client_input_avail(client));
+    memcpy(ctx->buf + client->cur_write_have, client->inbuf + client->in_start, take);
+    client->in_start += take;
+    client->cur_write_have += take;
+    return client->cur_write_have == ctx->buf_len;
+}
+
+static void drop_payload(NBDClient *client)
+{
+    size_t take = MIN(client->discard_left, nbd_client_input_avail(client));
+    client->in_start += take;
+    client->discard_left -= take;
+}
+
+/* Handle one request header from the buffer; false when more input is needed. */
+static bool parse_request(NBDClient *client)
+{
+    NBDRequest req;
+    const uint8_t *p = client->inbuf + client->in_start;
+    NBDDecodeResult r = nbd_decode_request(p, nbd_client_input_avail(client),
+                                           client->limits.mode, &req);
+    if (r.status == NBD_DECODE_NEED_MORE) {
+        return false;
+    }
+    if (r.status == NBD_DECODE_INVALID) {
+        g_info("NBD client %s: %s, disconnecting", berth_channel_peer(client->ch), r.reason);
+        nbd_client_finish(client, false);
+        return true;
+    }
+    client->in_start += r.size;
+    NBDRequestVerdict v = nbd_request_validate(&req, &client->limits);
+    if (v.payload == NBD_PAYLOAD_DISCONNECT) {
+        g_info("NBD client %s: %s, disconnecting", berth_channel_peer(client->ch),
+               v.message ? v.message : "request payload cannot be consumed");
+        nbd_client_finish(client, false);
+        return true;
+    }
+    if (req.type == NBD_CMD_DISC && v.error == NBD_SUCCESS) {
+        /* No reply; the replies of earlier requests still go out. */
+        nbd_client_finish(client, true);
+        return true;
+    }
+    bool has_payload = v.payload == NBD_PAYLOAD_READ;
+    uint64_t buf_len = (v.error == NBD_SUCCESS && !v.no_op &&
+                        (req.type == NBD_CMD_READ || has_payload)) ? req.length : 0;
+    if (has_payload) {
+        buf_len = v.payload_length;
+    }
+    NBDRequestCtx *ctx = request_new(client, &req, buf_len);
+    if (v.payload == NBD_PAYLOAD_DISCARD) {
+        client->discard_left = v.payload_length;
+    }
+    if (v.error != NBD_SUCCESS) {
+        reply_error(ctx, v.error, v.message);
+    } else if (v.no_op) {
+        reply_ok_empty(ctx);
+    } else if (has_payload) {
+        if (!ctx->buf) {
+            /* Out of memory for the payload: throw it away and say so. */
+            client->discard_left = v.payload_length;
+            reply_error(ctx, NBD_ENOMEM, "out of memory for the write payload");
+        } else {
+            client->cur_write = ctx;
+            client->cur_write_have = 0;
+            if (fill_payload(client)) {
+                client->cur_write = NULL;
+                submit(ctx);
+            }
+        }
+    } else {
+        submit(ctx);
+    }
+    return true;
+}
+
+bool nbd_transmission_input(NBDClient *client)
+{
+    /* Bounded work per wakeup keeps one busy client from starving others. */
+    for (int reads = 0; reads < 8;) {
+        if (client->phase != NBD_CLIENT_TRANSMISSION) {
+            return client->phase != NBD_CLIENT_CLOSED;
+        }
+        void *direct = NULL;
+        size_t direct_len = 0;
+        if (client->cur_write) {
+            if (fill_payload(client)) {
+                NBDRequestCtx *ctx = client->cur_write;
+                client->cur_write = NULL;
+                submit(ctx);
+                continue;
+            }
+            /* Read the rest of a payload straight into its buffer. */
+            direct = client->cur_write->buf + client->cur_write_have;
+            direct_len = client->cur_write->buf_len - client->cur_write_have;
+        } else if (client->discard_left) {
+            drop_payload(client);
+            if (client->discard_left) {
+                /* fall through to read more */
+            } else {
+                continue;
+            }
+        } else if (over_limits(client)) {
+            nbd_client_pause_reading(client, true);
+            return true;
+        } else if (parse_request(client)) {
+            continue;
+        }
+        ssize_t got = nbd_client_read_more(client, direct, direct_len);
+        if (got == BERTH_CHANNEL_AGAIN) {
+            return true;
+        }
+        if (got <= 0) {
+            nbd_client_close(client);
+            return false;
+        }
+        if (direct_len) {
+            client->cur_write_have += MIN((size_t) got, direct_len);
+        }
+        reads++;
+    }
+    /* Budget spent: buffered requests must not wait for more socket input. */
+    nbd_client_kick_read(client);
+    return true;
+}

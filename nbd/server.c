@@ -1,0 +1,223 @@
+/*
+ * The NBD server object and the lifetime of a connection: listeners that
+ * accept sockets, the list of live clients with max-connections, and
+ * nbd_client_new/close, which tie a connection to its channel, its export
+ * and its close callback (run exactly once, whoever ends the connection).
+ */
+#include "server-int.h"
+
+#include <gio/gio.h>
+
+static struct {
+    bool running;
+    GPtrArray *listeners;   /* BerthListener * */
+    char *tls_creds;
+    char *tls_authz;
+    guint max_connections;
+    GList *clients;         /* NBDClient *, one reference each */
+    guint n_clients;
+} server;
+
+static uint64_t next_client_id = 1;
+
+static void update_listeners(void)
+{
+    if (!server.listeners) {
+        return;
+    }
+    bool full = server.max_connections && server.n_clients >= server.max_connections;
+    for (guint i = 0; i < server.listeners->len; i++) {
+        berth_listener_pause(g_ptr_array_index(server.listeners, i), full);
+    }
+}
+
+static void on_server_client_closed(NBDClient *client, bool negotiated)
+{
+    GList *link = g_list_find(server.clients, client);
+    if (!link) {
+        return;
+    }
+    server.clients = g_list_delete_link(server.clients, link);
+    server.n_clients--;
+    update_listeners();
+    nbd_client_put(client);
+}
+
+static void on_accept(int fd, gpointer opaque)
+{
+    BerthChannel *ch = berth_channel_socket_new(fd);
+    NBDClient *client = nbd_client_new(NULL, ch, server.tls_creds, server.tls_authz,
+                                       on_server_client_closed);
+    berth_channel_unref(ch);
+    /* The client may already have failed and closed inside nbd_client_new. */
+    if (client->phase != NBD_CLIENT_CLOSED) {
+        server.clients = g_list_prepend(server.clients, client);
+        server.n_clients++;
+        update_listeners();
+    } else {
+        nbd_client_put(client);
+    }
+}
+
+bool nbd_server_start(const NBDServerConfig *cfg, GError **errp)
+{
+    if (server.running) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS, "NBD server already running");
+        return false;
+    }
+    if (cfg->tls_authz && !cfg->tls_creds) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "'tls-authz' is only supported with 'tls-creds'");
+        return false;
+    }
+    if (cfg->tls_creds) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "TLS is not supported yet (tls-creds '%s')", cfg->tls_creds);
+        return false;
+    }
+    BerthListener *l = berth_listener_new(cfg->addr, NULL, on_accept, NULL, errp);
+    if (!l) {
+        return false;
+    }
+    server.listeners = g_ptr_array_new();
+    g_ptr_array_add(server.listeners, l);
+    server.tls_creds = g_strdup(cfg->tls_creds);
+    server.tls_authz = g_strdup(cfg->tls_authz);
+    server.max_connections = cfg->max_connections;
+    server.running = true;
+    return true;
+}
+
+void nbd_server_stop(void)
+{
+    if (!server.running) {
+        return;
+    }
+    for (guint i = 0; i < server.listeners->len; i++) {
+        berth_listener_free(g_ptr_array_index(server.listeners, i));
+    }
+    g_clear_pointer(&server.listeners, g_ptr_array_unref);
+    while (server.clients) {
+        nbd_client_close(server.clients->data);
+    }
+    g_clear_pointer(&server.tls_creds, g_free);
+    g_clear_pointer(&server.tls_authz, g_free);
+    server.running = false;
+}
+
+bool nbd_server_is_running(void)
+{
+    return server.running;
+}
+
+int nbd_server_get_port(void)
+{
+    if (!server.listeners || server.listeners->len == 0) {
+        return 0;
+    }
+    return berth_listener_get_port(g_ptr_array_index(server.listeners, 0));
+}
+
+void nbd_server_foreach_client(void (*fn)(NBDClient *client, gpointer opaque), gpointer opaque)
+{
+    GList *copy = g_list_copy(server.clients);
+    for (GList *it = g_list_last(copy); it; it = it->prev) {
+        fn(it->data, opaque);
+    }
+    g_list_free(copy);
+}
+
+NBDClient *nbd_server_find_client(uint64_t id)
+{
+    for (GList *it = server.clients; it; it = it->next) {
+        NBDClient *c = it->data;
+        if (c->id == id) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* The single place where a client's close callback runs. */
+static void nbd_client_closed(NBDClient *client)
+{
+    if (client->close_cb_done) {
+        return;
+    }
+    client->close_cb_done = true;
+    if (client->close_cb) {
+        client->close_cb(client, client->negotiated);
+    }
+}
+
+NBDClient *nbd_client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
+                          const char *tls_authz,
+                          void (*close_cb)(NBDClient *client, bool negotiated))
+{
+    NBDClient *client = g_new0(NBDClient, 1);
+    client->refcount = 1;
+    client->id = next_client_id++;
+    client->ch = berth_channel_ref(channel);
+    client->tls_creds = g_strdup(tls_creds);
+    client->tls_authz = g_strdup(tls_authz);
+    client->close_cb = close_cb;
+    client->connected_since = g_get_real_time();
+    client->phase = NBD_CLIENT_HANDSHAKE;
+    if (exp) {
+        client->exp = nbd_export_get(exp);
+        nbd_export_attach_client(exp, client);
+    }
+    nbd_client_io_start(client);
+    nbd_handshake_start(client);
+    return client;
+}
+
+NBDClient *nbd_client_get(NBDClient *client)
+{
+    client->refcount++;
+    return client;
+}
+
+void nbd_client_put(NBDClient *client)
+{
+    if (!client || --client->refcount > 0) {
+        return;
+    }
+    g_assert(client->phase == NBD_CLIENT_CLOSED);
+    if (client->exp) {
+        nbd_export_put(client->exp);
+    }
+    berth_channel_unref(client->ch);
+    g_free(client->inbuf);
+    g_free(client->tls_creds);
+    g_free(client->tls_authz);
+    g_free(client);
+}
+
+void nbd_client_close(NBDClient *client)
+{
+    if (client->phase == NBD_CLIENT_CLOSED) {
+        return;
+    }
+    nbd_client_get(client);
+    client->phase = NBD_CLIENT_CLOSED;
+    nbd_client_io_stop(client);
+    berth_channel_shutdown(client->ch);
+    nbd_handshake_cleanup(client);
+    nbd_transmission_cleanup(client);
+    if (client->exp) {
+        nbd_export_detach_client(client->exp, client);
+    }
+    nbd_client_closed(client);
+    nbd_client_put(client);
+}
+
+void nbd_client_get_info(NBDClient *client, NBDClientInfo *info)
+{
+    info->id = client->id;
+    info->export_name = client->negotiated && client->exp ? client->exp->name : NULL;
+    info->peer = berth_channel_peer(client->ch);
+    info->connected_since = client->connected_since;
+    info->in_flight = client->in_flight;
+    info->stats = client->stats;
+}

@@ -1,0 +1,250 @@
+/*
+ * Serialises json-c values the way QEMU's monitor does (see
+ * include/qapi/json-writer.h): the monitor and berth-qmp's tests compare
+ * bytes with qemu-storage-daemon, so spacing, member order, string escapes
+ * and number formats all follow what QEMU 7.2 prints.
+ */
+#include "qapi/json-writer.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+/* QEMU keeps object members in 512 hash buckets. */
+#define QEMU_DICT_BUCKETS 512
+
+/* The classic TDB string hash, which QEMU's dictionaries use. */
+static unsigned qemu_dict_bucket(const char *key)
+{
+    size_t len = strlen(key);
+    uint32_t value = 0x238F13AFu * (uint32_t) len;
+
+    for (size_t i = 0; i < len; i++) {
+        value += (uint32_t) (unsigned char) key[i] << (i * 5 % 24);
+    }
+    return (1103515243u * value + 12345u) % QEMU_DICT_BUCKETS;
+}
+
+typedef struct {
+    const char *key;
+    unsigned bucket;
+    unsigned seq; /* insertion position in the json-c object */
+} KeyOrder;
+
+static int key_order_cmp(const void *a, const void *b)
+{
+    const KeyOrder *x = a, *y = b;
+
+    if (x->bucket != y->bucket) {
+        return x->bucket < y->bucket ? -1 : 1;
+    }
+    /* Within a bucket the newest entry comes first. */
+    return x->seq < y->seq ? 1 : (x->seq > y->seq ? -1 : 0);
+}
+
+const char **qapi_json_object_keys(json_object *obj)
+{
+    size_t n = (size_t) json_object_object_length(obj);
+    g_autofree KeyOrder *order = g_new(KeyOrder, n + 1);
+    const char **keys = g_new0(const char *, n + 1);
+    size_t i = 0;
+
+    json_object_object_foreach(obj, key, val) {
+        (void) val;
+        order[i].key = key;
+        order[i].bucket = qemu_dict_bucket(key);
+        order[i].seq = i;
+        i++;
+    }
+    qsort(order, i, sizeof(*order), key_order_cmp);
+    for (size_t j = 0; j < i; j++) {
+        keys[j] = order[j].key;
+    }
+    return keys;
+}
+
+/* Decode one UTF-8 sequence; returns its length, or 0 if it is malformed
+ * (overlong, surrogate, beyond U+10FFFF, truncated). */
+static size_t utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
+{
+    static const uint32_t min_cp[] = { 0, 0, 0x80, 0x800, 0x10000 };
+    size_t n;
+    uint32_t c;
+
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    } else if ((s[0] & 0xE0) == 0xC0) {
+        n = 2, c = s[0] & 0x1F;
+    } else if ((s[0] & 0xF0) == 0xE0) {
+        n = 3, c = s[0] & 0x0F;
+    } else if ((s[0] & 0xF8) == 0xF0) {
+        n = 4, c = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (n > len) {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    /* QEMU's modified UTF-8 spells U+0000 as C0 80; accept it as NUL. */
+    if (n == 2 && c == 0) {
+        *cp = 0;
+        return 2;
+    }
+    if (c < min_cp[n] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
+        return 0;
+    }
+    *cp = c;
+    return n;
+}
+
+static void append_string(GString *out, const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *) str;
+    size_t i = 0;
+
+    g_string_append_c(out, '"');
+    while (i < len) {
+        uint32_t cp;
+        size_t n = utf8_decode(s + i, len - i, &cp);
+
+        if (n == 0) {
+            cp = 0xFFFD; /* what QEMU prints for bytes that are not UTF-8 */
+            n = 1;
+        }
+        i += n;
+        switch (cp) {
+        case '"':
+            g_string_append(out, "\\\"");
+            break;
+        case '\\':
+            g_string_append(out, "\\\\");
+            break;
+        case '\b':
+            g_string_append(out, "\\b");
+            break;
+        case '\f':
+            g_string_append(out, "\\f");
+            break;
+        case '\n':
+            g_string_append(out, "\\n");
+            break;
+        case '\r':
+            g_string_append(out, "\\r");
+            break;
+        case '\t':
+            g_string_append(out, "\\t");
+            break;
+        default:
+            if (cp >= 0x20 && cp < 0x7F) {
+                g_string_append_c(out, (char) cp);
+            } else if (cp > 0xFFFF) {
+                cp -= 0x10000;
+                g_string_append_printf(out, "\\u%04X\\u%04X",
+                                       0xD800 + (cp >> 10), 0xDC00 + (cp & 0x3FF));
+            } else {
+                g_string_append_printf(out, "\\u%04X", cp);
+            }
+            break;
+        }
+    }
+    g_string_append_c(out, '"');
+}
+
+static void append_number(GString *out, json_object *obj)
+{
+    if (json_object_get_type(obj) == json_type_double) {
+        char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+        g_string_append(out, g_ascii_formatd(buf, sizeof(buf), "%.17g",
+                                             json_object_get_double(obj)));
+        return;
+    }
+    int64_t i = json_object_get_int64(obj);
+    if (i == INT64_MAX) {
+        /* json-c saturates the signed view of values above INT64_MAX. */
+        g_string_append_printf(out, "%" PRIu64, json_object_get_uint64(obj));
+    } else {
+        g_string_append_printf(out, "%" PRId64, i);
+    }
+}
+
+static void append_indent(GString *out, bool pretty, int level)
+{
+    if (pretty) {
+        g_string_append_c(out, '\n');
+        for (int i = 0; i < level; i++) {
+            g_string_append(out, "    ");
+        }
+    }
+}
+
+static void append_value(GString *out, json_object *obj, bool pretty, int level)
+{
+    switch (json_object_get_type(obj)) {
+    case json_type_null:
+        g_string_append(out, "null");
+        break;
+    case json_type_boolean:
+        g_string_append(out, json_object_get_boolean(obj) ? "true" : "false");
+        break;
+    case json_type_int:
+    case json_type_double:
+        append_number(out, obj);
+        break;
+    case json_type_string:
+        append_string(out, json_object_get_string(obj),
+                      (size_t) json_object_get_string_len(obj));
+        break;
+    case json_type_object: {
+        g_autofree const char **keys = qapi_json_object_keys(obj);
+
+        g_string_append_c(out, '{');
+        for (size_t i = 0; keys[i]; i++) {
+            if (i > 0) {
+                g_string_append(out, pretty ? "," : ", ");
+            }
+            append_indent(out, pretty, level + 1);
+            append_string(out, keys[i], strlen(keys[i]));
+            g_string_append(out, ": ");
+            append_value(out, json_object_object_get(obj, keys[i]), pretty, level + 1);
+        }
+        append_indent(out, pretty, level);
+        g_string_append_c(out, '}');
+        break;
+    }
+    case json_type_array: {
+        size_t n = json_object_array_length(obj);
+
+        g_string_append_c(out, '[');
+        for (size_t i = 0; i < n; i++) {
+            if (i > 0) {
+                g_string_append(out, pretty ? "," : ", ");
+            }
+            append_indent(out, pretty, level + 1);
+            append_value(out, json_object_array_get_idx(obj, i), pretty, level + 1);
+        }
+        append_indent(out, pretty, level);
+        g_string_append_c(out, ']');
+        break;
+    }
+    }
+}
+
+void qapi_json_append(GString *out, json_object *obj, bool pretty)
+{
+    append_value(out, obj, pretty, 0);
+}
+
+char *qapi_json_to_string(json_object *obj, bool pretty)
+{
+    GString *out = g_string_new(NULL);
+
+    qapi_json_append(out, obj, pretty);
+    return g_string_free(out, FALSE);
+}

@@ -1,0 +1,64 @@
+/*
+ * The command registry: every module's QmpCommandDef table is entered here
+ * once, by name, and the dispatcher, query-commands and berthd's option
+ * handling all read the same entries, so a command is declared in exactly
+ * one place.
+ */
+#include "qapi/qapi.h"
+#include "qapi/module-commands.h"
+
+static GHashTable *commands_by_name;
+static GPtrArray *commands_in_order;
+
+void qapi_register_commands(const QmpCommandDef *table)
+{
+    g_return_if_fail(table != NULL);
+
+    if (!commands_by_name) {
+        commands_by_name = g_hash_table_new(g_str_hash, g_str_equal);
+        commands_in_order = g_ptr_array_new();
+    }
+    for (const QmpCommandDef *cmd = table; cmd->name; cmd++) {
+        if (!cmd->handler || g_hash_table_contains(commands_by_name, cmd->name)) {
+            g_critical("QMP command '%s' declared twice or without handler; ignored",
+                       cmd->name);
+            continue;
+        }
+        g_hash_table_insert(commands_by_name, (gpointer) cmd->name, (gpointer) cmd);
+        g_ptr_array_add(commands_in_order, (gpointer) cmd);
+    }
+}
+
+const QmpCommandDef *qapi_find_command(const char *name)
+{
+    if (!commands_by_name || !name) {
+        return NULL;
+    }
+    return g_hash_table_lookup(commands_by_name, name);
+}
+
+void qapi_foreach_command(void (*fn)(const QmpCommandDef *cmd, gpointer opaque),
+                          gpointer opaque)
+{
+    if (!commands_in_order) {
+        return;
+    }
+    for (guint i = 0; i < commands_in_order->len; i++) {
+        fn(g_ptr_array_index(commands_in_order, i), opaque);
+    }
+}
+
+void qapi_init(void)
+{
+    static bool done;
+
+    if (done) {
+        return;
+    }
+    done = true;
+    qapi_register_commands(qapi_core_commands);
+    qapi_register_commands(qapi_object_commands);
+    qapi_register_commands(block_qmp_commands);
+    qapi_register_commands(nbd_qmp_commands);
+    qapi_object_types_init();
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages berth needs to build, run and test, skipping
+# those already present. Used by `make run`, `make check` and .ci/run.
+set -euo pipefail
+
+build_pkgs="meson ninja-build pkg-config gcc libglib2.0-dev libgnutls28-dev libjson-c-dev"
+test_pkgs="python3 python3-libnbd libnbd-bin qemu-utils qemu-system-common nbdkit nbd-server fio gnutls-bin"
+
+case "${1:-all}" in
+    build) pkgs="$build_pkgs" ;;
+    *) pkgs="$build_pkgs $test_pkgs" ;;
+esac
+
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "berth: installing missing packages:$missing" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends $missing

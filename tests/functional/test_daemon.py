@@ -1,0 +1,426 @@
+#!/usr/bin/python3
+"""The daemon as a program: command line, errors, signals, pid file,
+daemonizing, listeners (unix and TCP), connection limits and shutdown."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True     # keep the source tree clean
+import berth_harness as bh
+import nbd_wire as w
+from berth_harness import MiB, GiB
+
+try:
+    import nbd
+except ImportError:
+    nbd = None
+
+needs_libnbd = unittest.skipIf(nbd is None, "python3-libnbd is not installed")
+
+
+def stderr_lines(text):
+    """The lines of an error output; a final newline makes no extra line."""
+    return text.splitlines()
+
+
+class CommandLine(bh.DaemonTestCase):
+
+    def run_once(self, *args):
+        return bh.run_daemon_once(list(args), self.tmpdir)
+
+    def test_help(self):
+        for opt in ("--help", "-h"):
+            with self.subTest(opt):
+                rc, out, err = self.run_once(opt)
+                self.assertEqual(rc, 0, err)
+                for word in ("--blockdev", "--nbd-server", "--export", "--pidfile"):
+                    self.assertIn(word, out, "%s does not mention %s" % (opt, word))
+                self.assertEqual(err, "")
+
+    def test_version(self):
+        for opt in ("--version", "-V"):
+            with self.subTest(opt):
+                rc, out, err = self.run_once(opt)
+                self.assertEqual(rc, 0, err)
+                first = out.splitlines()[0] if out else ""
+                self.assertRegex(first, r"\d+\.\d+\.\d+", "no version number")
+                if not bh.is_qsd():
+                    self.assertIn("berth", first.lower())
+
+    def test_bogus_driver(self):
+        rc, out, err = self.run_once("--blockdev", "driver=bogus,node-name=x")
+        self.assertEqual(rc, 1)
+        lines = stderr_lines(err)
+        self.assertEqual(len(lines), 1, "exactly one line on stderr:\n" + err)
+        self.assertIn("bogus", lines[0])
+        self.assertIn("driver", lines[0])
+        self.assertEqual(out, "")
+
+    def test_bad_options(self):
+        img = bh.make_sparse_file(self.path("f.img"), MiB)
+        sock = self.path("s")
+        server = ["--nbd-server", "addr.type=unix,addr.path=" + sock]
+        null = ["--blockdev", "driver=null-co,node-name=n0"]
+        cases = [
+            ("unknown option", ["--bogus-option"], ["bogus-option"]),
+            ("missing argument", ["--blockdev"], ["blockdev"]),
+            ("missing filename", ["--blockdev", "driver=file,node-name=f0"],
+             ["blockdev", "filename"]),
+            ("file does not exist",
+             ["--blockdev", "driver=file,node-name=f0,filename=/nonexistent/x"],
+             ["blockdev", "/nonexistent/x"]),
+            ("bad size", ["--blockdev", "driver=null-co,node-name=n0,size=abc"],
+             ["blockdev", "size"]),
+            ("duplicate node-name", null + null, ["blockdev", "n0"]),
+            ("unknown export node", server + ["--export",
+                                               "type=nbd,id=e0,node-name=nope,name=x"],
+             ["export", "nope"]),
+            ("export before server", null + ["--export", "type=nbd,id=e0,node-name=n0"],
+             ["export"]),
+            ("unknown export parameter",
+             null + server + ["--export", "type=nbd,id=e0,node-name=n0,bogus=1"],
+             ["export", "bogus"]),
+            ("unknown export type",
+             null + server + ["--export", "type=bogus,id=e0,node-name=n0"],
+             ["export", "bogus"]),
+            ("duplicate export id",
+             null + server + ["--export", "type=nbd,id=e0,node-name=n0"] * 2,
+             ["export", "e0"]),
+            ("server without path", ["--nbd-server", "addr.type=unix"],
+             ["nbd-server", "path"]),
+            ("bad max-connections",
+             ["--nbd-server", "addr.type=unix,addr.path=%s,max-connections=abc" % sock],
+             ["nbd-server", "max-connections"]),
+            ("second server", null + server + server, ["nbd-server"]),
+            ("socket folder missing",
+             ["--nbd-server", "addr.type=unix,addr.path=/nonexistent/dir/s"],
+             ["nbd-server", "/nonexistent/dir/s"]),
+            ("pid file folder missing", ["--pidfile", "/nonexistent/dir/pid"],
+             ["pid", "/nonexistent/dir/pid"]),
+            ("read-only node exported writable",
+             ["--blockdev", "driver=file,node-name=f0,filename=%s,read-only=on" % img]
+             + server + ["--export", "type=nbd,id=e0,node-name=f0,writable=on"],
+             ["export"]),
+        ]
+        for what, args, words in cases:
+            with self.subTest(what):
+                rc, out, err = self.run_once(*args)
+                self.assertEqual(rc, 1, "exit status for %s\n%s" % (what, err))
+                lines = stderr_lines(err)
+                self.assertEqual(len(lines), 1, "want one stderr line:\n" + err)
+                for word in words:
+                    self.assertIn(word.lower(), lines[0].lower())
+                self.assertEqual(out, "")
+                if os.path.exists(sock):
+                    os.unlink(sock)
+
+
+class Signals(bh.DaemonTestCase):
+
+    def basic_args(self, sock, size=16 * MiB):
+        img = bh.make_sparse_file(self.path("disk.img"), size)
+        return (bh.blockdev_file("disk0", img) + bh.nbd_server_unix(sock)
+                + bh.nbd_export("e0", "disk0", "disk0", writable=True))
+
+    def test_sigterm_idle(self):
+        sock = self.path("nbd.sock")
+        d = self.start_daemon(self.basic_args(sock), wait_for=sock)
+        d.stop(signal.SIGTERM)
+
+    def test_sigint_idle(self):
+        sock = self.path("nbd.sock")
+        d = self.start_daemon(self.basic_args(sock), wait_for=sock)
+        d.stop(signal.SIGINT)
+
+    @needs_libnbd
+    def test_sigterm_with_clients(self):
+        sock = self.path("nbd.sock")
+        d = self.start_daemon(self.basic_args(sock), wait_for=sock)
+        handles = [bh.nbd_connect(nbd, sock, "disk0") for _ in range(8)]
+        for i, h in enumerate(handles):
+            h.pwrite(bytes([i]) * 4096, i * 4096)
+        raw_haggling = w.RawClient(sock).start()
+        raw_stalled = w.RawClient(sock).connect_export("disk0")
+        raw_stalled.request(w.CMD_WRITE, 1, MiB, 4096, payload=b"x" * 10)
+        start = time.monotonic()
+        d.stop(signal.SIGTERM)
+        self.assertLess(time.monotonic() - start, bh.STOP_TIMEOUT)
+        for c in (raw_haggling, raw_stalled):
+            try:
+                c.wait_closed(5)
+            except w.Timeout:
+                self.fail("a client connection outlived the daemon")
+            c.close()
+        with self.assertRaises(nbd.Error):
+            handles[0].pread(4096, 0)
+
+    @needs_libnbd
+    def test_written_data_survives_shutdown(self):
+        sock = self.path("nbd.sock")
+        d = self.start_daemon(self.basic_args(sock), wait_for=sock)
+        data = os.urandom(MiB)
+        h = bh.nbd_connect(nbd, sock, "disk0")
+        h.pwrite(data, 3 * MiB)          # no flush
+        h.shutdown()
+        d.stop(signal.SIGTERM)
+        with open(self.path("disk.img"), "rb") as f:
+            f.seek(3 * MiB)
+            self.assertEqual(f.read(MiB), data)
+
+    @needs_libnbd
+    def test_sigterm_during_io(self):
+        sock = self.path("nbd.sock")
+        d = self.start_daemon(self.basic_args(sock, 64 * MiB), wait_for=sock)
+        h = bh.nbd_connect(nbd, sock, "disk0")
+        buf = nbd.Buffer.from_bytearray(bytearray(os.urandom(MiB)))
+        for i in range(64):
+            h.aio_pwrite(buf, i * MiB)
+        d.stop(signal.SIGTERM)
+
+
+class PidFile(bh.DaemonTestCase):
+
+    def args(self, sock):
+        return (bh.blockdev_null("n0", 16 * MiB) + bh.nbd_server_unix(sock)
+                + bh.nbd_export("e0", "n0", "null"))
+
+    def read_pid(self, path):
+        with open(path) as f:
+            text = f.read()
+        self.assertRegex(text, r"^\d+\n?$", "pid file content %r" % text)
+        return int(text)
+
+    def test_pidfile(self):
+        sock, pidfile = self.path("nbd.sock"), self.path("berthd.pid")
+        d = self.start_daemon(self.args(sock) + ["--pidfile", pidfile], wait_for=sock)
+        self.assertEqual(self.read_pid(pidfile), d.pid)
+        d.stop()
+        self.assertFalse(os.path.exists(pidfile), "pid file left behind")
+
+    def test_pidfile_in_use(self):
+        sock, pidfile = self.path("nbd.sock"), self.path("berthd.pid")
+        d = self.start_daemon(self.args(sock) + ["--pidfile", pidfile], wait_for=sock)
+        rc, out, err = bh.run_daemon_once(self.args(self.path("other.sock"))
+                                          + ["--pidfile", pidfile], self.tmpdir)
+        self.assertEqual(rc, 1, "a second daemon took a pid file in use")
+        self.assertEqual(len(stderr_lines(err)), 1, err)
+        self.assertTrue(d.alive())
+        self.assertEqual(self.read_pid(pidfile), d.pid)
+        w.RawClient(sock).connect_export("null").disconnect()
+
+    def test_daemonize(self):
+        sock, pidfile = self.path("nbd.sock"), self.path("berthd.pid")
+        p = subprocess.run([bh.DAEMON_PATH] + self.args(sock)
+                           + ["--pidfile", pidfile, "--daemonize"],
+                           cwd=self.tmpdir, stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=bh.START_TIMEOUT)
+        pid = None
+        if os.path.exists(pidfile):
+            pid = self.read_pid(pidfile)
+            self.addCleanup(self._kill_pid, pid)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        self.assertIsNotNone(pid, "no pid file after --daemonize")
+        # ready when the parent returns: the socket accepts at once
+        c = w.RawClient(sock)
+        c.connect_export("null")
+        c.disconnect()
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + bh.STOP_TIMEOUT
+        while self._pid_alive(pid):
+            self.assertLess(time.monotonic(), deadline,
+                            "daemonized process ignores SIGTERM")
+            time.sleep(0.05)
+        self.assertFalse(os.path.exists(pidfile), "pid file left behind")
+
+    @staticmethod
+    def _pid_alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        # a zombie whose parent is gone is reaped by init quickly; check state
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                return f.read().split(")")[-1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    @classmethod
+    def _kill_pid(cls, pid):
+        if cls._pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class Listeners(bh.DaemonTestCase):
+
+    @needs_libnbd
+    def test_tcp(self):
+        port = bh.free_tcp_port()
+        self.start_daemon(bh.blockdev_null("n0", GiB)
+                          + bh.nbd_server_inet("127.0.0.1", port)
+                          + bh.nbd_export("e0", "n0", "null", description="tcp"),
+                          wait_tcp=("127.0.0.1", port))
+        h = nbd.NBD()
+        h.set_export_name("null")
+        h.connect_tcp("127.0.0.1", str(port))
+        self.assertEqual(h.get_size(), GiB)
+        self.assertEqual(h.pread(4096, 0), bytes(4096))
+        h.shutdown()
+        c = w.RawClient(addr=("127.0.0.1", port))
+        c.start()
+        self.assertEqual(c.list_exports(), {"null": "tcp"})
+        c.close()
+        if shutil.which("nbdinfo"):
+            _, out, _ = bh.run_tool(["nbdinfo", "--size",
+                                     "nbd://127.0.0.1:%d/null" % port])
+            self.assertEqual(int(out), GiB)
+
+    def test_unix_socket_removed_or_reusable(self):
+        """After a clean stop, the same socket path serves again."""
+        sock = self.path("nbd.sock")
+        args = (bh.blockdev_null("n0", MiB) + bh.nbd_server_unix(sock)
+                + bh.nbd_export("e0", "n0", "null"))
+        d = self.start_daemon(args, wait_for=sock, name="first")
+        d.stop()
+        self.start_daemon(args, wait_for=sock, name="second")
+        w.RawClient(sock).connect_export("null").disconnect()
+
+    def test_max_connections(self):
+        sock = self.path("nbd.sock")
+        self.start_daemon(bh.blockdev_null("n0", MiB)
+                          + bh.nbd_server_unix(sock, max_connections=2)
+                          + bh.nbd_export("e0", "n0", "null"), wait_for=sock)
+        # the readiness probe's connection may still hold a slot for a moment
+        a = self.connect_when_served(sock)
+        b = self.connect_when_served(sock)
+        # a third client is not served while two are connected: no greeting
+        # (left waiting) or an immediate close are both fine
+        third = w.RawClient(sock, timeout=2)
+        try:
+            third.read_greeting()
+            self.fail("a third client was served with max-connections=2")
+        except (w.Timeout, w.Closed):
+            pass
+        third.close()
+        a.disconnect()
+        # a slot is free again
+        c = self.connect_when_served(sock)
+        c.disconnect()
+        b.disconnect()
+
+    def connect_when_served(self, sock, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            c = w.RawClient(sock, timeout=1)
+            try:
+                return c.connect_export("null")
+            except (w.Timeout, w.Closed, OSError):
+                c.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def test_two_exports_of_one_node(self):
+        sock = self.path("nbd.sock")
+        img = bh.make_sparse_file(self.path("d.img"), 4 * MiB)
+        self.start_daemon(bh.blockdev_file("d0", img) + bh.nbd_server_unix(sock)
+                          + bh.nbd_export("rw", "d0", "rw", writable=True)
+                          + bh.nbd_export("ro", "d0", "ro"), wait_for=sock)
+        data = b"abcd" * 128
+        c = w.RawClient(sock).connect_export("rw")
+        self.assertEqual(c.command(w.CMD_WRITE, 1, 0, 512, payload=data)[0], 0)
+        c.disconnect()
+        c = w.RawClient(sock).connect_export("ro")
+        self.assertTrue(c.transmission_flags & w.TF_READ_ONLY)
+        self.assertEqual(c.command(w.CMD_READ, 1, 0, 512)[1], data)
+        c.disconnect()
+
+
+class Monitor(bh.DaemonTestCase):
+    """The command-line side of QMP: --chardev/--monitor, and quit."""
+
+    def qmp(self, path):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(path)
+        self.addCleanup(s.close)
+        f = s.makefile("rwb")
+
+        def recv():
+            while True:
+                line = f.readline()
+                if not line:
+                    raise EOFError("monitor closed")
+                msg = json.loads(line)
+                if "event" not in msg:
+                    return msg
+
+        def execute(cmd, **args):
+            msg = {"execute": cmd}
+            if args:
+                msg["arguments"] = args
+            f.write(json.dumps(msg).encode() + b"\n")
+            f.flush()
+            return recv()
+        return recv, execute
+
+    def test_monitor_and_quit(self):
+        sock, qmp = self.path("nbd.sock"), self.path("qmp.sock")
+        d = self.start_daemon(bh.blockdev_null("n0", MiB) + bh.nbd_server_unix(sock)
+                              + bh.nbd_export("e0", "n0", "null")
+                              + ["--chardev",
+                                 "socket,id=qmp0,path=%s,server=on,wait=off" % qmp,
+                                 "--monitor", "chardev=qmp0"],
+                              wait_for=sock)
+        d.wait_unix(qmp)
+        recv, execute = self.qmp(qmp)
+        greeting = recv()
+        self.assertIn("QMP", greeting)
+        self.assertEqual(execute("qmp_capabilities"), {"return": {}})
+        exports = execute("query-block-exports")["return"]
+        self.assertEqual([(e["id"], e["node-name"]) for e in exports], [("e0", "n0")])
+        self.assertEqual(execute("quit"), {"return": {}})
+        rc = d.wait_exit()
+        self.assertEqual(rc, 0, d.describe())
+
+
+@bh.berth_only
+class DefaultConfiguration(bh.DaemonTestCase):
+    """berthd without options: a 1 GiB memory disk 'disk' (also the default
+    export) on 127.0.0.1:10809, and a monitor on ./berth-qmp.sock."""
+
+    @needs_libnbd
+    def test_no_options(self):
+        try:
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", 10809))
+        except OSError:
+            self.skipTest("port 10809 is in use")
+        d = self.start_daemon([], wait_tcp=("127.0.0.1", 10809))
+        d.wait_unix(self.path("berth-qmp.sock"))
+        self.assertNotEqual(d.stderr().strip(), "", "berthd says what it serves")
+        for name in ("", "disk"):
+            h = nbd.NBD()
+            h.set_export_name(name)
+            h.connect_tcp("127.0.0.1", "10809")
+            self.assertEqual(h.get_size(), GiB)
+            self.assertFalse(h.is_read_only())
+            h.pwrite(b"default!", 0)
+            self.assertEqual(h.pread(8, 0), b"default!")
+            h.shutdown()
+
+
+if __name__ == "__main__":
+    bh.require_tools()
+    bh.main()

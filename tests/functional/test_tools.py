@@ -1,0 +1,293 @@
+#!/usr/bin/python3
+"""Real NBD clients against the daemon: qemu-img, qemu-io, nbdcopy, nbdinfo.
+
+One daemon serves a separate file-backed export per concern, so that the
+tests do not see each other's writes:
+  disk0  writable, qemu-io pattern tests
+  conv   writable, qemu-img convert/compare target
+  copy   writable, nbdcopy target
+  map    writable, discard=unmap, nbdinfo --map tests
+  src    read-only export of a pattern file (source for copies)"""
+
+import json
+import os
+import sys
+
+sys.dont_write_bytecode = True     # keep the source tree clean
+import berth_harness as bh
+from berth_harness import MiB
+
+SIZE = 32 * MiB
+DESCRIPTIONS = {
+    "disk0": "qemu-io target",
+    "conv": "qemu-img target, with a comma",
+    "copy": "nbdcopy target",
+    "map": "",
+    "src": "read-only source",
+}
+
+
+class ToolsBase(bh.DaemonTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        d = cls.class_dir
+        cls.sock = os.path.join(d, "nbd.sock")
+        cls.files = {}
+        args = []
+        for name in ("disk0", "conv", "copy", "map"):
+            path = bh.make_sparse_file(os.path.join(d, name + ".img"), SIZE)
+            cls.files[name] = path
+            args += bh.blockdev_file("n-" + name, path,
+                                     discard="unmap" if name == "map" else None)
+        src = bh.make_pattern_file(os.path.join(d, "src.img"), SIZE, seed=11,
+                                   sparse_every=2 * MiB)
+        cls.files["src"] = src
+        args += bh.blockdev_file("n-src", src, read_only=True)
+        args += bh.nbd_server_unix(cls.sock)
+        for name in ("disk0", "conv", "copy", "map", "src"):
+            args += bh.nbd_export("e-" + name, "n-" + name, name,
+                                  writable=(name != "src"),
+                                  description=DESCRIPTIONS[name] or None)
+        cls.daemon = cls.start_class_daemon(args, wait_for=cls.sock)
+
+    def uri(self, name):
+        return bh.nbd_uri(self.sock, name)
+
+    def tool(self, *args, check=True):
+        return bh.run_tool(list(args), check=check)
+
+    def assertFilesEqual(self, a, b):
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            while True:
+                x = fa.read(MiB)
+                y = fb.read(MiB)
+                self.assertEqual(x, y, "%s and %s differ" % (a, b))
+                if not x:
+                    break
+
+    def qemu_io(self, name, *cmds, read_only=False, check=True):
+        args = ["qemu-io", "-f", "raw"]
+        if read_only:
+            args.append("-r")
+        for c in cmds:
+            args += ["-c", c]
+        return self.tool(*args, self.uri(name), check=check)
+
+
+class QemuImg(ToolsBase):
+
+    @bh.needs_tools("qemu-img")
+    def test_info(self):
+        _, out, _ = self.tool("qemu-img", "info", "--output=json", self.uri("src"))
+        info = json.loads(out)
+        self.assertEqual(info["virtual-size"], SIZE)
+
+    @bh.needs_tools("qemu-img", "qemu-io")
+    def test_convert_in_compare_convert_out(self):
+        src = self.files["src"]
+        self.tool("qemu-img", "convert", "-n", "-f", "raw", "-O", "raw",
+                  src, self.uri("conv"))
+        self.tool("qemu-img", "compare", "-f", "raw", "-F", "raw",
+                  src, self.uri("conv"))
+        out = self.path("out.img")
+        self.tool("qemu-img", "convert", "-f", "raw", "-O", "raw",
+                  self.uri("conv"), out)
+        self.assertFilesEqual(src, out)
+        # a one-byte difference is found
+        self.qemu_io("conv", "write -P 0x01 %d 1" % (SIZE - 1000))
+        rc, out, _ = self.tool("qemu-img", "compare", "-f", "raw", "-F", "raw",
+                               src, self.uri("conv"), check=False)
+        self.assertEqual(rc, 1, "qemu-img compare missed a difference:\n" + out)
+
+    @bh.needs_tools("qemu-img")
+    def test_convert_between_exports(self):
+        self.tool("qemu-img", "convert", "-n", "-f", "raw", "-O", "raw",
+                  "-W", "-m", "8", self.uri("src"), self.uri("conv"))
+        self.tool("qemu-img", "compare", "-f", "raw", "-F", "raw",
+                  self.uri("src"), self.uri("conv"))
+
+    @bh.needs_tools("qemu-img")
+    def test_map_of_read_only_export(self):
+        _, out, _ = self.tool("qemu-img", "map", "--output=json", "-f", "raw",
+                              self.uri("src"))
+        extents = json.loads(out)
+        self.assertEqual(sum(e["length"] for e in extents), SIZE)
+        # the pattern file alternates 2 MiB of data and 2 MiB of hole
+        for e in extents:
+            if e["start"] % (4 * MiB) < 2 * MiB:
+                self.assertTrue(e["data"], e)
+            else:
+                self.assertTrue(e["zero"], e)
+
+
+class QemuIo(ToolsBase):
+
+    @bh.needs_tools("qemu-io")
+    def test_pattern_write_then_read(self):
+        self.qemu_io("disk0", "write -P 0xab 0 1M", "write -P 0xcd 1M 1M",
+                     "write -P 0x5a 3M 4k", "flush")
+        _, out, _ = self.qemu_io("disk0", "read -P 0xab 0 1M",
+                                 "read -P 0xcd 1M 1M", "read -P 0x00 2M 1M",
+                                 "read -P 0x5a 3M 4k", read_only=True)
+        self.assertNotIn("verification failed", out)
+        self.assertIn("read 1048576/1048576 bytes at offset 0", out)
+        self.assertIn("read 1048576/1048576 bytes at offset 1048576", out)
+        with open(self.files["disk0"], "rb") as f:
+            self.assertEqual(f.read(MiB), b"\xab" * MiB)
+
+    @bh.needs_tools("qemu-io")
+    def test_wrong_pattern_is_detected(self):
+        self.qemu_io("disk0", "write -P 0x33 8M 64k")
+        rc, out, _ = self.qemu_io("disk0", "read -P 0x34 8M 64k", check=False)
+        self.assertIn("Pattern verification failed", out)
+
+    @bh.needs_tools("qemu-io")
+    def test_zero_discard_and_fua(self):
+        self.qemu_io("disk0", "write -P 0x77 12M 1M", "write -z 12M 512k",
+                     "write -f -P 0x78 14M 64k", "discard 13M 256k")
+        _, out, _ = self.qemu_io("disk0", "read -P 0 12M 512k",
+                                 "read -P 0x77 12800k 256k",
+                                 "read -P 0x78 14M 64k", read_only=True)
+        self.assertNotIn("verification failed", out)
+
+    @bh.needs_tools("qemu-io")
+    def test_aio_requests(self):
+        cmds = ["aio_write -P 0x%02x %dk 64k" % (0x40 + i, 16 * 1024 + 64 * i)
+                for i in range(32)]
+        self.qemu_io("disk0", *cmds, "aio_flush")
+        reads = ["aio_read -P 0x%02x %dk 64k" % (0x40 + i, 16 * 1024 + 64 * i)
+                 for i in range(32)]
+        _, out, _ = self.qemu_io("disk0", *reads, "aio_flush", read_only=True)
+        self.assertNotIn("verification failed", out)
+        self.assertEqual(out.count("read 65536/65536 bytes"), 32, out)
+
+    @bh.needs_tools("qemu-io")
+    def test_read_only_export_refuses_writes(self):
+        rc, out, err = self.qemu_io("src", "write -P 0x11 0 4k", check=False)
+        self.assertNotEqual(rc, 0, "write to a read-only export succeeded")
+        with open(self.files["src"], "rb") as f:
+            self.assertNotEqual(f.read(4096), b"\x11" * 4096)
+
+
+class NbdCopy(ToolsBase):
+
+    @bh.needs_tools("nbdcopy")
+    def test_copy_in_and_out(self):
+        src = self.files["src"]
+        self.tool("nbdcopy", "--flush", src, self.uri("copy"))
+        out = self.path("out.img")
+        self.tool("nbdcopy", self.uri("copy"), out)
+        self.assertFilesEqual(src, out)
+
+    @bh.needs_tools("nbdcopy")
+    def test_copy_many_connections_and_requests(self):
+        self.tool("nbdcopy", "--connections=4", "--requests=64",
+                  "--request-size=262144", self.uri("src"), self.uri("copy"))
+        out = self.path("out2.img")
+        self.tool("nbdcopy", "--connections=2", self.uri("copy"), out)
+        self.assertFilesEqual(self.files["src"], out)
+
+    @bh.needs_tools("nbdcopy")
+    def test_copy_from_zero_source_clears_data(self):
+        self.tool("nbdcopy", self.files["src"], self.uri("copy"))
+        zero = bh.make_sparse_file(self.path("zero.img"), SIZE)
+        self.tool("nbdcopy", zero, self.uri("copy"))
+        out = self.path("out3.img")
+        self.tool("nbdcopy", self.uri("copy"), out)
+        self.assertFilesEqual(zero, out)
+
+
+class NbdInfo(ToolsBase):
+
+    @bh.needs_tools("nbdinfo")
+    def test_list_json(self):
+        _, out, _ = self.tool("nbdinfo", "--list", "--json", self.uri(""))
+        doc = json.loads(out)
+        got = {e["export-name"]: e.get("description", "") for e in doc["exports"]}
+        self.assertEqual(got, DESCRIPTIONS)
+        for e in doc["exports"]:
+            self.assertEqual(e["export-size"], SIZE)
+            self.assertEqual(e["is_read_only"], e["export-name"] == "src")
+            self.assertIn("base:allocation", e.get("contexts", []))
+
+    @bh.needs_tools("nbdinfo")
+    def test_list_text(self):
+        _, out, _ = self.tool("nbdinfo", "--list", self.uri(""))
+        for name, desc in DESCRIPTIONS.items():
+            self.assertIn('export="%s":' % name, out)
+            if desc:
+                self.assertIn("description: %s" % desc, out)
+
+    @bh.needs_tools("nbdinfo")
+    def test_size_can_is(self):
+        _, out, _ = self.tool("nbdinfo", "--size", self.uri("disk0"))
+        self.assertEqual(int(out.strip()), SIZE)
+        for what in ("flush", "fua", "trim", "zero"):
+            rc, _, _ = self.tool("nbdinfo", "--can", what, self.uri("disk0"),
+                                 check=False)
+            self.assertEqual(rc, 0, "disk0 cannot %s" % what)
+        rc, _, _ = self.tool("nbdinfo", "--is", "read-only", self.uri("src"),
+                             check=False)
+        self.assertEqual(rc, 0)
+        rc, _, _ = self.tool("nbdinfo", "--is", "read-only", self.uri("disk0"),
+                             check=False)
+        self.assertEqual(rc, 2)
+
+    @bh.needs_tools("nbdinfo")
+    def test_missing_export(self):
+        rc, _, _ = self.tool("nbdinfo", self.uri("no-such-export"), check=False)
+        self.assertNotEqual(rc, 0)
+
+    def map(self, name):
+        _, out, _ = self.tool("nbdinfo", "--map", "--json", self.uri(name))
+        entries = json.loads(out)
+        pos = 0
+        for e in entries:
+            self.assertEqual(e["offset"], pos, "map has a gap or an overlap")
+            pos += e["length"]
+        self.assertEqual(pos, SIZE)
+        return [(e["offset"], e["length"], e["type"]) for e in entries]
+
+    def types_of(self, entries, start, end):
+        return {t for o, n, t in entries if o < end and o + n > start}
+
+    @bh.needs_tools("nbdinfo", "qemu-io")
+    def test_map_holes_after_trim(self):
+        if not bh.filesystem_reports_holes(self.tmpdir):
+            self.skipTest("the temporary filesystem does not report holes")
+        self.assertEqual(self.map("map"), [(0, SIZE, 3)], "fresh sparse file")
+        self.qemu_io("map", "write -P 0x42 4M 2M", "flush")
+        m = self.map("map")
+        self.assertEqual(self.types_of(m, 0, 4 * MiB), {3})
+        self.assertEqual(self.types_of(m, 4 * MiB, 6 * MiB), {0})
+        self.assertEqual(self.types_of(m, 6 * MiB, SIZE), {3})
+        self.qemu_io("map", "discard 4M 2M", "flush")
+        self.assertEqual(self.map("map"), [(0, SIZE, 3)],
+                         "a trimmed range of a discard=unmap file is a hole again")
+        self.assertEqual(bh.file_data_ranges(self.files["map"]), [],
+                         "TRIM did not punch a hole in the backing file")
+
+    @bh.needs_tools("nbdinfo", "qemu-io")
+    def test_map_after_write_zeroes(self):
+        if not bh.filesystem_reports_holes(self.tmpdir):
+            self.skipTest("the temporary filesystem does not report holes")
+        self.qemu_io("map", "write -P 0x43 16M 1M", "write -z 16M 1M", "flush")
+        m = self.map("map")
+        for t in self.types_of(m, 16 * MiB, 17 * MiB):
+            self.assertTrue(t & 2, "zeroed range not reported as zero")
+        self.qemu_io("map", "discard 16M 1M")
+
+    @bh.needs_tools("nbdinfo")
+    def test_map_totals_of_source(self):
+        _, out, _ = self.tool("nbdinfo", "--map", "--totals", "--json",
+                              self.uri("src"))
+        totals = {e["type"]: e["size"] for e in json.loads(out)}
+        self.assertEqual(sum(totals.values()), SIZE)
+        self.assertEqual(totals.get(0, 0), SIZE // 2, "half of src is data")
+
+
+if __name__ == "__main__":
+    bh.require_tools()
+    bh.main()

@@ -1,0 +1,349 @@
+/*
+ * Unit tests of the monitor's streaming JSON reader: values split across
+ * reads at every byte, several values per read, whitespace, QEMU's error
+ * texts for malformed input and resynchronisation after it, and the limits
+ * that make an oversized message fatal. Each input is fed whole, byte by
+ * byte and in odd chunks, and must give the same results every time. A
+ * last test runs a whole QMP session over a socketpair: greeting, framing,
+ * events after negotiation, recovery, and the oversized-message hang-up.
+ */
+#include "monitor/json-reader.h"
+#include "monitor/monitor.h"
+#include "qapi/json-writer.h"
+#include "util/qmp-command.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Feeds `input` in chunks of `chunk` bytes (0: all at once) and returns the
+ * results as one string: "V <json>" / "E <message>" / "F <message>" lines. */
+static char *run_reader(JsonReader *r, const char *input, size_t len, size_t chunk)
+{
+    GString *out = g_string_new(NULL);
+    size_t pos = 0;
+
+    if (chunk == 0) {
+        chunk = len ? len : 1;
+    }
+    while (pos < len) {
+        size_t n = MIN(chunk, len - pos);
+        const char *p = input + pos;
+
+        while (n > 0) {
+            json_object *value = NULL;
+            g_autoptr(GError) err = NULL;
+            size_t used = 0;
+            JsonReaderStatus st = json_reader_feed(r, p, n, &used, &value, &err);
+
+            g_assert_cmpuint(used, <=, n);
+            p += used;
+            n -= used;
+            if (st == JSON_READER_VALUE) {
+                g_autofree char *s = qapi_json_to_string(value, false);
+                g_string_append_printf(out, "V %s\n", s);
+                json_object_put(value);
+            } else if (st == JSON_READER_ERROR) {
+                g_string_append_printf(out, "E %s\n", err->message);
+            } else if (st == JSON_READER_FATAL) {
+                g_string_append_printf(out, "F %s\n", err->message);
+                return g_string_free(out, FALSE);
+            } else {
+                g_assert_cmpuint(n, ==, 0); /* NEED_MORE consumes everything */
+            }
+        }
+        pos += MIN(chunk, len - pos);
+    }
+    return g_string_free(out, FALSE);
+}
+
+/* Same results whatever the split. */
+static void check_len(const char *input, size_t len, const char *expected)
+{
+    static const size_t chunks[] = { 0, 1, 2, 3, 7, 64 };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(chunks); i++) {
+        g_autoptr(JsonReader) r = json_reader_new(0, 0, 0);
+        g_autofree char *got = run_reader(r, input, len, chunks[i]);
+
+        if (strcmp(got, expected) != 0) {
+            g_test_message("input %s, chunk %zu", input, chunks[i]);
+        }
+        g_assert_cmpstr(got, ==, expected);
+    }
+}
+
+static void check(const char *input, const char *expected)
+{
+    check_len(input, strlen(input), expected);
+}
+
+static void test_values(void)
+{
+    check("{\"execute\": \"qmp_capabilities\"}\n",
+          "V {\"execute\": \"qmp_capabilities\"}\n");
+    check("  \r\n\t{}  ", "V {}\n");
+    check("[1, -2, 0, 1.5, true, false, null, \"s\", [], {}]\n",
+          "V [1, -2, 0, 1.5, true, false, null, \"s\", [], {}]\n");
+    check("{\"a\": {\"b\": [{\"c\": []}]}}", "V {\"a\": {\"b\": [{\"c\": []}]}}\n");
+    /* Numbers as QEMU reads them: int64, then uint64, then double. */
+    check("[18446744073709551615, -9223372036854775808, 99999999999999999999, 1e3, 0.1]",
+          "V [18446744073709551615, -9223372036854775808, 1e+20, 1000, "
+          "0.10000000000000001]\n");
+    check("[-0]\n", "V [0]\n");
+    /* A scalar at the top level ends at the next delimiter. */
+    check("1 \"x\" null\n", "V 1\nV \"x\"\nV null\n");
+}
+
+static void test_batched(void)
+{
+    check("{\"a\": 1}{\"b\": 2}\n{\"c\": 3}  {\"d\": 4}",
+          "V {\"a\": 1}\nV {\"b\": 2}\nV {\"c\": 3}\nV {\"d\": 4}\n");
+    check("{\"execute\":\n\"query-version\"\n}\n", "V {\"execute\": \"query-version\"}\n");
+}
+
+static void test_strings(void)
+{
+    check("['single', 'it\\'s', '\"']", "V [\"single\", \"it's\", \"\\\"\"]\n");
+    check("[\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"]", "V [\"\\\"\\\\/\\b\\f\\n\\r\\t\"]\n");
+    check("[\"\\u0041\\u00e9\\u20AC\\ud83d\\ude00\"]",
+          "V [\"A\\u00E9\\u20AC\\uD83D\\uDE00\"]\n");
+    check("[\"h\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"]",
+          "V [\"h\\u00E9\\u20AC\\uD83D\\uDE00\"]\n");
+    /* U+0000, escaped or as QEMU's modified UTF-8, never a NUL byte. */
+    check("[\"a\\u0000b\", \"\xc0\x80\"]", "V [\"a\\u0000b\", \"\\u0000\"]\n");
+    check("[\"a\x7f" "b\"]", "V [\"a\\u007Fb\"]\n");
+}
+
+static void test_syntax_errors(void)
+{
+    check("}\n", "E JSON parse error, expecting value\n");
+    check("]\n", "E JSON parse error, expecting value\n");
+    check("{\"a\":}\n", "E JSON parse error, expecting value\n");
+    check("{\"a\" 1}\n", "E JSON parse error, missing : in object pair\n");
+    check("{1:2}\n", "E JSON parse error, key is not a string in object\n");
+    check("{\"a\":1 \"b\":2}\n", "E JSON parse error, expected separator in dict\n");
+    check("[1 2]\n", "E JSON parse error, expected separator in list\n");
+    check("{\"a\":1,}\n", "E JSON parse error, expecting value\n");
+    check("[1,]\n", "E JSON parse error, expecting value\n");
+    check("{,}\n", "E JSON parse error, expecting value\n");
+    check("{\"a\":tru}\n", "E JSON parse error, invalid keyword 'tru'\n");
+    check("{\"a\":1,\"a\":2}\n", "E JSON parse error, duplicate key\n");
+    check("{\"a\":\"\\x\"}\n", "E JSON parse error, invalid escape sequence in string\n");
+    check("{\"a\":\"\\u12\"}\n",
+          "E JSON parse error, \\u12\" is not a valid Unicode character\n");
+    check("{\"a\":\"\\ud800\"}\n",
+          "E JSON parse error, \\ud800 is not a valid Unicode character\n");
+    check("{\"a\":\"\\udc00\"}\n",
+          "E JSON parse error, \\udc00 is not a valid Unicode character\n");
+    check("{\"a\":\"\xc3\"}\n", "E JSON parse error, invalid UTF-8 sequence in string\n");
+    check("{\"a\":\"\xed\xa0\x80\"}\n", "E JSON parse error, invalid UTF-8 sequence in string\n");
+    check("{\"a\":\"\xf0\x80\x80\x80\"}\n",
+          "E JSON parse error, invalid UTF-8 sequence in string\n");
+    /* One error per message, then the next message is read normally. */
+    check("{\"a\" 1, \"b\": {\"c\": [2]}}\n{\"ok\": 1}\n",
+          "E JSON parse error, missing : in object pair\nV {\"ok\": 1}\n");
+}
+
+static void test_lexical_errors(void)
+{
+    check("@@@\n{\"ok\": 1}", "E JSON parse error, stray '@'\nV {\"ok\": 1}\n");
+    check("{\"a\":01}\n", "E JSON parse error, stray '01'\n");
+    check("{\"a\":1.}\n", "E JSON parse error, stray '1.}'\n");
+    check("{\"a\":-}\n", "E JSON parse error, stray '-}'\n");
+    check("{\"a\":1e}\n", "E JSON parse error, stray '1e}'\n");
+    check("{\"a\":+1}\n", "E JSON parse error, stray '+'\n");
+    check("{\"a\":Infinity}\n", "E JSON parse error, stray 'I'\n");
+    check("{\"a\":\"x\ty\"}\n{\"ok\": 1}\n",
+          "E JSON parse error, stray '\"x\t'\nV {\"ok\": 1}\n");
+    /* QEMU's documented reset: a 0xFF byte ends any recovery. */
+    check("\xff{\"ok\": 1}", "E JSON parse error, stray '\xff'\nV {\"ok\": 1}\n");
+    check("garbage {\"ok\": 1}", "E JSON parse error, invalid keyword 'garbage'\n"
+                                 "V {\"ok\": 1}\n");
+}
+
+static void test_resync(void)
+{
+    /* An unbalanced message would swallow everything after it; a line
+     * that starts with '{' is taken as a new message instead. */
+    check("{\"a\":[}\n{\"ok\": 1}\n",
+          "E JSON parse error, expecting value\nV {\"ok\": 1}\n");
+    /* ... but a '{' inside the failed message's line is not. */
+    check("{\"a\" 1, \"b\": {\"c\": 2}}{\"ok\": 2}",
+          "E JSON parse error, missing : in object pair\nV {\"ok\": 2}\n");
+    /* Embedded NUL bytes are stray, then skipped. */
+    check_len("\0{\"ok\": 1}", 10, "E JSON parse error, stray ''\nV {\"ok\": 1}\n");
+}
+
+static void test_limits(void)
+{
+    g_autoptr(GString) big = g_string_new("{\"execute\": \"");
+    for (int i = 0; i < 2000; i++) {
+        g_string_append(big, "xxxxxxxxxx");
+    }
+    g_string_append(big, "\"}");
+
+    g_autoptr(JsonReader) small = json_reader_new(10000, 0, 0);
+    g_autofree char *got = run_reader(small, big->str, big->len, 4096);
+    g_assert_true(g_str_has_prefix(got, "F JSON message larger than 10000 bytes"));
+
+    /* The same message fits the default limit. */
+    g_autoptr(JsonReader) dflt = json_reader_new(0, 0, 0);
+    g_autofree char *ok = run_reader(dflt, big->str, big->len, 4096);
+    g_assert_true(g_str_has_prefix(ok, "V {\"execute\": \"xxx"));
+
+    g_autoptr(GString) deep = g_string_new(NULL);
+    for (int i = 0; i < 100; i++) {
+        g_string_append_c(deep, '[');
+    }
+    g_autoptr(JsonReader) shallow = json_reader_new(0, 0, 50);
+    g_autofree char *d = run_reader(shallow, deep->str, deep->len, 0);
+    g_assert_cmpstr(d, ==, "F JSON message nested deeper than 50 levels\n");
+
+    g_autoptr(GString) many = g_string_new("[");
+    for (int i = 0; i < 100; i++) {
+        g_string_append(many, "1,");
+    }
+    g_autoptr(JsonReader) few = json_reader_new(0, 50, 0);
+    g_autofree char *m = run_reader(few, many->str, many->len, 0);
+    g_assert_cmpstr(m, ==, "F JSON message holds more than 50 values\n");
+
+    /* Whitespace and recovery garbage between messages cost nothing. */
+    g_autoptr(GString) spaces = g_string_new(NULL);
+    for (int i = 0; i < 20000; i++) {
+        g_string_append(spaces, "  \n");
+    }
+    g_string_append(spaces, "{}");
+    g_autoptr(JsonReader) ws = json_reader_new(100, 0, 0);
+    g_autofree char *w = run_reader(ws, spaces->str, spaces->len, 1000);
+    g_assert_cmpstr(w, ==, "V {}\n");
+
+    /* After a fatal error the reader refuses input until reset. */
+    json_object *value = NULL;
+    g_autoptr(GError) err = NULL;
+    size_t used;
+    g_assert_cmpint(json_reader_feed(few, "{}", 2, &used, &value, &err), ==,
+                    JSON_READER_FATAL);
+    json_reader_reset(few);
+    g_assert_cmpint(json_reader_feed(few, "{}", 2, &used, &value, NULL), ==,
+                    JSON_READER_VALUE);
+    json_object_put(value);
+}
+
+/* --- a whole session over a socketpair --- */
+
+/* Runs the main context until `n` "\r\n"-terminated lines arrived on fd. */
+static char *read_lines(int fd, int n)
+{
+    GString *got = g_string_new(NULL);
+    gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+    int lines = 0;
+
+    while (lines < n && g_get_monotonic_time() < deadline) {
+        char buf[4096];
+        ssize_t r;
+
+        g_main_context_iteration(NULL, FALSE);
+        r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (r > 0) {
+            g_string_append_len(got, buf, r);
+            lines = 0;
+            for (const char *p = got->str; (p = strstr(p, "\r\n")); p += 2) {
+                lines++;
+            }
+        } else if (r == 0) {
+            g_string_append(got, "<EOF>");
+            break;
+        } else {
+            g_usleep(1000);
+        }
+    }
+    return g_string_free(got, FALSE);
+}
+
+static void test_session(void)
+{
+    int sv[2];
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), ==, 0);
+    monitor_serve_fd(sv[0], false);
+    g_assert_cmpuint(monitor_session_count(), ==, 1);
+
+    g_autofree char *greeting = read_lines(sv[1], 1);
+    g_assert_true(g_str_has_prefix(greeting, "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": "));
+    g_assert_true(g_str_has_suffix(greeting, "\"capabilities\": [\"oob\"]}}\r\n"));
+
+    /* Events wait for capabilities negotiation. */
+    qmp_event_emit("EARLY", NULL);
+
+    /* A request split across writes, then two in one write. */
+    const char *req = "{\"execute\": \"qmp_capabilities\"}";
+    for (const char *p = req; *p; p++) {
+        g_assert_cmpint(send(sv[1], p, 1, 0), ==, 1);
+        g_main_context_iteration(NULL, FALSE);
+    }
+    const char *two = "{\"execute\": \"nope\", \"id\": 1}\n{\"execute\": 1}";
+    g_assert_cmpint(send(sv[1], two, strlen(two), 0), ==, (ssize_t) strlen(two));
+    g_autofree char *replies = read_lines(sv[1], 3);
+    g_assert_cmpstr(replies, ==,
+                    "{\"return\": {}}\r\n"
+                    "{\"id\": 1, \"error\": {\"class\": \"CommandNotFound\", "
+                    "\"desc\": \"The command nope has not been found\"}}\r\n"
+                    "{\"error\": {\"class\": \"GenericError\", "
+                    "\"desc\": \"QMP input member 'execute' must be a string\"}}\r\n");
+
+    json_object *data = json_object_new_object();
+    json_object_object_add(data, "id", json_object_new_string("e0"));
+    qmp_event_emit("BLOCK_EXPORT_DELETED", data);
+    g_autofree char *event = read_lines(sv[1], 1);
+    g_assert_true(g_str_has_prefix(event, "{\"timestamp\": {\"seconds\": "));
+    g_assert_true(g_str_has_suffix(event, "\"event\": \"BLOCK_EXPORT_DELETED\", "
+                                          "\"data\": {\"id\": \"e0\"}}\r\n"));
+
+    /* Garbage gets an error reply and the session goes on. */
+    const char *junk = "{\"a\" 1}\n";
+    g_assert_cmpint(send(sv[1], junk, strlen(junk), 0), ==, (ssize_t) strlen(junk));
+    g_autofree char *err = read_lines(sv[1], 1);
+    g_assert_cmpstr(err, ==, "{\"error\": {\"class\": \"GenericError\", "
+                             "\"desc\": \"JSON parse error, missing : in object pair\"}}\r\n");
+
+    /* An oversized message ends this session only. */
+    g_autofree char *big = g_malloc(JSON_READER_DEFAULT_MAX_BYTES + 100);
+    memset(big, ' ', JSON_READER_DEFAULT_MAX_BYTES + 100);
+    big[0] = '[';
+    for (size_t off = 0; off < JSON_READER_DEFAULT_MAX_BYTES + 100;) {
+        ssize_t r = send(sv[1], big + off, JSON_READER_DEFAULT_MAX_BYTES + 100 - off,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r > 0) {
+            off += (size_t) r;
+        } else if (r < 0 && errno != EAGAIN) {
+            break;
+        }
+        g_main_context_iteration(NULL, FALSE);
+        if (monitor_session_count() == 0) {
+            break;
+        }
+    }
+    g_autofree char *bye = read_lines(sv[1], 2);
+    g_assert_true(g_str_has_prefix(bye, "{\"error\": {\"class\": \"GenericError\", "
+                                        "\"desc\": \"JSON message larger than"));
+    g_assert_true(g_str_has_suffix(bye, "<EOF>"));
+    g_assert_cmpuint(monitor_session_count(), ==, 0);
+    close(sv[1]);
+    monitor_cleanup(0);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/monitor-json/values", test_values);
+    g_test_add_func("/monitor-json/batched", test_batched);
+    g_test_add_func("/monitor-json/strings", test_strings);
+    g_test_add_func("/monitor-json/syntax-errors", test_syntax_errors);
+    g_test_add_func("/monitor-json/lexical-errors", test_lexical_errors);
+    g_test_add_func("/monitor-json/resync", test_resync);
+    g_test_add_func("/monitor-json/limits", test_limits);
+    g_test_add_func("/monitor-json/session", test_session);
+    return g_test_run();
+}

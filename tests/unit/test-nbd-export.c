@@ -1,0 +1,348 @@
+/*
+ * Unit tests of the NBD server's objects: export get/put and the table,
+ * close callbacks that run exactly once, ejecting a drive's medium closing
+ * the export made on it, safe removal waiting for clients, and a client over
+ * a socketpair going through a real handshake and a read/write in-process.
+ */
+#include "nbd/server.h"
+#include "nbd/codec.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int export_closed;
+static int client_closed;
+static int drained;
+
+static void on_export_close(NBDExport *exp)
+{
+    export_closed++;
+}
+
+static void on_client_close(NBDClient *client, bool negotiated)
+{
+    client_closed++;
+}
+
+static void on_drained(NBDExport *exp)
+{
+    drained++;
+}
+
+static BlockDriverState *make_node(const char *name, bool read_only)
+{
+    g_autofree char *js = g_strdup_printf(
+        "{\"driver\": \"memory\", \"node-name\": \"%s\", \"size\": 1048576%s}", name,
+        read_only ? ", \"read-only\": true" : "");
+    json_object *opts = json_tokener_parse(js);
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *bs = bdrv_open(opts, false, &err);
+    g_assert_no_error(err);
+    json_object_put(opts);
+    return bs;
+}
+
+static void reset_counters(void)
+{
+    export_closed = client_closed = drained = 0;
+}
+
+static void teardown_nodes(void)
+{
+    nbd_export_close_all();
+    blk_delete_all();
+    bdrv_delete_all();
+}
+
+static void test_export_table(void)
+{
+    reset_counters();
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *bs = make_node("n0", false);
+    NBDExport *exp = nbd_export_new(bs, 0, -1, 0, on_export_close, false, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_true(nbd_export_set_name(exp, "e0", &err));
+    nbd_export_set_description(exp, "first");
+    g_assert_true(nbd_export_find("e0") == exp);
+    g_assert_cmpstr(nbd_export_get_description(exp), ==, "first");
+    g_assert_true(nbd_export_get_blockdev(exp) == bs);
+
+    /* A second export may not take the same name. */
+    NBDExport *dup = nbd_export_new(bs, 0, 4096, NBD_EXPORT_FLAG_READ_ONLY, NULL, false,
+                                    NULL, &err);
+    g_assert_no_error(err);
+    g_assert_false(nbd_export_set_name(dup, "e0", &err));
+    g_assert_nonnull(err);
+    g_assert_nonnull(strstr(err->message, "e0"));
+    g_clear_error(&err);
+    g_assert_true(nbd_export_is_read_only(dup));
+    nbd_export_put(dup);
+
+    /* The node is in use while the export lives. */
+    g_assert_false(bdrv_delete("n0", &err));
+    g_clear_error(&err);
+
+    nbd_export_close(exp);
+    nbd_export_close(exp);
+    g_assert_cmpint(export_closed, ==, 1);
+    g_assert_null(nbd_export_find("e0"));
+    nbd_export_put(exp);
+    bdrv_put(bs);
+    g_assert_true(bdrv_delete("n0", &err));
+    g_assert_no_error(err);
+}
+
+static void test_export_bounds(void)
+{
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *bs = make_node("n1", false);
+    g_assert_null(nbd_export_new(bs, 2 * 1048576, -1, 0, NULL, false, NULL, &err));
+    g_assert_nonnull(err);
+    g_clear_error(&err);
+    g_assert_null(nbd_export_new(bs, 4096, 1048576, 0, NULL, false, NULL, &err));
+    g_assert_nonnull(err);
+    g_clear_error(&err);
+    BlockDriverState *ro = make_node("n1ro", true);
+    g_assert_null(nbd_export_new(ro, 0, -1, 0, NULL, false, NULL, &err));
+    g_assert_nonnull(err);
+    g_clear_error(&err);
+    bdrv_put(ro);
+    bdrv_put(bs);
+    teardown_nodes();
+}
+
+static void test_eject_closes_export(void)
+{
+    reset_counters();
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *bs = make_node("n2", false);
+    BlockBackend *blk = blk_new("drive0", bs, &err);
+    g_assert_no_error(err);
+    NBDExport *exp = nbd_export_new(bs, 0, -1, 0, on_export_close, false, blk, &err);
+    g_assert_no_error(err);
+    g_assert_true(nbd_export_set_name(exp, "on-drive", &err));
+    g_assert_true(blk_remove_medium(blk, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(export_closed, ==, 1);
+    g_assert_null(nbd_export_find("on-drive"));
+    nbd_export_put(exp);
+    bdrv_put(bs);
+    teardown_nodes();
+}
+
+/* --- an in-process client on a socketpair --- */
+
+static void pump(void)
+{
+    for (int i = 0; i < 200 && g_main_context_pending(NULL); i++) {
+        g_main_context_iteration(NULL, FALSE);
+    }
+}
+
+/* Reads exactly len bytes from fd while letting the server run. */
+static void recv_all(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    for (int tries = 0; got < len && tries < 5000; tries++) {
+        pump();
+        ssize_t n = recv(fd, (char *) buf + got, len - got, MSG_DONTWAIT);
+        if (n > 0) {
+            got += n;
+        } else if (n == 0) {
+            break;
+        } else {
+            g_usleep(1000);
+        }
+    }
+    g_assert_cmpuint(got, ==, len);
+}
+
+static void send_all(int fd, const void *buf, size_t len)
+{
+    g_assert_cmpint(send(fd, buf, len, MSG_NOSIGNAL), ==, (ssize_t) len);
+    pump();
+}
+
+static NBDClient *start_client(NBDExport *exp, int *peer_fd)
+{
+    int sv[2];
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    BerthChannel *ch = berth_channel_socket_new(sv[0]);
+    NBDClient *client = nbd_client_new(exp, ch, NULL, NULL, on_client_close);
+    berth_channel_unref(ch);
+    *peer_fd = sv[1];
+    return client;
+}
+
+/* Greeting, flags, GO with the default export: returns size and flags. */
+static void negotiate(int fd, uint64_t *size, uint16_t *flags)
+{
+    uint8_t buf[512];
+    recv_all(fd, buf, NBD_GREETING_SIZE);
+    NBDGreeting g;
+    g_assert_cmpint(nbd_decode_greeting(buf, NBD_GREETING_SIZE, &g).status, ==, NBD_DECODE_OK);
+    size_t n = nbd_encode_client_flags(buf, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+    send_all(fd, buf, n);
+
+    uint8_t data[64];
+    size_t dl = nbd_encode_opt_info_go(data, sizeof(data), "", 0, NULL, 0);
+    n = nbd_encode_option_header(buf, NBD_OPT_GO, dl);
+    memcpy(buf + n, data, dl);
+    send_all(fd, buf, n + dl);
+
+    NBDOptionReplyHeader h;
+    recv_all(fd, buf, NBD_OPTION_REPLY_HEADER_SIZE);
+    nbd_decode_option_reply_header(buf, NBD_OPTION_REPLY_HEADER_SIZE, &h);
+    g_assert_cmpuint(h.type, ==, NBD_REP_INFO);
+    recv_all(fd, buf, h.length);
+    NBDRepInfo info;
+    g_assert_cmpint(nbd_decode_rep_info(buf, h.length, &info).status, ==, NBD_DECODE_OK);
+    g_assert_cmpuint(info.type, ==, NBD_INFO_EXPORT);
+    *size = info.u.export_.size;
+    *flags = info.u.export_.flags;
+    recv_all(fd, buf, NBD_OPTION_REPLY_HEADER_SIZE);
+    nbd_decode_option_reply_header(buf, NBD_OPTION_REPLY_HEADER_SIZE, &h);
+    g_assert_cmpuint(h.type, ==, NBD_REP_ACK);
+}
+
+static void test_client_roundtrip(void)
+{
+    reset_counters();
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *bs = make_node("n3", false);
+    NBDExport *exp = nbd_export_new(bs, 0, -1, 0, on_export_close, false, NULL, &err);
+    g_assert_no_error(err);
+    int fd;
+    NBDClient *client = start_client(exp, &fd);
+    g_assert_cmpuint(nbd_export_client_count(exp), ==, 1);
+
+    uint64_t size;
+    uint16_t flags;
+    negotiate(fd, &size, &flags);
+    g_assert_cmpuint(size, ==, 1048576);
+    g_assert_true(flags & NBD_FLAG_SEND_FLUSH);
+    g_assert_false(flags & NBD_FLAG_READ_ONLY);
+
+    /* write 4 KiB of 0xab at 8192, read it back with a simple reply */
+    uint8_t buf[NBD_REQUEST_SIZE + 4096];
+    NBDRequest req = { .type = NBD_CMD_WRITE, .cookie = 7, .offset = 8192, .length = 4096 };
+    size_t n = nbd_encode_request(buf, NBD_MODE_SIMPLE, &req);
+    memset(buf + n, 0xab, 4096);
+    send_all(fd, buf, n + 4096);
+    uint8_t rep[NBD_SIMPLE_REPLY_SIZE + 4096];
+    NBDReplyHeader rh;
+    recv_all(fd, rep, NBD_SIMPLE_REPLY_SIZE);
+    nbd_decode_reply_header(rep, NBD_SIMPLE_REPLY_SIZE, NBD_MODE_SIMPLE, &rh);
+    g_assert_cmpuint(rh.cookie, ==, 7);
+    g_assert_cmpuint(rh.error, ==, 0);
+
+    req = (NBDRequest) { .type = NBD_CMD_READ, .cookie = 8, .offset = 8192, .length = 4096 };
+    send_all(fd, buf, nbd_encode_request(buf, NBD_MODE_SIMPLE, &req));
+    recv_all(fd, rep, sizeof(rep));
+    nbd_decode_reply_header(rep, NBD_SIMPLE_REPLY_SIZE, NBD_MODE_SIMPLE, &rh);
+    g_assert_cmpuint(rh.cookie, ==, 8);
+    g_assert_cmpuint(rh.error, ==, 0);
+    for (int i = 0; i < 4096; i++) {
+        g_assert_cmpuint(rep[NBD_SIMPLE_REPLY_SIZE + i], ==, 0xab);
+    }
+
+    /* out of range: EINVAL, and the connection stays */
+    req = (NBDRequest) { .type = NBD_CMD_READ, .cookie = 9, .offset = 1048576, .length = 512 };
+    send_all(fd, buf, nbd_encode_request(buf, NBD_MODE_SIMPLE, &req));
+    recv_all(fd, rep, NBD_SIMPLE_REPLY_SIZE);
+    nbd_decode_reply_header(rep, NBD_SIMPLE_REPLY_SIZE, NBD_MODE_SIMPLE, &rh);
+    g_assert_cmpuint(rh.cookie, ==, 9);
+    g_assert_cmpuint(rh.error, ==, NBD_EINVAL);
+
+    NBDStats st;
+    nbd_export_get_stats(exp, &st);
+    g_assert_cmpuint(st.writes, ==, 1);
+    g_assert_cmpuint(st.reads, ==, 1);
+    g_assert_cmpuint(st.bytes_written, ==, 4096);
+    g_assert_cmpuint(st.errors, ==, 1);
+
+    /* Closing the export disconnects the client: both callbacks run once. */
+    nbd_client_get(client);
+    nbd_export_close(exp);
+    pump();
+    g_assert_cmpint(export_closed, ==, 1);
+    g_assert_cmpint(client_closed, ==, 1);
+    g_assert_cmpint(recv(fd, rep, 1, MSG_DONTWAIT), ==, 0);
+    nbd_client_close(client);
+    g_assert_cmpint(client_closed, ==, 1);
+    nbd_client_put(client);
+    nbd_client_put(client);
+    close(fd);
+    nbd_export_put(exp);
+    bdrv_put(bs);
+    teardown_nodes();
+}
+
+static void test_peer_hangup_and_safe_removal(void)
+{
+    reset_counters();
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *bs = make_node("n4", false);
+    NBDExport *exp = nbd_export_new(bs, 0, -1, 0, on_export_close, false, NULL, &err);
+    g_assert_true(nbd_export_set_name(exp, "safe", &err));
+    int fd;
+    NBDClient *client = start_client(exp, &fd);
+    uint64_t size;
+    uint16_t flags;
+    negotiate(fd, &size, &flags);
+
+    /* Safe removal: gone from the table at once, closed when the client leaves. */
+    nbd_export_remove_when_idle(exp, on_drained);
+    g_assert_null(nbd_export_find("safe"));
+    g_assert_true(nbd_export_is_shutting_down(exp));
+    g_assert_cmpint(export_closed, ==, 0);
+    close(fd);
+    for (int i = 0; i < 100 && client_closed == 0; i++) {
+        g_main_context_iteration(NULL, TRUE);
+    }
+    g_assert_cmpint(client_closed, ==, 1);
+    g_assert_cmpint(export_closed, ==, 1);
+    g_assert_cmpint(drained, ==, 1);
+    nbd_client_put(client);
+    nbd_export_put(exp);
+    bdrv_put(bs);
+    teardown_nodes();
+}
+
+static void test_garbage_closes_client(void)
+{
+    reset_counters();
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *bs = make_node("n5", false);
+    NBDExport *exp = nbd_export_new(bs, 0, -1, 0, NULL, false, NULL, &err);
+    int fd;
+    NBDClient *client = start_client(exp, &fd);
+    uint8_t buf[64];
+    recv_all(fd, buf, NBD_GREETING_SIZE);
+    send_all(fd, "\0\0\0\3", 4);
+    memset(buf, 0x42, sizeof(buf)); /* not IHAVEOPT */
+    send_all(fd, buf, sizeof(buf));
+    for (int i = 0; i < 100 && client_closed == 0; i++) {
+        g_main_context_iteration(NULL, TRUE);
+    }
+    g_assert_cmpint(client_closed, ==, 1);
+    nbd_client_put(client);
+    close(fd);
+    nbd_export_put(exp);
+    bdrv_put(bs);
+    teardown_nodes();
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/nbd/export/table", test_export_table);
+    g_test_add_func("/nbd/export/bounds", test_export_bounds);
+    g_test_add_func("/nbd/export/eject", test_eject_closes_export);
+    g_test_add_func("/nbd/client/roundtrip", test_client_roundtrip);
+    g_test_add_func("/nbd/client/safe-removal", test_peer_hangup_and_safe_removal);
+    g_test_add_func("/nbd/client/garbage", test_garbage_closes_client);
+    return g_test_run();
+}

@@ -1,0 +1,31 @@
+/*
+ * The process-level chores of berthd that have nothing to do with block
+ * devices: turning into a daemon without losing start-up errors, and a
+ * locked pid file. Kept apart from option handling so each stays short.
+ * Threads: call before any thread exists (daemonize) or from the main
+ * thread.
+ */
+#ifndef BERTHD_OS_H
+#define BERTHD_OS_H
+
+#include <glib.h>
+#include <stdbool.h>
+
+/*
+ * Fork. The parent waits until the child calls berthd_daemon_ready() and
+ * then exits 0, or, if the child exits first, exits with its status, so
+ * start-up errors (which the child still prints on the caller's stderr)
+ * decide the exit status. Returns only in the child.
+ */
+void berthd_daemonize(void);
+
+/* Tell the waiting parent that start-up succeeded, detach from the
+ * terminal. No-op when not daemonized. */
+void berthd_daemon_ready(void);
+
+/* Create `path`, hold an exclusive lock on it and write our pid. */
+bool berthd_pidfile_create(const char *path, GError **errp);
+/* Remove the pid file made above, if any. */
+void berthd_pidfile_remove(void);
+
+#endif
