@@ -43,7 +43,8 @@ run_job() { # server rw bs depth -> IOPS
         --size="$size" --time_based --runtime="$runtime" --ramp_time=1 2>/dev/null)
     /usr/bin/python3 -c '
 import json, sys
-j = json.load(sys.stdin)["jobs"][0]
+text = sys.stdin.read()  # fio may print a line before the JSON
+j = json.loads(text[text.index("{"):])["jobs"][0]
 print(int(j["read"]["iops"] + j["write"]["iops"]))' <<<"$out"
 }
 

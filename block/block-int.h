@@ -214,7 +214,6 @@ void bdrv_iov_cursor_to_buf(BdrvIovCursor *c, void *buf, size_t bytes);
 void bdrv_iov_cursor_from_buf(BdrvIovCursor *c, const void *buf, size_t bytes);
 void bdrv_iov_cursor_memset(BdrvIovCursor *c, int byte, size_t bytes);
 bool bdrv_iov_is_zero(const struct iovec *iov, int niov);
-bool bdrv_buffer_is_zero(const void *buf, size_t len);
 
 /* --- completion queues (completion.c) ----------------------------------- */
 

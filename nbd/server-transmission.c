@@ -15,8 +15,10 @@
  * structured READ is split into (holes and data). */
 #define NBD_MAX_STATUS_EXTENTS 1024
 #define NBD_READ_MAX_CHUNKS 32
-/* Reads at least this large on nodes that know their holes are sent sparse. */
+/* Structured reads at least this large are scanned for zero runs, which go
+ * out as OFFSET_HOLE chunks; runs shorter than that are not worth a chunk. */
 #define NBD_SPARSE_READ_MIN (64 * 1024)
+#define NBD_ZERO_GRANULE 4096
 
 /* Space for one chunk header plus its fixed payload head (offset, hole). */
 #define CHUNK_HDR_ROOM (NBD_REPLY_HEADER_MAX_SIZE + NBD_OFFSET_HOLE_SIZE)
@@ -247,6 +249,55 @@ static void reply_read_chunks(NBDRequestCtx *ctx)
     send_reply(ctx, niov);
 }
 
+/*
+ * Find runs of zero granules in the data just read, as extents for
+ * reply_read_chunks(). Real data fails the check on its first bytes, so this
+ * costs next to nothing unless there are zeroes - which then need not be sent.
+ */
+static void find_zero_runs(NBDRequestCtx *ctx)
+{
+    uint64_t len = ctx->req.length;
+    BdrvExtent ext[NBD_READ_MAX_CHUNKS];
+    guint n = 0;
+    uint64_t pos = 0;
+    while (pos < len && n < NBD_READ_MAX_CHUNKS - 1) {
+        uint64_t run = 0;
+        while (pos + run < len &&
+               bdrv_buffer_is_zero(ctx->buf + pos + run,
+                                   MIN(NBD_ZERO_GRANULE, len - pos - run))) {
+            run += MIN(NBD_ZERO_GRANULE, len - pos - run);
+        }
+        if (run >= NBD_SPARSE_READ_MIN) {
+            ext[n++] = (BdrvExtent) { run, BDRV_BLOCK_ZERO };
+            pos += run;
+            continue;
+        }
+        /* data up to the next granule that starts a long enough zero run */
+        uint64_t start = pos;
+        pos += MAX(run, NBD_ZERO_GRANULE);
+        while (pos < len) {
+            if (bdrv_buffer_is_zero(ctx->buf + pos, MIN(NBD_ZERO_GRANULE, len - pos))) {
+                break;
+            }
+            pos += NBD_ZERO_GRANULE;
+        }
+        pos = MIN(pos, len);
+        if (n > 0 && ext[n - 1].status == BDRV_BLOCK_DATA) {
+            ext[n - 1].length += pos - start;
+        } else {
+            ext[n++] = (BdrvExtent) { pos - start, BDRV_BLOCK_DATA };
+        }
+    }
+    if (pos < len) {
+        ext[n++] = (BdrvExtent) { len - pos, BDRV_BLOCK_DATA };
+    }
+    if (n == 1 && ext[0].status == BDRV_BLOCK_DATA) {
+        return; /* plain data: one chunk, no extents needed */
+    }
+    ctx->extents = g_memdup2(ext, n * sizeof(ext[0]));
+    ctx->n_extents = n;
+}
+
 static void reply_read(NBDRequestCtx *ctx)
 {
     count_request(ctx, true);
@@ -256,6 +307,9 @@ static void reply_read(NBDRequestCtx *ctx)
         ctx->iov[1] = (struct iovec) { ctx->buf, ctx->req.length };
         send_reply(ctx, 2);
         return;
+    }
+    if (!(ctx->req.flags & NBD_CMD_FLAG_DF) && ctx->req.length >= NBD_SPARSE_READ_MIN) {
+        find_zero_runs(ctx);
     }
     reply_read_chunks(ctx);
 }
@@ -363,18 +417,11 @@ static void on_status_done(gpointer opaque, int ret, const BdrvExtent *ext, guin
 {
     NBDRequestCtx *ctx = opaque;
     if (ret >= 0) {
-        bool read = ctx->req.type == NBD_CMD_READ;
-        store_extents(ctx, ext, n, read ? NBD_READ_MAX_CHUNKS : NBD_MAX_STATUS_EXTENTS);
-        if (ctx->n_extents == 0 && !read) {
+        store_extents(ctx, ext, n, NBD_MAX_STATUS_EXTENTS);
+        if (ctx->n_extents == 0) {
             ret = -EIO;
             err = NULL;
         }
-    }
-    if (ctx->req.type == NBD_CMD_READ && ret < 0) {
-        /* Sparse detection is an optimisation: fall back to plain data. */
-        g_clear_pointer(&ctx->extents, g_free);
-        ctx->n_extents = 0;
-        ret = 0;
     }
     on_op_done(opaque, ret, err);
 }
@@ -397,12 +444,6 @@ static void submit(NBDRequestCtx *ctx)
             ctx->pending = 0;
             request_complete(ctx);
             return;
-        }
-        if (client->structured && !(req->flags & NBD_CMD_FLAG_DF) &&
-            exp->info.has_block_status && req->length >= NBD_SPARSE_READ_MIN) {
-            ctx->pending = 2;
-            bdrv_aio_block_status(bs, off, req->length, NBD_READ_MAX_CHUNKS, on_status_done,
-                                  ctx);
         }
         bdrv_aio_preadv(bs, off, &iov, 1, on_op_done, ctx);
         break;

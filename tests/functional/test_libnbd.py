@@ -438,6 +438,18 @@ class StructuredReads(LibnbdBase):
         expect = bytes(256 * KiB) + self.data + bytes(768 * KiB)
         self.assertEqual(bytes(buf), expect)
 
+    def test_zero_runs_sent_as_holes(self):
+        # 256 KiB and 768 KiB of zeroes around 1 MiB of data: the zeroes
+        # should travel as hole chunks, not as bytes.
+        h = self.connect()
+        start = self.off + MiB - 256 * KiB
+        ch = self.chunks(h, 2 * MiB, start)
+        self.check_cover(ch, start, 2 * MiB)
+        holes = sum(n for st, o, n, _ in ch if st == nbd.READ_HOLE)
+        data = sum(n for st, o, n, _ in ch if st == nbd.READ_DATA)
+        self.assertGreaterEqual(holes, 768 * KiB, "zeroes were sent as data")
+        self.assertLessEqual(data, MiB + 256 * KiB)
+
     def test_df_read_is_one_chunk(self):
         h = self.connect()
         self.assertTrue(h.can_df())
