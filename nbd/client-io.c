@@ -62,14 +62,27 @@ static gboolean client_source_dispatch(GSource *source, GSourceFunc cb, gpointer
     bool kick_read = client->kick_read, kick_flush = client->kick_flush;
     client->kick_read = client->kick_flush = false;
     g_source_set_ready_time(source, -1);
+    /* TLS may need the other direction to make progress (a read that must
+     * write, a handshake step that must wait for room): serve each side on
+     * the condition its channel asked for. */
+    GIOCondition hangup = G_IO_ERR | G_IO_HUP;
+    GIOCondition rd = client->read_paused ? hangup
+                      : berth_channel_wants(client->ch, G_IO_IN) | hangup;
+    GIOCondition wr = berth_channel_wants(client->ch, G_IO_OUT) | hangup;
     nbd_client_get(client);
-    if (((rev & (G_IO_OUT | G_IO_ERR | G_IO_HUP)) || kick_flush) && client->out_head) {
+    if (((rev & wr) || kick_flush) && client->out_head) {
         flush_output(client);
     }
-    if ((rev & (G_IO_IN | G_IO_HUP | G_IO_ERR)) || kick_read) {
+    if ((rev & rd) || kick_read) {
         read_input(client);
     }
     if (client->phase != NBD_CLIENT_CLOSED) {
+        /* Records already decrypted inside the TLS layer are invisible to
+         * poll(): keep reading without waiting for the fd. */
+        if ((client->phase == NBD_CLIENT_HANDSHAKE || client->phase == NBD_CLIENT_TRANSMISSION) &&
+            !client->read_paused && berth_channel_pending(client->ch) > 0) {
+            nbd_client_kick_read(client);
+        }
         update_events(client);
     }
     nbd_client_put(client);

@@ -121,21 +121,22 @@ void nbd_export_put(NBDExport *exp)
     g_free(exp);
 }
 
+/* The name stays for queries and logs; only the table forgets it. */
 static void leave_table(NBDExport *exp)
 {
-    if (!exp->name) {
+    if (!exp->in_table) {
         return;
     }
     g_hash_table_remove(export_table, exp->name);
     export_order = g_list_remove(export_order, exp);
-    g_clear_pointer(&exp->name, g_free);
+    exp->in_table = false;
     nbd_export_put(exp);
 }
 
 bool nbd_export_set_name(NBDExport *exp, const char *name, GError **errp)
 {
     ensure_table();
-    if (name && exp->name && strcmp(name, exp->name) == 0) {
+    if (name && exp->in_table && strcmp(name, exp->name) == 0) {
         return true;
     }
     if (name) {
@@ -157,9 +158,11 @@ bool nbd_export_set_name(NBDExport *exp, const char *name, GError **errp)
     nbd_export_get(exp);
     leave_table(exp);
     if (name) {
+        g_free(exp->name);
         exp->name = g_strdup(name);
         g_hash_table_insert(export_table, exp->name, nbd_export_get(exp));
         export_order = g_list_append(export_order, exp);
+        exp->in_table = true;
     }
     nbd_export_put(exp);
     return true;

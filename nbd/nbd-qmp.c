@@ -179,11 +179,15 @@ static bool export_delete(const char *id, int mode, GError **errp)
                     id);
         return false;
     }
-    /* As QEMU: "safe" refuses while clients are connected instead of
-     * waiting for them; "hard" disconnects them. */
+    /*
+     * "safe" (berth's contract, and QEMU before 5.2): no new clients from
+     * now on, and the export goes - with BLOCK_EXPORT_DELETED - when its
+     * last client leaves. QEMU 7.2 refuses instead ("still in use"), which
+     * leaves a script no way to wait for a clean drain.
+     */
     if (mode == REMOVE_SAFE && nbd_export_client_count(rec->exp) > 0) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "export '%s' still in use", id);
-        return false;
+        nbd_export_remove_when_idle(rec->exp, NULL);
+        return true;
     }
     if (nbd_export_client_count(rec->exp) > 0) {
         /*
@@ -595,6 +599,8 @@ static bool qmp_block_export_del(void *opaque, json_object **ret, GError **errp)
     return export_delete(args->id, args->has_mode ? args->mode : REMOVE_SAFE, errp);
 }
 
+static json_object *stats_to_json(const NBDStats *st);
+
 static bool qmp_query_block_exports(void *opaque, json_object **ret, GError **errp)
 {
     json_object *list = json_object_new_array();
@@ -610,6 +616,15 @@ static bool qmp_query_block_exports(void *opaque, json_object **ret, GError **er
                                    bdrv_get_node_name(nbd_export_get_blockdev(rec->exp))));
         json_object_object_add(info, "shutting-down",
                                json_object_new_boolean(nbd_export_is_shutting_down(rec->exp)));
+        /* berth's own members: where the export's traffic stands */
+        NBDStats st;
+        nbd_export_get_stats(rec->exp, &st);
+        json_object_object_add(info, "name", json_object_new_string(
+                                   nbd_export_get_name(rec->exp) ? nbd_export_get_name(rec->exp)
+                                                                 : ""));
+        json_object_object_add(info, "clients",
+                               json_object_new_int(nbd_export_client_count(rec->exp)));
+        json_object_object_add(info, "stats", stats_to_json(&st));
         json_object_array_add(list, info);
     }
     *ret = list;

@@ -4,9 +4,14 @@
  * OPT_HEADER, then OPT_DATA (an option whose payload fits our bound is
  * gathered whole in the input buffer) or OPT_SKIP (a refused option's payload
  * is thrown away as it arrives, never stored). One function per option
- * answers it; EXPORT_NAME and GO hand the client to transmission.
+ * answers it; EXPORT_NAME and GO hand the client to transmission. With
+ * tls-creds, STARTTLS moves to TLS: its ack leaves in plaintext, then the
+ * channel is swapped for a TLS one and the handshake runs (NBD_HS_TLS)
+ * before haggling resumes, encrypted.
  */
 #include "server-int.h"
+
+#include "io/tls.h"
 
 #include <gio/gio.h>
 #include <string.h>
@@ -186,13 +191,133 @@ static void opt_info_go(NBDClient *client, const uint8_t *data, size_t len)
     }
 }
 
+/* The STARTTLS ack, which must reach the peer in plaintext before the
+ * channel changes: its `sent` callback is what lets the handshake begin. */
+typedef struct {
+    NBDOutItem item;
+    struct iovec iov;
+    NBDClient *client;
+    uint8_t buf[NBD_OPTION_REPLY_HEADER_SIZE];
+} StartTlsAck;
+
+static void starttls_ack_sent(NBDOutItem *item)
+{
+    StartTlsAck *ack = (StartTlsAck *) item;
+    NBDClient *client = ack->client;
+    g_free(ack);
+    if (client->phase != NBD_CLIENT_HANDSHAKE) {
+        return; /* dropped because the connection is closing */
+    }
+    client->tls_ack_sent = true;
+    /* Resuming kicks a read, and the read runs the TLS handshake. */
+    nbd_client_pause_reading(client, false);
+}
+
 static void opt_starttls(NBDClient *client, size_t len)
 {
     if (len != 0) {
         send_err(client, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS must not carry data");
         return;
     }
-    send_err(client, NBD_REP_ERR_POLICY, "TLS not configured");
+    if (!client->tls_creds) {
+        send_err(client, NBD_REP_ERR_POLICY, "TLS not configured");
+        return;
+    }
+    if (client->tls_active) {
+        send_err(client, NBD_REP_ERR_INVALID, "TLS is already active");
+        return;
+    }
+    if (nbd_client_input_avail(client) > 0) {
+        /* Bytes that came before our ack cannot be TLS yet, nor options. */
+        g_message("NBD client %s: data sent before the reply to NBD_OPT_STARTTLS, "
+                  "disconnecting", berth_channel_peer(client->ch));
+        nbd_client_finish(client, false);
+        return;
+    }
+    StartTlsAck *ack = g_new0(StartTlsAck, 1);
+    ack->client = client;
+    ack->iov = (struct iovec) { ack->buf, nbd_encode_rep_ack(ack->buf, client->opt) };
+    ack->item.iov = &ack->iov;
+    ack->item.niov = 1;
+    ack->item.sent = starttls_ack_sent;
+    client->hs = NBD_HS_TLS;
+    client->tls_ack_sent = false;
+    nbd_client_pause_reading(client, true);
+    nbd_client_send_item(client, &ack->item);
+}
+
+/*
+ * One step of NBD_HS_TLS: once the ack is out, wrap the socket in TLS and
+ * drive the handshake; then check the peer against tls-authz. Returns false
+ * when the connection was closed.
+ */
+static bool starttls_step(NBDClient *client)
+{
+    g_autoptr(GError) err = NULL;
+    if (!client->tls_ack_sent) {
+        return true;
+    }
+    if (!berth_channel_is_tls(client->ch)) {
+        BerthTlsCreds *creds = berth_tls_creds_find(client->tls_creds, &err);
+        BerthChannel *tls = creds ? berth_tls_channel_new(client->ch, creds, NULL, &err)
+                                  : NULL;
+        if (!tls) {
+            g_warning("NBD client %s: cannot start TLS: %s", berth_channel_peer(client->ch),
+                      err->message);
+            nbd_client_close(client);
+            return false;
+        }
+        berth_channel_unref(client->ch);
+        client->ch = tls;
+    }
+    switch (berth_tls_handshake(client->ch, &err)) {
+    case BERTH_TLS_HANDSHAKE_AGAIN:
+        return true;
+    case BERTH_TLS_HANDSHAKE_ERROR:
+        g_message("NBD client %s: TLS handshake failed: %s", berth_channel_peer(client->ch),
+                  err->message);
+        nbd_client_close(client);
+        return false;
+    case BERTH_TLS_HANDSHAKE_DONE:
+        break;
+    }
+    const char *identity = berth_tls_peer_identity(client->ch);
+    if (client->tls_authz) {
+        BerthAuthz *authz = berth_authz_find(client->tls_authz, &err);
+        if (!authz || !berth_authz_is_allowed(authz, identity)) {
+            g_message("NBD client %s: TLS identity '%s' denied by authorization '%s'%s%s",
+                      berth_channel_peer(client->ch), identity ? identity : "(none)",
+                      client->tls_authz, err ? ": " : "", err ? err->message : "");
+            nbd_client_close(client);
+            return false;
+        }
+    }
+    g_debug("NBD client %s: TLS established (identity '%s')", berth_channel_peer(client->ch),
+            identity ? identity : "(none)");
+    client->tls_active = true;
+    client->hs = NBD_HS_OPT_HEADER;
+    return true;
+}
+
+/* Rule 12: before TLS only STARTTLS and ABORT get anywhere. True when the
+ * option was answered here (refused). */
+static bool refused_before_tls(NBDClient *client)
+{
+    switch (client->opt) {
+    case NBD_OPT_STARTTLS:
+    case NBD_OPT_ABORT:
+        return false;
+    case NBD_OPT_EXPORT_NAME:
+        /* No error reply exists for this option: hang up. */
+        g_message("NBD client %s: NBD_OPT_EXPORT_NAME without TLS, disconnecting",
+                  berth_channel_peer(client->ch));
+        nbd_client_finish(client, false);
+        return true;
+    default:
+        send_err(client, NBD_REP_ERR_TLS_REQD, "Option %s not permitted before TLS",
+                 nbd_opt_name(client->opt));
+        return true;
+    }
 }
 
 static void opt_structured_reply(NBDClient *client, size_t len)
@@ -280,6 +405,9 @@ static void opt_meta_context(NBDClient *client, const uint8_t *data, size_t len)
 
 static void handle_option(NBDClient *client, const uint8_t *data, size_t len)
 {
+    if (client->tls_creds && !client->tls_active && refused_before_tls(client)) {
+        return;
+    }
     switch (client->opt) {
     case NBD_OPT_EXPORT_NAME:
         opt_export_name(client, data, len);
@@ -387,6 +515,8 @@ static bool handshake_step(NBDClient *client)
         client->hs = NBD_HS_OPT_HEADER;
         handle_option(client, p, client->opt_len);
         return true;
+    case NBD_HS_TLS:
+        return false; /* driven by starttls_step() */
     case NBD_HS_OPT_SKIP: {
         size_t take = MIN(avail, client->skip_left);
         consume(client, take);
@@ -395,7 +525,9 @@ static bool handshake_step(NBDClient *client)
             return false;
         }
         client->hs = NBD_HS_OPT_HEADER;
-        if (client->skip_reply == NBD_REP_ERR_UNSUP) {
+        if (client->tls_creds && !client->tls_active && client->opt != NBD_OPT_STARTTLS) {
+            refused_before_tls(client);
+        } else if (client->skip_reply == NBD_REP_ERR_UNSUP) {
             send_err(client, NBD_REP_ERR_UNSUP, "Unsupported option %" G_GUINT32_FORMAT " (%s)",
                      client->opt, nbd_opt_name(client->opt));
         } else {
@@ -417,6 +549,15 @@ bool nbd_handshake_input(NBDClient *client)
                 return nbd_transmission_input(client);
             }
             return client->phase != NBD_CLIENT_CLOSED;
+        }
+        if (client->hs == NBD_HS_TLS) {
+            if (!starttls_step(client)) {
+                return false;
+            }
+            if (client->hs == NBD_HS_TLS) {
+                return true; /* waiting for the ack to leave or for the peer */
+            }
+            continue;
         }
         if (handshake_step(client)) {
             continue;

@@ -33,7 +33,8 @@ struct NBDExport {
     uint64_t size;
     uint16_t tx_flags;          /* transmission flags advertised */
     uint32_t min_block, pref_block, max_block;
-    char *name;                 /* NULL while not in the table */
+    char *name;                 /* last name given; NULL if never named */
+    bool in_table;              /* reachable by name from the handshake */
     char *description;
     char *id;
     bool writethrough;
@@ -54,6 +55,7 @@ typedef enum {
     NBD_HS_OPT_HEADER,          /* waiting for an option header */
     NBD_HS_OPT_DATA,            /* collecting an option's payload */
     NBD_HS_OPT_SKIP,            /* discarding an oversized option's payload */
+    NBD_HS_TLS,                 /* STARTTLS acked: flushing the ack, then the TLS handshake */
 } NBDHandshakeState;
 
 typedef enum {
@@ -114,6 +116,8 @@ struct NBDClient {
     char *meta_export;          /* export name the contexts were set for */
     bool no_zeroes;
     bool block_size_advertised; /* client asked for NBD_INFO_BLOCK_SIZE in GO */
+    bool tls_ack_sent;          /* STARTTLS's ack left in plaintext: start TLS */
+    bool tls_active;            /* ch is a TLS channel whose handshake is done */
 
     /* transmission (server-transmission.c) */
     NBDRequestLimits limits;    /* what requests are checked against */

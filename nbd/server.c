@@ -6,6 +6,9 @@
  */
 #include "server-int.h"
 
+#include "io/tls-creds.h"
+#include "util/qmp-command.h"
+
 #include <gio/gio.h>
 
 static struct {
@@ -59,6 +62,19 @@ static void on_accept(int fd, gpointer opaque)
     }
 }
 
+static void pin_object(const char *id, bool pin)
+{
+    QmpObject *obj = id ? qmp_object_find(id, NULL) : NULL;
+    if (!obj) {
+        return; /* already gone at shutdown (qmp_object_del_all) */
+    }
+    if (pin) {
+        qmp_object_pin(obj);
+    } else {
+        qmp_object_unpin(obj);
+    }
+}
+
 bool nbd_server_start(const NBDServerConfig *cfg, GError **errp)
 {
     if (server.running) {
@@ -71,14 +87,26 @@ bool nbd_server_start(const NBDServerConfig *cfg, GError **errp)
         return false;
     }
     if (cfg->tls_creds) {
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                    "TLS is not supported yet (tls-creds '%s')", cfg->tls_creds);
+        BerthTlsCreds *creds = berth_tls_creds_find(cfg->tls_creds, errp);
+        if (!creds) {
+            return false;
+        }
+        if (berth_tls_creds_get_endpoint(creds) != BERTH_TLS_ENDPOINT_SERVER) {
+            g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                                "Expecting TLS credentials with a server endpoint");
+            return false;
+        }
+    }
+    if (cfg->tls_authz && !berth_authz_find(cfg->tls_authz, errp)) {
         return false;
     }
     BerthListener *l = berth_listener_new(cfg->addr, NULL, on_accept, NULL, errp);
     if (!l) {
         return false;
     }
+    /* Clients look the objects up by id at STARTTLS: keep them from object-del. */
+    pin_object(cfg->tls_creds, true);
+    pin_object(cfg->tls_authz, true);
     server.listeners = g_ptr_array_new();
     g_ptr_array_add(server.listeners, l);
     server.tls_creds = g_strdup(cfg->tls_creds);
@@ -100,6 +128,8 @@ void nbd_server_stop(void)
     while (server.clients) {
         nbd_client_close(server.clients->data);
     }
+    pin_object(server.tls_creds, false);
+    pin_object(server.tls_authz, false);
     g_clear_pointer(&server.tls_creds, g_free);
     g_clear_pointer(&server.tls_authz, g_free);
     server.running = false;

@@ -1,14 +1,14 @@
 /*
  * object-add and object-del over the object table of util/qmp-command.h,
- * and the object types that berth knows before io/ brings real ones: an
+ * and the object types that berth knows: an
  * "iothread" (a thread running its own GMainContext, which exports may move
- * their data path to) and placeholders for TLS credentials and authz that
- * check their arguments like QEMU and then say they are not supported yet.
- * A module with a real implementation registers its type under the same
- * name and replaces the placeholder.
+ * their data path to). TLS credentials and authz objects are io/'s
+ * (io/tls-creds.c); they are registered from here with the rest.
  */
 #include "qapi/qapi.h"
 #include "qapi/module-commands.h"
+
+#include "io/tls-creds.h"
 
 #include <string.h>
 
@@ -211,90 +211,9 @@ static const QmpObjectType iothread_type = {
     .destroy = iothread_destroy,
 };
 
-/* --- placeholders: TLS credentials and authz --- */
-
-typedef struct {
-    char *dir, *priority, *passwordid, *username;
-    int endpoint;
-    bool verify_peer, sanity_check, loaded;
-    bool has_dir, has_endpoint, has_priority, has_passwordid, has_username;
-    bool has_verify_peer, has_sanity_check, has_loaded;
-} TlsCredsArgs;
-
-static const char *const tls_endpoints[] = { "client", "server", NULL };
-
-#define TLS_CREDS_COMMON_MEMBERS \
-    ARG_OPTIONAL("dir", ARG_STR, TlsCredsArgs, dir, has_dir), \
-    ARG_ENUM_OPTIONAL("endpoint", tls_endpoints, TlsCredsArgs, endpoint, has_endpoint), \
-    ARG_OPTIONAL("verify-peer", ARG_BOOL, TlsCredsArgs, verify_peer, has_verify_peer), \
-    ARG_OPTIONAL("priority", ARG_STR, TlsCredsArgs, priority, has_priority), \
-    ARG_OPTIONAL("loaded", ARG_BOOL, TlsCredsArgs, loaded, has_loaded)
-
-static const ArgSpec tls_x509_members[] = {
-    TLS_CREDS_COMMON_MEMBERS,
-    ARG_OPTIONAL("sanity-check", ARG_BOOL, TlsCredsArgs, sanity_check, has_sanity_check),
-    ARG_OPTIONAL("passwordid", ARG_STR, TlsCredsArgs, passwordid, has_passwordid),
-    ARG_TABLE_END
-};
-static const ArgSpec *const tls_x509_args[] = { tls_x509_members, NULL };
-
-static const ArgSpec tls_psk_members[] = {
-    TLS_CREDS_COMMON_MEMBERS,
-    ARG_OPTIONAL("username", ARG_STR, TlsCredsArgs, username, has_username),
-    ARG_TABLE_END
-};
-static const ArgSpec *const tls_psk_args[] = { tls_psk_members, NULL };
-
-typedef struct {
-    char *identity;
-    bool has_identity;
-} AuthzSimpleArgs;
-
-static const ArgSpec authz_simple_members[] = {
-    ARG_OPTIONAL("identity", ARG_STR, AuthzSimpleArgs, identity, has_identity),
-    ARG_TABLE_END
-};
-static const ArgSpec *const authz_simple_args[] = { authz_simple_members, NULL };
-
-static gpointer not_supported_yet(const char *id, void *args, GError **errp)
-{
-    g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                "Object '%s': TLS credentials and authorization are not supported yet", id);
-    return NULL;
-}
-
-static const QmpObjectType tls_x509_placeholder = {
-    .name = "tls-creds-x509",
-    .args = tls_x509_args,
-    .args_size = sizeof(TlsCredsArgs),
-    .create = not_supported_yet,
-};
-
-static const QmpObjectType tls_psk_placeholder = {
-    .name = "tls-creds-psk",
-    .args = tls_psk_args,
-    .args_size = sizeof(TlsCredsArgs),
-    .create = not_supported_yet,
-};
-
-static const QmpObjectType authz_simple_placeholder = {
-    .name = "authz-simple",
-    .args = authz_simple_args,
-    .args_size = sizeof(AuthzSimpleArgs),
-    .create = not_supported_yet,
-};
-
 void qapi_object_types_init(void)
 {
     qmp_object_type_register(&iothread_type);
-    /* Leave a real implementation that registered first in place. */
-    if (!qmp_object_type_find(tls_x509_placeholder.name)) {
-        qmp_object_type_register(&tls_x509_placeholder);
-    }
-    if (!qmp_object_type_find(tls_psk_placeholder.name)) {
-        qmp_object_type_register(&tls_psk_placeholder);
-    }
-    if (!qmp_object_type_find(authz_simple_placeholder.name)) {
-        qmp_object_type_register(&authz_simple_placeholder);
-    }
+    /* TLS credentials and authz live with the channels that use them. */
+    berth_tls_object_types_init();
 }

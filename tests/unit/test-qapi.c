@@ -362,7 +362,7 @@ static void test_objects(void)
                     "\"id\": \"io1\", \"foo\": 1}}", ge, "Parameter 'foo' is unexpected");
     check_error(&s, "{\"execute\": \"object-add\", \"arguments\": {\"qom-type\": "
                     "\"tls-creds-x509\", \"id\": \"t0\", \"endpoint\": \"server\"}}",
-                ge, "Object 't0': TLS credentials and authorization are not supported yet");
+                ge, "Missing 'dir' property value");
     g_assert_null(qmp_object_find("t0", NULL));
 
     qmp_object_pin(obj);
