@@ -30,6 +30,7 @@ typedef struct {
     bool write_pending;         /* a record send returned AGAIN */
     GIOCondition hs_wants, read_wants, write_wants;
     char *identity;
+    char *hostname;             /* a client checks the server's certificate against it */
     GError *transport_error;    /* first hard error of the wrapped channel */
     uint8_t gather[TLS_GATHER_SIZE];
 } TlsChannel;
@@ -258,6 +259,7 @@ static void tls_finalize(BerthChannel *ch)
     berth_channel_unref(t->inner);
     berth_tls_creds_unref(t->creds);
     g_free(t->identity);
+    g_free(t->hostname);
     g_clear_error(&t->transport_error);
     ch->fd = -1; /* the wrapped channel's */
 }
@@ -314,6 +316,7 @@ BerthChannel *berth_tls_channel_new(BerthChannel *inner, BerthTlsCreds *creds,
     t->inner = berth_channel_ref(inner);
     t->creds = berth_tls_creds_ref(creds);
     t->session = session;
+    t->hostname = server ? NULL : g_strdup(hostname);
     t->hs_wants = server ? G_IO_IN : G_IO_OUT;
     t->read_wants = G_IO_IN;
     t->write_wants = G_IO_OUT;
@@ -324,6 +327,8 @@ BerthChannel *berth_tls_channel_new(BerthChannel *inner, BerthTlsCreds *creds,
     return &t->base;
 }
 
+/* The subject as QEMU spells it (gnutls' compatible order, least specific
+ * first), so authz identities written for QEMU keep working. */
 static char *peer_cert_dn(TlsChannel *t)
 {
     unsigned int n = 0;
@@ -338,7 +343,7 @@ static char *peer_cert_dn(TlsChannel *t)
     char *dn = NULL;
     gnutls_datum_t out = { NULL, 0 };
     if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) >= 0 &&
-        gnutls_x509_crt_get_dn3(crt, &out, 0) >= 0) {
+        gnutls_x509_crt_get_dn3(crt, &out, GNUTLS_X509_DN_FLAG_COMPAT) >= 0) {
         dn = g_strndup((const char *) out.data, out.size);
         gnutls_free(out.data);
     }
@@ -361,7 +366,9 @@ static bool tls_check_peer(TlsChannel *t, GError **errp)
     }
     if (creds->verify_peer) {
         unsigned int status = 0;
-        int rc = gnutls_certificate_verify_peers2(t->session, &status);
+        int rc = t->hostname
+                 ? gnutls_certificate_verify_peers3(t->session, t->hostname, &status)
+                 : gnutls_certificate_verify_peers2(t->session, &status);
         if (rc < 0) {
             g_set_error(errp, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
                         "Cannot verify the certificate of %s: %s", t->base.peer,

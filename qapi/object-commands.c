@@ -1,9 +1,9 @@
 /*
  * object-add and object-del over the object table of util/qmp-command.h,
- * and the object types that berth knows: an
- * "iothread" (a thread running its own GMainContext, which exports may move
- * their data path to). TLS credentials and authz objects are io/'s
- * (io/tls-creds.c); they are registered from here with the rest.
+ * and the "iothread" object type (a thread running its own GMainContext,
+ * which exports may move their data path to). TLS credentials and authz
+ * objects belong to io/ (io/tls-creds.c) and are registered from here with
+ * the rest.
  */
 #include "qapi/qapi.h"
 #include "qapi/module-commands.h"

@@ -47,7 +47,8 @@ BerthTlsHandshakeStatus berth_tls_handshake(BerthChannel *ch, GError **errp);
 
 /*
  * Who the peer proved to be, once the handshake is done: the distinguished
- * name of an x509 client certificate ("CN=...,O=..."), or the PSK username.
+ * name of an x509 client certificate in QEMU's order ("O=...,CN=..."), or
+ * the PSK username.
  * NULL when the peer sent no certificate. Owned by the channel.
  */
 const char *berth_tls_peer_identity(BerthChannel *ch);

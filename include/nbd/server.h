@@ -98,8 +98,10 @@ bool nbd_export_is_shutting_down(NBDExport *exp);
 /*
  * Serve one connection on `channel` (a new reference is taken). If `exp` is
  * not NULL the client is bound to that export; otherwise the handshake picks
- * one from the table. tls_creds / tls_authz are object ids or NULL (TLS
- * lands with the TLS issue). close_cb runs once when the connection ends.
+ * one from the table. tls_creds / tls_authz are object ids or NULL; with
+ * tls_creds the client must negotiate STARTTLS before anything else, and
+ * the objects are looked up by id when it does. close_cb runs once when
+ * the connection ends.
  */
 NBDClient *nbd_client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
                           const char *tls_authz, void (*close_cb)(NBDClient *client,

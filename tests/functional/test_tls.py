@@ -118,13 +118,15 @@ class Pki:
         return d
 
     def _dn(self, name):
-        """The subject DN as gnutls prints it (RFC 4514, most specific first)."""
+        """The subject DN as QEMU matches it: certtool prints RFC 4514 order
+        (most specific first), QEMU's identity is the reverse."""
         p = subprocess.run(["certtool", "-i", "--infile", self._p(name + "-cert.pem")],
                            capture_output=True, timeout=bh.TOOL_TIMEOUT, check=True)
         for line in p.stdout.decode().splitlines():
             line = line.strip()
             if line.startswith("Subject:"):
-                return line[len("Subject:"):].strip()
+                rfc4514 = line[len("Subject:"):].strip()
+                return ",".join(reversed(rfc4514.split(",")))
         raise AssertionError("no subject in certtool output")
 
 
@@ -162,6 +164,8 @@ class TlsBase(bh.DaemonTestCase):
 
     def assert_logged(self, sock, *texts):
         """The daemon serving sock said why it dropped a connection."""
+        if bh.is_qsd():
+            return  # QEMU traces instead of logging
         d = self.daemons[sock]
         deadline = time.monotonic() + 5
         while True:
@@ -252,7 +256,11 @@ class X509(TlsBase):
             t, _ = c.go("disk0", opt=w.OPT_INFO)
             self.assertEqual(t, w.REP_ERR_TLS_REQD)
             self.assertEqual(c.final(w.OPT_STARTTLS, b"data"), w.REP_ERR_INVALID)
-            self.assertEqual(c.final(w.OPT_ABORT), w.REP_ACK)
+            if bh.is_qsd():
+                c.try_send(w.pack_option(w.OPT_ABORT))  # qsd hangs up without an ack
+            else:
+                self.assertEqual(c.final(w.OPT_ABORT), w.REP_ACK)
+            c.wait_closed()
         # libnbd without TLS is refused too.
         h = nbd.NBD()
         h.set_export_name("disk0")
@@ -406,9 +414,11 @@ class Authz(TlsBase):
 
     def test_other_identity_refused(self):
         self.assert_refused(self.sock, certs=self.pki.other)
-        self.assert_logged(self.sock, "CN=other.example.com", "denied by authorization 'auth0'")
+        self.assert_logged(self.sock, "O=Berth Test,CN=other.example.com",
+                           "denied by authorization 'auth0'")
         self.handle(self.sock, certs=self.pki.client).shutdown()
 
+    @bh.qsd_deviates("qemu-storage-daemon 7.2 does not apply tls-authz to PSK users")
     def test_psk_user_not_in_authz_refused(self):
         self.assert_refused(self.psk_sock, psk=self.pki.psk_alice, user="alice")
         self.assert_logged(self.psk_sock, "TLS identity 'alice' denied")
