@@ -6,6 +6,7 @@
  * also when notifiers remove each other or the drive is deleted.
  */
 #include "block/block-backend.h"
+#include "block-test-util.h"
 
 #include <string.h>
 
@@ -13,13 +14,8 @@ static BlockDriverState *open_node(const char *name)
 {
     g_autofree char *js = g_strdup_printf("{\"driver\":\"null-co\",\"node-name\":\"%s\","
                                           "\"size\":1048576}", name);
-    json_object *opts = json_tokener_parse(js);
-    g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = bdrv_open(opts, false, &err);
 
-    g_assert_no_error(err);
-    json_object_put(opts);
-    return bs;
+    return open_ok(js);
 }
 
 static void expect_error(GError **err, const char *message)
@@ -57,9 +53,7 @@ static void test_drive_table(void)
     expect_error(&err, "Invalid device name");
 
     /* Node names may not shadow drives either. */
-    json_object *opts = json_tokener_parse("{\"driver\":\"null-co\",\"node-name\":\"d1\"}");
-    g_assert_null(bdrv_open(opts, false, &err));
-    json_object_put(opts);
+    g_assert_null(open_json("{\"driver\":\"null-co\",\"node-name\":\"d1\"}", &err));
     expect_error(&err, "node-name=d1 is conflicting with a device id");
 
     /* The drive's reference makes the node busy. */
@@ -230,22 +224,11 @@ static void test_unref_with_medium(void)
 
 int main(int argc, char **argv)
 {
-    GMainContext *ctx;
-    int ret;
-
     g_test_init(&argc, &argv, NULL);
-    ctx = g_main_context_new();
-    g_main_context_push_thread_default(ctx);
 
     g_test_add_func("/block/backend/table", test_drive_table);
     g_test_add_func("/block/backend/foreach-and-refs", test_foreach_and_refs);
     g_test_add_func("/block/backend/media-and-notifiers", test_media_and_notifiers);
     g_test_add_func("/block/backend/unref-with-medium", test_unref_with_medium);
-    ret = g_test_run();
-
-    blk_delete_all();
-    bdrv_delete_all();
-    g_main_context_pop_thread_default(ctx);
-    g_main_context_unref(ctx);
-    return ret;
+    return run_block_tests(blk_delete_all);
 }

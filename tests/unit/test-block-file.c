@@ -10,8 +10,7 @@
  * device, when the test may make one), and completions of worker-pool
  * requests on the submitter's context from several threads.
  */
-#include "block/block.h"
-#include "util/keyval.h"
+#include "block-test-util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,143 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define KiB 1024ULL
-#define MiB (1024 * KiB)
-
 static char *tmpdir;      /* on the root filesystem (ext4 here) */
 static char *shmdir;      /* on tmpfs, when /dev/shm exists */
-
-typedef struct {
-    bool done;
-    int ret;
-    char *msg;
-    GArray *extents;
-} Result;
-
-static void result_clear(Result *r)
-{
-    g_free(r->msg);
-    if (r->extents) {
-        g_array_unref(r->extents);
-    }
-    memset(r, 0, sizeof(*r));
-}
-
-static void on_done(gpointer opaque, int ret, const GError *err)
-{
-    Result *r = opaque;
-
-    g_assert_false(r->done);
-    r->done = true;
-    r->ret = ret;
-    r->msg = err ? g_strdup(err->message) : NULL;
-    g_assert_true(ret >= 0 || err != NULL);
-}
-
-static void on_status(gpointer opaque, int ret, const BdrvExtent *extents, guint n,
-                      const GError *err)
-{
-    Result *r = opaque;
-
-    on_done(opaque, ret, err);
-    r->extents = g_array_new(FALSE, FALSE, sizeof(BdrvExtent));
-    g_array_append_vals(r->extents, extents, n);
-}
-
-static int wait_result(Result *r)
-{
-    g_assert_false(r->done);
-    while (!r->done) {
-        g_main_context_iteration(g_main_context_get_thread_default(), TRUE);
-    }
-    return r->ret;
-}
-
-static int do_read(BlockDriverState *bs, uint64_t off, void *buf, size_t len)
-{
-    struct iovec iov = { buf, len };
-    Result r = { 0 };
-    int ret;
-
-    bdrv_aio_preadv(bs, off, &iov, 1, on_done, &r);
-    ret = wait_result(&r);
-    result_clear(&r);
-    return ret;
-}
-
-static int do_write(BlockDriverState *bs, uint64_t off, const void *buf, size_t len,
-                    BdrvRequestFlags flags, Result *r)
-{
-    struct iovec iov = { (void *) buf, len };
-
-    bdrv_aio_pwritev(bs, off, &iov, 1, flags, on_done, r);
-    return wait_result(r);
-}
-
-static int do_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, BdrvRequestFlags flags,
-                     Result *r)
-{
-    bdrv_aio_pwrite_zeroes(bs, off, len, flags, on_done, r);
-    return wait_result(r);
-}
-
-static int do_simple(void (*fn)(BlockDriverState *, uint64_t, uint64_t, BdrvCompletionFunc,
-                                gpointer),
-                     BlockDriverState *bs, uint64_t off, uint64_t len)
-{
-    Result r = { 0 };
-    int ret;
-
-    fn(bs, off, len, on_done, &r);
-    ret = wait_result(&r);
-    result_clear(&r);
-    return ret;
-}
-
-static int do_flush(BlockDriverState *bs)
-{
-    Result r = { 0 };
-    int ret;
-
-    bdrv_aio_flush(bs, on_done, &r);
-    ret = wait_result(&r);
-    result_clear(&r);
-    return ret;
-}
-
-static int do_status(BlockDriverState *bs, uint64_t off, uint64_t len, guint max, Result *r)
-{
-    bdrv_aio_block_status(bs, off, len, max, on_status, r);
-    return wait_result(r);
-}
-
-static void assert_extent(Result *r, guint i, uint64_t length, uint32_t status)
-{
-    g_assert_cmpuint(r->extents->len, >, i);
-    g_assert_cmpuint(g_array_index(r->extents, BdrvExtent, i).length, ==, length);
-    g_assert_cmpuint(g_array_index(r->extents, BdrvExtent, i).status, ==, status);
-}
-
-static void assert_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint32_t status)
-{
-    Result r = { 0 };
-
-    g_assert_cmpint(do_status(bs, off, len, 0, &r), ==, 0);
-    g_assert_cmpuint(r.extents->len, ==, 1);
-    assert_extent(&r, 0, len, status);
-    result_clear(&r);
-}
-
-static BlockDriverState *open_keyval(const char *str, GError **errp)
-{
-    json_object *opts = keyval_parse(str, NULL, errp);
-    BlockDriverState *bs;
-
-    g_assert_nonnull(opts);
-    bs = bdrv_open(opts, true, errp);
-    json_object_put(opts);
-    return bs;
-}
 
 /* Opens node "f" on path with extra key=value options. */
 static BlockDriverState *open_file(const char *path, const char *extra)
@@ -175,14 +39,6 @@ static BlockDriverState *open_file(const char *path, const char *extra)
     bs = open_keyval(opts, &err);
     g_assert_no_error(err);
     return bs;
-}
-
-static void close_node(BlockDriverState *bs)
-{
-    g_autofree char *name = g_strdup(bdrv_get_node_name(bs));
-
-    bdrv_put(bs);
-    g_assert_true(bdrv_delete(name, NULL));
 }
 
 static char *make_file(const char *dir, const char *name, off_t size)
@@ -201,16 +57,6 @@ static void fill_pattern(uint8_t *buf, size_t len, unsigned seed)
     for (size_t i = 0; i < len; i++) {
         buf[i] = (uint8_t) (seed * 31 + i * 7 + (i >> 11));
     }
-}
-
-static bool is_zero(const uint8_t *buf, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (buf[i]) {
-            return false;
-        }
-    }
-    return true;
 }
 
 static uint64_t allocated_bytes(const char *path)
@@ -247,9 +93,9 @@ static void test_round_trip(void)
     fill_pattern(w, 200 * KiB, 1);
     g_assert_cmpint(do_write(bs, 12345, w, 200 * KiB, 0, &r), ==, 0);
     result_clear(&r);
-    g_assert_cmpint(do_read(bs, 12345, rd, 200 * KiB), ==, 0);
+    g_assert_cmpint(read_ret(bs, 12345, rd, 200 * KiB), ==, 0);
     g_assert_cmpmem(w, 200 * KiB, rd, 200 * KiB);
-    g_assert_cmpint(do_read(bs, 12345 + 4096, rd, 512), ==, 0);
+    g_assert_cmpint(read_ret(bs, 12345 + 4096, rd, 512), ==, 0);
     g_assert_cmpmem(w + 4096, 512, rd, 512);
 
     /* Many scattered buffers (more than one preadv batch). */
@@ -269,18 +115,18 @@ static void test_round_trip(void)
     bdrv_aio_pwritev(bs, 500 * KiB, iov, 150, BDRV_REQ_FUA, on_done, &r);
     g_assert_cmpint(wait_result(&r), ==, 0);
     result_clear(&r);
-    g_assert_cmpint(do_read(bs, 500 * KiB, rd + 150 * KiB, 100 * 1000), ==, 0);
+    g_assert_cmpint(read_ret(bs, 500 * KiB, rd + 150 * KiB, 100 * 1000), ==, 0);
     g_assert_cmpmem(w, 100 * 1000, rd + 150 * KiB, 100 * 1000);
 
     g_assert_cmpint(do_flush(bs), ==, 0);
     g_assert_cmpint(do_simple(bdrv_aio_cache, bs, 0, MiB), ==, 0);
     /* discard=ignore accepts and keeps the data. */
     g_assert_cmpint(do_simple(bdrv_aio_pdiscard, bs, 0, MiB), ==, 0);
-    g_assert_cmpint(do_read(bs, 12345, rd, 4096), ==, 0);
+    g_assert_cmpint(read_ret(bs, 12345, rd, 4096), ==, 0);
     g_assert_cmpmem(w, 4096, rd, 4096);
 
     /* Range checks. */
-    g_assert_cmpint(do_read(bs, MiB - 10, rd, 11), ==, -EINVAL);
+    g_assert_cmpint(read_ret(bs, MiB - 10, rd, 11), ==, -EINVAL);
     g_assert_cmpint(do_write(bs, MiB, w, 1, 0, &r), ==, -EINVAL);
     g_assert_nonnull(strstr(r.msg, "beyond the end of node 'f'"));
     result_clear(&r);
@@ -294,7 +140,7 @@ static void test_round_trip(void)
     g_assert_cmpint(do_zeroes(bs, 0, 1, 0, &r), ==, -EPERM);
     result_clear(&r);
     g_assert_cmpint(do_simple(bdrv_aio_pdiscard, bs, 0, 1), ==, -EPERM);
-    g_assert_cmpint(do_read(bs, 12345, rd, 4096), ==, 0);
+    g_assert_cmpint(read_ret(bs, 12345, rd, 4096), ==, 0);
     g_assert_cmpmem(w, 4096, rd, 4096);
     close_node(bs);
     g_unlink(path);
@@ -316,7 +162,7 @@ static void test_size_and_truncation(void)
     bs = open_file(path, NULL);
     g_assert_cmpuint(bdrv_getlength(bs), ==, 1024);
     memset(buf, 0x11, sizeof(buf));
-    g_assert_cmpint(do_read(bs, 0, buf, 1024), ==, 0);
+    g_assert_cmpint(read_ret(bs, 0, buf, 1024), ==, 0);
     g_assert_cmpint(buf[999], ==, 0xee);
     g_assert_true(is_zero(buf + 1000, 24));
     g_assert_cmpint(do_status(bs, 0, 1024, 0, &r), ==, 0);
@@ -335,20 +181,20 @@ static void test_size_and_truncation(void)
     g_assert_cmpint(ftruncate(fd, 10000), ==, 0);
     close(fd);
     memset(buf, 0x11, sizeof(buf));
-    g_assert_cmpint(do_read(bs, 8192, buf, 8192), ==, 0);
+    g_assert_cmpint(read_ret(bs, 8192, buf, 8192), ==, 0);
     g_assert_cmpint(buf[10000 - 8192 - 1], ==, 0x5a);
     g_assert_true(is_zero(buf + 10000 - 8192, 8192 - (10000 - 8192)));
-    g_assert_cmpint(do_read(bs, 32768, buf, 4096), ==, 0);
+    g_assert_cmpint(read_ret(bs, 32768, buf, 4096), ==, 0);
     g_assert_true(is_zero(buf, 4096));
     assert_status(bs, 16384, 65536 - 16384, BDRV_BLOCK_ZERO);
     /* Writes past the new end grow the file again. */
     g_assert_cmpint(do_write(bs, 65536 - 10, "0123456789", 10, 0, &r), ==, 0);
     result_clear(&r);
-    g_assert_cmpint(do_read(bs, 65536 - 10, buf, 10), ==, 0);
+    g_assert_cmpint(read_ret(bs, 65536 - 10, buf, 10), ==, 0);
     g_assert_cmpmem(buf, 10, "0123456789", 10);
     /* Removing the file changes nothing for the open node (POSIX). */
     g_unlink(path);
-    g_assert_cmpint(do_read(bs, 65536 - 10, buf, 10), ==, 0);
+    g_assert_cmpint(read_ret(bs, 65536 - 10, buf, 10), ==, 0);
     g_assert_cmpmem(buf, 10, "0123456789", 10);
     close_node(bs);
 }
@@ -397,7 +243,7 @@ static void test_block_status(void)
     g_assert_cmpint(do_simple(bdrv_aio_pdiscard, bs, 512 * KiB, 64 * KiB), ==, 0);
     g_assert_cmpuint(allocated_bytes(path), <, before);
     assert_status(bs, 64 * KiB, MiB - 64 * KiB, BDRV_BLOCK_ZERO);
-    g_assert_cmpint(do_read(bs, 512 * KiB, buf, 64 * KiB), ==, 0);
+    g_assert_cmpint(read_ret(bs, 512 * KiB, buf, 64 * KiB), ==, 0);
     g_assert_true(is_zero(buf, 64 * KiB));
 
     /* Write-zeroes: zeroed in place, or punched with MAY_UNMAP. */
@@ -408,7 +254,7 @@ static void test_block_status(void)
     result_clear(&r);
     g_assert_cmpint(do_zeroes(bs, 20 * KiB, 1000, BDRV_REQ_NO_FALLBACK, &r), ==, 0);
     result_clear(&r);
-    g_assert_cmpint(do_read(bs, 0, buf, 64 * KiB), ==, 0);
+    g_assert_cmpint(read_ret(bs, 0, buf, 64 * KiB), ==, 0);
     g_assert_true(is_zero(buf, 16 * KiB));
     g_assert_cmpint(buf[16 * KiB], ==, 0x33);
     g_assert_true(is_zero(buf + 20 * KiB, 1000));
@@ -441,7 +287,7 @@ static void test_no_fallback(void)
     g_assert_cmpint(do_zeroes(bs, 0, 4096, BDRV_REQ_NO_FALLBACK, &r), ==, -ENOTSUP);
     g_assert_nonnull(r.msg);
     result_clear(&r);
-    g_assert_cmpint(do_read(bs, 0, buf, 4096), ==, 0);
+    g_assert_cmpint(read_ret(bs, 0, buf, 4096), ==, 0);
     g_assert_cmpint(buf[0], ==, 0x44);
 
     /* With MAY_UNMAP a punched hole is fast; without NO_FALLBACK zeroes
@@ -451,7 +297,7 @@ static void test_no_fallback(void)
     result_clear(&r);
     g_assert_cmpint(do_zeroes(bs, 4096, 100, 0, &r), ==, 0);
     result_clear(&r);
-    g_assert_cmpint(do_read(bs, 0, buf, 8192), ==, 0);
+    g_assert_cmpint(read_ret(bs, 0, buf, 8192), ==, 0);
     g_assert_true(is_zero(buf, 4196));
     g_assert_cmpint(buf[4196], ==, 0x44);
     close_node(bs);
@@ -494,29 +340,29 @@ static void test_direct(void)
     g_assert_cmpint(do_write(bs, 64 * KiB, abuf, 64 * KiB, BDRV_REQ_FUA, &r), ==, 0);
     result_clear(&r);
     memset(abuf, 0, 64 * KiB);
-    g_assert_cmpint(do_read(bs, 64 * KiB, abuf, 64 * KiB), ==, 0);
+    g_assert_cmpint(read_ret(bs, 64 * KiB, abuf, 64 * KiB), ==, 0);
     g_assert_cmpmem(abuf, 64 * KiB, w, 64 * KiB);
 
     /* Unaligned offsets, lengths and buffers, larger than one bounce
      * window: read-modify-write keeps the bytes around them. */
     g_assert_cmpint(do_write(bs, 100, w + 1, 1000, 0, &r), ==, 0);
     result_clear(&r);
-    g_assert_cmpint(do_read(bs, 0, rd + 1, 4096), ==, 0);
+    g_assert_cmpint(read_ret(bs, 0, rd + 1, 4096), ==, 0);
     g_assert_cmpmem(rd + 1, 100, w, 100);
     g_assert_cmpmem(rd + 101, 1000, w + 1, 1000);
     g_assert_cmpmem(rd + 1101, 4096 - 1100, w + 1100, 4096 - 1100);
 
     g_assert_cmpint(do_write(bs, 200 * KiB + 7, w + 3, 300 * KiB - 3, 0, &r), ==, 0);
     result_clear(&r);
-    g_assert_cmpint(do_read(bs, 200 * KiB + 7, rd + 1, 300 * KiB - 3), ==, 0);
+    g_assert_cmpint(read_ret(bs, 200 * KiB + 7, rd + 1, 300 * KiB - 3), ==, 0);
     g_assert_cmpmem(rd + 1, 300 * KiB - 3, w + 3, 300 * KiB - 3);
-    g_assert_cmpint(do_read(bs, 64 * KiB, abuf, 64 * KiB), ==, 0);
+    g_assert_cmpint(read_ret(bs, 64 * KiB, abuf, 64 * KiB), ==, 0);
     g_assert_cmpmem(abuf, 64 * KiB, w, 64 * KiB);
 
     /* Unaligned write-zeroes falls back to zero buffers when it must. */
     g_assert_cmpint(do_zeroes(bs, 64 * KiB + 10, 20, 0, &r), ==, 0);
     result_clear(&r);
-    g_assert_cmpint(do_read(bs, 64 * KiB, rd, 64), ==, 0);
+    g_assert_cmpint(read_ret(bs, 64 * KiB, rd, 64), ==, 0);
     g_assert_cmpmem(rd, 10, w, 10);
     g_assert_true(is_zero(rd + 10, 20));
     g_assert_cmpmem(rd + 30, 34, w + 30, 34);
@@ -530,7 +376,7 @@ static void test_direct(void)
     bs = open_file(sparse, "cache.direct=on");
     g_assert_cmpint(do_write(bs, 12345, w, 7000, 0, &r), ==, 0);
     result_clear(&r);
-    g_assert_cmpint(do_read(bs, 12340, rd, 7010), ==, 0);
+    g_assert_cmpint(read_ret(bs, 12340, rd, 7010), ==, 0);
     g_assert_true(is_zero(rd, 5));
     g_assert_cmpmem(rd + 5, 7000, w, 7000);
     g_assert_true(is_zero(rd + 7005, 5));
@@ -590,49 +436,39 @@ static void test_write_errors(void)
     g_unlink(path);
 }
 
-static void expect_open_error(const char *opts, const char *message)
-{
-    g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = open_keyval(opts, &err);
-
-    g_assert_null(bs);
-    g_assert_nonnull(err);
-    g_assert_cmpstr(err->message, ==, message);
-}
-
 static void test_open_errors(void)
 {
     g_autofree char *file = make_file(tmpdir, "ok.img", 4096);
     g_autofree char *o = NULL, *m = NULL;
 
-    expect_open_error("driver=file,node-name=x", "Parameter 'filename' is missing");
-    expect_open_error("driver=file,node-name=x,filename=",
+    expect_open_error(NULL, "driver=file,node-name=x", "Parameter 'filename' is missing");
+    expect_open_error(NULL, "driver=file,node-name=x,filename=",
                       "The 'file' block driver requires a file name");
-    expect_open_error("driver=file,node-name=x,filename=/nonexistent",
+    expect_open_error(NULL, "driver=file,node-name=x,filename=/nonexistent",
                       "Could not open '/nonexistent': No such file or directory");
     o = g_strdup_printf("driver=file,node-name=x,filename=%s", tmpdir);
     m = g_strdup_printf("Could not open '%s': Is a directory", tmpdir);
-    expect_open_error(o, m);
+    expect_open_error(NULL, o, m);
     g_free(o);
     g_free(m);
     o = g_strdup_printf("driver=file,node-name=x,filename=%s,read-only=on", tmpdir);
     m = g_strdup_printf("'file' driver requires '%s' to be a regular file", tmpdir);
-    expect_open_error(o, m);
-    expect_open_error("driver=file,node-name=x,filename=/dev/full",
+    expect_open_error(NULL, o, m);
+    expect_open_error(NULL, "driver=file,node-name=x,filename=/dev/full",
                       "'file' driver requires '/dev/full' to be a regular file");
     g_free(o);
     o = g_strdup_printf("driver=file,node-name=x,filename=%s,aio=bogus", file);
-    expect_open_error(o, "Parameter 'aio' does not accept value 'bogus'");
+    expect_open_error(NULL, o, "Parameter 'aio' does not accept value 'bogus'");
     g_free(o);
     o = g_strdup_printf("driver=file,node-name=x,filename=%s,aio=native", file);
-    expect_open_error(o, "aio=native was specified, but it requires cache.direct=on, "
+    expect_open_error(NULL, o, "aio=native was specified, but it requires cache.direct=on, "
                          "which was not specified.");
     g_free(o);
     o = g_strdup_printf("driver=file,node-name=x,filename=%s,locking=on", file);
-    expect_open_error(o, "locking=on is not supported: berth does not lock images");
+    expect_open_error(NULL, o, "locking=on is not supported: berth does not lock images");
     g_free(o);
     o = g_strdup_printf("driver=file,node-name=x,filename=%s,size=1", file);
-    expect_open_error(o, "Parameter 'size' is unexpected");
+    expect_open_error(NULL, o, "Parameter 'size' is unexpected");
     g_assert_null(bdrv_find_node("x"));
 
     /* Accepted QEMU options. */
@@ -724,7 +560,7 @@ static void test_block_device(void)
         g_assert_cmpint(do_zeroes(bs, 4096, 4096, BDRV_REQ_MAY_UNMAP, &r), ==, 0);
         result_clear(&r);
         g_assert_cmpint(do_simple(bdrv_aio_pdiscard, bs, 8192 + 1, 4096), ==, 0);
-        g_assert_cmpint(do_read(bs, 0, buf, sizeof(buf)), ==, 0);
+        g_assert_cmpint(read_ret(bs, 0, buf, sizeof(buf)), ==, 0);
         g_assert_cmpint(buf[99], ==, 0xab);
         g_assert_true(is_zero(buf + 100, 1000));
         g_assert_cmpint(buf[1100], ==, 0xab);
@@ -754,8 +590,7 @@ static void on_worker_done(gpointer opaque, int ret, const GError *err)
 {
     Worker *wk = opaque;
 
-    if (ret != 0 || g_main_context_get_thread_default() != wk->ctx ||
-        !g_main_context_is_owner(wk->ctx)) {
+    if (ret != 0 || !running_on_context(wk->ctx)) {
         wk->ok = false;
     }
     wk->pending--;
@@ -796,13 +631,11 @@ static gpointer worker_thread(gpointer data)
 {
     Worker *wk = data;
 
-    wk->ctx = g_main_context_new();
-    g_main_context_push_thread_default(wk->ctx);
+    wk->ctx = push_new_context();
     for (int round = 0; round < 5; round++) {
         run_queue_depth(wk);
     }
-    g_main_context_pop_thread_default(wk->ctx);
-    g_main_context_unref(wk->ctx);
+    pop_context(wk->ctx);
     return NULL;
 }
 
@@ -837,7 +670,6 @@ static void test_threads(void)
 int main(int argc, char **argv)
 {
     g_autoptr(GError) err = NULL;
-    GMainContext *ctx;
     int ret;
 
     g_test_init(&argc, &argv, NULL);
@@ -849,8 +681,6 @@ int main(int argc, char **argv)
             g_clear_pointer(&shmdir, g_free);
         }
     }
-    ctx = g_main_context_new();
-    g_main_context_push_thread_default(ctx);
 
     g_test_add_func("/block/file/round-trip", test_round_trip);
     g_test_add_func("/block/file/size-and-truncation", test_size_and_truncation);
@@ -862,11 +692,7 @@ int main(int argc, char **argv)
     g_test_add_func("/block/file/auto-read-only", test_auto_read_only);
     g_test_add_func("/block/file/block-device", test_block_device);
     g_test_add_func("/block/file/threads", test_threads);
-    ret = g_test_run();
-
-    bdrv_delete_all();
-    g_main_context_pop_thread_default(ctx);
-    g_main_context_unref(ctx);
+    ret = run_block_tests(NULL);
     g_rmdir(tmpdir);
     g_free(tmpdir);
     if (shmdir) {

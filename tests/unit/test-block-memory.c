@@ -7,167 +7,16 @@
  * errors, detect-zeroes, and completion delivery: never inside the submitting
  * call, always on the submitter's context, also from other threads.
  */
-#include "block/block.h"
-#include "util/keyval.h"
+#include "block-test-util.h"
 
 #include <errno.h>
 #include <string.h>
-
-#define KiB 1024ULL
-#define MiB (1024 * KiB)
-#define GiB (1024 * MiB)
-#define TiB (1024 * GiB)
-
-/* ---- synchronous wrappers around the asynchronous API ------------------- */
-
-typedef struct {
-    bool done;
-    int ret;
-    char *msg;
-    GMainContext *ctx;       /* the context the callback ran on */
-    GArray *extents;
-} Result;
-
-static void result_clear(Result *r)
-{
-    g_free(r->msg);
-    if (r->extents) {
-        g_array_unref(r->extents);
-    }
-    memset(r, 0, sizeof(*r));
-}
-
-static void on_done(gpointer opaque, int ret, const GError *err)
-{
-    Result *r = opaque;
-
-    g_assert_false(r->done);
-    r->done = true;
-    r->ret = ret;
-    r->msg = err ? g_strdup(err->message) : NULL;
-    r->ctx = g_main_context_get_thread_default();
-    g_assert_true(ret >= 0 || err != NULL);
-}
-
-static void on_status(gpointer opaque, int ret, const BdrvExtent *extents, guint n,
-                      const GError *err)
-{
-    Result *r = opaque;
-
-    on_done(opaque, ret, err);
-    r->extents = g_array_new(FALSE, FALSE, sizeof(BdrvExtent));
-    g_array_append_vals(r->extents, extents, n);
-}
-
-static int wait_result(Result *r)
-{
-    /* Delivery never happens inside the submitting call. */
-    g_assert_false(r->done);
-    while (!r->done) {
-        g_main_context_iteration(g_main_context_get_thread_default(), TRUE);
-    }
-    return r->ret;
-}
-
-static int do_read(BlockDriverState *bs, uint64_t off, void *buf, size_t len, Result *r)
-{
-    struct iovec iov = { buf, len };
-
-    bdrv_aio_preadv(bs, off, &iov, 1, on_done, r);
-    return wait_result(r);
-}
-
-static int do_write(BlockDriverState *bs, uint64_t off, const void *buf, size_t len,
-                    BdrvRequestFlags flags, Result *r)
-{
-    struct iovec iov = { (void *) buf, len };
-
-    bdrv_aio_pwritev(bs, off, &iov, 1, flags, on_done, r);
-    return wait_result(r);
-}
-
-static int do_zeroes(BlockDriverState *bs, uint64_t off, uint64_t len, BdrvRequestFlags flags,
-                     Result *r)
-{
-    bdrv_aio_pwrite_zeroes(bs, off, len, flags, on_done, r);
-    return wait_result(r);
-}
-
-static int do_discard(BlockDriverState *bs, uint64_t off, uint64_t len, Result *r)
-{
-    bdrv_aio_pdiscard(bs, off, len, on_done, r);
-    return wait_result(r);
-}
-
-static int do_status(BlockDriverState *bs, uint64_t off, uint64_t len, guint max, Result *r)
-{
-    bdrv_aio_block_status(bs, off, len, max, on_status, r);
-    return wait_result(r);
-}
-
-static void assert_extent(Result *r, guint i, uint64_t length, uint32_t status)
-{
-    g_assert_cmpuint(r->extents->len, >, i);
-    g_assert_cmpuint(g_array_index(r->extents, BdrvExtent, i).length, ==, length);
-    g_assert_cmpuint(g_array_index(r->extents, BdrvExtent, i).status, ==, status);
-}
-
-static BlockDriverState *open_json(const char *json, GError **errp)
-{
-    json_object *opts = json_tokener_parse(json);
-    BlockDriverState *bs;
-
-    g_assert_nonnull(opts);
-    bs = bdrv_open(opts, false, errp);
-    json_object_put(opts);
-    return bs;
-}
-
-static BlockDriverState *open_keyval(const char *str, GError **errp)
-{
-    json_object *opts = keyval_parse(str, NULL, errp);
-    BlockDriverState *bs;
-
-    g_assert_nonnull(opts);
-    bs = bdrv_open(opts, true, errp);
-    json_object_put(opts);
-    return bs;
-}
-
-/* Opens, hands back the caller's reference and drops the table's at the end. */
-static BlockDriverState *open_ok(const char *json)
-{
-    g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = open_json(json, &err);
-
-    g_assert_no_error(err);
-    g_assert_nonnull(bs);
-    return bs;
-}
-
-static void close_node(BlockDriverState *bs)
-{
-    g_autofree char *name = g_strdup(bdrv_get_node_name(bs));
-
-    bdrv_put(bs);
-    g_assert_true(bdrv_delete(name, NULL));
-}
 
 static void fill_pattern(uint8_t *buf, size_t len, unsigned seed)
 {
     for (size_t i = 0; i < len; i++) {
         buf[i] = (uint8_t) (seed + i * 7 + (i >> 9));
     }
-}
-
-static bool is_zero(const uint8_t *buf, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (buf[i]) {
-            return false;
-        }
-    }
-    return true;
 }
 
 /* ---- tests ------------------------------------------------------------- */
@@ -297,17 +146,6 @@ static void test_block_status(void)
     g_assert_cmpuint(r.extents->len, ==, 1);
     result_clear(&r);
     close_node(bs);
-}
-
-/* Status of [off, off+len) must be exactly one extent of this kind. */
-static void assert_status(BlockDriverState *bs, uint64_t off, uint64_t len, uint32_t status)
-{
-    Result r = { 0 };
-
-    g_assert_cmpint(do_status(bs, off, len, 0, &r), ==, 0);
-    g_assert_cmpuint(r.extents->len, ==, 1);
-    assert_extent(&r, 0, len, status);
-    result_clear(&r);
 }
 
 static void test_discard_and_zeroes(void)
@@ -470,16 +308,6 @@ static void test_range_and_read_only(void)
     close_node(bs);
 }
 
-static void expect_open_error(const char *json, const char *keyval, const char *message)
-{
-    g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = json ? open_json(json, &err) : open_keyval(keyval, &err);
-
-    g_assert_null(bs);
-    g_assert_nonnull(err);
-    g_assert_cmpstr(err->message, ==, message);
-}
-
 static void test_options(void)
 {
     expect_open_error("{\"driver\":\"memory\",\"node-name\":\"m\"}", NULL,
@@ -535,8 +363,7 @@ static void on_thread_done(gpointer opaque, int ret, const GError *err)
 {
     ThreadJob *job = opaque;
 
-    if (ret != 0 || g_main_context_get_thread_default() != job->ctx ||
-        !g_main_context_is_owner(job->ctx)) {
+    if (ret != 0 || !running_on_context(job->ctx)) {
         job->ok = false;
     }
     job->completed++;
@@ -549,8 +376,7 @@ static gpointer thread_main(gpointer data)
     uint8_t buf[512];
     struct iovec iov = { buf, sizeof(buf) };
 
-    job->ctx = g_main_context_new();
-    g_main_context_push_thread_default(job->ctx);
+    job->ctx = push_new_context();
     memset(buf, 0x77, sizeof(buf));
     for (int i = 0; i < 100; i++) {
         bdrv_aio_pwritev(job->bs, i * 512, &iov, 1, 0, on_thread_done, job);
@@ -562,8 +388,7 @@ static gpointer thread_main(gpointer data)
     while (job->completed < 200) {
         g_main_context_iteration(job->ctx, TRUE);
     }
-    g_main_context_pop_thread_default(job->ctx);
-    g_main_context_unref(job->ctx);
+    pop_context(job->ctx);
     return NULL;
 }
 
@@ -592,11 +417,9 @@ static void test_completion_contexts(void)
     }
 
     /* A context that dies with requests queued drops them cleanly. */
-    GMainContext *dying = g_main_context_new();
-    g_main_context_push_thread_default(dying);
+    GMainContext *dying = push_new_context();
     bdrv_aio_preadv(bs, 0, &(struct iovec) { buf, sizeof(buf) }, 1, on_done, &r);
-    g_main_context_pop_thread_default(dying);
-    g_main_context_unref(dying);
+    pop_context(dying);
     g_assert_false(r.done);
     close_node(bs);
 }
@@ -639,12 +462,7 @@ static void test_chained_submission(void)
 
 int main(int argc, char **argv)
 {
-    GMainContext *ctx;
-    int ret;
-
     g_test_init(&argc, &argv, NULL);
-    ctx = g_main_context_new();
-    g_main_context_push_thread_default(ctx);
 
     g_test_add_func("/block/memory/round-trip", test_round_trip);
     g_test_add_func("/block/memory/block-status", test_block_status);
@@ -655,10 +473,5 @@ int main(int argc, char **argv)
     g_test_add_func("/block/memory/detect-zeroes", test_detect_zeroes);
     g_test_add_func("/block/memory/completion-contexts", test_completion_contexts);
     g_test_add_func("/block/memory/chained-submission", test_chained_submission);
-    ret = g_test_run();
-
-    bdrv_delete_all();
-    g_main_context_pop_thread_default(ctx);
-    g_main_context_unref(ctx);
-    return ret;
+    return run_block_tests(NULL);
 }

@@ -5,107 +5,10 @@
  * texts must be exactly qemu-storage-daemon 7.2's, for QMP-style JSON and
  * for the command line's key=value strings alike.
  */
-#include "block/block.h"
-#include "util/keyval.h"
+#include "block-test-util.h"
 
 #include <errno.h>
 #include <string.h>
-
-typedef struct {
-    bool done;
-    int ret;
-    char *msg;
-    GArray *extents;
-} Result;
-
-static void result_clear(Result *r)
-{
-    g_free(r->msg);
-    if (r->extents) {
-        g_array_unref(r->extents);
-    }
-    memset(r, 0, sizeof(*r));
-}
-
-static void on_done(gpointer opaque, int ret, const GError *err)
-{
-    Result *r = opaque;
-
-    g_assert_false(r->done);
-    r->done = true;
-    r->ret = ret;
-    r->msg = err ? g_strdup(err->message) : NULL;
-}
-
-static void on_status(gpointer opaque, int ret, const BdrvExtent *extents, guint n,
-                      const GError *err)
-{
-    Result *r = opaque;
-
-    on_done(opaque, ret, err);
-    r->extents = g_array_new(FALSE, FALSE, sizeof(BdrvExtent));
-    g_array_append_vals(r->extents, extents, n);
-}
-
-static int wait_result(Result *r)
-{
-    g_assert_false(r->done);
-    while (!r->done) {
-        g_main_context_iteration(g_main_context_get_thread_default(), TRUE);
-    }
-    return r->ret;
-}
-
-static BlockDriverState *open_json(const char *json, GError **errp)
-{
-    json_object *opts = json_tokener_parse(json);
-    BlockDriverState *bs;
-
-    g_assert_nonnull(opts);
-    bs = bdrv_open(opts, false, errp);
-    json_object_put(opts);
-    return bs;
-}
-
-static BlockDriverState *open_keyval(const char *str, GError **errp)
-{
-    json_object *opts = keyval_parse(str, NULL, errp);
-    BlockDriverState *bs;
-
-    g_assert_nonnull(opts);
-    bs = bdrv_open(opts, true, errp);
-    json_object_put(opts);
-    return bs;
-}
-
-static BlockDriverState *open_ok(const char *json)
-{
-    g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = open_json(json, &err);
-
-    g_assert_no_error(err);
-    return bs;
-}
-
-static void close_node(BlockDriverState *bs)
-{
-    g_autofree char *name = g_strdup(bdrv_get_node_name(bs));
-
-    bdrv_put(bs);
-    g_assert_true(bdrv_delete(name, NULL));
-}
-
-static void expect_error(const char *json, const char *keyval, const char *message)
-{
-    g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = json ? open_json(json, &err) : open_keyval(keyval, &err);
-
-    if (bs) {
-        g_error("'%s' opened, expected \"%s\"", json ? json : keyval, message);
-    }
-    g_assert_nonnull(err);
-    g_assert_cmpstr(err->message, ==, message);
-}
 
 /* ---- null-co ------------------------------------------------------------ */
 
@@ -237,49 +140,49 @@ static void test_null_latency(void)
 
 static void test_option_errors(void)
 {
-    expect_error("{\"node-name\":\"x\"}", NULL, "Parameter 'driver' is missing");
-    expect_error(NULL, "node-name=x", "Parameter 'driver' is missing");
-    expect_error("{\"driver\":\"bogus\",\"node-name\":\"x\"}", NULL,
+    expect_open_error("{\"node-name\":\"x\"}", NULL, "Parameter 'driver' is missing");
+    expect_open_error(NULL, "node-name=x", "Parameter 'driver' is missing");
+    expect_open_error("{\"driver\":\"bogus\",\"node-name\":\"x\"}", NULL,
                  "Parameter 'driver' does not accept value 'bogus'");
-    expect_error(NULL, "driver=bogus,node-name=x",
+    expect_open_error(NULL, "driver=bogus,node-name=x",
                  "Parameter 'driver' does not accept value 'bogus'");
-    expect_error("{\"driver\":1,\"node-name\":\"x\"}", NULL,
+    expect_open_error("{\"driver\":1,\"node-name\":\"x\"}", NULL,
                  "Invalid parameter type for 'driver', expected: string");
-    expect_error("{\"driver\":\"nbd\",\"node-name\":\"x\"}", NULL,
+    expect_open_error("{\"driver\":\"nbd\",\"node-name\":\"x\"}", NULL,
                  "Driver 'nbd' is not supported yet");
-    expect_error("{\"driver\":\"null-co\"}", NULL,
+    expect_open_error("{\"driver\":\"null-co\"}", NULL,
                  "'node-name' must be specified for the root node");
-    expect_error(NULL, "driver=null-co,node-name=1x", "Invalid node-name: '1x'");
-    expect_error(NULL, "driver=null-co,node-name=_a", "Invalid node-name: '_a'");
-    expect_error(NULL, "driver=null-co,node-name=#a", "Invalid node-name: '#a'");
-    expect_error(NULL, "driver=null-co,node-name=a:b", "Invalid node-name: 'a:b'");
-    expect_error(NULL, "driver=null-co,node-name=", "Invalid node-name: ''");
-    expect_error(NULL, "driver=null-co,node-name=abcdefghijklmnopqrstuvwxyz012345",
+    expect_open_error(NULL, "driver=null-co,node-name=1x", "Invalid node-name: '1x'");
+    expect_open_error(NULL, "driver=null-co,node-name=_a", "Invalid node-name: '_a'");
+    expect_open_error(NULL, "driver=null-co,node-name=#a", "Invalid node-name: '#a'");
+    expect_open_error(NULL, "driver=null-co,node-name=a:b", "Invalid node-name: 'a:b'");
+    expect_open_error(NULL, "driver=null-co,node-name=", "Invalid node-name: ''");
+    expect_open_error(NULL, "driver=null-co,node-name=abcdefghijklmnopqrstuvwxyz012345",
                  "Node name too long");
-    expect_error(NULL, "driver=null-co,node-name=x,size=foo", "Parameter 'size' expects integer");
-    expect_error("{\"driver\":\"null-co\",\"node-name\":\"x\",\"size\":-1}", NULL,
+    expect_open_error(NULL, "driver=null-co,node-name=x,size=foo", "Parameter 'size' expects integer");
+    expect_open_error("{\"driver\":\"null-co\",\"node-name\":\"x\",\"size\":-1}", NULL,
                  "Parameter 'size' expects a non-negative number below 2^64");
-    expect_error(NULL, "driver=null-co,node-name=x,read-zeroes=maybe",
+    expect_open_error(NULL, "driver=null-co,node-name=x,read-zeroes=maybe",
                  "Parameter 'read-zeroes' expects 'on' or 'off'");
-    expect_error("{\"driver\":\"null-co\",\"node-name\":\"x\",\"read-zeroes\":\"on\"}", NULL,
+    expect_open_error("{\"driver\":\"null-co\",\"node-name\":\"x\",\"read-zeroes\":\"on\"}", NULL,
                  "Invalid parameter type for 'read-zeroes', expected: boolean");
-    expect_error(NULL, "driver=null-co,node-name=x,foo=1", "Parameter 'foo' is unexpected");
-    expect_error(NULL, "driver=null-co,node-name=x,discard=bogus",
+    expect_open_error(NULL, "driver=null-co,node-name=x,foo=1", "Parameter 'foo' is unexpected");
+    expect_open_error(NULL, "driver=null-co,node-name=x,discard=bogus",
                  "Parameter 'discard' does not accept value 'bogus'");
-    expect_error(NULL, "driver=null-co,node-name=x,cache.direct=maybe",
+    expect_open_error(NULL, "driver=null-co,node-name=x,cache.direct=maybe",
                  "Parameter 'cache.direct' expects 'on' or 'off'");
-    expect_error("{\"driver\":\"null-co\",\"node-name\":\"x\",\"cache\":{\"direct\":1}}", NULL,
+    expect_open_error("{\"driver\":\"null-co\",\"node-name\":\"x\",\"cache\":{\"direct\":1}}", NULL,
                  "Invalid parameter type for 'cache.direct', expected: boolean");
-    expect_error("{\"driver\":\"null-co\",\"node-name\":\"x\",\"cache\":{\"bogus\":1}}", NULL,
+    expect_open_error("{\"driver\":\"null-co\",\"node-name\":\"x\",\"cache\":{\"bogus\":1}}", NULL,
                  "Parameter 'cache.bogus' is unexpected");
-    expect_error(NULL, "driver=null-co,node-name=x,detect-zeroes=bogus",
+    expect_open_error(NULL, "driver=null-co,node-name=x,detect-zeroes=bogus",
                  "Parameter 'detect-zeroes' does not accept value 'bogus'");
-    expect_error(NULL, "driver=null-co,node-name=x,detect-zeroes=unmap",
+    expect_open_error(NULL, "driver=null-co,node-name=x,detect-zeroes=unmap",
                  "setting detect-zeroes to unmap is not allowed without setting discard "
                  "operation to unmap");
-    expect_error(NULL, "driver=null-co,node-name=x,force-share=on",
+    expect_open_error(NULL, "driver=null-co,node-name=x,force-share=on",
                  "force-share=on can only be used with read-only images");
-    expect_error(NULL, "driver=null-co,node-name=x,filename=/tmp/x",
+    expect_open_error(NULL, "driver=null-co,node-name=x,filename=/tmp/x",
                  "Parameter 'filename' is unexpected");
     g_assert_null(bdrv_find_node("x"));
 }
@@ -332,7 +235,7 @@ static void test_node_table(void)
     bdrv_foreach(collect_name, names);
     g_assert_cmpstr(names->str, ==, "a c b ");
 
-    expect_error("{\"driver\":\"null-co\",\"node-name\":\"a\"}", NULL,
+    expect_open_error("{\"driver\":\"null-co\",\"node-name\":\"a\"}", NULL,
                  "Duplicate nodes with node-name='a'");
 
     /* Our own reference makes the node busy. */
@@ -385,12 +288,7 @@ static void test_node_table(void)
 
 int main(int argc, char **argv)
 {
-    GMainContext *ctx;
-    int ret;
-
     g_test_init(&argc, &argv, NULL);
-    ctx = g_main_context_new();
-    g_main_context_push_thread_default(ctx);
 
     g_test_add_func("/block/null/defaults", test_null_defaults);
     g_test_add_func("/block/null/read-zeroes", test_null_read_zeroes);
@@ -398,10 +296,5 @@ int main(int argc, char **argv)
     g_test_add_func("/block/options/errors", test_option_errors);
     g_test_add_func("/block/options/accepted", test_options_accepted);
     g_test_add_func("/block/node-table", test_node_table);
-    ret = g_test_run();
-
-    bdrv_delete_all();
-    g_main_context_pop_thread_default(ctx);
-    g_main_context_unref(ctx);
-    return ret;
+    return run_block_tests(NULL);
 }
