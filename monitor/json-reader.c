@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include "util/utf8.h"
 
 typedef enum {
     LEX_START,     /* between tokens */
@@ -134,40 +135,6 @@ static void parse_error(GError **errp, const char *fmt, ...)
 
 /* --- strings --- */
 
-/* Length of a valid UTF-8 sequence at s (QEMU also takes C0 80 for U+0000),
- * or 0. */
-static size_t utf8_valid_len(const unsigned char *s, size_t len)
-{
-    static const uint32_t min_cp[] = { 0, 0, 0x80, 0x800, 0x10000 };
-    size_t n;
-    uint32_t c;
-
-    if ((s[0] & 0xE0) == 0xC0) {
-        n = 2, c = s[0] & 0x1F;
-    } else if ((s[0] & 0xF0) == 0xE0) {
-        n = 3, c = s[0] & 0x0F;
-    } else if ((s[0] & 0xF8) == 0xF0) {
-        n = 4, c = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (n > len) {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            return 0;
-        }
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    if (n == 2 && c == 0) {
-        return 2;
-    }
-    if (c < min_cp[n] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
-        return 0;
-    }
-    return n;
-}
 
 static int hex4(const char *s, size_t avail)
 {
@@ -208,7 +175,8 @@ static bool decode_string(const char *raw, size_t rawlen, GString *out, GError *
         unsigned char c = (unsigned char) *p;
 
         if (c >= 0x80) {
-            size_t n = utf8_valid_len((const unsigned char *) p, (size_t) (end - p));
+            uint32_t cp;
+            size_t n = berth_utf8_decode((const unsigned char *) p, (size_t) (end - p), &cp);
             if (!n) {
                 parse_error(errp, "invalid UTF-8 sequence in string");
                 return false;

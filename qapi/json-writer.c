@@ -8,6 +8,7 @@
 
 #include <inttypes.h>
 #include <string.h>
+#include "util/utf8.h"
 
 /* QEMU keeps object members in 512 hash buckets. */
 #define QEMU_DICT_BUCKETS 512
@@ -62,46 +63,6 @@ const char **qapi_json_object_keys(json_object *obj)
     return keys;
 }
 
-/* Decode one UTF-8 sequence; returns its length, or 0 if it is malformed
- * (overlong, surrogate, beyond U+10FFFF, truncated). */
-static size_t utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
-{
-    static const uint32_t min_cp[] = { 0, 0, 0x80, 0x800, 0x10000 };
-    size_t n;
-    uint32_t c;
-
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    } else if ((s[0] & 0xE0) == 0xC0) {
-        n = 2, c = s[0] & 0x1F;
-    } else if ((s[0] & 0xF0) == 0xE0) {
-        n = 3, c = s[0] & 0x0F;
-    } else if ((s[0] & 0xF8) == 0xF0) {
-        n = 4, c = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (n > len) {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            return 0;
-        }
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    /* QEMU's modified UTF-8 spells U+0000 as C0 80; accept it as NUL. */
-    if (n == 2 && c == 0) {
-        *cp = 0;
-        return 2;
-    }
-    if (c < min_cp[n] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
-        return 0;
-    }
-    *cp = c;
-    return n;
-}
 
 static void append_string(GString *out, const char *str, size_t len)
 {
@@ -111,7 +72,7 @@ static void append_string(GString *out, const char *str, size_t len)
     g_string_append_c(out, '"');
     while (i < len) {
         uint32_t cp;
-        size_t n = utf8_decode(s + i, len - i, &cp);
+        size_t n = berth_utf8_decode(s + i, len - i, &cp);
 
         if (n == 0) {
             cp = 0xFFFD; /* what QEMU prints for bytes that are not UTF-8 */
