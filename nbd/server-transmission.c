@@ -389,7 +389,7 @@ static void on_op_done(gpointer opaque, int ret, const GError *err)
 }
 
 /* Merge neighbours with the same status so clients get few, long extents. */
-static void store_extents(NBDRequestCtx *ctx, const BdrvExtent *ext, guint n, guint max)
+static void store_extents(NBDRequestCtx *ctx, const BdrvExtent *ext, guint n)
 {
     ctx->extents = g_new(BdrvExtent, MAX(n, 1));
     guint k = 0;
@@ -402,7 +402,7 @@ static void store_extents(NBDRequestCtx *ctx, const BdrvExtent *ext, guint n, gu
         if (k > 0 && ctx->extents[k - 1].status == ext[i].status &&
             ctx->extents[k - 1].length + len <= UINT32_MAX) {
             ctx->extents[k - 1].length += len;
-        } else if (k < max) {
+        } else if (k < NBD_MAX_STATUS_EXTENTS) {
             ctx->extents[k++] = (BdrvExtent) { len, ext[i].status };
         } else {
             break;
@@ -417,7 +417,7 @@ static void on_status_done(gpointer opaque, int ret, const BdrvExtent *ext, guin
 {
     NBDRequestCtx *ctx = opaque;
     if (ret >= 0) {
-        store_extents(ctx, ext, n, NBD_MAX_STATUS_EXTENTS);
+        store_extents(ctx, ext, n);
         if (ctx->n_extents == 0) {
             ret = -EIO;
             err = NULL;
