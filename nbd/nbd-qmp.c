@@ -459,24 +459,26 @@ static bool qmp_nbd_server_add(void *opaque, json_object **ret, GError **errp)
     return export_create(&req, errp);
 }
 
+/* nbd-server-remove names the export by "name", block-export-del by "id";
+ * both decode into this and share one handler. */
 typedef struct {
-    char *name;
+    char *id;
     int mode;
     bool has_mode;
-} ServerRemoveArgs;
+} ExportRemoveArgs;
 
 static const ArgSpec server_remove_members[] = {
-    ARG_REQUIRED("name", ARG_STR, ServerRemoveArgs, name),
-    ARG_ENUM_OPTIONAL("mode", remove_modes, ServerRemoveArgs, mode, has_mode),
+    ARG_REQUIRED("name", ARG_STR, ExportRemoveArgs, id),
+    ARG_ENUM_OPTIONAL("mode", remove_modes, ExportRemoveArgs, mode, has_mode),
     ARG_TABLE_END
 };
 static const ArgSpec *const server_remove_args[] = { server_remove_members, NULL };
 
-static bool qmp_nbd_server_remove(void *opaque, json_object **ret, GError **errp)
+static bool qmp_export_remove(void *opaque, json_object **ret, GError **errp)
 {
-    ServerRemoveArgs *args = opaque;
+    ExportRemoveArgs *args = opaque;
 
-    return export_delete(args->name, args->has_mode ? args->mode : REMOVE_SAFE, errp);
+    return export_delete(args->id, args->has_mode ? args->mode : REMOVE_SAFE, errp);
 }
 
 /* --- block-export-add / block-export-del / query-block-exports --- */
@@ -579,25 +581,12 @@ static bool qmp_block_export_add(void *opaque, json_object **ret, GError **errp)
     return export_create(&req, errp);
 }
 
-typedef struct {
-    char *id;
-    int mode;
-    bool has_mode;
-} ExportDelArgs;
-
 static const ArgSpec export_del_members[] = {
-    ARG_REQUIRED("id", ARG_STR, ExportDelArgs, id),
-    ARG_ENUM_OPTIONAL("mode", remove_modes, ExportDelArgs, mode, has_mode),
+    ARG_REQUIRED("id", ARG_STR, ExportRemoveArgs, id),
+    ARG_ENUM_OPTIONAL("mode", remove_modes, ExportRemoveArgs, mode, has_mode),
     ARG_TABLE_END
 };
 static const ArgSpec *const export_del_args[] = { export_del_members, NULL };
-
-static bool qmp_block_export_del(void *opaque, json_object **ret, GError **errp)
-{
-    ExportDelArgs *args = opaque;
-
-    return export_delete(args->id, args->has_mode ? args->mode : REMOVE_SAFE, errp);
-}
 
 static json_object *stats_to_json(const NBDStats *st);
 
@@ -709,16 +698,16 @@ const QmpCommandDef nbd_qmp_commands[] = {
         .args = server_add_args, .args_size = sizeof(ServerAddArgs),
     },
     {
-        .name = "nbd-server-remove", .handler = qmp_nbd_server_remove,
-        .args = server_remove_args, .args_size = sizeof(ServerRemoveArgs),
+        .name = "nbd-server-remove", .handler = qmp_export_remove,
+        .args = server_remove_args, .args_size = sizeof(ExportRemoveArgs),
     },
     {
         .name = "block-export-add", .handler = qmp_block_export_add,
         .args = export_add_args, .args_size = sizeof(ExportAddArgs),
     },
     {
-        .name = "block-export-del", .handler = qmp_block_export_del,
-        .args = export_del_args, .args_size = sizeof(ExportDelArgs),
+        .name = "block-export-del", .handler = qmp_export_remove,
+        .args = export_del_args, .args_size = sizeof(ExportRemoveArgs),
     },
     { .name = "query-block-exports", .handler = qmp_query_block_exports },
     { .name = "query-nbd-clients", .handler = qmp_query_nbd_clients },
