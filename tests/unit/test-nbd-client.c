@@ -7,7 +7,7 @@
  * NBD_OPT_EXPORT_NAME fallback and malformed replies.
  */
 #include "io/tls.h"
-#include "nbd/client.h"
+#include "block/nbd.h"
 #include "nbd/codec.h"
 #include "nbd/server.h"
 #include "util/qmp-command.h"
