@@ -79,6 +79,23 @@ typedef struct BdrvOptions {
     struct {
         uint64_t size;
     } memory;
+    struct {
+        int server_type;            /* index in the driver's address types */
+        char *path;                 /* unix */
+        bool abstract, has_abstract, tight, has_tight;
+        char *host, *port;          /* inet */
+        bool numeric, has_numeric, ipv4, has_ipv4, ipv6, has_ipv6;
+        bool keep_alive, has_keep_alive;
+        char *to;
+        bool has_to;
+        char *str;                  /* fd */
+        char *export_name;
+        bool has_export_name;
+        char *tls_creds, *tls_hostname;
+        bool has_tls_creds, has_tls_hostname;
+        uint64_t reconnect_delay, open_timeout;
+        bool has_reconnect_delay, has_open_timeout;
+    } nbd;
 } BdrvOptions;
 
 typedef enum {
@@ -131,6 +148,11 @@ typedef struct BlockDriver {
     const char *name;               /* as in driver=... */
     const ArgSpec *options;         /* the variant's members */
     /*
+     * Optional, for a driver whose members depend on a nested union (nbd's
+     * server.type): pick the table from the raw options, or NULL with errp.
+     */
+    const ArgSpec *(*select_options)(json_object *options, GError **errp);
+    /*
      * Fill the driver's fields of bs (size, opaque, capabilities) from opts.
      * bs->read_only, discard and cache flags are already set.
      */
@@ -176,6 +198,7 @@ struct BlockDriverState {
 extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_null_co;
 extern const BlockDriver bdrv_memory;
+extern const BlockDriver bdrv_nbd;
 
 /* --- helpers for drivers ------------------------------------------------ */
 

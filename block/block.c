@@ -18,7 +18,7 @@
 static const char *const driver_names[] = { "file", "null-co", "memory", "nbd", NULL };
 
 /* Parallel to driver_names; NULL marks a driver berth knows but lacks. */
-static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_null_co, &bdrv_memory, NULL };
+static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_null_co, &bdrv_memory, &bdrv_nbd };
 
 static const char *const discard_values[] = { "ignore", "unmap", NULL };
 static const char *const detect_zeroes_values[] = { "off", "on", "unmap", NULL };
@@ -148,7 +148,10 @@ BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
                     "Driver '%s' is not supported yet", driver_names[idx]);
         return NULL;
     }
-    tables[1] = drv->options;
+    tables[1] = drv->select_options ? drv->select_options(options, errp) : drv->options;
+    if (!tables[1]) {
+        return NULL;
+    }
     if (!argspec_decode(tables, options, keyval, &opts, errp)) {
         return NULL;
     }

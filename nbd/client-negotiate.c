@@ -26,24 +26,40 @@ void nbd_export_info_clear(NBDExportInfo *info)
     memset(info, 0, sizeof(*info));
 }
 
-static bool negotiate_structured(NBDClientNeg *n, NBDExportInfo *info, GError **errp)
+/*
+ * Ask for a reply option and report whether the server took it: true with
+ * *acked set, or false on a protocol error.  Any refusal just means "no".
+ */
+static bool negotiate_flag_option(NBDClientNeg *n, uint32_t option, bool *acked, GError **errp)
 {
-    if (!nbd_client_send_option(n, NBD_OPT_STRUCTURED_REPLY, NULL, 0, errp)) {
+    *acked = false;
+    if (!nbd_client_send_option(n, option, NULL, 0, errp)) {
         return false;
     }
     NBDOptReply r;
-    if (!nbd_client_read_option_reply(n, NBD_OPT_STRUCTURED_REPLY, &r, errp)) {
+    if (!nbd_client_read_option_reply(n, option, &r, errp)) {
         return false;
     }
     bool ok = true;
-    if (r.hdr.type == NBD_REP_ERR_UNSUP) {
-        info->structured_reply = false;
-    } else {
-        ok = nbd_client_expect_ack(n, NBD_OPT_STRUCTURED_REPLY, &r, errp);
-        info->structured_reply = ok;
+    if (!NBD_REP_IS_ERR(r.hdr.type)) {
+        ok = nbd_client_expect_ack(n, option, &r, errp);
+        *acked = ok;
     }
     nbd_opt_reply_clear(&r);
     return ok;
+}
+
+/* Extended headers when the server has them (they imply structured replies). */
+static bool negotiate_reply_mode(NBDClientNeg *n, NBDExportInfo *info, GError **errp)
+{
+    if (!negotiate_flag_option(n, NBD_OPT_EXTENDED_HEADERS, &info->extended_headers, errp)) {
+        return false;
+    }
+    if (info->extended_headers) {
+        info->structured_reply = true;
+        return true;
+    }
+    return negotiate_flag_option(n, NBD_OPT_STRUCTURED_REPLY, &info->structured_reply, errp);
 }
 
 /*
@@ -270,7 +286,7 @@ static bool negotiate(NBDClientNeg *n, BerthChannel *ch, const char *export_name
     if (tls_creds && !nbd_client_start_tls(n, ch, tls_creds, tls_hostname, tls_ch, errp)) {
         return false;
     }
-    if (!negotiate_structured(n, info, errp)) {
+    if (!negotiate_reply_mode(n, info, errp)) {
         return false;
     }
     if (info->structured_reply &&

@@ -1,0 +1,479 @@
+/*
+ * The nbd block driver: a node backed by an export on any NBD server,
+ * opened with QEMU's BlockdevOptionsNbd (server, export, tls-creds,
+ * tls-hostname, reconnect-delay, open-timeout).  This file decodes the
+ * options, connects once at open (so blockdev-add fails with an error that
+ * names the address), and turns each block request into NBD requests that
+ * fit the export's limits; nbd-conn.c runs them on the node's I/O thread
+ * through the client session of include/block/nbd.h.
+ */
+#include "nbd-int.h"
+
+#include "util/qmp-command.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <string.h>
+
+/* Largest TRIM / WRITE_ZEROES / BLOCK_STATUS sent at once (compact headers). */
+#define MAX_EFFECT_LENGTH (UINT32_C(1) << 31)
+#define ZERO_BUF_MAX (1u << 20)
+
+/* ---- options ------------------------------------------------------------------ */
+
+enum { SERVER_UNIX, SERVER_INET, SERVER_FD };
+static const char *const server_types[] = { "unix", "inet", "fd", NULL };
+
+#define NBD_SERVER_TYPE \
+    { .name = "type", .type = ARG_ENUM, .offset = offsetof(BdrvOptions, nbd.server_type), \
+      .present_offset = ARG_NO_PRESENCE, .enum_values = server_types }
+
+/* BlockdevOptionsNbd's members after server, in QEMU's order. */
+#define NBD_COMMON_MEMBERS \
+    ARG_OPTIONAL("export", ARG_STR, BdrvOptions, nbd.export_name, nbd.has_export_name), \
+    ARG_OPTIONAL("tls-creds", ARG_STR, BdrvOptions, nbd.tls_creds, nbd.has_tls_creds), \
+    ARG_OPTIONAL("tls-hostname", ARG_STR, BdrvOptions, nbd.tls_hostname, nbd.has_tls_hostname), \
+    ARG_OPTIONAL("reconnect-delay", ARG_UINT, BdrvOptions, nbd.reconnect_delay, \
+                 nbd.has_reconnect_delay), \
+    ARG_OPTIONAL("open-timeout", ARG_UINT, BdrvOptions, nbd.open_timeout, nbd.has_open_timeout)
+
+static const ArgSpec server_unix[] = {
+    NBD_SERVER_TYPE,
+    ARG_REQUIRED("path", ARG_STR, BdrvOptions, nbd.path),
+    ARG_OPTIONAL("abstract", ARG_BOOL, BdrvOptions, nbd.abstract, nbd.has_abstract),
+    ARG_OPTIONAL("tight", ARG_BOOL, BdrvOptions, nbd.tight, nbd.has_tight),
+    ARG_TABLE_END
+};
+static const ArgSpec server_inet[] = {
+    NBD_SERVER_TYPE,
+    ARG_REQUIRED("host", ARG_STR, BdrvOptions, nbd.host),
+    ARG_REQUIRED("port", ARG_STR, BdrvOptions, nbd.port),
+    ARG_OPTIONAL("numeric", ARG_BOOL, BdrvOptions, nbd.numeric, nbd.has_numeric),
+    ARG_OPTIONAL("to", ARG_STR, BdrvOptions, nbd.to, nbd.has_to),
+    ARG_OPTIONAL("ipv4", ARG_BOOL, BdrvOptions, nbd.ipv4, nbd.has_ipv4),
+    ARG_OPTIONAL("ipv6", ARG_BOOL, BdrvOptions, nbd.ipv6, nbd.has_ipv6),
+    ARG_OPTIONAL("keep-alive", ARG_BOOL, BdrvOptions, nbd.keep_alive, nbd.has_keep_alive),
+    ARG_TABLE_END
+};
+static const ArgSpec server_fd[] = {
+    NBD_SERVER_TYPE,
+    ARG_REQUIRED("str", ARG_STR, BdrvOptions, nbd.str),
+    ARG_TABLE_END
+};
+
+static const ArgSpec nbd_unix_members[] = {
+    ARG_NESTED("server", server_unix, false), NBD_COMMON_MEMBERS, ARG_TABLE_END
+};
+static const ArgSpec nbd_inet_members[] = {
+    ARG_NESTED("server", server_inet, false), NBD_COMMON_MEMBERS, ARG_TABLE_END
+};
+static const ArgSpec nbd_fd_members[] = {
+    ARG_NESTED("server", server_fd, false), NBD_COMMON_MEMBERS, ARG_TABLE_END
+};
+
+static const ArgSpec *nbd_select_options(json_object *options, GError **errp)
+{
+    static const ArgSpec *const tables[] = { nbd_unix_members, nbd_inet_members,
+                                             nbd_fd_members };
+    json_object *server = NULL;
+    if (!json_object_object_get_ex(options, "server", &server)) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                            "Parameter 'server' is missing");
+        return NULL;
+    }
+    int variant = argspec_discriminator(options, "server.type", server_types, errp);
+    return variant < 0 ? NULL : tables[variant];
+}
+
+/* ---- requests ----------------------------------------------------------------- */
+
+static struct iovec *iov_slice(const struct iovec *iov, int niov, uint64_t off, uint64_t len,
+                               int *out_n)
+{
+    struct iovec *out = g_new(struct iovec, MAX(niov, 1));
+    int n = 0;
+    for (int i = 0; i < niov && len; i++) {
+        if (off >= iov[i].iov_len) {
+            off -= iov[i].iov_len;
+            continue;
+        }
+        size_t take = (size_t) MIN(len, iov[i].iov_len - off);
+        out[n].iov_base = (uint8_t *) iov[i].iov_base + off;
+        out[n].iov_len = take;
+        n++;
+        len -= take;
+        off = 0;
+    }
+    *out_n = n;
+    return out;
+}
+
+static void add_sub(NbdParent *p, GQueue *subs, uint16_t cmd, uint16_t flags, uint64_t offset,
+                    uint64_t length, struct iovec *iov, int niov)
+{
+    NbdSub *sub = g_new0(NbdSub, 1);
+    sub->parent = p;
+    sub->cmd = cmd;
+    sub->flags = flags;
+    sub->offset = offset;
+    sub->length = length;
+    sub->iov = iov;
+    sub->niov = niov;
+    p->pending++;
+    g_queue_push_tail(subs, sub);
+}
+
+/* READ or WRITE, cut at the export's maximum block size. */
+static void split_data(NbdParent *p, GQueue *subs, uint16_t cmd, uint16_t flags,
+                       uint64_t offset, uint64_t bytes)
+{
+    const BdrvRequest *req = p->req;
+    uint64_t chunk = p->st->info.max_block;
+    for (uint64_t done = 0; done < bytes; done += chunk) {
+        uint64_t len = MIN(chunk, bytes - done);
+        int n;
+        struct iovec *iov = iov_slice(req->iov, req->niov, done, len, &n);
+        add_sub(p, subs, cmd, flags, offset + done, len, iov, n);
+    }
+}
+
+/* TRIM / WRITE_ZEROES / CACHE, cut to what a compact header carries. */
+static void split_effect(NbdParent *p, GQueue *subs, uint16_t cmd, uint16_t flags,
+                         uint64_t offset, uint64_t bytes, uint64_t chunk)
+{
+    for (uint64_t done = 0; done < bytes; done += chunk) {
+        add_sub(p, subs, cmd, flags, offset + done, MIN(chunk, bytes - done), NULL, 0);
+    }
+}
+
+/* Write zeroes by writing a zero buffer, for servers without WRITE_ZEROES. */
+static void split_zero_writes(NbdParent *p, GQueue *subs, uint16_t flags, uint64_t offset,
+                              uint64_t bytes)
+{
+    NbdState *st = p->st;
+    for (uint64_t done = 0; done < bytes; done += st->zero_buf_len) {
+        uint64_t len = MIN(st->zero_buf_len, bytes - done);
+        struct iovec *iov = g_new(struct iovec, 1);
+        iov->iov_base = st->zero_buf;
+        iov->iov_len = len;
+        add_sub(p, subs, NBD_CMD_WRITE, flags, offset + done, len, iov, 1);
+    }
+}
+
+static void parent_complete(NbdParent *p)
+{
+    bdrv_request_complete(p->req, p->ret, p->err);
+    g_free(p);
+}
+
+void nbd_sub_done(NbdSub *sub, const NBDClientResult *res)
+{
+    NbdParent *p = sub->parent;
+    if (res->ret < 0 && p->ret == 0) {
+        p->ret = res->ret;
+        p->err = res->err ? g_error_copy(res->err) : NULL;
+    }
+    if (res->ret == 0 && sub->cmd == NBD_CMD_BLOCK_STATUS) {
+        for (uint32_t i = 0; i < res->n_extents; i++) {
+            uint32_t f = res->extents[i].flags;
+            uint32_t status = ((f & NBD_STATE_HOLE) ? 0 : BDRV_BLOCK_DATA) |
+                              ((f & NBD_STATE_ZERO) ? BDRV_BLOCK_ZERO : 0);
+            if (!bdrv_request_add_extent(p->req, res->extents[i].length, status)) {
+                break;
+            }
+        }
+    }
+    g_free(sub->iov);
+    g_free(sub);
+    if (--p->pending == 0) {
+        parent_complete(p);
+    }
+}
+
+void nbd_driver_start_request(NbdState *st, BdrvRequest *req)
+{
+    const NBDExportInfo *in = &st->info;
+    NbdParent *p = g_new0(NbdParent, 1);
+    p->req = req;
+    p->st = st;
+    GQueue subs = G_QUEUE_INIT;
+    uint16_t fua = (req->flags & BDRV_REQ_FUA) && (in->flags & NBD_FLAG_SEND_FUA)
+                   ? NBD_CMD_FLAG_FUA : 0;
+    /* The node's size is rounded up to a sector; past the export reads as zeroes. */
+    uint64_t bytes = req->bytes;
+    if (req->op != BDRV_OP_FLUSH && req->offset + bytes > in->size) {
+        if (req->op == BDRV_OP_WRITE) {
+            g_free(p);
+            bdrv_request_fail(req, EINVAL, "write beyond the end of the NBD export");
+            return;
+        }
+        uint64_t keep = req->offset < in->size ? in->size - req->offset : 0;
+        if (req->op == BDRV_OP_READ) {
+            BdrvIovCursor c;
+            bdrv_iov_cursor_init(&c, req->iov, req->niov);
+            bdrv_iov_cursor_skip(&c, keep);
+            bdrv_iov_cursor_memset(&c, 0, bytes - keep);
+        }
+        bytes = keep;
+    }
+
+    switch (req->op) {
+    case BDRV_OP_READ:
+        split_data(p, &subs, NBD_CMD_READ, 0, req->offset, bytes);
+        break;
+    case BDRV_OP_WRITE:
+        split_data(p, &subs, NBD_CMD_WRITE, fua, req->offset, bytes);
+        break;
+    case BDRV_OP_FLUSH:
+        if (in->flags & NBD_FLAG_SEND_FLUSH) {
+            add_sub(p, &subs, NBD_CMD_FLUSH, 0, 0, 0, NULL, 0);
+        }
+        break;
+    case BDRV_OP_DISCARD:
+        if (in->flags & NBD_FLAG_SEND_TRIM) {
+            split_effect(p, &subs, NBD_CMD_TRIM, fua, req->offset, bytes, MAX_EFFECT_LENGTH);
+        }
+        break;
+    case BDRV_OP_WRITE_ZEROES:
+        if (in->flags & NBD_FLAG_SEND_WRITE_ZEROES) {
+            uint16_t f = fua | ((req->flags & BDRV_REQ_MAY_UNMAP) ? 0 : NBD_CMD_FLAG_NO_HOLE);
+            if ((req->flags & BDRV_REQ_NO_FALLBACK) && (in->flags & NBD_FLAG_SEND_FAST_ZERO)) {
+                f |= NBD_CMD_FLAG_FAST_ZERO;
+            }
+            split_effect(p, &subs, NBD_CMD_WRITE_ZEROES, f, req->offset, bytes,
+                         MAX_EFFECT_LENGTH);
+        } else if (req->flags & BDRV_REQ_NO_FALLBACK) {
+            g_free(p);
+            bdrv_request_fail(req, ENOTSUP, "NBD server cannot write zeroes fast");
+            return;
+        } else {
+            split_zero_writes(p, &subs, fua, req->offset, bytes);
+        }
+        break;
+    case BDRV_OP_CACHE:
+        if (in->flags & NBD_FLAG_SEND_CACHE) {
+            split_effect(p, &subs, NBD_CMD_CACHE, 0, req->offset, bytes, in->max_block);
+        }
+        break;
+    case BDRV_OP_BLOCK_STATUS:
+        if (!in->base_allocation) {
+            bdrv_request_add_extent(req, req->bytes, BDRV_BLOCK_DATA);
+        } else if (bytes) {
+            add_sub(p, &subs, NBD_CMD_BLOCK_STATUS, 0, req->offset,
+                    MIN(bytes, MAX_EFFECT_LENGTH), NULL, 0);
+        }
+        break;
+    }
+    if (!p->pending) {
+        parent_complete(p);
+        return;
+    }
+    NbdSub *sub;
+    while ((sub = g_queue_pop_head(&subs))) {
+        nbd_conn_send(st, sub);
+    }
+}
+
+static void nbd_submit(BdrvRequest *req)
+{
+    nbd_conn_queue(req->bs->opaque, req);
+}
+
+/* ---- open / close ----------------------------------------------------------------- */
+
+static NbdTarget *target_new(const BdrvOptions *opts, GError **errp)
+{
+    NbdTarget *t = g_new0(NbdTarget, 1);
+    t->ref = 1;
+    t->addr = g_new0(BerthSocketAddress, 1);
+    switch (opts->nbd.server_type) {
+    case SERVER_UNIX:
+        t->addr->type = BERTH_ADDR_UNIX;
+        t->addr->path = g_strdup(opts->nbd.path);
+        t->addr_str = g_strdup(opts->nbd.path);
+        break;
+    case SERVER_INET:
+        t->addr->type = BERTH_ADDR_INET;
+        t->addr->host = g_strdup(opts->nbd.host);
+        t->addr->port = g_strdup(opts->nbd.port);
+        t->addr_str = strchr(opts->nbd.host, ':')
+            ? g_strdup_printf("[%s]:%s", opts->nbd.host, opts->nbd.port)
+            : g_strdup_printf("%s:%s", opts->nbd.host, opts->nbd.port);
+        break;
+    default:
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                            "NBD server address type 'fd' is not supported");
+        nbd_target_unref(t);
+        return NULL;
+    }
+    if (opts->nbd.has_abstract && opts->nbd.abstract) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                            "Abstract unix sockets are not supported");
+        nbd_target_unref(t);
+        return NULL;
+    }
+    t->export_name = g_strdup(opts->nbd.has_export_name ? opts->nbd.export_name : "");
+    if (opts->nbd.has_tls_creds) {
+        BerthTlsCreds *creds = berth_tls_creds_find(opts->nbd.tls_creds, errp);
+        if (!creds) {
+            nbd_target_unref(t);
+            return NULL;
+        }
+        if (berth_tls_creds_get_endpoint(creds) != BERTH_TLS_ENDPOINT_CLIENT) {
+            g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                                "Expecting TLS credentials with a client endpoint");
+            nbd_target_unref(t);
+            return NULL;
+        }
+        t->tls_creds = berth_tls_creds_ref(creds);
+        /* As QEMU: the host name to check defaults to the host connected to. */
+        t->tls_hostname = g_strdup(opts->nbd.has_tls_hostname ? opts->nbd.tls_hostname
+                                   : opts->nbd.server_type == SERVER_INET ? opts->nbd.host
+                                   : NULL);
+    } else if (opts->nbd.has_tls_hostname) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                            "tls-hostname requires tls-creds");
+        nbd_target_unref(t);
+        return NULL;
+    }
+    return t;
+}
+
+static void state_free(NbdState *st)
+{
+    if (st->tls_creds_id) {
+        QmpObject *obj = qmp_object_find(st->tls_creds_id, NULL);
+        if (obj) {
+            qmp_object_unpin(obj);
+        }
+        g_free(st->tls_creds_id);
+    }
+    nbd_target_unref(st->target);
+    nbd_export_info_clear(&st->info);
+    g_free(st->zero_buf);
+    g_mutex_clear(&st->lock);
+    g_free(st);
+}
+
+/*
+ * The first connection runs on a thread while the caller's context keeps
+ * turning, so a daemon that connects to one of its own exports (or whose
+ * peer is slow) goes on serving its other clients meanwhile.
+ */
+typedef struct {
+    NbdTarget *target;
+    BerthChannel *ch;
+    NBDExportInfo *info;
+    GError *err;
+    GMainContext *ctx;
+    gint done;
+} OpenWait;
+
+static gpointer open_thread(gpointer opaque)
+{
+    OpenWait *w = opaque;
+    nbd_conn_establish(w->target, &w->ch, w->info, &w->err);
+    g_atomic_int_set(&w->done, 1);
+    g_main_context_wakeup(w->ctx);
+    return NULL;
+}
+
+static bool connect_first(NbdState *st, BerthChannel **ch, GError **errp)
+{
+    OpenWait w = { .target = st->target, .info = &st->info,
+                   .ctx = g_main_context_ref_thread_default() };
+    GThread *t = g_thread_new("nbd-open", open_thread, &w);
+    if (g_main_context_acquire(w.ctx)) {
+        while (!g_atomic_int_get(&w.done)) {
+            g_main_context_iteration(w.ctx, TRUE);
+        }
+        g_main_context_release(w.ctx);
+    }
+    g_thread_join(t);
+    g_main_context_unref(w.ctx);
+    if (!w.ch) {
+        g_propagate_error(errp, w.err);
+        return false;
+    }
+    *ch = w.ch;
+    return true;
+}
+
+static bool nbd_open(BlockDriverState *bs, const BdrvOptions *opts, GError **errp)
+{
+    NbdState *st = g_new0(NbdState, 1);
+    g_mutex_init(&st->lock);
+    g_queue_init(&st->inbox);
+    st->target = target_new(opts, errp);
+    if (!st->target) {
+        state_free(st);
+        return false;
+    }
+    st->reconnect_delay = opts->nbd.reconnect_delay;
+
+    BerthChannel *ch = NULL;
+    if (!connect_first(st, &ch, errp)) {
+        state_free(st);
+        return false;
+    }
+    const NBDExportInfo *in = &st->info;
+    if ((in->flags & NBD_FLAG_READ_ONLY) && !bs->read_only) {
+        if (!bs->auto_read_only) {
+            /* QEMU's words (bdrv_apply_auto_read_only). */
+            g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                                "NBD export is read only");
+            berth_channel_unref(ch);
+            state_free(st);
+            return false;
+        }
+        bs->read_only = true;
+    }
+    if (opts->nbd.has_tls_creds) {
+        st->tls_creds_id = g_strdup(opts->nbd.tls_creds);
+        QmpObject *obj = qmp_object_find(st->tls_creds_id, NULL);
+        if (obj) {
+            qmp_object_pin(obj);
+        }
+    }
+    st->zero_buf_len = MIN(in->max_block, ZERO_BUF_MAX);
+    st->zero_buf = g_malloc0(st->zero_buf_len);
+
+    bs->opaque = st;
+    bs->size = in->size;
+    bs->can_flush = in->flags & NBD_FLAG_SEND_FLUSH;
+    bs->can_fua = in->flags & NBD_FLAG_SEND_FUA;
+    bs->can_discard = in->flags & NBD_FLAG_SEND_TRIM;
+    bs->can_write_zeroes_fast = in->flags & NBD_FLAG_SEND_FAST_ZERO;
+    bs->has_block_status = in->base_allocation;
+    bs->coherent = in->flags & NBD_FLAG_CAN_MULTI_CONN;
+    bs->request_alignment = in->min_block;
+    nbd_conn_start(st, ch);
+    return true;
+}
+
+static void nbd_close(BlockDriverState *bs)
+{
+    NbdState *st = bs->opaque;
+    nbd_conn_stop(st);
+    state_free(st);
+}
+
+/* QEMU's pseudo-URI for the node, as query-named-block-nodes shows it. */
+static char *nbd_describe(BlockDriverState *bs, const BdrvOptions *opts)
+{
+    const NbdTarget *t = ((NbdState *) bs->opaque)->target;
+    if (t->addr->type == BERTH_ADDR_UNIX) {
+        return g_strdup_printf("nbd+unix:///%s?socket=%s", t->export_name, t->addr->path);
+    }
+    return g_strdup_printf("nbd://%s/%s", t->addr_str, t->export_name);
+}
+
+const BlockDriver bdrv_nbd = {
+    .name = "nbd",
+    .options = nbd_unix_members,
+    .select_options = nbd_select_options,
+    .open = nbd_open,
+    .close = nbd_close,
+    .submit = nbd_submit,
+    .describe = nbd_describe,
+};
