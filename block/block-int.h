@@ -160,6 +160,11 @@ typedef struct BlockDriver {
     void (*close)(BlockDriverState *bs);
     /* Start a checked request; finish it with bdrv_request_complete(). */
     void (*submit)(BdrvRequest *req);
+    /*
+     * The node's size is the driver's to the byte (QEMU's nbd driver), not
+     * rounded up to whole sectors.
+     */
+    bool exact_size;
     /* A description for BdrvInfo.filename / query-named-block-nodes. */
     char *(*describe)(BlockDriverState *bs, const BdrvOptions *opts);
 } BlockDriver;

@@ -187,8 +187,11 @@ BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
         bdrv_free(bs);
         return NULL;
     }
-    /* Like QEMU, expose whole sectors; a partial tail reads as zeroes. */
-    bs->size = (bs->size + BDRV_SECTOR_SIZE - 1) & ~(uint64_t) (BDRV_SECTOR_SIZE - 1);
+    /* Like QEMU, expose whole sectors (a partial tail reads as zeroes),
+     * except for drivers that QEMU sizes to the byte. */
+    if (!drv->exact_size) {
+        bs->size = (bs->size + BDRV_SECTOR_SIZE - 1) & ~(uint64_t) (BDRV_SECTOR_SIZE - 1);
+    }
     bs->filename = drv->describe ? drv->describe(bs, &opts) : NULL;
     argspec_clear(tables, &opts);
 

@@ -199,23 +199,7 @@ void nbd_driver_start_request(NbdState *st, BdrvRequest *req)
     GQueue subs = G_QUEUE_INIT;
     uint16_t fua = (req->flags & BDRV_REQ_FUA) && (in->flags & NBD_FLAG_SEND_FUA)
                    ? NBD_CMD_FLAG_FUA : 0;
-    /* The node's size is rounded up to a sector; past the export reads as zeroes. */
     uint64_t bytes = req->bytes;
-    if (req->op != BDRV_OP_FLUSH && req->offset + bytes > in->size) {
-        if (req->op == BDRV_OP_WRITE) {
-            g_free(p);
-            bdrv_request_fail(req, EINVAL, "write beyond the end of the NBD export");
-            return;
-        }
-        uint64_t keep = req->offset < in->size ? in->size - req->offset : 0;
-        if (req->op == BDRV_OP_READ) {
-            BdrvIovCursor c;
-            bdrv_iov_cursor_init(&c, req->iov, req->niov);
-            bdrv_iov_cursor_skip(&c, keep);
-            bdrv_iov_cursor_memset(&c, 0, bytes - keep);
-        }
-        bytes = keep;
-    }
 
     switch (req->op) {
     case BDRV_OP_READ:
@@ -472,6 +456,7 @@ const BlockDriver bdrv_nbd = {
     .name = "nbd",
     .options = nbd_unix_members,
     .select_options = nbd_select_options,
+    .exact_size = true,
     .open = nbd_open,
     .close = nbd_close,
     .submit = nbd_submit,
