@@ -77,16 +77,9 @@ bool nbd_conn_establish(const NbdTarget *t, BerthChannel **out_ch, NBDExportInfo
                         GError **errp)
 {
     GError *err = NULL;
-    int fd = berth_socket_connect(t->addr, &err);
+    /* berth_socket_connect's errors already name the address, as QEMU's do. */
+    int fd = berth_socket_connect(t->addr, errp);
     if (fd < 0) {
-        /* berth_socket_connect names the address for unix sockets only. */
-        if (t->addr->type == BERTH_ADDR_UNIX) {
-            g_propagate_error(errp, err);
-        } else {
-            g_set_error(errp, err->domain, err->code, "Failed to connect to '%s': %s",
-                        t->addr_str, err->message);
-            g_error_free(err);
-        }
         return false;
     }
     g_autoptr(BerthChannel) ch = berth_channel_socket_new(fd);
