@@ -50,9 +50,14 @@ static bool negotiate_flag_option(NBDClientNeg *n, uint32_t option, bool *acked,
 }
 
 /* Extended headers when the server has them (they imply structured replies). */
-static bool negotiate_reply_mode(NBDClientNeg *n, NBDExportInfo *info, GError **errp)
+static bool negotiate_reply_mode(NBDClientNeg *n, NBDNegotiateLimit limit, NBDExportInfo *info,
+                                 GError **errp)
 {
-    if (!negotiate_flag_option(n, NBD_OPT_EXTENDED_HEADERS, &info->extended_headers, errp)) {
+    if (limit == NBD_NEGOTIATE_SIMPLE) {
+        return true;
+    }
+    if (limit == NBD_NEGOTIATE_EXTENDED &&
+        !negotiate_flag_option(n, NBD_OPT_EXTENDED_HEADERS, &info->extended_headers, errp)) {
         return false;
     }
     if (info->extended_headers) {
@@ -268,8 +273,9 @@ static bool negotiate_export_name(NBDClientNeg *n, const char *name, size_t name
 }
 
 static bool negotiate(NBDClientNeg *n, BerthChannel *ch, const char *export_name,
-                      BerthTlsCreds *tls_creds, const char *tls_hostname, NBDExportInfo *info,
-                      BerthChannel **tls_ch, GError **errp)
+                      BerthTlsCreds *tls_creds, const char *tls_hostname,
+                      NBDNegotiateLimit limit, NBDExportInfo *info, BerthChannel **tls_ch,
+                      GError **errp)
 {
     size_t name_len = strlen(export_name);
     const char *why = nbd_string_check(export_name, name_len);
@@ -286,7 +292,7 @@ static bool negotiate(NBDClientNeg *n, BerthChannel *ch, const char *export_name
     if (tls_creds && !nbd_client_start_tls(n, ch, tls_creds, tls_hostname, tls_ch, errp)) {
         return false;
     }
-    if (!negotiate_reply_mode(n, info, errp)) {
+    if (!negotiate_reply_mode(n, limit, info, errp)) {
         return false;
     }
     if (info->structured_reply &&
@@ -310,6 +316,15 @@ bool nbd_receive_negotiate(BerthChannel *ch, const char *export_name, BerthTlsCr
                            const char *tls_hostname, NBDExportInfo *info,
                            BerthChannel **out_ch, GError **errp)
 {
+    return nbd_receive_negotiate_limited(ch, export_name, tls_creds, tls_hostname,
+                                         NBD_NEGOTIATE_EXTENDED, info, out_ch, errp);
+}
+
+bool nbd_receive_negotiate_limited(BerthChannel *ch, const char *export_name,
+                                   BerthTlsCreds *tls_creds, const char *tls_hostname,
+                                   NBDNegotiateLimit limit, NBDExportInfo *info,
+                                   BerthChannel **out_ch, GError **errp)
+{
     g_return_val_if_fail(ch && info && out_ch, false);
     memset(info, 0, sizeof(*info));
     *out_ch = NULL;
@@ -318,7 +333,7 @@ bool nbd_receive_negotiate(BerthChannel *ch, const char *export_name, BerthTlsCr
     }
     NBDClientNeg n = { .ch = ch, .tls = false };
     BerthChannel *tls_ch = NULL;
-    if (!negotiate(&n, ch, export_name, tls_creds, tls_hostname, info, &tls_ch, errp)) {
+    if (!negotiate(&n, ch, export_name, tls_creds, tls_hostname, limit, info, &tls_ch, errp)) {
         if (tls_ch) {
             berth_channel_unref(tls_ch);
         }

@@ -92,7 +92,7 @@ bool nbd_client_read_option_reply(NBDClientNeg *n, uint32_t option, NBDOptReply 
     }
     if (r->hdr.length > NBD_CLIENT_REPLY_MAX_LENGTH) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-                    "NBDOptReply to NBD option %s is too long (%" G_GUINT32_FORMAT " bytes)",
+                    "Reply to NBD option %s is too long (%" G_GUINT32_FORMAT " bytes)",
                     nbd_opt_name(option), r->hdr.length);
         return false;
     }

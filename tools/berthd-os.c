@@ -1,14 +1,17 @@
 /*
- * Daemonizing and the pid file for berthd (see berthd-os.h). The parent of
- * a daemonizing berthd stays until the child has either started serving or
- * failed, so that `berthd --daemonize ... && use-it` is race free and a bad
- * option still fails the command that started it.
+ * Daemonizing, the pid file and signals for berthd and berth-nbd (see
+ * berthd-os.h). The parent of a daemonizing process stays until the child
+ * has either started serving or failed, so that `berthd --daemonize ... &&
+ * use-it` is race free and a bad option still fails the command that
+ * started it.
  */
 #include "berthd-os.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <gio/gio.h>
+#include <glib-unix.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,17 +23,24 @@ static int ready_fd = -1;
 static char *pidfile_path;
 static int pidfile_fd = -1;
 
+static const char *prog(void)
+{
+    const char *name = g_get_prgname();
+
+    return name ? name : "berthd";
+}
+
 void berthd_daemonize(void)
 {
     int fds[2];
 
     if (pipe(fds) < 0) {
-        fprintf(stderr, "berthd: --daemonize: pipe: %s\n", g_strerror(errno));
+        fprintf(stderr, "%s: cannot daemonize: pipe: %s\n", prog(), g_strerror(errno));
         exit(1);
     }
     pid_t pid = fork();
     if (pid < 0) {
-        fprintf(stderr, "berthd: --daemonize: fork: %s\n", g_strerror(errno));
+        fprintf(stderr, "%s: cannot daemonize: fork: %s\n", prog(), g_strerror(errno));
         exit(1);
     }
     if (pid > 0) {
@@ -130,4 +140,18 @@ void berthd_pidfile_remove(void)
     close(pidfile_fd);
     pidfile_fd = -1;
     g_clear_pointer(&pidfile_path, g_free);
+}
+
+static gboolean on_quit_signal(gpointer opaque)
+{
+    g_main_loop_quit(opaque);
+    return G_SOURCE_CONTINUE;
+}
+
+void berthd_quit_on_signals(GMainLoop *loop)
+{
+    signal(SIGPIPE, SIG_IGN);
+    g_unix_signal_add(SIGINT, on_quit_signal, loop);
+    g_unix_signal_add(SIGTERM, on_quit_signal, loop);
+    g_unix_signal_add(SIGHUP, on_quit_signal, loop);
 }

@@ -1,7 +1,9 @@
 /*
- * The process-level chores of berthd that have nothing to do with block
- * devices: turning into a daemon without losing start-up errors, and a
- * locked pid file. Kept apart from option handling so each stays short.
+ * The process-level chores that berthd and berth-nbd share and that have
+ * nothing to do with block devices: turning into a daemon without losing
+ * start-up errors, a locked pid file, and quitting the main loop on the
+ * usual signals. Kept apart from option handling so each stays short.
+ * Messages name the program by g_get_prgname() ("berthd" when unset).
  * Threads: call before any thread exists (daemonize) or from the main
  * thread.
  */
@@ -27,5 +29,12 @@ void berthd_daemon_ready(void);
 bool berthd_pidfile_create(const char *path, GError **errp);
 /* Remove the pid file made above, if any. */
 void berthd_pidfile_remove(void);
+
+/*
+ * Ignore SIGPIPE (a peer that hangs up is an I/O error, not a reason to
+ * die) and quit `loop` on SIGINT, SIGTERM and SIGHUP; the loop is borrowed
+ * and must outlive the main context's sources.
+ */
+void berthd_quit_on_signals(GMainLoop *loop);
 
 #endif

@@ -19,8 +19,6 @@
 #include "util/keyval.h"
 
 #include <getopt.h>
-#include <glib-unix.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,12 +165,6 @@ static void quit_main_loop(gpointer opaque)
     g_main_loop_quit(main_loop);
 }
 
-static gboolean on_signal(gpointer opaque)
-{
-    g_main_loop_quit(main_loop);
-    return G_SOURCE_CONTINUE;
-}
-
 /* Monitors first (replies flushed, so `quit` is answered and no event
  * outlives its client), then exports and their clients, drives, nodes,
  * objects. */
@@ -251,7 +243,6 @@ int main(int argc, char **argv)
     if (daemonize) {
         berthd_daemonize();
     }
-    signal(SIGPIPE, SIG_IGN);
     if (pidfile) {
         g_autoptr(GError) err = NULL;
         if (!berthd_pidfile_create(pidfile, &err)) {
@@ -264,9 +255,7 @@ int main(int argc, char **argv)
     qapi_init();
     monitor_init();
     qapi_set_quit_handler(quit_main_loop, NULL);
-    g_unix_signal_add(SIGINT, on_signal, NULL);
-    g_unix_signal_add(SIGTERM, on_signal, NULL);
-    g_unix_signal_add(SIGHUP, on_signal, NULL);
+    berthd_quit_on_signals(main_loop);
 
     g_autoptr(GPtrArray) defaults = argc == 1 ? default_options() : NULL;
     GPtrArray *apply = defaults ? defaults : options;

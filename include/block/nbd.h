@@ -94,6 +94,19 @@ bool nbd_receive_negotiate(BerthChannel *ch, const char *export_name, BerthTlsCr
                            const char *tls_hostname, NBDExportInfo *info,
                            BerthChannel **out_ch, GError **errp);
 
+/* The most a negotiation asks for. */
+typedef enum NBDNegotiateLimit {
+    NBD_NEGOTIATE_EXTENDED = 0,     /* extended headers, else structured, else simple */
+    NBD_NEGOTIATE_STRUCTURED,       /* structured replies at most (no 64-bit headers) */
+    NBD_NEGOTIATE_SIMPLE,           /* simple replies only: what the Linux kernel speaks */
+} NBDNegotiateLimit;
+
+/* nbd_receive_negotiate() asking for no more than `limit`. */
+bool nbd_receive_negotiate_limited(BerthChannel *ch, const char *export_name,
+                                   BerthTlsCreds *tls_creds, const char *tls_hostname,
+                                   NBDNegotiateLimit limit, NBDExportInfo *info,
+                                   BerthChannel **out_ch, GError **errp);
+
 /* ======================================================================
  * Listing exports (what `berth-nbd -L` and `qemu-nbd -L` print)
  * ====================================================================== */
@@ -103,7 +116,11 @@ typedef struct NBDExportListEntry {
     char *description;          /* NULL when the server gave none */
     /* From NBD_OPT_INFO when the server answered it (has_info). */
     bool has_info;
-    NBDExportInfo info;         /* its description is left NULL; see above */
+    /*
+     * Its description is left NULL (see above), and its block sizes stay 0
+     * when the server sent none (so a listing shows only what was sent).
+     */
+    NBDExportInfo info;
     /* From NBD_OPT_LIST_META_CONTEXT: NULL-terminated, may be empty. */
     char **meta_contexts;
 } NBDExportListEntry;

@@ -141,6 +141,19 @@ int nbd_server_get_port(void);
 
 void nbd_server_foreach_client(void (*fn)(NBDClient *client, gpointer opaque),
                                gpointer opaque);
+
+/*
+ * Tell the host each time a connection accepted by the server's listeners
+ * ends (whatever ended it, including nbd_server_stop()), after it has left
+ * the server's client list: `negotiated` says whether it reached
+ * transmission, `remaining` how many of the server's connections are still
+ * open. This is how a one-shot host (berth-nbd without --persistent) exits
+ * once its last client is gone. One notifier at a time; NULL removes it.
+ * It runs on the main context's thread and may stop the server or quit the
+ * main loop; `opaque` is borrowed and must outlive the registration.
+ */
+typedef void (*NBDServerClientClosedFunc)(bool negotiated, guint remaining, gpointer opaque);
+void nbd_server_set_client_closed_notify(NBDServerClientClosedFunc fn, gpointer opaque);
 NBDClient *nbd_server_find_client(uint64_t id); /* borrowed, or NULL */
 
 G_END_DECLS

@@ -23,6 +23,16 @@ static struct {
 
 static uint64_t next_client_id = 1;
 
+/* The host's notifier (nbd_server_set_client_closed_notify). */
+static NBDServerClientClosedFunc client_closed_notify;
+static gpointer client_closed_opaque;
+
+void nbd_server_set_client_closed_notify(NBDServerClientClosedFunc fn, gpointer opaque)
+{
+    client_closed_notify = fn;
+    client_closed_opaque = opaque;
+}
+
 static void update_listeners(void)
 {
     if (!server.listeners) {
@@ -44,6 +54,9 @@ static void on_server_client_closed(NBDClient *client, bool negotiated)
     server.n_clients--;
     update_listeners();
     nbd_client_put(client);
+    if (client_closed_notify) {
+        client_closed_notify(negotiated, server.n_clients, client_closed_opaque);
+    }
 }
 
 static void on_accept(int fd, gpointer opaque)

@@ -149,7 +149,7 @@ static void test_option_errors(void)
     expect_open_error("{\"driver\":1,\"node-name\":\"x\"}", NULL,
                  "Invalid parameter type for 'driver', expected: string");
     expect_open_error("{\"driver\":\"nbd\",\"node-name\":\"x\"}", NULL,
-                 "Driver 'nbd' is not supported yet");
+                 "Parameter 'server' is missing");
     expect_open_error("{\"driver\":\"null-co\"}", NULL,
                  "'node-name' must be specified for the root node");
     expect_open_error(NULL, "driver=null-co,node-name=1x", "Invalid node-name: '1x'");

@@ -358,6 +358,11 @@ static gpointer fake_thread(gpointer opaque)
     g_assert_true(berth_channel_read_all(ch, buf, NBD_CLIENT_FLAGS_SIZE, 5000, NULL));
     g_assert_cmpuint(nbd_load_be32(buf), ==, NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
 
+    /* An old server: it knows neither extended headers ... */
+    fake_read_option(ch, NBD_OPT_EXTENDED_HEADERS, data);
+    fake_send(ch, buf, nbd_encode_rep_err(buf, sizeof(buf), NBD_OPT_EXTENDED_HEADERS,
+                                          NBD_REP_ERR_UNSUP, NULL, 0));
+    /* ... nor, in some modes, structured replies. */
     fake_read_option(ch, NBD_OPT_STRUCTURED_REPLY, data);
     switch (f->mode) {
     case FAKE_HUGE_REPLY:

@@ -1,0 +1,91 @@
+/*
+ * berth-nbd: the parts of the one-shot export tool that live in files of
+ * their own. berth-nbd-options.c parses qemu-nbd's command line into
+ * BerthNbdOptions; berth-nbd.c serves the image; berth-nbd-list.c is -L
+ * (list another server's exports); berth-nbd-kernel.c is -c/-d (the Linux
+ * kernel's /dev/nbdX).
+ *
+ * Ownership: the options point into argv and live as long as the process.
+ * Threads: everything here runs on the main thread, except the kernel
+ * connection's own thread, which berth-nbd-kernel.c starts and joins.
+ */
+#ifndef BERTH_TOOLS_BERTH_NBD_H
+#define BERTH_TOOLS_BERTH_NBD_H
+
+#include "nbd/server.h"
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define BERTH_NBD_PROG "berth-nbd"
+
+typedef struct BerthNbdOptions {
+    /* where to listen, or (-L) where to connect */
+    const char *sockpath;       /* -k */
+    const char *bind;           /* -b; NULL: 0.0.0.0 */
+    const char *port;           /* -p; NULL: 10809 */
+    /* the export */
+    const char *filename;       /* the one argument (the device for -d) */
+    const char *export_name;    /* -x; NULL: "" */
+    const char *description;    /* -D */
+    const char *format;         /* -f: only "raw" */
+    uint64_t offset;            /* -o */
+    bool read_only;             /* -r */
+    /* the file driver and the export's write mode (--cache, -n) */
+    bool seen_cache, cache_direct, cache_no_flush, writethrough;
+    const char *discard;        /* "ignore" or "unmap", or NULL */
+    const char *aio;            /* threads, native or io_uring, or NULL */
+    const char *detect_zeroes;  /* off, on or unmap, or NULL */
+    /* the process */
+    int shared;                 /* -e: max clients at once, 0 unlimited */
+    bool persistent;            /* -t */
+    bool fork;                  /* --fork */
+    bool verbose;               /* -v */
+    const char *pid_file;       /* --pid-file */
+    /* TLS and objects */
+    GPtrArray *objects;         /* --object arguments, in order (const char *) */
+    const char *tls_creds;
+    const char *tls_authz;
+    const char *tls_hostname;
+    /* modes */
+    bool list;                  /* -L */
+    const char *device;         /* -c */
+    bool disconnect;            /* -d */
+} BerthNbdOptions;
+
+/*
+ * Parse and cross-check the command line (-h and -V are answered here).
+ * Returns the exit status when the process should end now, else -1.
+ */
+int berth_nbd_parse_options(int argc, char **argv, BerthNbdOptions *o);
+
+/* "berth-nbd: <message>\n" on stderr. */
+void berth_nbd_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+
+/* Create the --object objects (object-add); false after printing the error. */
+bool berth_nbd_create_objects(const BerthNbdOptions *o);
+
+/* -L: list the exports of the server at -k or -b/-p; the exit status. */
+int berth_nbd_list(const BerthNbdOptions *o);
+
+/* -d DEV: disconnect a kernel NBD device; the exit status. */
+int berth_nbd_kernel_disconnect(const char *dev);
+
+/*
+ * -c DEV. berth_nbd_kernel_open() opens the device (before anything else,
+ * so that a missing device is the first and only error); start() connects
+ * it to `exp` through a socketpair and a thread of its own, then calls
+ * `connected` on the main context once the kernel has the socket and
+ * `finished` (with the exit status) when the kernel lets go. stop() asks
+ * the kernel to let go, waits for the thread and frees everything.
+ */
+typedef struct BerthNbdKernel BerthNbdKernel;
+
+BerthNbdKernel *berth_nbd_kernel_open(const char *dev, GError **errp);
+void berth_nbd_kernel_start(BerthNbdKernel *k, NBDExport *exp, const char *export_name,
+                            void (*connected)(void), void (*finished)(int status));
+/* Returns the exit status of the connection (0 if it ended cleanly). */
+int berth_nbd_kernel_stop(BerthNbdKernel *k);
+
+#endif
