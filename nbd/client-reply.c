@@ -55,6 +55,53 @@ static bool in_request(const NBDSessionReq *req, uint64_t off, uint64_t len)
     return off >= req->offset && len <= req->length && off - req->offset <= req->length - len;
 }
 
+/*
+ * Record that [off, off+len) of a READ arrived (off relative to the
+ * request); chunks may come in any order but must not overlap, else a
+ * lying server could leave part of the buffer unwritten and still add up.
+ */
+static bool add_piece(NBDClientSession *s, NBDSessionReq *req, uint64_t off, uint64_t len)
+{
+    if (!req->ranges) {
+        req->ranges = g_array_new(FALSE, FALSE, sizeof(NBDRange));
+    }
+    GArray *a = req->ranges;
+    NBDRange *r = (NBDRange *) a->data;
+    uint64_t end = off + len;
+    guint lo = 0, hi = a->len;
+    while (lo < hi) {               /* first range that ends after off */
+        guint mid = lo + (hi - lo) / 2;
+        if (r[mid].end <= off) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if (lo < a->len && r[lo].start < end) {
+        nbd_session_protocol_error(s, "read chunks overlap at offset %" G_GUINT64_FORMAT,
+                                   req->offset + MAX(off, r[lo].start));
+        return false;
+    }
+    bool join_prev = lo > 0 && r[lo - 1].end == off;
+    bool join_next = lo < a->len && r[lo].start == end;
+    if (join_prev && join_next) {
+        r[lo - 1].end = r[lo].end;
+        g_array_remove_index(a, lo);
+    } else if (join_prev) {
+        r[lo - 1].end = end;
+    } else if (join_next) {
+        r[lo].start = off;
+    } else if (a->len >= NBD_SESSION_MAX_READ_PIECES) {
+        nbd_session_protocol_error(s, "read answered in too many scattered chunks");
+        return false;
+    } else {
+        NBDRange n = { off, end };
+        g_array_insert_val(a, lo, n);
+    }
+    req->covered += len;
+    return true;
+}
+
 /* ---- chunk payloads read into s->small ---------------------------------------- */
 
 static bool handle_hole(NBDClientSession *s)
@@ -73,8 +120,10 @@ static bool handle_hole(NBDClientSession *s)
         nbd_session_protocol_error(s, "OFFSET_HOLE chunk outside the read request");
         return false;
     }
+    if (!add_piece(s, req, off - req->offset, size)) {
+        return false;
+    }
     nbd_session_iov_zero(req->iov, req->niov, off - req->offset, size);
-    req->covered += size;
     return true;
 }
 
@@ -88,7 +137,7 @@ static bool handle_error(NBDClientSession *s)
                                    res.reason ? res.reason : "truncated");
         return false;
     }
-    if (ec.has_offset && (req->cmd != NBD_CMD_READ || !in_request(req, ec.offset, 0))) {
+    if (ec.has_offset && (req->cmd != NBD_CMD_READ || !in_request(req, ec.offset, 1))) {
         nbd_session_protocol_error(s, "ERROR_OFFSET chunk outside the request");
         return false;
     }
@@ -130,8 +179,9 @@ static bool handle_block_status(NBDClientSession *s)
     /* Keep what covers the export from the offset; the spec lets the last
      * extent run past the request, never past the export. */
     uint64_t pos = req->offset, end = s->info.size;
+    guint keep = (req->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_SESSION_MAX_EXTENTS;
     for (uint32_t i = 0; i < v.n_extents && pos < end; i++) {
-        if (req->extents->len == NBD_SESSION_MAX_EXTENTS) {
+        if (req->extents->len == keep) {
             break;
         }
         NBDExtent e = nbd_block_status_extent(&v, i);
@@ -281,9 +331,11 @@ static bool finish_offset(NBDClientSession *s)
         nbd_session_protocol_error(s, "OFFSET_DATA chunk outside the read request");
         return false;
     }
+    if (!add_piece(s, req, off - req->offset, len)) {
+        return false;
+    }
     g_clear_pointer(&s->small, g_free);
     s->small_len = 0;
-    req->covered += len;
     s->recv = NBD_SESSION_RECV_DATA;
     s->data_off = off - req->offset;
     s->remaining = len;

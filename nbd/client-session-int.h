@@ -18,6 +18,13 @@ G_BEGIN_DECLS
 /* Extents kept from one BLOCK_STATUS reply (bounded memory). */
 #define NBD_SESSION_MAX_EXTENTS 65536u
 
+/* Extents kept from one BLOCK_STATUS reply, and pieces of one READ (bounded). */
+#define NBD_SESSION_MAX_READ_PIECES 4096u
+
+typedef struct NBDRange {
+    uint64_t start, end;            /* [start, end) relative to the request */
+} NBDRange;
+
 typedef struct NBDSessionReq NBDSessionReq;
 struct NBDSessionReq {
     NBDSessionReq *next;            /* in the waiting, send or done list */
@@ -43,6 +50,7 @@ struct NBDSessionReq {
     GError *err;
     bool chunked;                   /* a structured/extended chunk arrived */
     uint64_t covered;               /* READ: data + hole bytes received */
+    GArray *ranges;                 /* READ with chunks: disjoint, merged, sorted NBDRange */
     bool has_status;                /* BLOCK_STATUS: one chunk for our context */
     GArray *extents;                /* of NBDExtent */
 };

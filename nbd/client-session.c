@@ -28,6 +28,18 @@ typedef struct {
 static void session_unref(NBDClientSession *s);
 static void update_events(NBDClientSession *s);
 
+/*
+ * A shut-down socket polls as HUP forever: once the session is dead its fd
+ * leaves the source, which then wakes only for callbacks (ready time).
+ */
+static void stop_watching(NBDClientSession *s)
+{
+    if (s->source && s->fd_tag) {
+        g_source_remove_unix_fd(s->source, s->fd_tag);
+        s->fd_tag = NULL;
+    }
+}
+
 /* ---- iovec helpers ------------------------------------------------------ */
 
 void nbd_session_iov_copy_in(const struct iovec *iov, int niov, uint64_t off,
@@ -143,6 +155,9 @@ static void req_free(NBDSessionReq *req)
     if (req->extents) {
         g_array_unref(req->extents);
     }
+    if (req->ranges) {
+        g_array_unref(req->ranges);
+    }
     g_clear_error(&req->err);
     g_free(req->iov);
     g_free(req);
@@ -202,6 +217,7 @@ void nbd_session_die(NBDClientSession *s, GError *err)
     s->dead = true;
     g_message("NBD client: connection to %s lost: %s", berth_channel_peer(s->ch), err->message);
     berth_channel_shutdown(s->ch);
+    stop_watching(s);
     fail_all(s, EIO, err->message);
     update_events(s);
     if (s->dead_cb && !s->freed) {
@@ -334,7 +350,7 @@ static void flush_output(NBDClientSession *s)
 
 static void update_events(NBDClientSession *s)
 {
-    if (!s->source) {
+    if (!s->source || !s->fd_tag) {
         return;
     }
     GIOCondition ev = 0;
@@ -399,7 +415,7 @@ static void read_input(NBDClientSession *s)
 static gboolean session_source_dispatch(GSource *source, GSourceFunc cb, gpointer data)
 {
     NBDClientSession *s = ((SessionSource *) source)->s;
-    GIOCondition rev = g_source_query_unix_fd(source, s->fd_tag);
+    GIOCondition rev = s->fd_tag ? g_source_query_unix_fd(source, s->fd_tag) : 0;
     g_source_set_ready_time(source, -1);
     s->ref++;
     if (!s->dead) {
@@ -514,6 +530,24 @@ static int check_request(NBDClientSession *s, uint16_t cmd, uint16_t flags, uint
         *why = "DF needs a READ with structured replies";
         return EINVAL;
     }
+    if ((flags & NBD_CMD_FLAG_DF) && !(in->flags & NBD_FLAG_SEND_DF)) {
+        *why = "server does not support DF";
+        return ENOTSUP;
+    }
+    if ((flags & NBD_CMD_FLAG_REQ_ONE) && cmd != NBD_CMD_BLOCK_STATUS) {
+        *why = "REQ_ONE is only for BLOCK_STATUS";
+        return EINVAL;
+    }
+    if ((flags & (NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO)) &&
+        cmd != NBD_CMD_WRITE_ZEROES) {
+        *why = "NO_HOLE and FAST_ZERO are only for WRITE_ZEROES";
+        return EINVAL;
+    }
+    if (in->min_block > 1 && cmd != NBD_CMD_FLUSH &&
+        (offset % in->min_block || length % in->min_block)) {
+        *why = "request not aligned to the server's minimum block size";
+        return EINVAL;
+    }
     if (flags & ~(NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_DF |
                   NBD_CMD_FLAG_REQ_ONE | NBD_CMD_FLAG_FAST_ZERO)) {
         *why = "unknown request flags";
@@ -626,6 +660,7 @@ void nbd_client_session_free(NBDClientSession *s)
         }
         s->dead = true;
         berth_channel_shutdown(s->ch);
+        stop_watching(s);
     }
     fail_all(s, ESHUTDOWN, "NBD client session closed");
     s->ref++;
