@@ -9,6 +9,7 @@
  */
 #include "nbd-int.h"
 
+#include "util/iov.h"
 #include "util/qmp-command.h"
 
 #include <errno.h>
@@ -91,20 +92,7 @@ static struct iovec *iov_slice(const struct iovec *iov, int niov, uint64_t off, 
                                int *out_n)
 {
     struct iovec *out = g_new(struct iovec, MAX(niov, 1));
-    int n = 0;
-    for (int i = 0; i < niov && len; i++) {
-        if (off >= iov[i].iov_len) {
-            off -= iov[i].iov_len;
-            continue;
-        }
-        size_t take = (size_t) MIN(len, iov[i].iov_len - off);
-        out[n].iov_base = (uint8_t *) iov[i].iov_base + off;
-        out[n].iov_len = take;
-        n++;
-        len -= take;
-        off = 0;
-    }
-    *out_n = n;
+    *out_n = berth_iov_slice(iov, niov, off, len, out, niov, NULL);
     return out;
 }
 

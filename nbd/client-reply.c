@@ -8,6 +8,8 @@
  */
 #include "client-session-int.h"
 
+#include "util/iov.h"
+
 #include <errno.h>
 #include <gio/gio.h>
 #include <string.h>
@@ -123,7 +125,7 @@ static bool handle_hole(NBDClientSession *s)
     if (!add_piece(s, req, off - req->offset, size)) {
         return false;
     }
-    nbd_session_iov_zero(req->iov, req->niov, off - req->offset, size);
+    berth_iov_memset(req->iov, req->niov, off - req->offset, 0, size);
     return true;
 }
 
@@ -371,7 +373,7 @@ bool nbd_session_process_input(NBDClientSession *s)
             if (!n && s->remaining) {
                 return true;
             }
-            nbd_session_iov_copy_in(s->cur->iov, s->cur->niov, s->data_off, p, n);
+            berth_iov_from_buf(s->cur->iov, s->cur->niov, s->data_off, p, n);
             s->in_pos += n;
             s->data_off += n;
             s->remaining -= n;
@@ -410,23 +412,9 @@ int nbd_session_read_direct(NBDClientSession *s, GError **errp)
         s->remaining < DIRECT_READ_MIN) {
         return 0;
     }
-    /* Point an iovec array at [data_off, data_off + remaining) of the request. */
     struct iovec iov[16];
-    int n = 0;
-    uint64_t off = s->data_off, left = s->remaining;
-    for (int i = 0; i < s->cur->niov && left && n < (int) G_N_ELEMENTS(iov); i++) {
-        const struct iovec *v = &s->cur->iov[i];
-        if (off >= v->iov_len) {
-            off -= v->iov_len;
-            continue;
-        }
-        size_t len = (size_t) MIN(left, v->iov_len - off);
-        iov[n].iov_base = (uint8_t *) v->iov_base + off;
-        iov[n].iov_len = len;
-        n++;
-        left -= len;
-        off = 0;
-    }
+    int n = berth_iov_slice(s->cur->iov, s->cur->niov, s->data_off, s->remaining, iov,
+                            (int) G_N_ELEMENTS(iov), NULL);
     s->in_pos = s->in_len = 0;
     ssize_t got = berth_channel_readv(s->ch, iov, n, errp);
     if (got == BERTH_CHANNEL_AGAIN || got < 0) {

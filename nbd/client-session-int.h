@@ -115,11 +115,6 @@ void nbd_session_req_fail(NBDSessionReq *req, int errno_value, const char *fmt, 
 void nbd_session_die(NBDClientSession *s, GError *err);
 void nbd_session_protocol_error(NBDClientSession *s, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 
-/* Copy into / zero a byte range of an iovec array. */
-void nbd_session_iov_copy_in(const struct iovec *iov, int niov, uint64_t off,
-                             const void *src, size_t len);
-void nbd_session_iov_zero(const struct iovec *iov, int niov, uint64_t off, uint64_t len);
-
 G_END_DECLS
 
 #endif

@@ -11,6 +11,8 @@
  */
 #include "client-session-int.h"
 
+#include "util/iov.h"
+
 #include <errno.h>
 #include <gio/gio.h>
 #include <glib-unix.h>
@@ -38,48 +40,6 @@ static void stop_watching(NBDClientSession *s)
         g_source_remove_unix_fd(s->source, s->fd_tag);
         s->fd_tag = NULL;
     }
-}
-
-/* ---- iovec helpers ------------------------------------------------------ */
-
-void nbd_session_iov_copy_in(const struct iovec *iov, int niov, uint64_t off,
-                             const void *src, size_t len)
-{
-    const uint8_t *p = src;
-    for (int i = 0; i < niov && len; i++) {
-        if (off >= iov[i].iov_len) {
-            off -= iov[i].iov_len;
-            continue;
-        }
-        size_t n = MIN(len, iov[i].iov_len - off);
-        memcpy((uint8_t *) iov[i].iov_base + off, p, n);
-        p += n;
-        len -= n;
-        off = 0;
-    }
-}
-
-void nbd_session_iov_zero(const struct iovec *iov, int niov, uint64_t off, uint64_t len)
-{
-    for (int i = 0; i < niov && len; i++) {
-        if (off >= iov[i].iov_len) {
-            off -= iov[i].iov_len;
-            continue;
-        }
-        size_t n = MIN(len, iov[i].iov_len - off);
-        memset((uint8_t *) iov[i].iov_base + off, 0, n);
-        len -= n;
-        off = 0;
-    }
-}
-
-static uint64_t iov_size(const struct iovec *iov, int niov)
-{
-    uint64_t n = 0;
-    for (int i = 0; i < niov; i++) {
-        n += iov[i].iov_len;
-    }
-    return n;
 }
 
 /* ---- request lists -------------------------------------------------------- */
@@ -585,7 +545,7 @@ void nbd_client_session_submit(NBDClientSession *s, uint16_t cmd, uint16_t flags
     const char *why = NULL;
     int e = check_request(s, cmd, flags, offset, length, &why);
     if (!e && (cmd == NBD_CMD_READ || cmd == NBD_CMD_WRITE) &&
-        iov_size(req->iov, req->niov) < length) {
+        berth_iov_size(req->iov, req->niov) < length) {
         e = EINVAL;
         why = "buffer smaller than the request";
     }
