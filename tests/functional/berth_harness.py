@@ -10,12 +10,17 @@ status 0.  Nothing here waits without a limit: sockets carry timeouts, every
 subprocess has a timeout, and a per-test watchdog kills the daemons (by PID,
 SIGKILL) if a test stalls inside a blocking libnbd call, which then fails
 instead of hanging the suite.
+
+Also here: a QMP client (QMPConnection), and the x509 and PSK keys the TLS
+tests share (Pki), made with certtool and psktool.
 """
 
 import contextlib
 import ctypes
 import errno
+import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -42,6 +47,7 @@ START_TIMEOUT = 10.0        # seconds until the daemon's socket must accept
 STOP_TIMEOUT = 10.0         # seconds until the daemon must exit after SIGTERM
 TEST_TIMEOUT = float(os.environ.get("BERTH_TEST_TIMEOUT", "45"))
 TOOL_TIMEOUT = 60.0         # any external tool (qemu-img, nbdcopy, ...)
+REPLY_TIMEOUT = 10.0        # seconds until a QMP reply must have come
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -205,6 +211,12 @@ def nbd_export(exp_id, node, name=None, writable=False, description=None):
     return ["--export", s]
 
 
+def qmp_monitor(path, chardev="qmp0"):
+    """A QMP monitor on a unix socket at path."""
+    return ["--chardev", "socket,id=%s,path=%s,server=on,wait=off" % (chardev, opt_escape(path)),
+            "--monitor", "chardev=" + chardev]
+
+
 def nbd_uri(sock, name=""):
     return "nbd+unix:///%s?socket=%s" % (urllib.parse.quote(name, safe=""),
                                          urllib.parse.quote(sock, safe="/"))
@@ -311,10 +323,12 @@ class DaemonError(AssertionError):
 
 
 class Daemon:
-    """One daemon process with its stdout/stderr captured to files."""
+    """One daemon process with its stdout/stderr captured to files: the
+    daemon under test, or the program exe."""
 
-    def __init__(self, args, workdir, wait_for=None, wait_tcp=None, name="daemon"):
-        self.args = [DAEMON_PATH] + list(args)
+    def __init__(self, args, workdir, wait_for=None, wait_tcp=None, name="daemon",
+                 exe=None):
+        self.args = [exe or DAEMON_PATH] + list(args)
         self.workdir = workdir
         self.name = name
         self.stderr_path = os.path.join(workdir, "%s.stderr" % name)
@@ -463,6 +477,28 @@ class Daemon:
         return rc
 
 
+def pid_alive(pid):
+    """Whether a process that is not ours to reap (a daemon that forked)
+    runs: a zombie whose parent is gone is reaped by init soon, so it counts
+    as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill_pid(pid):
+    """SIGKILL such a process by PID, if it still runs (a cleanup)."""
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def run_daemon_once(args, workdir, timeout=STOP_TIMEOUT):
     """Run the daemon to completion (for --help, bad options, ...)."""
     p = subprocess.run([DAEMON_PATH] + list(args), cwd=workdir,
@@ -548,12 +584,16 @@ class DaemonTestCase(unittest.TestCase):
         super().tearDown()
 
     def start_daemon(self, args, wait_for=None, name="daemon", wait_tcp=None,
-                     stop_check=True):
-        """A daemon for this test only; stopped (SIGTERM, status 0) at cleanup."""
-        d = Daemon(args, self.tmpdir, wait_for=wait_for, wait_tcp=wait_tcp,
-                   name=name)
+                     stop_check=True, exe=None, workdir=None, stop=None):
+        """A daemon for this test only (or the program exe), run in workdir
+        (default self.tmpdir).  At cleanup: stopped with SIGTERM, insisting
+        on status 0; with stop_check=False, killed; stop(daemon) when given."""
+        d = Daemon(args, workdir or self.tmpdir, wait_for=wait_for, wait_tcp=wait_tcp,
+                   name=name, exe=exe)
         self._test_daemons.append(d)
-        if stop_check:
+        if stop is not None:
+            self.addCleanup(stop, d)
+        elif stop_check:
             self.addCleanup(d.stop)
         else:
             self.addCleanup(d.kill)
@@ -566,6 +606,215 @@ class DaemonTestCase(unittest.TestCase):
 
     def path(self, name):
         return os.path.join(self.tmpdir, name)
+
+    def connect_qmp(self, path, timeout=REPLY_TIMEOUT):
+        """A QMP connection in command mode, closed at cleanup."""
+        q = QMPConnection(path, timeout=timeout)
+        self.addCleanup(q.close)
+        self.assertEqual(q.cmd("qmp_capabilities"), {"return": {}})
+        return q
+
+
+# ---------------------------------------------------------------------------
+# QMP
+
+class QMPConnection:
+    """A raw QMP connection: one JSON object per line, events queued."""
+
+    def __init__(self, path, timeout=REPLY_TIMEOUT):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+        self.decoder = json.JSONDecoder()
+        self.events = []
+        self.greeting = self.recv()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def recv(self, timeout=REPLY_TIMEOUT):
+        """The next JSON object, or None on timeout; raises on EOF."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.buf.lstrip()
+            if text:
+                s = text.decode("utf-8", "replace")
+                try:
+                    obj, end = self.decoder.raw_decode(s)
+                    self.buf = s[end:].encode("utf-8")
+                    return obj
+                except ValueError:
+                    pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self.sock], [], [], left)
+            if not r:
+                return None
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("QMP connection closed by the daemon")
+            self.buf += data
+
+    def send_raw(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.sock.sendall(data)
+
+    def reply(self, timeout=REPLY_TIMEOUT):
+        """The next non-event message; events go to the queue."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.recv(max(0.0, deadline - time.monotonic()))
+            if msg is None:
+                raise TimeoutError("no QMP reply within %.0f s" % timeout)
+            if isinstance(msg, dict) and "event" in msg:
+                self.events.append(msg)
+                continue
+            return msg
+
+    @staticmethod
+    def request(command, args=None, /, **kw):
+        """A command's request; its arguments are args, or else the keyword
+        arguments (an _ in a name stands for -)."""
+        req = {"execute": command}
+        if args is None and kw:
+            args = {k.replace("_", "-"): v for k, v in kw.items()}
+        if args is not None:
+            req["arguments"] = args
+        return req
+
+    def cmd(self, command, args=None, /, **kw):
+        self.send_raw(json.dumps(self.request(command, args, **kw)) + "\n")
+        return self.reply()
+
+    def poll_events(self, settle=0.0):
+        """Read whatever arrives within `settle` seconds into the queue."""
+        deadline = time.monotonic() + settle
+        while True:
+            msg = self.recv(max(0.0, deadline - time.monotonic()))
+            if msg is None:
+                return
+            if isinstance(msg, dict) and "event" in msg:
+                self.events.append(msg)
+            else:
+                raise AssertionError("unexpected message: %r" % (msg,))
+
+
+# ---------------------------------------------------------------------------
+# Certificates and keys, in QEMU's folder layouts
+
+class Pki:
+    """Keys and certificates in QEMU's layouts, one folder per role (each a
+    path attribute): server (for localhost and 127.0.0.1), client and other
+    (two clients of the same CA), stranger (a client of a second CA), nocert
+    (the CA certificate only); client_dn is the client's subject as QEMU's
+    authz matches it.  With psk: psk_server (keys of alice and bob),
+    psk_alice and psk_mallory (a key the server does not know)."""
+
+    def __init__(self, base, psk=False):
+        self.base = base
+        self.work = os.path.join(base, "work")
+        os.makedirs(self.work)
+        self._ca("ca")
+        self._ca("ca2")
+        self._cert("ca", "server", ["cn = localhost", "dns_name = localhost",
+                                    "ip_address = 127.0.0.1", "tls_www_server"])
+        self._cert("ca", "client", ["organization = Berth Test",
+                                    "cn = client.example.com", "tls_www_client"])
+        self._cert("ca", "other", ["organization = Berth Test",
+                                   "cn = other.example.com", "tls_www_client"])
+        self._cert("ca2", "stranger", ["organization = Elsewhere",
+                                       "cn = stranger.example.com", "tls_www_client"])
+        self.server = self._layout("server", "ca", "server", "server")
+        self.client = self._layout("client", "ca", "client", "client")
+        self.other = self._layout("other", "ca", "other", "client")
+        self.stranger = self._layout("stranger", "ca", "stranger", "client")
+        self.nocert = self._layout("nocert", "ca", None, None)
+        self.client_dn = self._dn("client")
+        if psk:
+            self._psk()
+
+    def _psk(self):
+        # The server knows alice and bob; mallory has a key of her own.
+        self.psk_server = os.path.join(self.base, "psk-server")
+        os.makedirs(self.psk_server)
+        server_keys = os.path.join(self.psk_server, "keys.psk")
+        for user in ("alice", "bob"):
+            run_tool(["psktool", "-u", user, "-p", server_keys])
+        self.psk_alice = self._psk_client("alice", server_keys)
+        self.psk_mallory = os.path.join(self.base, "psk-mallory")
+        os.makedirs(self.psk_mallory)
+        run_tool(["psktool", "-u", "mallory", "-p",
+                  os.path.join(self.psk_mallory, "keys.psk")])
+
+    def _p(self, name):
+        return os.path.join(self.work, name)
+
+    def _ca(self, name):
+        run_tool(["certtool", "--generate-privkey", "--key-type=ecdsa",
+                  "--outfile", self._p(name + "-key.pem")])
+        with open(self._p(name + ".info"), "w") as f:
+            f.write("cn = Berth Test %s\nca\ncert_signing_key\nexpiration_days = 2\n"
+                    % name.upper())
+        run_tool(["certtool", "--generate-self-signed",
+                  "--load-privkey", self._p(name + "-key.pem"),
+                  "--template", self._p(name + ".info"),
+                  "--outfile", self._p(name + "-cert.pem")])
+
+    def _cert(self, ca, name, lines):
+        run_tool(["certtool", "--generate-privkey", "--key-type=ecdsa",
+                  "--outfile", self._p(name + "-key.pem")])
+        with open(self._p(name + ".info"), "w") as f:
+            f.write("\n".join(lines + ["signing_key", "encryption_key",
+                                       "expiration_days = 2"]) + "\n")
+        run_tool(["certtool", "--generate-certificate",
+                  "--load-ca-certificate", self._p(ca + "-cert.pem"),
+                  "--load-ca-privkey", self._p(ca + "-key.pem"),
+                  "--load-privkey", self._p(name + "-key.pem"),
+                  "--template", self._p(name + ".info"),
+                  "--outfile", self._p(name + "-cert.pem")])
+
+    def _layout(self, folder, ca, cert, role):
+        d = os.path.join(self.base, folder)
+        os.makedirs(d)
+        os.symlink(self._p(ca + "-cert.pem"), os.path.join(d, "ca-cert.pem"))
+        if cert:
+            os.symlink(self._p(cert + "-cert.pem"), os.path.join(d, role + "-cert.pem"))
+            os.symlink(self._p(cert + "-key.pem"), os.path.join(d, role + "-key.pem"))
+        return d
+
+    def _psk_client(self, user, server_keys):
+        d = os.path.join(self.base, "psk-" + user)
+        os.makedirs(d)
+        with open(server_keys) as f:
+            line = [l for l in f if l.startswith(user + ":")][0]
+        with open(os.path.join(d, "keys.psk"), "w") as f:
+            f.write(line)
+        return d
+
+    def _dn(self, name):
+        """The subject DN as QEMU matches it: certtool prints RFC 4514 order
+        (most specific first), QEMU's identity is the reverse."""
+        _, out, _ = run_tool(["certtool", "-i", "--infile", self._p(name + "-cert.pem")])
+        for line in out.splitlines():
+            line = line.strip()
+            if line.startswith("Subject:"):
+                rfc4514 = line[len("Subject:"):].strip()
+                return ",".join(reversed(rfc4514.split(",")))
+        raise AssertionError("no subject in certtool output")
+
+
+def x509_object(oid, folder, endpoint="server", verify_peer=None):
+    """The value of an --object option for x509 credentials in folder."""
+    s = "tls-creds-x509,id=%s,dir=%s,endpoint=%s" % (oid, opt_escape(folder), endpoint)
+    if verify_peer is not None:
+        s += ",verify-peer=%s" % _onoff(verify_peer)
+    return s
 
 
 # ---------------------------------------------------------------------------

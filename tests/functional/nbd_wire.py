@@ -462,6 +462,22 @@ class RawClient:
         self.close()
 
 
+def connect_when_served(path, name="", timeout=5.0):
+    """A RawClient in transmission on export name, retried for a while: a
+    server with a connection limit may still count a connection that just
+    closed (a readiness probe's, say)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        c = RawClient(path, timeout=1)
+        try:
+            return c.connect_export(name)
+        except (Timeout, Closed, OSError):
+            c.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def reply_error(chunks):
     for c in chunks:
         e = c.error_code()

@@ -20,11 +20,8 @@ import atexit
 import json
 import os
 import re
-import select
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,8 +31,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import berth_harness as bh  # noqa: E402
+from berth_harness import QMPConnection  # noqa: E402
 
-REPLY_TIMEOUT = 10.0
 EVENT_TIMEOUT = 10.0
 SCRIPT_TIMEOUT = float(os.environ.get("BERTH_TEST_TIMEOUT", "45"))
 
@@ -55,87 +52,6 @@ def berth_only(reason="berth-only"):
         skip(reason)
 
 
-class QMPConnection:
-    """A raw QMP connection: one JSON object per line, events queued."""
-
-    def __init__(self, path, timeout=REPLY_TIMEOUT):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.buf = b""
-        self.decoder = json.JSONDecoder()
-        self.events = []
-        self.greeting = self.recv()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def recv(self, timeout=REPLY_TIMEOUT):
-        """The next JSON object, or None on timeout; raises on EOF."""
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.buf.lstrip()
-            if text:
-                s = text.decode("utf-8", "replace")
-                try:
-                    obj, end = self.decoder.raw_decode(s)
-                    self.buf = s[end:].encode("utf-8")
-                    return obj
-                except ValueError:
-                    pass
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            r, _, _ = select.select([self.sock], [], [], left)
-            if not r:
-                return None
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError("QMP connection closed by the daemon")
-            self.buf += data
-
-    def send_raw(self, data):
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        self.sock.sendall(data)
-
-    def reply(self, timeout=REPLY_TIMEOUT):
-        """The next non-event message; events go to the queue."""
-        deadline = time.monotonic() + timeout
-        while True:
-            msg = self.recv(max(0.0, deadline - time.monotonic()))
-            if msg is None:
-                raise TimeoutError("no QMP reply within %.0f s" % timeout)
-            if isinstance(msg, dict) and "event" in msg:
-                self.events.append(msg)
-                continue
-            return msg
-
-    def cmd(self, command, args=None, /, **kw):
-        req = {"execute": command}
-        if args is None and kw:
-            args = {k.replace("_", "-"): v for k, v in kw.items()}
-        if args is not None:
-            req["arguments"] = args
-        self.send_raw(json.dumps(req) + "\n")
-        return self.reply()
-
-    def poll_events(self, settle=0.0):
-        """Read whatever arrives within `settle` seconds into the queue."""
-        deadline = time.monotonic() + settle
-        while True:
-            msg = self.recv(max(0.0, deadline - time.monotonic()))
-            if msg is None:
-                return
-            if isinstance(msg, dict) and "event" in msg:
-                self.events.append(msg)
-            else:
-                raise AssertionError("unexpected message: %r" % (msg,))
-
-
 class Transcript:
     """One daemon plus the transcript of a conversation with it."""
 
@@ -145,9 +61,7 @@ class Transcript:
         self.nbd_path = os.path.join(self.dir, "nbd.sock")
         self.args = []
         if monitor:
-            self.args += ["--chardev", "socket,id=qmp0,path=%s,server=on,wait=off"
-                          % bh.opt_escape(self.qmp_path),
-                          "--monitor", "chardev=qmp0"]
+            self.args += bh.qmp_monitor(self.qmp_path)
         if nbd_server:
             self.args += bh.nbd_server_unix(self.nbd_path)
         self.args += list(args)
@@ -262,11 +176,7 @@ class Transcript:
     def cmd(self, command, args=None, /, *, mon=None, filt=None, **kw):
         """Send a command, log request and reply, return the reply."""
         mon = mon or self.qmp
-        req = {"execute": command}
-        if args is None and kw:
-            args = {k.replace("_", "-"): v for k, v in kw.items()}
-        if args is not None:
-            req["arguments"] = args
+        req = QMPConnection.request(command, args, **kw)
         self.log_json("->", req)
         mon.send_raw(json.dumps(req) + "\n")
         rep = mon.reply()

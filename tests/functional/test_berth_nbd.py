@@ -15,11 +15,9 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import unittest
 
 sys.dont_write_bytecode = True     # keep the source tree clean
 import berth_harness as bh
@@ -50,87 +48,8 @@ def run(args, timeout=bh.TOOL_TIMEOUT, cwd=None):
             p.stderr.decode("utf-8", "replace"))
 
 
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-# ---------------------------------------------------------------------------
-# Certificates (certtool), in QEMU's folder layouts
-
-def _certtool(args, cwd):
-    rc, _, err = run(["certtool"] + args, cwd=cwd)
-    if rc != 0:
-        raise AssertionError("certtool %s failed: %s" % (" ".join(args), err))
-
-
-class Pki:
-    """A CA, a server certificate and two client certificates."""
-
-    def __init__(self, base):
-        self.work = os.path.join(base, "work")
-        os.makedirs(self.work)
-        _certtool(["--generate-privkey", "--key-type=ecdsa", "--outfile", "ca-key.pem"],
-                  self.work)
-        self._template("ca", ["cn = berth-nbd test CA", "ca", "cert_signing_key"])
-        _certtool(["--generate-self-signed", "--load-privkey", "ca-key.pem",
-                   "--template", "ca.info", "--outfile", "ca-cert.pem"], self.work)
-        self._cert("server", ["cn = localhost", "dns_name = localhost",
-                              "ip_address = 127.0.0.1", "tls_www_server"])
-        self._cert("client", ["organization = Berth Test", "cn = client.example.com",
-                              "tls_www_client"])
-        self._cert("other", ["organization = Berth Test", "cn = other.example.com",
-                             "tls_www_client"])
-        self.server = self._layout(base, "server", "server", "server")
-        self.client = self._layout(base, "client", "client", "client")
-        self.other = self._layout(base, "other", "other", "client")
-        self.client_dn = self._dn("client")
-
-    def _template(self, name, lines):
-        with open(os.path.join(self.work, name + ".info"), "w") as f:
-            f.write("\n".join(lines + ["expiration_days = 2"]) + "\n")
-
-    def _cert(self, name, lines):
-        _certtool(["--generate-privkey", "--key-type=ecdsa", "--outfile",
-                   name + "-key.pem"], self.work)
-        self._template(name, lines + ["signing_key", "encryption_key"])
-        _certtool(["--generate-certificate", "--load-ca-certificate", "ca-cert.pem",
-                   "--load-ca-privkey", "ca-key.pem", "--load-privkey", name + "-key.pem",
-                   "--template", name + ".info", "--outfile", name + "-cert.pem"],
-                  self.work)
-
-    def _layout(self, base, folder, cert, role):
-        d = os.path.join(base, folder)
-        os.makedirs(d)
-        os.symlink(os.path.join(self.work, "ca-cert.pem"), os.path.join(d, "ca-cert.pem"))
-        os.symlink(os.path.join(self.work, cert + "-cert.pem"),
-                   os.path.join(d, role + "-cert.pem"))
-        os.symlink(os.path.join(self.work, cert + "-key.pem"),
-                   os.path.join(d, role + "-key.pem"))
-        return d
-
-    def _dn(self, name):
-        """The subject as QEMU's authz matches it: certtool prints RFC 4514
-        order (most specific first), QEMU's identity is the reverse."""
-        rc, out, _ = run(["certtool", "-i", "--infile",
-                          os.path.join(self.work, name + "-cert.pem")])
-        for line in out.splitlines():
-            line = line.strip()
-            if line.startswith("Subject:"):
-                return ",".join(reversed(line[len("Subject:"):].strip().split(",")))
-        raise AssertionError("no subject in certtool output")
-
-
 def x509(oid, folder, endpoint, verify_peer=False):
-    return ["--object", "tls-creds-x509,id=%s,dir=%s,endpoint=%s,verify-peer=%s"
-            % (oid, bh.opt_escape(folder), endpoint, "on" if verify_peer else "off")]
+    return ["--object", bh.x509_object(oid, folder, endpoint, verify_peer)]
 
 
 # ---------------------------------------------------------------------------
@@ -147,18 +66,10 @@ class ToolTestCase(bh.DaemonTestCase):
     def serve(self, exe, args, sock=None, tcp=None, name="server"):
         """`exe ARGS`; waits until it accepts. Killed (SIGKILL) at cleanup if
         a test leaves it running."""
-        d = bh.Daemon([], self.tmpdir, wait_for=sock, wait_tcp=tcp,
-                      name="%s-%s" % (os.path.basename(exe), name))
         # -f raw: without it qemu-nbd probes, warns and guards block 0
-        d.args = [exe] + ([] if "-f" in args else ["-f", "raw"]) + list(args)
-        self._test_daemons.append(d)
-        self.addCleanup(d.kill)
-        try:
-            d.start()
-        except BaseException:
-            d.kill()
-            raise
-        return d
+        return self.start_daemon(([] if "-f" in args else ["-f", "raw"]) + list(args),
+                                 wait_for=sock, wait_tcp=tcp, exe=exe, stop_check=False,
+                                 name="%s-%s" % (os.path.basename(exe), name))
 
     def sock(self, tag):
         return self.path(tag + ".sock")
@@ -316,7 +227,7 @@ class Lifetime(ToolTestCase):
                 sock = self.sock(tool)
                 # -e 1 (the default): a second client waits for the first
                 d = self.serve(exe, ["-t", "-k", sock, self.image], sock=sock)
-                first = self.connect_when_served(sock)
+                first = w.connect_when_served(sock)
                 waiting = w.RawClient(sock, timeout=5)
                 self.assertTrue(waiting.is_silent(QUIET),
                                 "%s greeted a second client with -e 1" % tool)
@@ -327,8 +238,8 @@ class Lifetime(ToolTestCase):
                 # -e 2: two at once, not three
                 d = self.serve(exe, ["-t", "-e", "2", "-k", sock, self.image], sock=sock,
                                name="e2")
-                a = self.connect_when_served(sock)
-                b = self.connect_when_served(sock)
+                a = w.connect_when_served(sock)
+                b = w.connect_when_served(sock)
                 third = w.RawClient(sock, timeout=5)
                 self.assertTrue(third.is_silent(QUIET),
                                 "%s greeted a third client with -e 2" % tool)
@@ -339,23 +250,10 @@ class Lifetime(ToolTestCase):
                 # -e 0: no limit
                 d = self.serve(exe, ["-t", "-e", "0", "-k", sock, self.image], sock=sock,
                                name="e0")
-                clients = [self.connect_when_served(sock) for _ in range(4)]
+                clients = [w.connect_when_served(sock) for _ in range(4)]
                 for c in clients:
                     c.disconnect()
                 self.assert_stops(d)
-
-    def connect_when_served(self, sock, timeout=5.0):
-        """The readiness probe's connection may hold the only slot a moment."""
-        deadline = time.monotonic() + timeout
-        while True:
-            c = w.RawClient(sock, timeout=1)
-            try:
-                return c.connect_export("")
-            except (w.Timeout, w.Closed, OSError):
-                c.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
 
     def test_fork_and_pid_file(self):
         for tool, exe in TOOLS:
@@ -369,25 +267,19 @@ class Lifetime(ToolTestCase):
                         text = f.read()
                     self.assertRegex(text, r"^\d+\n?$")
                     pid = int(text)
-                    self.addCleanup(self._kill_pid, pid)
+                    self.addCleanup(bh.kill_pid, pid)
                 self.assertEqual(rc, 0, err)
                 self.assertEqual(err, "")
                 self.assertIsNotNone(pid, "%s --fork wrote no pid file" % tool)
-                self.assertTrue(pid_alive(pid))
+                self.assertTrue(bh.pid_alive(pid))
                 # listening as soon as the parent returns
                 with self.handle(sock) as h:
                     self.assertEqual(h.pread(4096, 0), self.image_data[:4096])
                 os.kill(pid, signal.SIGTERM)
                 deadline = time.monotonic() + bh.STOP_TIMEOUT
-                while pid_alive(pid):
+                while bh.pid_alive(pid):
                     self.assertLess(time.monotonic(), deadline, "%s ignores SIGTERM" % tool)
                     time.sleep(0.05)
-
-    @staticmethod
-    def _kill_pid(pid):
-        if pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 class Modes(ToolTestCase):
@@ -533,7 +425,7 @@ class Tls(ToolTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.pki = Pki(os.path.join(cls.class_dir, "pki"))
+        cls.pki = bh.Pki(os.path.join(cls.class_dir, "pki"))
 
     def test_x509(self):
         for tool, exe in TOOLS:

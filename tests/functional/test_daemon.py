@@ -2,7 +2,6 @@
 """The daemon as a program: command line, errors, signals, pid file,
 daemonizing, listeners (unix and TCP), connection limits and shutdown."""
 
-import json
 import os
 import shutil
 import signal
@@ -224,7 +223,7 @@ class PidFile(bh.DaemonTestCase):
         pid = None
         if os.path.exists(pidfile):
             pid = self.read_pid(pidfile)
-            self.addCleanup(self._kill_pid, pid)
+            self.addCleanup(bh.kill_pid, pid)
         self.assertEqual(p.returncode, 0, p.stderr.decode())
         self.assertIsNotNone(pid, "no pid file after --daemonize")
         # ready when the parent returns: the socket accepts at once
@@ -233,32 +232,11 @@ class PidFile(bh.DaemonTestCase):
         c.disconnect()
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + bh.STOP_TIMEOUT
-        while self._pid_alive(pid):
+        while bh.pid_alive(pid):
             self.assertLess(time.monotonic(), deadline,
                             "daemonized process ignores SIGTERM")
             time.sleep(0.05)
         self.assertFalse(os.path.exists(pidfile), "pid file left behind")
-
-    @staticmethod
-    def _pid_alive(pid):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        # a zombie whose parent is gone is reaped by init quickly; check state
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                return f.read().split(")")[-1].split()[0] != "Z"
-        except OSError:
-            return False
-
-    @classmethod
-    def _kill_pid(cls, pid):
-        if cls._pid_alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 class Listeners(bh.DaemonTestCase):
@@ -301,8 +279,8 @@ class Listeners(bh.DaemonTestCase):
                           + bh.nbd_server_unix(sock, max_connections=2)
                           + bh.nbd_export("e0", "n0", "null"), wait_for=sock)
         # the readiness probe's connection may still hold a slot for a moment
-        a = self.connect_when_served(sock)
-        b = self.connect_when_served(sock)
+        a = w.connect_when_served(sock, "null")
+        b = w.connect_when_served(sock, "null")
         # a third client is not served while two are connected: no greeting
         # (left waiting) or an immediate close are both fine
         third = w.RawClient(sock, timeout=2)
@@ -314,21 +292,9 @@ class Listeners(bh.DaemonTestCase):
         third.close()
         a.disconnect()
         # a slot is free again
-        c = self.connect_when_served(sock)
+        c = w.connect_when_served(sock, "null")
         c.disconnect()
         b.disconnect()
-
-    def connect_when_served(self, sock, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            c = w.RawClient(sock, timeout=1)
-            try:
-                return c.connect_export("null")
-            except (w.Timeout, w.Closed, OSError):
-                c.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
 
     def test_two_exports_of_one_node(self):
         sock = self.path("nbd.sock")
@@ -349,47 +315,17 @@ class Listeners(bh.DaemonTestCase):
 class Monitor(bh.DaemonTestCase):
     """The command-line side of QMP: --chardev/--monitor, and quit."""
 
-    def qmp(self, path):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(5)
-        s.connect(path)
-        self.addCleanup(s.close)
-        f = s.makefile("rwb")
-
-        def recv():
-            while True:
-                line = f.readline()
-                if not line:
-                    raise EOFError("monitor closed")
-                msg = json.loads(line)
-                if "event" not in msg:
-                    return msg
-
-        def execute(cmd, **args):
-            msg = {"execute": cmd}
-            if args:
-                msg["arguments"] = args
-            f.write(json.dumps(msg).encode() + b"\n")
-            f.flush()
-            return recv()
-        return recv, execute
-
     def test_monitor_and_quit(self):
         sock, qmp = self.path("nbd.sock"), self.path("qmp.sock")
         d = self.start_daemon(bh.blockdev_null("n0", MiB) + bh.nbd_server_unix(sock)
                               + bh.nbd_export("e0", "n0", "null")
-                              + ["--chardev",
-                                 "socket,id=qmp0,path=%s,server=on,wait=off" % qmp,
-                                 "--monitor", "chardev=qmp0"],
-                              wait_for=sock)
+                              + bh.qmp_monitor(qmp), wait_for=sock)
         d.wait_unix(qmp)
-        recv, execute = self.qmp(qmp)
-        greeting = recv()
-        self.assertIn("QMP", greeting)
-        self.assertEqual(execute("qmp_capabilities"), {"return": {}})
-        exports = execute("query-block-exports")["return"]
+        q = self.connect_qmp(qmp, timeout=5)
+        self.assertIn("QMP", q.greeting)
+        exports = q.cmd("query-block-exports")["return"]
         self.assertEqual([(e["id"], e["node-name"]) for e in exports], [("e0", "n0")])
-        self.assertEqual(execute("quit"), {"return": {}})
+        self.assertEqual(q.cmd("quit"), {"return": {}})
         rc = d.wait_exit()
         self.assertEqual(rc, 0, d.describe())
 

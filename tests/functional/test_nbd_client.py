@@ -46,7 +46,6 @@ sys.dont_write_bytecode = True     # keep the source tree clean
 import berth_harness as bh
 from berth_harness import KiB, MiB
 import nbd_fake_server as fake
-from qmp_transcript import QMPConnection
 
 nbd = bh.import_nbd()
 
@@ -247,22 +246,15 @@ class NbdClientCase(bh.DaemonTestCase):
                    wait_listening=None):
         """Any server binary under the harness's watchdog; stopped with
         SIGTERM (status not checked: it is not what is under test)."""
-        d = bh.Daemon([], self.tmpdir, wait_for=wait_for, wait_tcp=wait_tcp,
-                      name=name)
-        d.args = list(argv)
-        self._test_daemons.append(d)
-        self.addCleanup(self._stop_peer, d)
-        try:
-            d.start()
-            deadline = time.monotonic() + bh.START_TIMEOUT * SLOW
-            while wait_listening and not unix_listening(wait_listening):
-                if not d.alive() or time.monotonic() > deadline:
-                    raise bh.DaemonError("%s is not listening on %s\n%s"
-                                         % (name, wait_listening, d.describe()))
-                time.sleep(0.02)
-        except BaseException:
-            d.kill()
-            raise
+        d = self.start_daemon(argv[1:], exe=argv[0], wait_for=wait_for, wait_tcp=wait_tcp,
+                              name=name, stop=self._stop_peer)
+        deadline = time.monotonic() + bh.START_TIMEOUT * SLOW
+        while wait_listening and not unix_listening(wait_listening):
+            if not d.alive() or time.monotonic() > deadline:
+                d.kill()
+                raise bh.DaemonError("%s is not listening on %s\n%s"
+                                     % (name, wait_listening, d.describe()))
+            time.sleep(0.02)
         return d
 
     @staticmethod
@@ -346,18 +338,14 @@ class NbdClientCase(bh.DaemonTestCase):
         if export:
             args += bh.nbd_export("e", "remote", EXPORT, writable=writable)
         args += list(exports)
-        args += ["--chardev", "socket,id=m,path=%s,server=on,wait=off" % qsock,
-                 "--monitor", "chardev=m"]
+        args += bh.qmp_monitor(qsock)
         d = self.start_daemon(args, wait_for=dsock, name=name)
         d.wait_unix(qsock)
         d.sock, d.qmp_path = dsock, qsock
         return d
 
     def qmp(self, d):
-        q = QMPConnection(d.qmp_path, timeout=10 * SLOW)
-        self.addCleanup(q.close)
-        self.assertEqual(q.cmd("qmp_capabilities"), {"return": {}})
-        return q
+        return self.connect_qmp(d.qmp_path, timeout=10 * SLOW)
 
     def connect(self, sock, name=EXPORT, **kw):
         h = bh.nbd_connect(nbd, sock, name, **kw)
@@ -557,81 +545,14 @@ class Peers(NbdClientCase):
 # ---------------------------------------------------------------------------
 # 3: TLS against qemu-nbd
 
-class MiniPki:
-    """test_tls.Pki's recipe cut down to what this file needs: a CA, a
-    server certificate for localhost/127.0.0.1 and a client certificate, in
-    QEMU's folder layout ('server' and 'client' folders)."""
-
-    def __init__(self, base):
-        self.work = os.path.join(base, "work")
-        os.makedirs(self.work)
-        self._key("ca")
-        self._template("ca", ["cn = Berth Test CA", "ca", "cert_signing_key"])
-        self._certtool("--generate-self-signed", "--load-privkey", self._p("ca-key.pem"),
-                       "--template", self._p("ca.info"), "--outfile", self._p("ca-cert.pem"))
-        self._cert("server", ["cn = localhost", "dns_name = localhost",
-                              "ip_address = 127.0.0.1", "tls_www_server"])
-        self._cert("client", ["cn = client.example.com", "tls_www_client"])
-        self.server = self._layout(base, "server")
-        self.client = self._layout(base, "client")
-
-    def _p(self, name):
-        return os.path.join(self.work, name)
-
-    def _certtool(self, *args):
-        bh.run_tool(["certtool"] + list(args))
-
-    def _key(self, name):
-        self._certtool("--generate-privkey", "--key-type=ecdsa",
-                       "--outfile", self._p(name + "-key.pem"))
-
-    def _template(self, name, lines):
-        with open(self._p(name + ".info"), "w") as f:
-            f.write("\n".join(lines + ["expiration_days = 2"]) + "\n")
-
-    def _cert(self, name, lines):
-        self._key(name)
-        self._template(name, lines + ["signing_key", "encryption_key"])
-        self._certtool("--generate-certificate",
-                       "--load-ca-certificate", self._p("ca-cert.pem"),
-                       "--load-ca-privkey", self._p("ca-key.pem"),
-                       "--load-privkey", self._p(name + "-key.pem"),
-                       "--template", self._p(name + ".info"),
-                       "--outfile", self._p(name + "-cert.pem"))
-
-    def _layout(self, base, role):
-        d = os.path.join(base, role)
-        os.makedirs(d)
-        shutil.copy(self._p("ca-cert.pem"), os.path.join(d, "ca-cert.pem"))
-        shutil.copy(self._p(role + "-cert.pem"), os.path.join(d, role + "-cert.pem"))
-        shutil.copy(self._p(role + "-key.pem"), os.path.join(d, role + "-key.pem"))
-        return d
-
-
-def x509_object(oid, folder, endpoint):
-    return "tls-creds-x509,id=%s,dir=%s,endpoint=%s" % (oid, bh.opt_escape(folder),
-                                                        endpoint)
-
-
-def make_pki(base):
-    """test_tls's PKI when it can be imported, else the same recipe here."""
-    if shutil.which("psktool"):     # test_tls.Pki makes PSK keys too
-        try:
-            import test_tls
-            return test_tls.Pki(base)
-        except (ImportError, AttributeError, TypeError):
-            pass
-    return MiniPki(base)
-
-
 @bh.needs_tools("qemu-nbd", "certtool")
 class Tls(NbdClientCase):
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.pki = make_pki(os.path.join(cls.class_dir, "pki"))
-        cls.x509 = staticmethod(x509_object)
+        cls.pki = bh.Pki(os.path.join(cls.class_dir, "pki"))
+        cls.x509 = staticmethod(bh.x509_object)
 
     def tls_peer(self, tcp_port=None):
         return self.peer_qemu_nbd(

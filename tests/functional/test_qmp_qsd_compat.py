@@ -16,7 +16,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import berth_harness as bh  # noqa: E402
-import qmp_transcript as qt  # noqa: E402
 
 nbd = bh.import_nbd()
 QSD = shutil.which("qemu-storage-daemon")
@@ -85,16 +84,12 @@ class Compat(bh.DaemonTestCase):
         bh.make_sparse_file(os.path.join(d, "two.img"), 2 * bh.MiB)
         qmp_path = os.path.join(d, "qmp.sock")
         nbd_path = os.path.join(d, "nbd.sock")
-        args = ["--blockdev", "driver=file,node-name=disk0,filename=%s" % img,
-                "--nbd-server", "addr.type=unix,addr.path=%s" % nbd_path,
-                "--export", "type=nbd,id=exp0,node-name=disk0,name=disk0,writable=on",
-                "--chardev", "socket,id=qmp0,path=%s,server=on,wait=off" % qmp_path,
-                "--monitor", "chardev=qmp0"]
-        daemon = bh.Daemon(args, d, wait_for=qmp_path, name=tag)
-        daemon.args[0] = daemon_path
-        self._test_daemons.append(daemon)
-        self.addCleanup(daemon.kill)
-        daemon.start()
+        args = (["--blockdev", "driver=file,node-name=disk0,filename=%s" % img,
+                 "--nbd-server", "addr.type=unix,addr.path=%s" % nbd_path,
+                 "--export", "type=nbd,id=exp0,node-name=disk0,name=disk0,writable=on"]
+                + bh.qmp_monitor(qmp_path))
+        daemon = self.start_daemon(args, wait_for=qmp_path, name=tag, exe=daemon_path,
+                                   workdir=d, stop_check=False)
         log = []
 
         def norm(obj):
@@ -108,7 +103,7 @@ class Compat(bh.DaemonTestCase):
             s = json.dumps(obj, sort_keys=True).replace(d, "DIR")
             return re.sub(r'"timestamp": \{[^}]*\}', '"timestamp": T', s)
 
-        mon = qt.QMPConnection(qmp_path)
+        mon = bh.QMPConnection(qmp_path)
         self.addCleanup(mon.close)
         log.append("greeting capabilities %s" % mon.greeting["QMP"]["capabilities"])
         log.append(norm(mon.cmd("qmp_capabilities")))

@@ -12,7 +12,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import berth_harness as bh  # noqa: E402
-import qmp_transcript as qt  # noqa: E402
 
 nbd = bh.import_nbd()
 
@@ -42,16 +41,13 @@ class Soak(bh.DaemonTestCase):
     def test_export_churn(self):
         qmp_path = self.path("qmp.sock")
         nbd_path = self.path("nbd.sock")
-        args = (["--chardev", "socket,id=qmp0,path=%s,server=on,wait=off" % qmp_path,
-                 "--monitor", "chardev=qmp0"]
+        args = (bh.qmp_monitor(qmp_path)
                 + bh.nbd_server_unix(nbd_path)
                 + bh.blockdev_file("disk", bh.make_sparse_file(self.path("disk.img"), DISK_SIZE))
                 + bh.blockdev_null("churn", bh.MiB)
                 + bh.nbd_export("data", "disk", name="data", writable=True))
         d = self.start_daemon(args, wait_for=qmp_path)
-        mon = qt.QMPConnection(qmp_path)
-        self.addCleanup(mon.close)
-        self.assertEqual(mon.cmd("qmp_capabilities"), {"return": {}})
+        mon = self.connect_qmp(qmp_path)
 
         stop = threading.Event()
         errors = []

@@ -10,13 +10,9 @@ from a second, unrelated CA.  One daemon per configuration is started for
 each test class, since a server has one set of credentials."""
 
 import os
-import socket
 import ssl
-import struct
-import subprocess
 import sys
 import time
-import unittest
 
 sys.dont_write_bytecode = True     # keep the source tree clean
 import berth_harness as bh
@@ -29,121 +25,13 @@ DISK_SIZE = 16 * MiB
 CLIENT_DN_FIELDS = ("Berth Test", "client.example.com")
 
 
-def _tool(args, cwd):
-    p = subprocess.run(args, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                       timeout=bh.TOOL_TIMEOUT)
-    if p.returncode != 0:
-        raise AssertionError("%s failed: %s" % (" ".join(args),
-                                                p.stderr.decode("utf-8", "replace")))
-
-
-class Pki:
-    """Keys and certificates in QEMU's layouts, one folder per role."""
-
-    def __init__(self, base):
-        self.base = base
-        self.work = os.path.join(base, "work")
-        os.makedirs(self.work)
-        self._ca("ca")
-        self._ca("ca2")
-        self._cert("ca", "server", ["cn = localhost", "dns_name = localhost",
-                                    "ip_address = 127.0.0.1", "tls_www_server"])
-        self._cert("ca", "client", ["organization = Berth Test",
-                                    "cn = client.example.com", "tls_www_client"])
-        self._cert("ca", "other", ["organization = Berth Test",
-                                   "cn = other.example.com", "tls_www_client"])
-        self._cert("ca2", "stranger", ["organization = Elsewhere",
-                                       "cn = stranger.example.com", "tls_www_client"])
-        self.server = self._layout("server", "ca", "server", "server")
-        self.client = self._layout("client", "ca", "client", "client")
-        self.other = self._layout("other", "ca", "other", "client")
-        self.stranger = self._layout("stranger", "ca", "stranger", "client")
-        self.nocert = self._layout("nocert", "ca", None, None)
-        # PSK: the server knows alice and bob; mallory has a key of her own.
-        self.psk_server = os.path.join(base, "psk-server")
-        os.makedirs(self.psk_server)
-        server_keys = os.path.join(self.psk_server, "keys.psk")
-        for user in ("alice", "bob"):
-            _tool(["psktool", "-u", user, "-p", server_keys], self.work)
-        self.psk_alice = self._psk_client("alice", server_keys)
-        self.psk_mallory = os.path.join(base, "psk-mallory")
-        os.makedirs(self.psk_mallory)
-        _tool(["psktool", "-u", "mallory", "-p",
-               os.path.join(self.psk_mallory, "keys.psk")], self.work)
-        self.client_dn = self._dn("client")
-
-    def _p(self, name):
-        return os.path.join(self.work, name)
-
-    def _ca(self, name):
-        _tool(["certtool", "--generate-privkey", "--key-type=ecdsa",
-               "--outfile", self._p(name + "-key.pem")], self.work)
-        with open(self._p(name + ".info"), "w") as f:
-            f.write("cn = Berth Test %s\nca\ncert_signing_key\nexpiration_days = 2\n"
-                    % name.upper())
-        _tool(["certtool", "--generate-self-signed",
-               "--load-privkey", self._p(name + "-key.pem"),
-               "--template", self._p(name + ".info"),
-               "--outfile", self._p(name + "-cert.pem")], self.work)
-
-    def _cert(self, ca, name, lines):
-        _tool(["certtool", "--generate-privkey", "--key-type=ecdsa",
-               "--outfile", self._p(name + "-key.pem")], self.work)
-        with open(self._p(name + ".info"), "w") as f:
-            f.write("\n".join(lines + ["signing_key", "encryption_key",
-                                       "expiration_days = 2"]) + "\n")
-        _tool(["certtool", "--generate-certificate",
-               "--load-ca-certificate", self._p(ca + "-cert.pem"),
-               "--load-ca-privkey", self._p(ca + "-key.pem"),
-               "--load-privkey", self._p(name + "-key.pem"),
-               "--template", self._p(name + ".info"),
-               "--outfile", self._p(name + "-cert.pem")], self.work)
-
-    def _layout(self, folder, ca, cert, role):
-        d = os.path.join(self.base, folder)
-        os.makedirs(d)
-        os.symlink(self._p(ca + "-cert.pem"), os.path.join(d, "ca-cert.pem"))
-        if cert:
-            os.symlink(self._p(cert + "-cert.pem"), os.path.join(d, role + "-cert.pem"))
-            os.symlink(self._p(cert + "-key.pem"), os.path.join(d, role + "-key.pem"))
-        return d
-
-    def _psk_client(self, user, server_keys):
-        d = os.path.join(self.base, "psk-" + user)
-        os.makedirs(d)
-        with open(server_keys) as f:
-            line = [l for l in f if l.startswith(user + ":")][0]
-        with open(os.path.join(d, "keys.psk"), "w") as f:
-            f.write(line)
-        return d
-
-    def _dn(self, name):
-        """The subject DN as QEMU matches it: certtool prints RFC 4514 order
-        (most specific first), QEMU's identity is the reverse."""
-        p = subprocess.run(["certtool", "-i", "--infile", self._p(name + "-cert.pem")],
-                           capture_output=True, timeout=bh.TOOL_TIMEOUT, check=True)
-        for line in p.stdout.decode().splitlines():
-            line = line.strip()
-            if line.startswith("Subject:"):
-                rfc4514 = line[len("Subject:"):].strip()
-                return ",".join(reversed(rfc4514.split(",")))
-        raise AssertionError("no subject in certtool output")
-
-
-def x509_object(oid, folder, endpoint="server", verify_peer=None):
-    s = "tls-creds-x509,id=%s,dir=%s,endpoint=%s" % (oid, bh.opt_escape(folder), endpoint)
-    if verify_peer is not None:
-        s += ",verify-peer=%s" % ("on" if verify_peer else "off")
-    return s
-
-
 class TlsBase(bh.DaemonTestCase):
     """A PKI for the class, and a daemon per server configuration."""
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.pki = Pki(os.path.join(cls.class_dir, "pki"))
+        cls.pki = bh.Pki(os.path.join(cls.class_dir, "pki"), psk=True)
         cls.daemons = {}
         cls.disk = bh.make_sparse_file(os.path.join(cls.class_dir, "disk.img"), DISK_SIZE)
 
@@ -209,7 +97,7 @@ class X509(TlsBase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.sock = cls.serve("x509", [x509_object("tls0", cls.pki.server)])
+        cls.sock = cls.serve("x509", [bh.x509_object("tls0", cls.pki.server)])
 
     def test_libnbd_moves_data(self):
         h = self.handle(self.sock, certs=self.pki.client)
@@ -321,7 +209,7 @@ class X509(TlsBase):
         src = os.path.join(self.tmpdir, "src.raw")
         with open(src, "wb") as f:
             f.write(bytes(range(256)) * 4096)
-        obj = x509_object("t", self.pki.client, endpoint="client")
+        obj = bh.x509_object("t", self.pki.client, endpoint="client")
         opts = ("driver=nbd,server.type=unix,server.path=%s,export=disk0,tls-creds=t,"
                 "tls-hostname=localhost"
                 % bh.opt_escape(self.sock))
@@ -348,8 +236,8 @@ class X509NoVerify(TlsBase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.sock = cls.serve("noverify", [x509_object("tls0", cls.pki.server,
-                                                      verify_peer=False)])
+        cls.sock = cls.serve("noverify", [bh.x509_object("tls0", cls.pki.server,
+                                                         verify_peer=False)])
 
     def test_without_client_cert(self):
         h = self.handle(self.sock, certs=self.pki.nocert)
@@ -398,7 +286,7 @@ class Authz(TlsBase):
     def setUpClass(cls):
         super().setUpClass()
         cls.sock = cls.serve("authz", [
-            x509_object("tls0", cls.pki.server),
+            bh.x509_object("tls0", cls.pki.server),
             "authz-simple,id=auth0,identity=%s" % bh.opt_escape(cls.pki.client_dn),
         ], authz="auth0")
         psk = "tls-creds-psk,id=tls1,dir=%s,endpoint=server" % bh.opt_escape(cls.pki.psk_server)
@@ -430,17 +318,13 @@ class Objects(TlsBase):
 
     def qmp_daemon(self, extra=()):
         qmp = self.path("qmp.sock")
-        args = list(extra) + ["--chardev", "socket,id=m,path=%s,server=on,wait=off" % qmp,
-                              "--monitor", "chardev=m"]
-        self.start_daemon(args, wait_for=qmp)
-        q = QmpClient(qmp)
-        self.addCleanup(q.close)
-        return q
+        self.start_daemon(list(extra) + bh.qmp_monitor(qmp), wait_for=qmp)
+        return self.connect_qmp(qmp)
 
     def test_missing_files(self):
         empty = self.path("empty")
         os.makedirs(empty)
-        rc, _, err = bh.run_daemon_once(["--object", x509_object("t", empty)], self.tmpdir)
+        rc, _, err = bh.run_daemon_once(["--object", bh.x509_object("t", empty)], self.tmpdir)
         self.assertNotEqual(rc, 0)
         self.assertIn("Unable to access credentials %s/ca-cert.pem: No such file or directory"
                       % empty, err)
@@ -453,7 +337,7 @@ class Objects(TlsBase):
         self.assertIn("Username zed not found in PSK file", err)
 
     def test_client_endpoint_refused_by_server(self):
-        q = self.qmp_daemon(["--object", x509_object("c", self.pki.client, endpoint="client")])
+        q = self.qmp_daemon(["--object", bh.x509_object("c", self.pki.client, endpoint="client")])
         r = q.cmd("nbd-server-start", {"addr": {"type": "unix", "data": {
             "path": self.path("n.sock")}}, "tls-creds": "c"})
         self.assertIn("server endpoint", r["error"]["desc"])
@@ -473,36 +357,6 @@ class Objects(TlsBase):
         self.assertIn("in use", r["error"]["desc"])
         self.assertEqual(q.cmd("nbd-server-stop"), {"return": {}})
         self.assertEqual(q.cmd("object-del", {"id": "tls0"}), {"return": {}})
-
-
-class QmpClient:
-    def __init__(self, path):
-        import json
-        self.json = json
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.settimeout(10)
-        self.s.connect(path)
-        self.f = self.s.makefile("rwb")
-        self.read()
-        self.cmd("qmp_capabilities")
-
-    def close(self):
-        self.f.close()
-        self.s.close()
-
-    def read(self):
-        while True:
-            msg = self.json.loads(self.f.readline())
-            if "event" not in msg:
-                return msg
-
-    def cmd(self, name, args=None):
-        req = {"execute": name}
-        if args is not None:
-            req["arguments"] = args
-        self.f.write(self.json.dumps(req).encode() + b"\n")
-        self.f.flush()
-        return self.read()
 
 
 if __name__ == "__main__":

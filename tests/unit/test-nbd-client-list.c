@@ -7,143 +7,16 @@
  * does not do: refusing NBD_OPT_LIST, malformed or oversized replies,
  * closing in the middle of the list, partial answers and floods.
  */
-#include "block/block-backend.h"
-#include "block/nbd.h"
-#include "io/tls.h"
-#include "nbd/codec.h"
-#include "nbd/server.h"
-#include "util/qmp-command.h"
-
-#include <gio/gio.h>
-#include <glib/gstdio.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include "nbd-test-util.h"
 
 #define DISK0_SIZE (1024 * 1024)
 #define DISK1_SIZE (64 * 1024)
 
 static char *tmp_dir;
 static char *sock_path;
-static char *client_pki;
-static bool have_certs;
-
-/* --- certificates (certtool, at run time) --- */
-
-static char *tmp_file(const char *name)
-{
-    return g_build_filename(tmp_dir, name, NULL);
-}
-
-static bool run_certtool(const char *const *args)
-{
-    g_autoptr(GPtrArray) argv = g_ptr_array_new();
-    g_autofree char *out = NULL, *errout = NULL;
-    g_autoptr(GError) err = NULL;
-    int status = 0;
-
-    g_ptr_array_add(argv, (gpointer) "certtool");
-    for (; *args; args++) {
-        g_ptr_array_add(argv, (gpointer) *args);
-    }
-    g_ptr_array_add(argv, NULL);
-    if (!g_spawn_sync(tmp_dir, (char **) argv->pdata, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                      &out, &errout, &status, &err) ||
-        !g_spawn_check_wait_status(status, &err)) {
-        g_test_message("certtool: %s %s", err->message, errout ? errout : "");
-        return false;
-    }
-    return true;
-}
-
-static void write_tmp(const char *name, const char *contents)
-{
-    g_autofree char *path = tmp_file(name);
-    g_assert_true(g_file_set_contents(path, contents, -1, NULL));
-}
-
-static void link_into(const char *dir, const char *src, const char *dst)
-{
-    g_autofree char *from = tmp_file(src);
-    g_autofree char *to = g_build_filename(dir, dst, NULL);
-    g_assert_cmpint(symlink(from, to), ==, 0);
-}
-
-/* A CA and a server certificate; the server's credentials become object tls0. */
-static bool make_certs(void)
-{
-    g_autofree char *certtool = g_find_program_in_path("certtool");
-    if (!certtool) {
-        return false;
-    }
-    write_tmp("ca.info", "cn = Berth List CA\nca\ncert_signing_key\nexpiration_days = 2\n");
-    write_tmp("server.info", "cn = localhost\ndns_name = localhost\ntls_www_server\n"
-                             "signing_key\nencryption_key\nexpiration_days = 2\n");
-    const char *ca_key[] = { "--generate-privkey", "--key-type=ecdsa", "--outfile",
-                             "ca-key.pem", NULL };
-    const char *ca_cert[] = { "--generate-self-signed", "--load-privkey", "ca-key.pem",
-                              "--template", "ca.info", "--outfile", "ca-cert.pem", NULL };
-    const char *srv_key[] = { "--generate-privkey", "--key-type=ecdsa", "--outfile",
-                              "srv-key.pem", NULL };
-    const char *srv_cert[] = { "--generate-certificate", "--load-ca-certificate",
-                               "ca-cert.pem", "--load-ca-privkey", "ca-key.pem",
-                               "--load-privkey", "srv-key.pem", "--template", "server.info",
-                               "--outfile", "srv-cert.pem", NULL };
-    if (!run_certtool(ca_key) || !run_certtool(ca_cert) || !run_certtool(srv_key) ||
-        !run_certtool(srv_cert)) {
-        return false;
-    }
-    g_autofree char *server_pki = tmp_file("server");
-    client_pki = tmp_file("client");
-    g_assert_cmpint(g_mkdir(server_pki, 0700), ==, 0);
-    g_assert_cmpint(g_mkdir(client_pki, 0700), ==, 0);
-    link_into(server_pki, "ca-cert.pem", "ca-cert.pem");
-    link_into(server_pki, "srv-cert.pem", "server-cert.pem");
-    link_into(server_pki, "srv-key.pem", "server-key.pem");
-    link_into(client_pki, "ca-cert.pem", "ca-cert.pem");
-
-    g_autoptr(GError) err = NULL;
-    BerthTlsCreds *sc = berth_tls_creds_new_x509(server_pki, BERTH_TLS_ENDPOINT_SERVER, false,
-                                                 NULL, &err);
-    g_assert_no_error(err);
-    g_assert_true(qmp_object_add("tls0", qmp_object_type_find(BERTH_TYPE_TLS_CREDS_X509), sc,
-                                 &err));
-    g_assert_no_error(err);
-    return true;
-}
-
-static void rm_rf(const char *path)
-{
-    if (g_file_test(path, G_FILE_TEST_IS_DIR) && !g_file_test(path, G_FILE_TEST_IS_SYMLINK)) {
-        GDir *d = g_dir_open(path, 0, NULL);
-        const char *name;
-        while (d && (name = g_dir_read_name(d))) {
-            g_autofree char *child = g_build_filename(path, name, NULL);
-            rm_rf(child);
-        }
-        if (d) {
-            g_dir_close(d);
-        }
-        g_rmdir(path);
-    } else {
-        g_unlink(path);
-    }
-}
+static char *client_pki;    /* NULL without certificates */
 
 /* --- the in-process server --- */
-
-static void server_restart(const char *tls_creds)
-{
-    BerthSocketAddress addr = { .type = BERTH_ADDR_UNIX, .path = sock_path };
-    NBDServerConfig cfg = { .addr = &addr, .tls_creds = tls_creds };
-    g_autoptr(GError) err = NULL;
-
-    if (nbd_server_is_running()) {
-        nbd_server_stop();
-    }
-    g_assert_true(nbd_server_start(&cfg, &err));
-    g_assert_no_error(err);
-}
 
 typedef struct {
     BerthTlsCreds *creds;
@@ -156,33 +29,20 @@ typedef struct {
 static gpointer list_thread(gpointer opaque)
 {
     ListJob *job = opaque;
-    BerthSocketAddress addr = { .type = BERTH_ADDR_UNIX, .path = sock_path };
-    int fd = berth_socket_connect(&addr, &job->err);
+    BerthChannel *ch = connect_unix(sock_path, &job->err);
 
-    if (fd >= 0) {
-        BerthChannel *ch = berth_channel_socket_new(fd);
+    if (ch) {
         job->list = nbd_list_exports(ch, job->creds, job->hostname, &job->err);
         berth_channel_unref(ch);
     }
-    g_atomic_int_set(&job->done, 1);
-    g_main_context_wakeup(NULL);
+    job_done(&job->done);
     return NULL;
 }
 
 /* The client in a thread while the main context serves it. */
 static void run_list(ListJob *job)
 {
-    GThread *t = g_thread_new("nbd-list", list_thread, job);
-    gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
-
-    while (!g_atomic_int_get(&job->done)) {
-        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-        g_main_context_iteration(NULL, TRUE);
-    }
-    g_thread_join(t);
-    for (int i = 0; i < 100 && g_main_context_pending(NULL); i++) {
-        g_main_context_iteration(NULL, FALSE);
-    }
+    run_beside_server("nbd-list", list_thread, job, &job->done);
 }
 
 static void job_clear(ListJob *job)
@@ -223,7 +83,7 @@ static void check_two_exports(const NBDExportList *list)
 
 static void test_plain(void)
 {
-    server_restart(NULL);
+    server_restart(sock_path, NULL);
     ListJob job = { 0 };
     run_list(&job);
     g_assert_no_error(job.err);
@@ -233,16 +93,11 @@ static void test_plain(void)
 
 static void test_tls(void)
 {
-    if (!have_certs) {
-        g_test_skip("certtool not available");
+    if (skip_without_certs(client_pki)) {
         return;
     }
-    server_restart("tls0");
-    g_autoptr(GError) err = NULL;
-    g_autoptr(BerthTlsCreds) cc = berth_tls_creds_new_x509(client_pki,
-                                                           BERTH_TLS_ENDPOINT_CLIENT, true,
-                                                           NULL, &err);
-    g_assert_no_error(err);
+    server_restart(sock_path, "tls0");
+    g_autoptr(BerthTlsCreds) cc = client_creds(client_pki);
 
     ListJob job = { .creds = cc, .hostname = "localhost" };
     run_list(&job);
@@ -258,7 +113,7 @@ static void test_tls(void)
     g_test_message("error: %s", plain.err->message);
     g_assert_nonnull(strstr(plain.err->message, "server requires TLS"));
     job_clear(&plain);
-    server_restart(NULL);
+    server_restart(sock_path, NULL);
 }
 
 /* --- a scripted server on a socketpair --- */
@@ -279,21 +134,6 @@ typedef struct {
     BerthChannel *ch;
     FakeMode mode;
 } Fake;
-
-static void fake_read_option(BerthChannel *ch, uint32_t want, GByteArray *data)
-{
-    uint8_t hdr[NBD_OPTION_HEADER_SIZE];
-    NBDOptionHeader oh;
-
-    g_assert_true(berth_channel_read_all(ch, hdr, sizeof(hdr), 5000, NULL));
-    g_assert_cmpint(nbd_decode_option_header(hdr, sizeof(hdr), &oh).status, ==,
-                    NBD_DECODE_OK);
-    g_assert_cmpstr(nbd_opt_name(oh.option), ==, nbd_opt_name(want));
-    g_byte_array_set_size(data, oh.length);
-    if (oh.length) {
-        g_assert_true(berth_channel_read_all(ch, data->data, oh.length, 5000, NULL));
-    }
-}
 
 /* Sends may fail once the client has given up; that is its business. */
 static void fake_send(BerthChannel *ch, const uint8_t *buf, size_t len)
@@ -431,10 +271,9 @@ static gpointer fake_thread(gpointer opaque)
 
 static NBDExportList *run_fake(FakeMode mode, GError **errp)
 {
-    int sv[2];
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
-    BerthChannel *client = berth_channel_socket_new(sv[0]);
-    Fake f = { .ch = berth_channel_socket_new(sv[1]), .mode = mode };
+    BerthChannel *client;
+    Fake f = { .mode = mode };
+    channel_pair(&client, &f.ch);
     GThread *t = g_thread_new("fake-server", fake_thread, &f);
     NBDExportList *list = nbd_list_exports(client, NULL, NULL, errp);
     /* The client is done: let a flooding server see it. */
@@ -542,47 +381,19 @@ static void test_fake_partial(void)
 
 /* --- setup --- */
 
-static BlockDriverState *make_node(const char *name, int size, bool read_only)
-{
-    g_autofree char *js = g_strdup_printf(
-        "{\"driver\": \"memory\", \"node-name\": \"%s\", \"size\": %d%s}", name, size,
-        read_only ? ", \"read-only\": true" : "");
-    json_object *opts = json_tokener_parse(js);
-    g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = bdrv_open(opts, false, &err);
-
-    g_assert_no_error(err);
-    json_object_put(opts);
-    return bs;
-}
-
-static NBDExport *make_export(const char *node, int size, bool read_only, const char *name,
-                              const char *description)
-{
-    g_autoptr(GError) err = NULL;
-    g_autoptr(BlockDriverState) bs = make_node(node, size, read_only);
-    NBDExport *exp = nbd_export_new(bs, 0, -1, read_only ? NBD_EXPORT_FLAG_READ_ONLY : 0,
-                                    NULL, false, NULL, &err);
-
-    g_assert_no_error(err);
-    nbd_export_set_description(exp, description);
-    g_assert_true(nbd_export_set_name(exp, name, &err));
-    g_assert_no_error(err);
-    return exp;
-}
-
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     berth_tls_object_types_init();
     tmp_dir = g_dir_make_tmp("berth-nbd-list-XXXXXX", NULL);
     g_assert_nonnull(tmp_dir);
-    sock_path = tmp_file("nbd.sock");
+    sock_path = g_build_filename(tmp_dir, "nbd.sock", NULL);
 
-    NBDExport *exp0 = make_export("n0", DISK0_SIZE, false, "disk0", "the first disk");
-    NBDExport *exp1 = make_export("n1", DISK1_SIZE, true, "disk1",
+    NBDExport *exp0 = make_export(make_node("n0", DISK0_SIZE, false, NULL), false, "disk0",
+                                  "the first disk");
+    NBDExport *exp1 = make_export(make_node("n1", DISK1_SIZE, true, NULL), true, "disk1",
                                   "the second disk, read-only");
-    have_certs = make_certs();
+    client_pki = make_certs(tmp_dir);
 
     g_test_add_func("/nbd/client-list/plain", test_plain);
     g_test_add_func("/nbd/client-list/tls-x509", test_tls);
@@ -595,14 +406,10 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd/client-list/fake/partial-answers", test_fake_partial);
     int rc = g_test_run();
 
-    if (nbd_server_is_running()) {
-        nbd_server_stop();
-    }
+    server_stop();
     nbd_export_put(exp0);
     nbd_export_put(exp1);
-    nbd_export_close_all();
-    blk_delete_all();
-    bdrv_delete_all();
+    delete_exports_and_nodes();
     qmp_object_del_all();
     rm_rf(tmp_dir);
     g_free(sock_path);

@@ -9,17 +9,10 @@
  * simple modes too), and scripted fake servers, each a thread owning one end
  * of a socketpair, which answer requests out of order, in pieces, or wrongly.
  */
-#include "block/nbd.h"
-#include "nbd/codec.h"
-#include "nbd/server.h"
+#include "nbd-test-util.h"
 
 #include <errno.h>
-#include <gio/gio.h>
-#include <glib/gstdio.h>
 #include <poll.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #define KiB (UINT64_C(1) << 10)
 #define MiB (UINT64_C(1) << 20)
@@ -87,14 +80,6 @@ static gboolean tick(gpointer data)
         }                                                                           \
         g_assert_true(cond);                                                        \
     } while (0)
-
-/* Let pending work (server replies to a disconnect, ...) run for a moment. */
-static void drain_main_context(void)
-{
-    for (int i = 0; i < 200 && g_main_context_pending(NULL); i++) {
-        g_main_context_iteration(NULL, FALSE);
-    }
-}
 
 static bool in_submit;
 static int n_completed;
@@ -352,10 +337,8 @@ static void manual_negotiate(BerthChannel *ch, const char *name, bool structured
 static gpointer connect_thread(gpointer opaque)
 {
     ConnectJob *job = opaque;
-    BerthSocketAddress addr = { .type = BERTH_ADDR_UNIX, .path = sock_path };
-    int fd = berth_socket_connect(&addr, &job->err);
-    if (fd >= 0) {
-        BerthChannel *ch = berth_channel_socket_new(fd);
+    BerthChannel *ch = connect_unix(sock_path, &job->err);
+    if (ch) {
         if (job->how == NEG_LIBRARY) {
             BerthChannel *out = NULL;
             if (nbd_receive_negotiate(ch, job->export_name, NULL, NULL, &job->info, &out,
@@ -369,8 +352,7 @@ static gpointer connect_thread(gpointer opaque)
             job->ch = ch;
         }
     }
-    g_atomic_int_set(&job->done, 1);
-    g_main_context_wakeup(NULL);
+    job_done(&job->done);
     return NULL;
 }
 
@@ -1019,10 +1001,8 @@ static void fake_run_start_flags(FakeRun *run, FakeScript script, bool extended,
 {
     memset(run, 0, sizeof(*run));
     run->f.tx_flags = tx_flags;
-    int sv[2];
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
-    BerthChannel *client = berth_channel_socket_new(sv[0]);
-    run->f.ch = berth_channel_socket_new(sv[1]);
+    BerthChannel *client;
+    channel_pair(&client, &run->f.ch);
     run->f.offer_extended = extended;
     run->f.script = script;
     run->f.payload = g_byte_array_new();
@@ -1935,10 +1915,7 @@ typedef struct Pair {
 
 static void pair_open(Pair *p)
 {
-    int sv[2];
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
-    p->client = berth_channel_socket_new(sv[0]);
-    p->server = berth_channel_socket_new(sv[1]);
+    channel_pair(&p->client, &p->server);
 }
 
 static void pair_close(Pair *p)
@@ -2126,32 +2103,7 @@ static void test_sync_wr_syncv(void)
  * Setup
  * ====================================================================== */
 
-static BlockDriverState *make_node(const char *name, uint64_t size, bool read_only)
-{
-    g_autofree char *js = g_strdup_printf(
-        "{\"driver\": \"memory\", \"node-name\": \"%s\", \"size\": %" G_GUINT64_FORMAT
-        ", \"discard\": \"unmap\"%s}", name, size, read_only ? ", \"read-only\": true" : "");
-    json_object *opts = json_tokener_parse(js);
-    g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = bdrv_open(opts, false, &err);
-    g_assert_no_error(err);
-    json_object_put(opts);
-    return bs;
-}
-
-static void rm_rf(const char *path)
-{
-    GDir *d = g_dir_open(path, 0, NULL);
-    const char *name;
-    while (d && (name = g_dir_read_name(d))) {
-        g_autofree char *child = g_build_filename(path, name, NULL);
-        g_unlink(child);
-    }
-    if (d) {
-        g_dir_close(d);
-    }
-    g_rmdir(path);
-}
+#define DISCARD_UNMAP ", \"discard\": \"unmap\""
 
 #define PROTO "NBD protocol error from server: "
 static const DeathCase death_cases[] = {
@@ -2215,19 +2167,10 @@ int main(int argc, char **argv)
     g_assert_nonnull(tmp_dir);
     sock_path = g_build_filename(tmp_dir, "nbd.sock", NULL);
 
-    g_autoptr(GError) err = NULL;
-    exp_disk = nbd_export_new(make_node("s0", DISK_SIZE, false), 0, -1, 0, NULL, false, NULL,
-                              &err);
-    g_assert_no_error(err);
-    g_assert_true(nbd_export_set_name(exp_disk, "disk0", &err));
-    exp_ro = nbd_export_new(make_node("s1", RO_SIZE, true), 0, -1, NBD_EXPORT_FLAG_READ_ONLY,
-                            NULL, false, NULL, &err);
-    g_assert_no_error(err);
-    g_assert_true(nbd_export_set_name(exp_ro, "ro", &err));
-    BerthSocketAddress addr = { .type = BERTH_ADDR_UNIX, .path = sock_path };
-    NBDServerConfig cfg = { .addr = &addr };
-    g_assert_true(nbd_server_start(&cfg, &err));
-    g_assert_no_error(err);
+    exp_disk = make_export(make_node("s0", DISK_SIZE, false, DISCARD_UNMAP), false, "disk0",
+                           NULL);
+    exp_ro = make_export(make_node("s1", RO_SIZE, true, DISCARD_UNMAP), true, "ro", NULL);
+    server_restart(sock_path, NULL);
 
     g_test_add_func("/nbd/session/server/extended", test_server_extended);
     g_test_add_func("/nbd/session/server/structured", test_server_structured);
@@ -2274,13 +2217,11 @@ int main(int argc, char **argv)
 
     int rc = g_test_run();
 
-    nbd_server_stop();
+    server_stop();
     drain_main_context();
     nbd_export_put(exp_disk);
     nbd_export_put(exp_ro);
-    nbd_export_close_all();
-    blk_delete_all();
-    bdrv_delete_all();
+    delete_exports_and_nodes();
     rm_rf(tmp_dir);
     g_free(sock_path);
     g_free(tmp_dir);

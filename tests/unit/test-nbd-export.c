@@ -4,13 +4,11 @@
  * the export made on it, safe removal waiting for clients, and a client over
  * a socketpair going through a real handshake and a read/write in-process.
  */
-#include "nbd/server.h"
-#include "nbd/codec.h"
+#include "nbd-test-util.h"
 
 #include <errno.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
+
+#define NODE_SIZE (1024 * 1024)
 
 static int export_closed;
 static int client_closed;
@@ -31,36 +29,16 @@ static void on_drained(NBDExport *exp)
     drained++;
 }
 
-static BlockDriverState *make_node(const char *name, bool read_only)
-{
-    g_autofree char *js = g_strdup_printf(
-        "{\"driver\": \"memory\", \"node-name\": \"%s\", \"size\": 1048576%s}", name,
-        read_only ? ", \"read-only\": true" : "");
-    json_object *opts = json_tokener_parse(js);
-    g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = bdrv_open(opts, false, &err);
-    g_assert_no_error(err);
-    json_object_put(opts);
-    return bs;
-}
-
 static void reset_counters(void)
 {
     export_closed = client_closed = drained = 0;
-}
-
-static void teardown_nodes(void)
-{
-    nbd_export_close_all();
-    blk_delete_all();
-    bdrv_delete_all();
 }
 
 static void test_export_table(void)
 {
     reset_counters();
     g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = make_node("n0", false);
+    BlockDriverState *bs = make_node("n0", NODE_SIZE, false, NULL);
     NBDExport *exp = nbd_export_new(bs, 0, -1, 0, on_export_close, false, NULL, &err);
     g_assert_no_error(err);
     g_assert_true(nbd_export_set_name(exp, "e0", &err));
@@ -97,27 +75,27 @@ static void test_export_table(void)
 static void test_export_bounds(void)
 {
     g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = make_node("n1", false);
+    BlockDriverState *bs = make_node("n1", NODE_SIZE, false, NULL);
     g_assert_null(nbd_export_new(bs, 2 * 1048576, -1, 0, NULL, false, NULL, &err));
     g_assert_nonnull(err);
     g_clear_error(&err);
     g_assert_null(nbd_export_new(bs, 4096, 1048576, 0, NULL, false, NULL, &err));
     g_assert_nonnull(err);
     g_clear_error(&err);
-    BlockDriverState *ro = make_node("n1ro", true);
+    BlockDriverState *ro = make_node("n1ro", NODE_SIZE, true, NULL);
     g_assert_null(nbd_export_new(ro, 0, -1, 0, NULL, false, NULL, &err));
     g_assert_nonnull(err);
     g_clear_error(&err);
     bdrv_put(ro);
     bdrv_put(bs);
-    teardown_nodes();
+    delete_exports_and_nodes();
 }
 
 static void test_eject_closes_export(void)
 {
     reset_counters();
     g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = make_node("n2", false);
+    BlockDriverState *bs = make_node("n2", NODE_SIZE, false, NULL);
     BlockBackend *blk = blk_new("drive0", bs, &err);
     g_assert_no_error(err);
     NBDExport *exp = nbd_export_new(bs, 0, -1, 0, on_export_close, false, blk, &err);
@@ -129,24 +107,17 @@ static void test_eject_closes_export(void)
     g_assert_null(nbd_export_find("on-drive"));
     nbd_export_put(exp);
     bdrv_put(bs);
-    teardown_nodes();
+    delete_exports_and_nodes();
 }
 
 /* --- an in-process client on a socketpair --- */
-
-static void pump(void)
-{
-    for (int i = 0; i < 200 && g_main_context_pending(NULL); i++) {
-        g_main_context_iteration(NULL, FALSE);
-    }
-}
 
 /* Reads exactly len bytes from fd while letting the server run. */
 static void recv_all(int fd, void *buf, size_t len)
 {
     size_t got = 0;
     for (int tries = 0; got < len && tries < 5000; tries++) {
-        pump();
+        drain_main_context();
         ssize_t n = recv(fd, (char *) buf + got, len - got, MSG_DONTWAIT);
         if (n > 0) {
             got += n;
@@ -162,7 +133,7 @@ static void recv_all(int fd, void *buf, size_t len)
 static void send_all(int fd, const void *buf, size_t len)
 {
     g_assert_cmpint(send(fd, buf, len, MSG_NOSIGNAL), ==, (ssize_t) len);
-    pump();
+    drain_main_context();
 }
 
 static NBDClient *start_client(NBDExport *exp, int *peer_fd)
@@ -211,7 +182,7 @@ static void test_client_roundtrip(void)
 {
     reset_counters();
     g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = make_node("n3", false);
+    BlockDriverState *bs = make_node("n3", NODE_SIZE, false, NULL);
     NBDExport *exp = nbd_export_new(bs, 0, -1, 0, on_export_close, false, NULL, &err);
     g_assert_no_error(err);
     int fd;
@@ -266,7 +237,7 @@ static void test_client_roundtrip(void)
     /* Closing the export disconnects the client: both callbacks run once. */
     nbd_client_get(client);
     nbd_export_close(exp);
-    pump();
+    drain_main_context();
     g_assert_cmpint(export_closed, ==, 1);
     g_assert_cmpint(client_closed, ==, 1);
     g_assert_cmpint(recv(fd, rep, 1, MSG_DONTWAIT), ==, 0);
@@ -277,14 +248,14 @@ static void test_client_roundtrip(void)
     close(fd);
     nbd_export_put(exp);
     bdrv_put(bs);
-    teardown_nodes();
+    delete_exports_and_nodes();
 }
 
 static void test_peer_hangup_and_safe_removal(void)
 {
     reset_counters();
     g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = make_node("n4", false);
+    BlockDriverState *bs = make_node("n4", NODE_SIZE, false, NULL);
     NBDExport *exp = nbd_export_new(bs, 0, -1, 0, on_export_close, false, NULL, &err);
     g_assert_true(nbd_export_set_name(exp, "safe", &err));
     int fd;
@@ -308,14 +279,14 @@ static void test_peer_hangup_and_safe_removal(void)
     nbd_client_put(client);
     nbd_export_put(exp);
     bdrv_put(bs);
-    teardown_nodes();
+    delete_exports_and_nodes();
 }
 
 static void test_garbage_closes_client(void)
 {
     reset_counters();
     g_autoptr(GError) err = NULL;
-    BlockDriverState *bs = make_node("n5", false);
+    BlockDriverState *bs = make_node("n5", NODE_SIZE, false, NULL);
     NBDExport *exp = nbd_export_new(bs, 0, -1, 0, NULL, false, NULL, &err);
     int fd;
     NBDClient *client = start_client(exp, &fd);
@@ -332,7 +303,7 @@ static void test_garbage_closes_client(void)
     close(fd);
     nbd_export_put(exp);
     bdrv_put(bs);
-    teardown_nodes();
+    delete_exports_and_nodes();
 }
 
 int main(int argc, char **argv)
