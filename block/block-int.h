@@ -249,6 +249,13 @@ bool bdrv_iov_is_zero(const struct iovec *iov, int niov);
 BdrvCompletionQueue *bdrv_completion_queue_get(void);
 void bdrv_completion_queue_unref(BdrvCompletionQueue *q);
 GMainContext *bdrv_completion_queue_context(BdrvCompletionQueue *q);
+/*
+ * One source of a driver's own per context (the file driver's io_uring),
+ * kept as long as the queue: set once, from the context's own thread, and
+ * found again through any request's queue.  NULL once the context died.
+ */
+GSource *bdrv_completion_queue_get_local(BdrvCompletionQueue *q);
+void bdrv_completion_queue_set_local(BdrvCompletionQueue *q, GSource *local);
 /* Hand a finished request to its queue; the queue frees it after the
  * callback (or at once if the context is gone). */
 void bdrv_completion_queue_push(BdrvCompletionQueue *q, BdrvRequest *req);

@@ -28,6 +28,7 @@ struct BdrvCompletionQueue {
     int dead;               /* atomic */
     int efd;                /* -1: wake through g_main_context_wakeup() */
     gpointer fd_tag;
+    GSource *local;         /* a driver's per-context source (a reference), or NULL */
 };
 
 static GMutex queues_lock;
@@ -105,6 +106,9 @@ static void queue_finalize(GSource *source)
 
     if (q->efd >= 0) {
         close(q->efd);
+    }
+    if (q->local) {
+        g_source_unref(q->local);
     }
     g_mutex_clear(&q->lock);
 }
@@ -219,6 +223,17 @@ void bdrv_completion_queue_unref(BdrvCompletionQueue *q)
 GMainContext *bdrv_completion_queue_context(BdrvCompletionQueue *q)
 {
     return q->ctx;
+}
+
+GSource *bdrv_completion_queue_get_local(BdrvCompletionQueue *q)
+{
+    return g_atomic_int_get(&q->dead) ? NULL : q->local;
+}
+
+void bdrv_completion_queue_set_local(BdrvCompletionQueue *q, GSource *local)
+{
+    g_return_if_fail(!q->local);
+    q->local = g_source_ref(local);
 }
 
 void bdrv_completion_queue_push(BdrvCompletionQueue *q, BdrvRequest *req)

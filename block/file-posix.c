@@ -52,8 +52,8 @@ static GError *file_error(FileState *s, int err, const char *what, uint64_t offs
 
 /* ---- operations (on a worker unless noted) -------------------------------- */
 
-static void file_finish(FileState *s, BdrvRequest *req, int ret, const char *what,
-                        uint64_t at)
+void bdrv_file_finish(FileState *s, BdrvRequest *req, int ret, const char *what,
+                      uint64_t at)
 {
     bdrv_request_complete(req, ret, ret < 0 ? file_error(s, -ret, what, at) : NULL);
 }
@@ -71,7 +71,7 @@ static int file_sync(FileState *s)
     return 0;
 }
 
-static void file_do_read(BdrvRequest *req)
+void bdrv_file_do_read(BdrvRequest *req)
 {
     FileState *s = req->bs->opaque;
     uint64_t at = req->offset;
@@ -85,10 +85,10 @@ static void file_do_read(BdrvRequest *req)
     if (ret == -EINVAL && s->direct) {
         ret = bdrv_file_read_bounce(s, req, &at);
     }
-    file_finish(s, req, ret, "read from", at);
+    bdrv_file_finish(s, req, ret, "read from", at);
 }
 
-static void file_do_write(BdrvRequest *req)
+void bdrv_file_do_write(BdrvRequest *req)
 {
     FileState *s = req->bs->opaque;
     bool fua = (req->flags & BDRV_REQ_FUA) && !s->no_flush;
@@ -119,18 +119,18 @@ static void file_do_write(BdrvRequest *req)
     if (ret == 0 && fua && !synced) {
         ret = file_sync(s);
         if (ret < 0) {
-            file_finish(s, req, ret, "flush", req->offset);
+            bdrv_file_finish(s, req, ret, "flush", req->offset);
             return;
         }
     }
-    file_finish(s, req, ret, "write to", at);
+    bdrv_file_finish(s, req, ret, "write to", at);
 }
 
-static void file_do_flush(BdrvRequest *req)
+void bdrv_file_do_flush(BdrvRequest *req)
 {
     FileState *s = req->bs->opaque;
 
-    file_finish(s, req, file_sync(s), "flush", 0);
+    bdrv_file_finish(s, req, file_sync(s), "flush", 0);
 }
 
 static bool fallocate_unsupported(int err)
@@ -188,7 +188,7 @@ static void file_do_discard(BdrvRequest *req)
         ret = file_fallocate(s, &s->punch_ok, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                              start, end - start);
     }
-    file_finish(s, req, MIN(ret, 0), "discard", start);
+    bdrv_file_finish(s, req, MIN(ret, 0), "discard", start);
 }
 
 /* Zeroes [start, end) with fallocate(): 1 if done, 0 if it cannot, -errno. */
@@ -242,7 +242,7 @@ static void file_do_write_zeroes(BdrvRequest *req)
     if (ret >= 0 && (req->flags & BDRV_REQ_FUA)) {
         ret = file_sync(s);
     }
-    file_finish(s, req, MIN(ret, 0), "write zeroes to", at);
+    bdrv_file_finish(s, req, MIN(ret, 0), "write zeroes to", at);
 }
 
 static void file_do_cache(BdrvRequest *req)
@@ -329,15 +329,19 @@ static void file_submit(BdrvRequest *req)
 
     switch (req->op) {
     case BDRV_OP_READ:
-        if (!file_try_read_inline(s, req)) {
-            bdrv_worker_submit(req, file_do_read);
+        if (!file_try_read_inline(s, req) && !bdrv_file_uring_submit(s, req)) {
+            bdrv_worker_submit(req, bdrv_file_do_read);
         }
         break;
     case BDRV_OP_WRITE:
-        bdrv_worker_submit(req, file_do_write);
+        if (!bdrv_file_uring_submit(s, req)) {
+            bdrv_worker_submit(req, bdrv_file_do_write);
+        }
         break;
     case BDRV_OP_FLUSH:
-        bdrv_worker_submit(req, file_do_flush);
+        if (!bdrv_file_uring_submit(s, req)) {
+            bdrv_worker_submit(req, bdrv_file_do_flush);
+        }
         break;
     case BDRV_OP_DISCARD:
         bdrv_worker_submit(req, file_do_discard);
@@ -481,6 +485,8 @@ static bool file_open(BlockDriverState *bs, const BdrvOptions *opts, GError **er
     s->filename = g_strdup(filename);
     s->is_block_dev = S_ISBLK(st.st_mode);
     s->direct = bs->cache_direct;
+    /* Default and aio=io_uring: the ring when the kernel lets us have one. */
+    s->use_uring = !opts->file.has_aio || opts->file.aio == BDRV_FILE_AIO_IO_URING;
     s->no_flush = bs->cache_no_flush;
     s->req_align = s->mem_align = 1;
     s->nowait_ok = s->dsync_ok = s->zero_range_ok = s->punch_ok = 1;

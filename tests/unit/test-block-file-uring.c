@@ -1,0 +1,299 @@
+/*
+ * Unit tests of the file driver's io_uring path (block/file-posix-uring.c):
+ * requests submitted from the thread that owns the context (as the NBD
+ * server submits from its dispatch) go through the context's ring.  Many
+ * writes and reads in flight, scattered buffers, FUA and flush, a read that
+ * runs past the end of the file (short transfer, then zeroes), O_DIRECT
+ * aligned (ring) and unaligned (falls back to the bounce path), aio=threads
+ * beside it.  The ring's existence is checked in /proc/self/fd; where the
+ * kernel refuses io_uring the same data checks run through the fallback.
+ */
+#include "block-test-util.h"
+
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#ifdef CONFIG_LIBURING
+#include <liburing.h>
+#endif
+#include <string.h>
+#include <unistd.h>
+
+#define N_REQ 32
+#define CHUNK 4096
+
+static char *tmpdir;
+
+static char *make_file(const char *name, off_t size)
+{
+    char *path = g_build_filename(tmpdir, name, NULL);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, size), ==, 0);
+    close(fd);
+    return path;
+}
+
+static BlockDriverState *open_file(const char *path, const char *extra)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *opts = g_strdup_printf("driver=file,node-name=u,filename=%s%s%s", path,
+                                            extra ? "," : "", extra ? extra : "");
+    BlockDriverState *bs = open_keyval(opts, &err);
+    g_assert_no_error(err);
+    return bs;
+}
+
+static bool have_io_uring_fd(void)
+{
+    g_autoptr(GDir) dir = g_dir_open("/proc/self/fd", 0, NULL);
+    const char *name;
+    while (dir && (name = g_dir_read_name(dir))) {
+        g_autofree char *link = g_build_filename("/proc/self/fd", name, NULL);
+        g_autofree char *target = g_file_read_link(link, NULL);
+        if (target && strstr(target, "io_uring")) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether this kernel (and its seccomp policy) gives us a ring at all. */
+static bool kernel_has_io_uring(void)
+{
+#ifdef CONFIG_LIBURING
+    struct io_uring ring;
+    if (io_uring_queue_init(4, &ring, 0) == 0) {
+        io_uring_queue_exit(&ring);
+        return true;
+    }
+#endif
+    return false;
+}
+
+static void wait_all(Result *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        while (!r[i].done) {
+            g_main_context_iteration(g_main_context_get_thread_default(), TRUE);
+        }
+    }
+}
+
+/* Submit as the owner of the context, as a dispatching server does. */
+static void owned(void (*fn)(void *), void *arg)
+{
+    GMainContext *ctx = g_main_context_get_thread_default();
+    g_assert_true(g_main_context_acquire(ctx));
+    fn(arg);
+    g_main_context_release(ctx);
+}
+
+typedef struct {
+    BlockDriverState *bs;
+    uint8_t *buf;
+    struct iovec iov[N_REQ];
+    Result r[N_REQ];
+    bool write;
+    BdrvRequestFlags flags;
+} Batch;
+
+static void submit_batch(void *opaque)
+{
+    Batch *b = opaque;
+    for (int i = 0; i < N_REQ; i++) {
+        /* Scattered offsets, in reverse, one page apart. */
+        uint64_t off = (uint64_t) (N_REQ - 1 - i) * 2 * CHUNK + 512;
+        b->iov[i].iov_base = b->buf + (size_t) i * CHUNK;
+        b->iov[i].iov_len = CHUNK;
+        if (b->write) {
+            bdrv_aio_pwritev(b->bs, off, &b->iov[i], 1, b->flags, on_done, &b->r[i]);
+        } else {
+            bdrv_aio_preadv(b->bs, off, &b->iov[i], 1, on_done, &b->r[i]);
+        }
+    }
+}
+
+static void run_batch(BlockDriverState *bs, uint8_t *buf, bool write, BdrvRequestFlags flags)
+{
+    Batch b = { .bs = bs, .buf = buf, .write = write, .flags = flags };
+    owned(submit_batch, &b);
+    wait_all(b.r, N_REQ);
+    for (int i = 0; i < N_REQ; i++) {
+        g_assert_cmpint(b.r[i].ret, ==, 0);
+        result_clear(&b.r[i]);
+    }
+}
+
+static void round_trip(BlockDriverState *bs, BdrvRequestFlags flags)
+{
+    g_autofree uint8_t *out = g_malloc(N_REQ * CHUNK);
+    g_autofree uint8_t *in = g_malloc0(N_REQ * CHUNK);
+    for (size_t i = 0; i < N_REQ * CHUNK; i++) {
+        out[i] = (uint8_t) (i * 13 + i / 4093 + flags);
+    }
+    run_batch(bs, out, true, flags);
+    run_batch(bs, in, false, 0);
+    g_assert_cmpmem(in, N_REQ * CHUNK, out, N_REQ * CHUNK);
+}
+
+typedef struct {
+    BlockDriverState *bs;
+    Result r;
+} One;
+
+static void submit_flush(void *opaque)
+{
+    One *o = opaque;
+    bdrv_aio_flush(o->bs, on_done, &o->r);
+}
+
+static void test_buffered(void)
+{
+    g_autofree char *path = make_file("buffered.img", 4 * MiB);
+    BlockDriverState *bs = open_file(path, "aio=io_uring");
+    round_trip(bs, 0);
+    round_trip(bs, BDRV_REQ_FUA);
+    One o = { .bs = bs };
+    owned(submit_flush, &o);
+    wait_all(&o.r, 1);
+    g_assert_cmpint(o.r.ret, ==, 0);
+    result_clear(&o.r);
+    if (kernel_has_io_uring()) {
+        g_assert_true(have_io_uring_fd());
+    } else {
+        g_test_message("no io_uring here: the checks ran through the worker pool");
+    }
+    close_node(bs);
+    g_unlink(path);
+}
+
+typedef struct {
+    BlockDriverState *bs;
+    struct iovec *iov;
+    int niov;
+    uint64_t off;
+    Result r;
+    bool write;
+} Vec;
+
+static void submit_vec(void *opaque)
+{
+    Vec *v = opaque;
+    if (v->write) {
+        bdrv_aio_pwritev(v->bs, v->off, v->iov, v->niov, 0, on_done, &v->r);
+    } else {
+        bdrv_aio_preadv(v->bs, v->off, v->iov, v->niov, on_done, &v->r);
+    }
+}
+
+static int run_vec(BlockDriverState *bs, bool write, uint64_t off, struct iovec *iov, int niov)
+{
+    Vec v = { .bs = bs, .iov = iov, .niov = niov, .off = off, .write = write };
+    owned(submit_vec, &v);
+    wait_all(&v.r, 1);
+    int ret = v.r.ret;
+    result_clear(&v.r);
+    return ret;
+}
+
+/* 150 pieces, a third of them empty: the ring takes the whole vector. */
+static void test_scattered(void)
+{
+    g_autofree char *path = make_file("scattered.img", MiB);
+    BlockDriverState *bs = open_file(path, NULL);   /* the default uses the ring too */
+    g_autofree uint8_t *w = g_malloc(150 * 1000), *rd = g_malloc0(150 * 1000);
+    struct iovec wi[150], ri[150];
+    size_t total = 0;
+    for (int i = 0; i < 150; i++) {
+        size_t len = i % 3 == 0 ? 0 : 1000;
+        wi[i] = (struct iovec) { w + i * 1000, len };
+        ri[i] = (struct iovec) { rd + i * 1000, len };
+        memset(w + i * 1000, i + 1, 1000);
+        total += len;
+    }
+    g_assert_cmpint(run_vec(bs, true, 7777, wi, 150), ==, 0);
+    g_assert_cmpint(run_vec(bs, false, 7777, ri, 150), ==, 0);
+    for (int i = 0; i < 150; i++) {
+        g_assert_cmpmem(ri[i].iov_base, ri[i].iov_len, wi[i].iov_base, wi[i].iov_len);
+    }
+    g_assert_cmpuint(total, ==, 100 * 1000);
+    close_node(bs);
+    g_unlink(path);
+}
+
+/* A 10000-byte file is a 10240-byte node: the ring's read comes back short. */
+static void test_tail_past_eof(void)
+{
+    g_autofree char *path = g_build_filename(tmpdir, "tail.img", NULL);
+    g_autofree uint8_t *data = g_malloc(10000);
+    memset(data, 0x5c, 10000);
+    g_assert_true(g_file_set_contents(path, (const char *) data, 10000, NULL));
+    BlockDriverState *bs = open_file(path, "aio=io_uring");
+    g_assert_cmpuint(bdrv_getlength(bs), ==, 10240);
+    uint8_t buf[10240];
+    memset(buf, 0xff, sizeof(buf));
+    struct iovec iov[2] = { { buf, 6000 }, { buf + 6000, 4240 } };
+    g_assert_cmpint(run_vec(bs, false, 0, iov, 2), ==, 0);
+    g_assert_cmpmem(buf, 10000, data, 10000);
+    g_assert_true(is_zero(buf + 10000, 240));
+    close_node(bs);
+    g_unlink(path);
+}
+
+/* O_DIRECT: aligned requests take the ring, unaligned ones the bounce path. */
+static void test_direct(void)
+{
+    g_autofree char *path = make_file("direct.img", 2 * MiB);
+    g_autoptr(GError) err = NULL;
+    g_autofree char *opts = g_strdup_printf("driver=file,node-name=u,filename=%s,"
+                                            "cache.direct=on,aio=io_uring", path);
+    BlockDriverState *bs = open_keyval(opts, &err);
+    if (!bs) {
+        g_test_skip("O_DIRECT is not supported here");
+        return;
+    }
+    void *abuf = NULL;
+    g_assert_cmpint(posix_memalign(&abuf, 4096, 64 * KiB), ==, 0);
+    memset(abuf, 0x3a, 64 * KiB);
+    struct iovec a = { abuf, 64 * KiB };
+    g_assert_cmpint(run_vec(bs, true, 128 * KiB, &a, 1), ==, 0);
+    uint8_t odd[1000];
+    memset(odd, 0x4b, sizeof(odd));
+    struct iovec u = { odd, sizeof(odd) };
+    g_assert_cmpint(run_vec(bs, true, 128 * KiB + 3, &u, 1), ==, 0);
+    memset(abuf, 0, 64 * KiB);
+    g_assert_cmpint(run_vec(bs, false, 128 * KiB, &a, 1), ==, 0);
+    uint8_t *p = abuf;
+    g_assert_cmpint(p[0], ==, 0x3a);
+    g_assert_true(p[3] == 0x4b && p[1002] == 0x4b && p[1003] == 0x3a);
+    free(abuf);
+    close_node(bs);
+    g_unlink(path);
+}
+
+/* aio=threads keeps the worker pool; the data is the same. */
+static void test_threads_option(void)
+{
+    g_autofree char *path = make_file("threads.img", 4 * MiB);
+    BlockDriverState *bs = open_file(path, "aio=threads");
+    round_trip(bs, BDRV_REQ_FUA);
+    close_node(bs);
+    g_unlink(path);
+}
+
+int main(int argc, char **argv)
+{
+    g_autoptr(GError) err = NULL;
+    g_test_init(&argc, &argv, NULL);
+    tmpdir = g_dir_make_tmp("berth-uring-XXXXXX", &err);
+    g_assert_no_error(err);
+    g_test_add_func("/block/file-uring/buffered", test_buffered);
+    g_test_add_func("/block/file-uring/scattered", test_scattered);
+    g_test_add_func("/block/file-uring/tail-past-eof", test_tail_past_eof);
+    g_test_add_func("/block/file-uring/direct", test_direct);
+    g_test_add_func("/block/file-uring/threads-option", test_threads_option);
+    int ret = run_block_tests(NULL);
+    g_rmdir(tmpdir);
+    g_free(tmpdir);
+    return ret;
+}
