@@ -338,21 +338,35 @@ typedef struct {
     NBDExportInfo *info;
     GError *err;
     GMainContext *ctx;
+    uint64_t open_timeout;      /* seconds */
     gint done;
 } OpenWait;
+
+/* Between attempts of the first connection while open-timeout runs. */
+#define OPEN_RETRY_US G_USEC_PER_SEC
 
 static gpointer open_thread(gpointer opaque)
 {
     OpenWait *w = opaque;
-    nbd_conn_establish(w->target, &w->ch, w->info, &w->err);
+    /* open-timeout: keep trying until it runs out (0: one attempt), as QEMU. */
+    gint64 deadline = g_get_monotonic_time() + (gint64) w->open_timeout * G_USEC_PER_SEC;
+    while (!nbd_conn_establish(w->target, &w->ch, w->info, &w->err)) {
+        gint64 left = deadline - g_get_monotonic_time();
+        if (left <= 0) {
+            break;
+        }
+        g_clear_error(&w->err);
+        g_usleep(MIN(left, OPEN_RETRY_US));
+    }
     g_atomic_int_set(&w->done, 1);
     g_main_context_wakeup(w->ctx);
     return NULL;
 }
 
-static bool connect_first(NbdState *st, BerthChannel **ch, GError **errp)
+static bool connect_first(NbdState *st, uint64_t open_timeout, BerthChannel **ch,
+                          GError **errp)
 {
-    OpenWait w = { .target = st->target, .info = &st->info,
+    OpenWait w = { .target = st->target, .info = &st->info, .open_timeout = open_timeout,
                    .ctx = g_main_context_ref_thread_default() };
     GThread *t = g_thread_new("nbd-open", open_thread, &w);
     if (g_main_context_acquire(w.ctx)) {
@@ -384,7 +398,7 @@ static bool nbd_open(BlockDriverState *bs, const BdrvOptions *opts, GError **err
     st->reconnect_delay = opts->nbd.reconnect_delay;
 
     BerthChannel *ch = NULL;
-    if (!connect_first(st, &ch, errp)) {
+    if (!connect_first(st, MIN(opts->nbd.open_timeout, (uint64_t) G_MAXINT32), &ch, errp)) {
         state_free(st);
         return false;
     }

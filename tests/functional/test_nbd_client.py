@@ -741,6 +741,40 @@ class Unreachable(NbdClientCase):
         self.assertEqual(r, {"return": {}})
         self.assertEqual(self.q.cmd("blockdev-del", {"node-name": "n3"}), {"return": {}})
 
+    def test_open_timeout_waits_for_the_server(self):
+        # blockdev-add keeps trying while the peer is still starting
+        path = self.path("late.sock")
+        result = {}
+
+        def add():
+            t0 = time.monotonic()
+            result["reply"] = self.q.cmd("blockdev-add", {
+                "driver": "nbd", "node-name": "n4", "open-timeout": 20,
+                "server": {"type": "unix", "path": path}})
+            result["elapsed"] = time.monotonic() - t0
+
+        t = threading.Thread(target=add)
+        t.start()
+        time.sleep(1.5)
+        self.nbdkit(["memory", "size=1M"], name="late", sock=path)
+        t.join(30 * SLOW)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(result["reply"], {"return": {}})
+        self.assertGreater(result["elapsed"], 1.0)
+        self.assertEqual(self.q.cmd("blockdev-del", {"node-name": "n4"}), {"return": {}})
+
+    def test_open_timeout_expires(self):
+        path = self.path("never.sock")
+        t0 = time.monotonic()
+        r = self.q.cmd("blockdev-add", {"driver": "nbd", "node-name": "n5", "open-timeout": 2,
+                                        "server": {"type": "unix", "path": path}})
+        elapsed = time.monotonic() - t0
+        self.assertIn("error", r, r)
+        self.assertIn(path, r["error"]["desc"])
+        self.assertGreater(elapsed, 1.5)
+        self.assertLess(elapsed, 15 * SLOW)
+        self.assert_healthy("n5")
+
     def test_command_line(self):
         path = self.path("nobody.sock")
         rc, _, err = bh.run_daemon_once(nbd_blockdev("n", sock=path), self.tmpdir,
