@@ -29,7 +29,7 @@ typedef struct FileState {
     int zero_range_ok;
     int punch_ok;
     GMutex rmw_lock;           /* serialises O_DIRECT read-modify-write */
-    bool use_uring;            /* reads, writes, flushes through io_uring when possible */
+    bool use_uring;            /* reads and O_DIRECT writes through io_uring when possible */
 } FileState;
 
 /* file-posix.c: finish a request with a message naming the file. */
@@ -40,10 +40,10 @@ void bdrv_file_do_write(BdrvRequest *req);
 void bdrv_file_do_flush(BdrvRequest *req);
 
 /*
- * file-posix-uring.c: start a READ, WRITE or FLUSH on the io_uring of the
- * submitter's context, on that context's own thread.  False when the ring
- * cannot take it (no io_uring, another thread, unaligned O_DIRECT): the
- * caller then uses the worker pool.
+ * file-posix-uring.c: start a READ (or an O_DIRECT WRITE) on the io_uring of
+ * the submitter's context, on that context's own thread.  False when the
+ * ring does not take it (buffered writes, flushes, no io_uring, another
+ * thread, unaligned O_DIRECT): the caller then uses the worker pool.
  */
 bool bdrv_file_uring_submit(FileState *s, BdrvRequest *req);
 

@@ -339,9 +339,7 @@ static void file_submit(BdrvRequest *req)
         }
         break;
     case BDRV_OP_FLUSH:
-        if (!bdrv_file_uring_submit(s, req)) {
-            bdrv_worker_submit(req, bdrv_file_do_flush);
-        }
+        bdrv_worker_submit(req, bdrv_file_do_flush);
         break;
     case BDRV_OP_DISCARD:
         bdrv_worker_submit(req, file_do_discard);
@@ -485,7 +483,8 @@ static bool file_open(BlockDriverState *bs, const BdrvOptions *opts, GError **er
     s->filename = g_strdup(filename);
     s->is_block_dev = S_ISBLK(st.st_mode);
     s->direct = bs->cache_direct;
-    /* Default and aio=io_uring: the ring when the kernel lets us have one. */
+    /* Default and aio=io_uring: the ring (for reads, O_DIRECT writes) when
+     * the kernel lets us have one. */
     s->use_uring = !opts->file.has_aio || opts->file.aio == BDRV_FILE_AIO_IO_URING;
     s->no_flush = bs->cache_no_flush;
     s->req_align = s->mem_align = 1;

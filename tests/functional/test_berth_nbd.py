@@ -219,6 +219,16 @@ class Lifetime(ToolTestCase):
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     sock = self.sock(tool)
                     d = self.serve(exe, ["-k", sock, self.image], sock=sock, name=str(sig))
+                    if tool == "qemu-nbd":
+                        # qemu-nbd 7.2 can miss a signal that lands while it
+                        # is still starting up (seen here once in ~10 runs):
+                        # repeat it; berth-nbd must stop on the first.
+                        for _ in range(int(bh.STOP_TIMEOUT)):
+                            d.send_signal(sig)
+                            if d.wait_exit(1) is not None:
+                                break
+                        self.assertEqual(d.wait_exit(1), 0, d.describe())
+                        continue
                     self.assert_stops(d, sig)
 
     def test_shared(self):

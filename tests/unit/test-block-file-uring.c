@@ -1,11 +1,11 @@
 /*
  * Unit tests of the file driver's io_uring path (block/file-posix-uring.c):
- * requests submitted from the thread that owns the context (as the NBD
- * server submits from its dispatch) go through the context's ring.  Many
- * writes and reads in flight, scattered buffers, FUA and flush, a read that
- * runs past the end of the file (short transfer, then zeroes), O_DIRECT
- * aligned (ring) and unaligned (falls back to the bounce path), aio=threads
- * beside it.  The ring's existence is checked in /proc/self/fd; where the
+ * reads submitted from the thread that owns the context (as the NBD server
+ * submits from its dispatch) go through the context's ring, and so do
+ * O_DIRECT writes; buffered writes and flushes take the worker pool beside
+ * them.  Many requests in flight, scattered buffers, FUA and flush, a read
+ * that runs past the end of the file (short transfer, then zeroes), O_DIRECT
+ * aligned (ring) and unaligned (falls back to the bounce path), aio=threads.  The ring's existence is checked in /proc/self/fd; where the
  * kernel refuses io_uring the same data checks run through the fallback.
  */
 #include "block-test-util.h"
@@ -147,6 +147,8 @@ static void submit_flush(void *opaque)
     bdrv_aio_flush(o->bs, on_done, &o->r);
 }
 
+static int run_vec(BlockDriverState *bs, bool write, uint64_t off, struct iovec *iov, int niov);
+
 static void test_buffered(void)
 {
     g_autofree char *path = make_file("buffered.img", 4 * MiB);
@@ -158,6 +160,17 @@ static void test_buffered(void)
     wait_all(&o.r, 1);
     g_assert_cmpint(o.r.ret, ==, 0);
     result_clear(&o.r);
+    /* Past the inline page-cache limit (64 KiB), reads take the ring. */
+    g_autofree uint8_t *big = g_malloc(256 * KiB);
+    struct iovec bv = { big, 256 * KiB };
+    g_assert_cmpint(run_vec(bs, false, 0, &bv, 1), ==, 0);
+    for (int i = 0; i < N_REQ; i++) {
+        uint64_t off = (uint64_t) (N_REQ - 1 - i) * 2 * CHUNK + 512;
+        if (off + CHUNK <= 256 * KiB) {
+            g_assert_cmpuint(big[off], ==, (uint8_t) ((i * CHUNK) * 13 + (i * CHUNK) / 4093 +
+                                                      BDRV_REQ_FUA));
+        }
+    }
     if (kernel_has_io_uring()) {
         g_assert_true(have_io_uring_fd());
     } else {
