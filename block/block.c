@@ -195,6 +195,14 @@ BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
     bs->filename = drv->describe ? drv->describe(bs, &opts) : NULL;
     argspec_clear(tables, &opts);
 
+    /* A driver may turn the caller's loop while it opens (nbd connects on a
+     * thread meanwhile): another monitor could have taken the name. */
+    if (bdrv_find_node(bs->node_name)) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
+                    "Duplicate nodes with node-name='%s'", bs->node_name);
+        bdrv_free(bs);
+        return NULL;
+    }
     node_table_init();
     bs->in_table = true;
     g_hash_table_insert(node_table, bs->node_name, bs);
