@@ -1,7 +1,7 @@
 /*
- * Scaffolding shared by the unit tests that run berth's NBD server
- * in-process (test-nbd-client.c, test-nbd-client-list.c,
- * test-nbd-client-session.c, test-nbd-export.c): memory nodes and named
+ * Scaffolding shared by the NBD unit tests (test-nbd-client.c,
+ * test-nbd-client-list.c, test-nbd-client-{session,fake,death,sync}.c,
+ * test-nbd-export.c): memory nodes and named
  * exports on them, the server on a Unix socket (restarted with or without
  * TLS), x509 certificates made at run time with certtool, a blocking client
  * run in a thread of its own while the main context serves it, scripted fake
