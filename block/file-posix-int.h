@@ -37,7 +37,6 @@ void bdrv_file_finish(FileState *s, BdrvRequest *req, int ret, const char *what,
 /* file-posix.c: the blocking implementations, run on the worker pool. */
 void bdrv_file_do_read(BdrvRequest *req);
 void bdrv_file_do_write(BdrvRequest *req);
-void bdrv_file_do_flush(BdrvRequest *req);
 
 /*
  * file-posix-uring.c: start a READ (or an O_DIRECT WRITE) on the io_uring of

@@ -82,17 +82,7 @@ static void op_fall_back(UringOp *op)
 {
     BdrvRequest *req = op->req;
     op_free(op);
-    switch (req->op) {
-    case BDRV_OP_READ:
-        bdrv_worker_submit(req, bdrv_file_do_read);
-        break;
-    case BDRV_OP_WRITE:
-        bdrv_worker_submit(req, bdrv_file_do_write);
-        break;
-    default:
-        bdrv_worker_submit(req, bdrv_file_do_flush);
-        break;
-    }
+    bdrv_worker_submit(req, req->op == BDRV_OP_READ ? bdrv_file_do_read : bdrv_file_do_write);
 }
 
 static bool op_queue(FileRing *r, UringOp *op);
@@ -107,30 +97,26 @@ static void op_complete(FileRing *r, UringOp *op, int res)
         return;
     }
     if (res < 0) {
-        const char *what = req->op == BDRV_OP_READ ? "read from"
-                         : req->op == BDRV_OP_WRITE ? "write to" : "flush";
-        uint64_t at = req->op == BDRV_OP_FLUSH ? 0 : req->offset + op->done;
+        uint64_t at = req->offset + op->done;
         op_free(op);
-        bdrv_file_finish(s, req, res, what, at);
+        bdrv_file_finish(s, req, res, req->op == BDRV_OP_READ ? "read from" : "write to", at);
         return;
     }
-    if (req->op != BDRV_OP_FLUSH) {
-        op->done += (uint64_t) res;
-        if (op->done < req->bytes) {
-            if (res == 0) {
-                /* A read past the end of the file: the rest reads as zeroes. */
-                berth_iov_memset(req->iov, req->niov, op->done, 0, req->bytes - op->done);
-            } else {
-                g_free(op->rest);
-                op->rest = g_new(struct iovec, MAX(req->niov, 1));
-                op->rest_n = berth_iov_slice(req->iov, req->niov, op->done,
-                                             req->bytes - op->done, op->rest, req->niov, NULL);
-                if (!op_queue(r, op)) {
-                    op_fall_back(op);
-                }
-                return;
-            }
+    op->done += (uint64_t) res;
+    if (op->done < req->bytes && res > 0) {
+        /* A short transfer: queue the rest. */
+        g_free(op->rest);
+        op->rest = g_new(struct iovec, MAX(req->niov, 1));
+        op->rest_n = berth_iov_slice(req->iov, req->niov, op->done, req->bytes - op->done,
+                                     op->rest, req->niov, NULL);
+        if (!op_queue(r, op)) {
+            op_fall_back(op);
         }
+        return;
+    }
+    if (op->done < req->bytes) {
+        /* A read past the end of the file: the rest reads as zeroes. */
+        berth_iov_memset(req->iov, req->niov, op->done, 0, req->bytes - op->done);
     }
     op_free(op);
     bdrv_request_complete(req, 0, NULL);
@@ -218,7 +204,7 @@ static bool op_queue(FileRing *r, UringOp *op)
             io_uring_prep_readv(sqe, op->s->fd, iov, n, req->offset + op->done);
         }
         break;
-    case BDRV_OP_WRITE:
+    default:    /* BDRV_OP_WRITE */
         if (n == 1) {
             io_uring_prep_write(sqe, op->s->fd, iov->iov_base, (unsigned) iov->iov_len,
                                 req->offset + op->done);
@@ -227,9 +213,6 @@ static bool op_queue(FileRing *r, UringOp *op)
             io_uring_prep_writev2(sqe, op->s->fd, iov, n, req->offset + op->done,
                                   op->rwflags);
         }
-        break;
-    default:
-        io_uring_prep_fsync(sqe, op->s->fd, IORING_FSYNC_DATASYNC);
         break;
     }
     io_uring_sqe_set_data(sqe, op);

@@ -126,7 +126,7 @@ void bdrv_file_do_write(BdrvRequest *req)
     bdrv_file_finish(s, req, ret, "write to", at);
 }
 
-void bdrv_file_do_flush(BdrvRequest *req)
+static void file_do_flush(BdrvRequest *req)
 {
     FileState *s = req->bs->opaque;
 
@@ -339,7 +339,7 @@ static void file_submit(BdrvRequest *req)
         }
         break;
     case BDRV_OP_FLUSH:
-        bdrv_worker_submit(req, bdrv_file_do_flush);
+        bdrv_worker_submit(req, file_do_flush);
         break;
     case BDRV_OP_DISCARD:
         bdrv_worker_submit(req, file_do_discard);
