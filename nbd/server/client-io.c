@@ -105,8 +105,18 @@ void nbd_client_io_start(NBDClient *client)
     client->source = src;
 }
 
+static size_t item_length(const NBDOutItem *it)
+{
+    size_t total = 0;
+    for (int i = 0; i < it->niov; i++) {
+        total += it->iov[i].iov_len;
+    }
+    return total;
+}
+
 static void drop_output(NBDClient *client)
 {
+    client->out_bytes = 0;
     while (client->out_head) {
         NBDOutItem *item = client->out_head;
         client->out_head = item->next;
@@ -223,13 +233,10 @@ static void flush_output(NBDClient *client)
         }
         /* Retire fully written items, remember how far into the next we got. */
         size_t left = wrote;
+        client->out_bytes -= wrote;
         while (client->out_head) {
             NBDOutItem *it = client->out_head;
-            size_t total = 0;
-            for (int i = 0; i < it->niov; i++) {
-                total += it->iov[i].iov_len;
-            }
-            size_t rest = total - it->skip;
+            size_t rest = item_length(it) - it->skip;
             if (left < rest) {
                 it->skip += left;
                 break;
@@ -242,8 +249,24 @@ static void flush_output(NBDClient *client)
             it->sent(it);
         }
     }
+    if (client->out_backlog && client->out_bytes < NBD_HANDSHAKE_MAX_OUTPUT) {
+        client->out_backlog = false;
+        nbd_client_pause_reading(client, false);
+    }
     update_events(client);
     maybe_finish_drain(client);
+}
+
+bool nbd_client_output_backlogged(NBDClient *client)
+{
+    if (client->out_bytes < NBD_HANDSHAKE_MAX_OUTPUT) {
+        return false;
+    }
+    if (!client->out_backlog) {
+        client->out_backlog = true;
+        nbd_client_pause_reading(client, true);
+    }
+    return true;
 }
 
 void nbd_client_send_item(NBDClient *client, NBDOutItem *item)
@@ -254,6 +277,7 @@ void nbd_client_send_item(NBDClient *client, NBDOutItem *item)
     }
     item->next = NULL;
     item->skip = 0;
+    client->out_bytes += item_length(item);
     if (client->out_tail) {
         client->out_tail->next = item;
     } else {

@@ -559,6 +559,11 @@ bool nbd_handshake_input(NBDClient *client)
             }
             continue;
         }
+        /* A peer that does not read our replies gets no more of them:
+         * its options wait in the socket, not in our memory. */
+        if (nbd_client_output_backlogged(client)) {
+            return true;
+        }
         if (handshake_step(client)) {
             continue;
         }

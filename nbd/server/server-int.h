@@ -22,6 +22,10 @@
 #define NBD_CLIENT_MAX_IN_FLIGHT_BYTES (96u * 1024 * 1024)
 /* Option lengths are judged by nbd_opt_check_length() before any byte of
  * the payload is read: accepted ones fit the input buffer whole. */
+/* A handshaking peer that does not read our replies: we stop reading its
+ * options while this much output is queued, so its memory stays bounded
+ * whatever it sends (one option's replies may go past it once). */
+#define NBD_HANDSHAKE_MAX_OUTPUT (64 * 1024)
 /* Handshakes must finish within this time. */
 #define NBD_HANDSHAKE_TIMEOUT_SEC 30
 
@@ -97,7 +101,9 @@ struct NBDClient {
     uint8_t *inbuf;
     size_t in_start, in_end;
     NBDOutItem *out_head, *out_tail;
+    size_t out_bytes;           /* queued and not yet written */
     bool read_paused;
+    bool out_backlog;           /* handshake reading stopped until output drains */
     bool kick_read;             /* dispatch a read without waiting for poll */
     bool kick_flush;            /* flush queued replies at the next dispatch */
 
@@ -144,6 +150,10 @@ void nbd_client_pause_reading(NBDClient *client, bool paused);
 /* Drop connection state and close after the output queue drains (or now). */
 void nbd_client_finish(NBDClient *client, bool flush_first);
 size_t nbd_client_input_avail(NBDClient *client);
+/* Handshake only: true (and reading stops until the queue drains below
+ * NBD_HANDSHAKE_MAX_OUTPUT) when the peer has not read enough of our
+ * replies to be given more. */
+bool nbd_client_output_backlogged(NBDClient *client);
 /* Dispatch the input handler again soon even if the fd stays quiet: used
  * when a handler stops early with input still buffered. */
 void nbd_client_kick_read(NBDClient *client);

@@ -13,6 +13,7 @@ import random
 import socket
 import struct
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True     # keep the source tree clean
@@ -835,6 +836,72 @@ class Crowd(ProtocolBase):
         self.assertLess(time.monotonic() - start, 5.0, "service slowed by stalled peers")
         for c in stalled:
             c.close()
+
+
+class HandshakeFlood(ProtocolBase):
+    """A peer that sends options and never reads the replies must cost the
+    server a bounded amount of memory: the server stops reading while its
+    replies are not taken, and every reply still arrives once they are."""
+
+    OPT_UNKNOWN = 0x1234
+    OPTION = w.pack_option(OPT_UNKNOWN)
+
+    def flood(self, c, budget=64 * MiB, seconds=3.0):
+        """Send unknown options without reading until the server stops
+        taking them; returns the number of bytes it took."""
+        c.sock.setblocking(False)
+        block = self.OPTION * 4096
+        sent, deadline = 0, time.monotonic() + seconds
+        progress = time.monotonic()
+        while sent < budget and time.monotonic() < deadline:
+            try:
+                sent += c.sock.send(block[sent % len(block):])
+                progress = time.monotonic()
+            except BlockingIOError:
+                if time.monotonic() - progress > 0.5:
+                    break           # the server stopped taking them
+                time.sleep(0.01)
+        c.sock.setblocking(True)
+        c.sock.settimeout(10)
+        return sent
+
+    def test_unread_replies_are_bounded(self):
+        before = self.daemon.memory_kib("VmRSS")
+        c = self.haggling()
+        sent = self.flood(c)
+        # What the two socket buffers and one input buffer hold, not 64 MiB.
+        self.assertLess(sent, 16 * MiB, "server kept reading options nobody reads replies of")
+        grown = self.daemon.memory_kib("VmRSS") - before
+        self.assertLess(grown, 16 * 1024, "RSS grew by %d KiB" % grown)
+        # Nothing was lost: finish the last option (while we read, as the
+        # server waits for us), and each one is answered, in order.
+        rest = self.OPTION[sent % len(self.OPTION):] if sent % len(self.OPTION) else b""
+        writer = threading.Thread(
+            target=c.try_send, args=(rest + w.pack_option(w.OPT_ABORT),), daemon=True)
+        writer.start()
+        options = -(-sent // len(self.OPTION))
+        for i in range(options):
+            r = c.read_option_reply()
+            self.assertEqual((r.option, r.type), (self.OPT_UNKNOWN, w.REP_ERR_UNSUP),
+                             "reply %d of %d" % (i, options))
+        r = c.read_option_reply()
+        self.assertEqual((r.option, r.type), (w.OPT_ABORT, w.REP_ACK))
+        writer.join(10)
+
+    def test_memory_given_back(self):
+        before = self.daemon.memory_kib("VmRSS")
+        clients = [self.haggling() for _ in range(8)]
+        for c in clients:
+            self.flood(c, seconds=1.0)
+        for c in clients:
+            c.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            grown = self.daemon.memory_kib("VmRSS") - before
+            if grown < 4 * 1024:
+                break
+            time.sleep(0.1)
+        self.assertLess(grown, 4 * 1024, "RSS still %d KiB above its start" % grown)
 
 
 if __name__ == "__main__":

@@ -156,6 +156,27 @@ class X509(TlsBase):
         with self.assertRaises(nbd.Error):
             h.connect_unix(self.sock)
 
+    def test_plaintext_flood_is_bounded(self):
+        """Before TLS, each option is refused with TLS_REQD: a peer with no
+        credentials that never reads those refusals costs bounded memory."""
+        daemon = self.daemons[self.sock]
+        before = daemon.memory_kib("VmRSS")
+        with w.RawClient(self.sock, timeout=10) as c:
+            c.start()
+            c.sock.setblocking(False)
+            block = w.pack_option(w.OPT_LIST) * 4096
+            sent, progress = 0, time.monotonic()
+            while sent < 64 * MiB and time.monotonic() - progress < 0.5:
+                try:
+                    sent += c.sock.send(block[sent % len(block):])
+                    progress = time.monotonic()
+                except BlockingIOError:
+                    time.sleep(0.01)
+            self.assertLess(sent, 16 * MiB, "server kept reading unanswered options")
+            grown = daemon.memory_kib("VmRSS") - before
+            self.assertLess(grown, 16 * 1024, "RSS grew by %d KiB" % grown)
+        self.handle(self.sock, certs=self.pki.client).shutdown()
+
     def test_export_name_without_tls_disconnects(self):
         with w.RawClient(self.sock, timeout=10) as c:
             c.start()
