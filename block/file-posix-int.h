@@ -32,9 +32,12 @@ typedef struct FileState {
     bool use_uring;            /* reads and O_DIRECT writes through io_uring when possible */
 } FileState;
 
-/* file-posix.c: finish a request with a message naming the file. */
+/* file-posix-io.c: fdatasync unless flushes are off; -errno on failure. */
+int bdrv_file_sync(FileState *s);
+/* file-posix-io.c: finish a request with a message naming the file. */
 void bdrv_file_finish(FileState *s, BdrvRequest *req, int ret, const char *what, uint64_t at);
-/* file-posix.c: the blocking implementations, run on the worker pool. */
+/* file-posix-io.c: the blocking implementations, run on the worker pool
+ * (and by io_uring's fallback); they finish the request. */
 void bdrv_file_do_read(BdrvRequest *req);
 void bdrv_file_do_write(BdrvRequest *req);
 

@@ -4,11 +4,14 @@
  * O_DIRECT requests that do not meet the device's alignment (with
  * read-modify-write for partial blocks), and writing zeroes from a shared
  * zero region where the filesystem cannot zero ranges itself. Everything
- * here returns -errno and says where it failed; the caller words the error.
+ * here returns -errno and says where it failed; the caller words the error,
+ * except the blocking read and write paths at the end, which finish their
+ * request themselves (the pool runs them, and io_uring falls back to them).
  */
 #include "block/file-posix-int.h"
 
 #include <errno.h>
+#include <gio/gio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -242,3 +245,85 @@ int bdrv_file_write_zero_buffers(FileState *s, uint64_t offset, uint64_t bytes,
     return 0;
 }
 
+/* ---- blocking reads and writes: complete the request -------------------- */
+
+static GError *file_error(FileState *s, int err, const char *what, uint64_t offset)
+{
+    return g_error_new(G_IO_ERROR, g_io_error_from_errno(err),
+                       "Could not %s '%s' at offset %" G_GUINT64_FORMAT ": %s",
+                       what, s->filename, offset, g_strerror(err));
+}
+
+void bdrv_file_finish(FileState *s, BdrvRequest *req, int ret, const char *what,
+                      uint64_t at)
+{
+    bdrv_request_complete(req, ret, ret < 0 ? file_error(s, -ret, what, at) : NULL);
+}
+
+int bdrv_file_sync(FileState *s)
+{
+    if (s->no_flush) {
+        return 0;
+    }
+    while (fdatasync(s->fd) < 0) {
+        if (errno != EINTR) {
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+void bdrv_file_do_read(BdrvRequest *req)
+{
+    FileState *s = req->bs->opaque;
+    uint64_t at = req->offset;
+    int ret = -EINVAL;
+
+    if (bdrv_file_request_aligned(s, req)) {
+        ret = bdrv_file_transfer(s->fd, false, req->iov, req->niov, req->offset, req->bytes,
+                                 0, &at);
+    }
+    /* Unaligned, or O_DIRECT rules the probe could not see: bounce. */
+    if (ret == -EINVAL && s->direct) {
+        ret = bdrv_file_read_bounce(s, req, &at);
+    }
+    bdrv_file_finish(s, req, ret, "read from", at);
+}
+
+void bdrv_file_do_write(BdrvRequest *req)
+{
+    FileState *s = req->bs->opaque;
+    bool fua = (req->flags & BDRV_REQ_FUA) && !s->no_flush;
+    bool synced = false;
+    uint64_t at = req->offset;
+    int ret = -EINVAL;
+
+    if (bdrv_file_request_aligned(s, req)) {
+        bool try_dsync = fua && g_atomic_int_get(&s->dsync_ok);
+
+        if (try_dsync) {
+            ret = bdrv_file_transfer(s->fd, true, req->iov, req->niov, req->offset,
+                                     req->bytes, RWF_DSYNC, &at);
+            synced = ret == 0;
+        }
+        if (!try_dsync || ret == -EOPNOTSUPP || ret == -EINVAL) {
+            ret = bdrv_file_transfer(s->fd, true, req->iov, req->niov, req->offset,
+                                     req->bytes, 0, &at);
+            /* Then the kernel does not know RWF_DSYNC: fdatasync from now on. */
+            if (try_dsync && ret == 0) {
+                g_atomic_int_set(&s->dsync_ok, 0);
+            }
+        }
+    }
+    if (ret == -EINVAL && s->direct) {
+        ret = bdrv_file_write_bounce(s, req->iov, req->niov, req->offset, req->bytes, &at);
+    }
+    if (ret == 0 && fua && !synced) {
+        ret = bdrv_file_sync(s);
+        if (ret < 0) {
+            bdrv_file_finish(s, req, ret, "flush", req->offset);
+            return;
+        }
+    }
+    bdrv_file_finish(s, req, ret, "write to", at);
+}
