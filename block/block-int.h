@@ -13,6 +13,7 @@
 
 #include "block/block.h"
 #include "util/argspec.h"
+#include "util/iov.h"
 
 #include <gio/gio.h>
 
@@ -227,21 +228,6 @@ bool bdrv_request_add_extent(BdrvRequest *req, uint64_t length, uint32_t status)
 
 /* Run work(req) on the shared worker pool (a few threads for all nodes). */
 void bdrv_worker_submit(BdrvRequest *req, void (*work)(BdrvRequest *req));
-
-/* An iovec walker: copies and fills without flattening the caller's array. */
-typedef struct BdrvIovCursor {
-    const struct iovec *iov;
-    int niov;
-    int idx;
-    size_t off;                 /* within iov[idx] */
-} BdrvIovCursor;
-
-void bdrv_iov_cursor_init(BdrvIovCursor *c, const struct iovec *iov, int niov);
-void bdrv_iov_cursor_skip(BdrvIovCursor *c, size_t bytes);
-void bdrv_iov_cursor_to_buf(BdrvIovCursor *c, void *buf, size_t bytes);
-void bdrv_iov_cursor_from_buf(BdrvIovCursor *c, const void *buf, size_t bytes);
-void bdrv_iov_cursor_memset(BdrvIovCursor *c, int byte, size_t bytes);
-bool bdrv_iov_is_zero(const struct iovec *iov, int niov);
 
 /* --- completion queues (completion.c) ----------------------------------- */
 

@@ -182,7 +182,7 @@ static void request_submit(BdrvRequest *req)
         break;
     case BDRV_OP_WRITE:
         if (bs->detect_zeroes != BDRV_DETECT_ZEROES_OFF && req->bytes > 0 &&
-            bdrv_iov_is_zero(req->iov, req->niov)) {
+            berth_iov_is_zero(req->iov, req->niov)) {
             req->op = BDRV_OP_WRITE_ZEROES;
             req->flags &= BDRV_REQ_FUA;
             if (bs->detect_zeroes == BDRV_DETECT_ZEROES_UNMAP) {

@@ -35,9 +35,9 @@ static const char *zero_region(void)
 int bdrv_file_transfer(int fd, bool is_write, const struct iovec *iov, int niov,
                        uint64_t offset, uint64_t bytes, int rwflags, uint64_t *failed_at)
 {
-    BdrvIovCursor c;
+    BerthIovCursor c;
 
-    bdrv_iov_cursor_init(&c, iov, niov);
+    berth_iov_cursor_init(&c, iov, niov);
     while (bytes > 0) {
         struct iovec vec[FILE_IOV_BATCH];
         int n = 0;
@@ -75,10 +75,10 @@ int bdrv_file_transfer(int fd, bool is_write, const struct iovec *iov, int niov,
                 *failed_at = offset;
                 return -ENOSPC;
             }
-            bdrv_iov_cursor_memset(&c, 0, bytes);
+            berth_iov_cursor_memset(&c, 0, bytes);
             return 0;
         }
-        bdrv_iov_cursor_skip(&c, r);
+        berth_iov_cursor_skip(&c, r);
         offset += r;
         bytes -= r;
     }
@@ -138,14 +138,14 @@ int bdrv_file_read_bounce(FileState *s, BdrvRequest *req, uint64_t *failed_at)
     uint64_t pos = req->offset & ~(align - 1);
     uint64_t aligned_end = (end + align - 1) & ~(align - 1);
     g_autofree char *buf = NULL;
-    BdrvIovCursor c;
+    BerthIovCursor c;
 
     buf = bounce_alloc(s, FILE_WINDOW);
     if (!buf) {
         *failed_at = req->offset;
         return -ENOMEM;
     }
-    bdrv_iov_cursor_init(&c, req->iov, req->niov);
+    berth_iov_cursor_init(&c, req->iov, req->niov);
     while (pos < aligned_end) {
         uint64_t n = MIN((uint64_t) FILE_WINDOW, aligned_end - pos);
         uint64_t from = MAX(pos, req->offset), to = MIN(pos + n, end);
@@ -154,7 +154,7 @@ int bdrv_file_read_bounce(FileState *s, BdrvRequest *req, uint64_t *failed_at)
         if (ret < 0) {
             return ret;
         }
-        bdrv_iov_cursor_from_buf(&c, buf + (from - pos), to - from);
+        berth_iov_cursor_from_buf(&c, buf + (from - pos), to - from);
         pos += n;
     }
     return 0;
@@ -173,7 +173,7 @@ int bdrv_file_write_bounce(FileState *s, const struct iovec *iov, int niov,
     uint64_t pos = offset & ~(align - 1);
     uint64_t aligned_end = (end + align - 1) & ~(align - 1);
     g_autofree char *buf = NULL;
-    BdrvIovCursor c;
+    BerthIovCursor c;
     int ret = 0;
 
     buf = bounce_alloc(s, FILE_WINDOW);
@@ -181,7 +181,7 @@ int bdrv_file_write_bounce(FileState *s, const struct iovec *iov, int niov,
         *failed_at = offset;
         return -ENOMEM;
     }
-    bdrv_iov_cursor_init(&c, iov, niov);
+    berth_iov_cursor_init(&c, iov, niov);
     g_mutex_lock(&s->rmw_lock);
     while (pos < aligned_end && ret == 0) {
         uint64_t n = MIN((uint64_t) FILE_WINDOW, aligned_end - pos);
@@ -201,7 +201,7 @@ int bdrv_file_write_bounce(FileState *s, const struct iovec *iov, int niov,
             break;
         }
         if (iov) {
-            bdrv_iov_cursor_to_buf(&c, buf + (from - pos), to - from);
+            berth_iov_cursor_to_buf(&c, buf + (from - pos), to - from);
         } else {
             memset(buf + (from - pos), 0, to - from);
         }

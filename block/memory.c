@@ -208,10 +208,10 @@ static void memory_close(BlockDriverState *bs)
 
 static void memory_read(MemoryState *s, BdrvRequest *req)
 {
-    BdrvIovCursor c;
+    BerthIovCursor c;
     uint64_t pos = req->offset, end = req->offset + req->bytes;
 
-    bdrv_iov_cursor_init(&c, req->iov, req->niov);
+    berth_iov_cursor_init(&c, req->iov, req->niov);
     g_rw_lock_reader_lock(&s->lock);
     while (pos < end) {
         uint64_t pg = pos >> PAGE_SHIFT;
@@ -220,9 +220,9 @@ static void memory_read(MemoryState *s, BdrvRequest *req)
         const char *page = page_lookup(s, pg);
 
         if (page) {
-            bdrv_iov_cursor_from_buf(&c, page + in_page, n);
+            berth_iov_cursor_from_buf(&c, page + in_page, n);
         } else {
-            bdrv_iov_cursor_memset(&c, 0, n);
+            berth_iov_cursor_memset(&c, 0, n);
         }
         pos += n;
     }
@@ -232,7 +232,7 @@ static void memory_read(MemoryState *s, BdrvRequest *req)
 
 /* Copies into pages that exist under the shared lock; returns the offset
  * of the first page that must be allocated, or end. */
-static uint64_t write_existing(MemoryState *s, BdrvIovCursor *c, uint64_t pos, uint64_t end)
+static uint64_t write_existing(MemoryState *s, BerthIovCursor *c, uint64_t pos, uint64_t end)
 {
     while (pos < end) {
         size_t in_page = pos & (PAGE_SIZE - 1);
@@ -242,7 +242,7 @@ static uint64_t write_existing(MemoryState *s, BdrvIovCursor *c, uint64_t pos, u
         if (!page) {
             break;
         }
-        bdrv_iov_cursor_to_buf(c, page + in_page, n);
+        berth_iov_cursor_to_buf(c, page + in_page, n);
         pos += n;
     }
     return pos;
@@ -250,10 +250,10 @@ static uint64_t write_existing(MemoryState *s, BdrvIovCursor *c, uint64_t pos, u
 
 static void memory_write(MemoryState *s, BdrvRequest *req)
 {
-    BdrvIovCursor c;
+    BerthIovCursor c;
     uint64_t pos = req->offset, end = req->offset + req->bytes;
 
-    bdrv_iov_cursor_init(&c, req->iov, req->niov);
+    berth_iov_cursor_init(&c, req->iov, req->niov);
     g_rw_lock_reader_lock(&s->lock);
     pos = write_existing(s, &c, pos, end);
     g_rw_lock_reader_unlock(&s->lock);
@@ -275,7 +275,7 @@ static void memory_write(MemoryState *s, BdrvRequest *req)
                               " of memory node '%s'", pos, req->bs->node_name);
             return;
         }
-        bdrv_iov_cursor_to_buf(&c, page + in_page, n);
+        berth_iov_cursor_to_buf(&c, page + in_page, n);
         pos += n;
     }
     g_rw_lock_writer_unlock(&s->lock);

@@ -85,10 +85,10 @@ static void null_submit(BdrvRequest *req)
     switch (req->op) {
     case BDRV_OP_READ:
         if (s->read_zeroes) {
-            BdrvIovCursor c;
+            BerthIovCursor c;
 
-            bdrv_iov_cursor_init(&c, req->iov, req->niov);
-            bdrv_iov_cursor_memset(&c, 0, req->bytes);
+            berth_iov_cursor_init(&c, req->iov, req->niov);
+            berth_iov_cursor_memset(&c, 0, req->bytes);
         }
         break;
     case BDRV_OP_BLOCK_STATUS:

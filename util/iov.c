@@ -1,6 +1,8 @@
 /*
- * iovec range helpers (include/util/iov.h): one slicing walk, on which
- * copying and filling are built.
+ * iovec helpers (include/util/iov.h): one slicing walk by offset, on which
+ * copying and filling are built; a cursor that walks an array front to back
+ * (what the drivers use to copy into or fill the caller's buffers without
+ * flattening them); zero detection.
  */
 #include "util/iov.h"
 
@@ -78,4 +80,109 @@ static void fill_piece(struct iovec *piece, uint64_t done, void *opaque)
 void berth_iov_memset(const struct iovec *iov, int niov, uint64_t off, int c, uint64_t len)
 {
     for_each_piece(iov, niov, off, len, fill_piece, &c);
+}
+
+/* ---- cursor ---------------------------------------------------------------- */
+
+void berth_iov_cursor_init(BerthIovCursor *c, const struct iovec *iov, int niov)
+{
+    c->iov = iov;
+    c->niov = niov;
+    c->idx = 0;
+    c->off = 0;
+}
+
+/*
+ * Calls fn on each contiguous piece of the next `bytes` bytes and advances
+ * the cursor. Running past the end of the array stops silently: the generic
+ * layer has already checked that the array is as long as the request.
+ */
+static void cursor_walk(BerthIovCursor *c, size_t bytes,
+                        void (*fn)(void *piece, size_t len, gpointer data),
+                        gpointer data)
+{
+    while (bytes > 0 && c->idx < c->niov) {
+        size_t avail = c->iov[c->idx].iov_len - c->off;
+        size_t n = MIN(avail, bytes);
+
+        if (n > 0 && fn) {
+            fn((char *) c->iov[c->idx].iov_base + c->off, n, data);
+        }
+        bytes -= n;
+        c->off += n;
+        if (c->off == c->iov[c->idx].iov_len) {
+            c->idx++;
+            c->off = 0;
+        }
+    }
+}
+
+void berth_iov_cursor_skip(BerthIovCursor *c, size_t bytes)
+{
+    cursor_walk(c, bytes, NULL, NULL);
+}
+
+static void copy_out(void *piece, size_t len, gpointer data)
+{
+    char **buf = data;
+
+    memcpy(*buf, piece, len);
+    *buf += len;
+}
+
+void berth_iov_cursor_to_buf(BerthIovCursor *c, void *buf, size_t bytes)
+{
+    char *p = buf;
+
+    cursor_walk(c, bytes, copy_out, &p);
+}
+
+static void copy_in(void *piece, size_t len, gpointer data)
+{
+    const char **buf = data;
+
+    memcpy(piece, *buf, len);
+    *buf += len;
+}
+
+void berth_iov_cursor_from_buf(BerthIovCursor *c, const void *buf, size_t bytes)
+{
+    const char *p = buf;
+
+    cursor_walk(c, bytes, copy_in, &p);
+}
+
+static void fill(void *piece, size_t len, gpointer data)
+{
+    memset(piece, *(int *) data, len);
+}
+
+void berth_iov_cursor_memset(BerthIovCursor *c, int byte, size_t bytes)
+{
+    cursor_walk(c, bytes, fill, &byte);
+}
+
+bool berth_buffer_is_zero(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+
+    /* Check a short prefix byte by byte, then compare the buffer against
+     * itself shifted by that prefix: memcmp is vectorised, a loop is not. */
+    size_t head = MIN(len, (size_t) 16);
+    for (size_t i = 0; i < head; i++) {
+        if (p[i]) {
+            return false;
+        }
+    }
+    return len <= head || memcmp(p, p + head, len - head) == 0;
+}
+
+bool berth_iov_is_zero(const struct iovec *iov, int niov)
+{
+    for (int i = 0; i < niov; i++) {
+        if (!berth_buffer_is_zero(iov[i].iov_base, iov[i].iov_len)) {
+            return false;
+        }
+    }
+    return true;
 }

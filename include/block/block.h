@@ -148,9 +148,6 @@ void bdrv_aio_block_status(BlockDriverState *bs, uint64_t offset, uint64_t bytes
                            guint max_extents,
                            BdrvBlockStatusFunc cb, gpointer opaque);
 
-/* True when len bytes at buf are all zero (vectorised; any thread). */
-bool bdrv_buffer_is_zero(const void *buf, size_t len);
-
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BlockDriverState, bdrv_put)
 
 G_END_DECLS

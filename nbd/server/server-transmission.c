@@ -7,6 +7,7 @@
  * copied twice. In-flight requests and bytes are bounded per connection.
  */
 #include "server-int.h"
+#include "util/iov.h"
 
 #include <errno.h>
 #include <string.h>
@@ -263,7 +264,7 @@ static void find_zero_runs(NBDRequestCtx *ctx)
     while (pos < len && n < NBD_READ_MAX_CHUNKS - 1) {
         uint64_t run = 0;
         while (pos + run < len &&
-               bdrv_buffer_is_zero(ctx->buf + pos + run,
+               berth_buffer_is_zero(ctx->buf + pos + run,
                                    MIN(NBD_ZERO_GRANULE, len - pos - run))) {
             run += MIN(NBD_ZERO_GRANULE, len - pos - run);
         }
@@ -276,7 +277,7 @@ static void find_zero_runs(NBDRequestCtx *ctx)
         uint64_t start = pos;
         pos += MAX(run, NBD_ZERO_GRANULE);
         while (pos < len) {
-            if (bdrv_buffer_is_zero(ctx->buf + pos, MIN(NBD_ZERO_GRANULE, len - pos))) {
+            if (berth_buffer_is_zero(ctx->buf + pos, MIN(NBD_ZERO_GRANULE, len - pos))) {
                 break;
             }
             pos += NBD_ZERO_GRANULE;

@@ -1,7 +1,7 @@
 /*
  * Unit tests of util/iov.c: slicing an iovec array at any offset and length,
- * and copying/filling across entry boundaries, including empty entries and
- * ranges that run past the end.
+ * copying/filling across entry boundaries, including empty entries and
+ * ranges that run past the end; the front-to-back cursor; zero detection.
  */
 #include "util/iov.h"
 
@@ -71,11 +71,53 @@ static void test_copy_and_fill(void)
     g_assert_cmpmem(buf, 16, want, 16);
 }
 
+static void test_cursor(void)
+{
+    uint8_t buf[16], out[16];
+    struct iovec iov[4];
+    make_iov(buf, iov);
+    memset(buf, 0, sizeof(buf));
+
+    BerthIovCursor c;
+    berth_iov_cursor_init(&c, iov, 4);
+    berth_iov_cursor_from_buf(&c, "0123456789", 10);   /* crosses the empty entry */
+    berth_iov_cursor_memset(&c, 'z', 100);              /* stops at the end */
+    g_assert_cmpmem(buf, 16, "0123456789zzzzzz", 16);
+
+    berth_iov_cursor_init(&c, iov, 4);
+    berth_iov_cursor_skip(&c, 2);
+    berth_iov_cursor_to_buf(&c, out, 7);
+    g_assert_cmpmem(out, 7, "2345678", 7);
+    berth_iov_cursor_to_buf(&c, out, 7);
+    g_assert_cmpmem(out, 7, "9zzzzzz", 7);
+}
+
+static void test_is_zero(void)
+{
+    uint8_t buf[4096] = { 0 };
+    struct iovec iov[4];
+    make_iov(buf, iov);
+    g_assert_true(berth_buffer_is_zero(buf, sizeof(buf)));
+    g_assert_true(berth_buffer_is_zero(buf, 0));
+    g_assert_true(berth_iov_is_zero(iov, 4));
+    for (size_t at = 0; at < sizeof(buf); at += 1021) {
+        buf[at] = 1;
+        g_assert_false(berth_buffer_is_zero(buf, sizeof(buf)));
+        g_assert_true(at < 16 ? !berth_iov_is_zero(iov, 4) : berth_iov_is_zero(iov, 4));
+        buf[at] = 0;
+    }
+    buf[4095] = 1;
+    g_assert_false(berth_buffer_is_zero(buf, sizeof(buf)));
+    g_assert_true(berth_buffer_is_zero(buf, 4095));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/util/iov/size", test_size);
     g_test_add_func("/util/iov/slice", test_slice);
     g_test_add_func("/util/iov/copy-and-fill", test_copy_and_fill);
+    g_test_add_func("/util/iov/cursor", test_cursor);
+    g_test_add_func("/util/iov/is-zero", test_is_zero);
     return g_test_run();
 }
