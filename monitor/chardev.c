@@ -27,17 +27,6 @@ typedef struct {
 static GHashTable *chardevs; /* id -> Chardev */
 static GQueue chardev_order = G_QUEUE_INIT;
 
-void monitor_init(void)
-{
-    static bool done;
-
-    if (!done) {
-        done = true;
-        qapi_init();
-        monitor_session_init_events();
-    }
-}
-
 static Chardev *chardev_find(const char *id)
 {
     return chardevs && id ? g_hash_table_lookup(chardevs, id) : NULL;
