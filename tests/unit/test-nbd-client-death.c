@@ -1,6 +1,6 @@
 /*
  * Unit tests of how the asynchronous NBD client session
- * (nbd/client-session.c, nbd/client-reply.c) dies and is freed, against
+ * (nbd/client/session.c, nbd/client/reply.c) dies and is freed, against
  * scripted fake servers.  A server that breaks the protocol (a bad magic, an
  * unknown or stale cookie, chunks outside or beyond the request, the wrong
  * chunk for the command, a bad error chunk, the connection closed in the

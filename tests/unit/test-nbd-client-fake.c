@@ -1,6 +1,6 @@
 /*
- * Unit tests of the asynchronous NBD client session (nbd/client-session.c,
- * nbd/client-reply.c) against scripted fake servers that answer correctly
+ * Unit tests of the asynchronous NBD client session (nbd/client/session.c,
+ * nbd/client/reply.c) against scripted fake servers that answer correctly
  * but awkwardly: replies out of order, a queue of more requests than may be
  * in flight, reads in pieces and holes in random order across odd iovec
  * boundaries, error chunks that fail one request and leave the session

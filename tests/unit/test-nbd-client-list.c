@@ -1,5 +1,5 @@
 /*
- * Unit tests of export listing (nbd_list_exports(), nbd/client-list.c).
+ * Unit tests of export listing (nbd_list_exports(), nbd/client/list.c).
  * Against berth's own server run in-process (on the main context of the
  * test's main thread, the blocking client in a GThread) with two described
  * exports, in plaintext and over x509 TLS (skipped without certtool); and

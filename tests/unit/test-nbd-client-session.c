@@ -1,6 +1,6 @@
 /*
- * Unit tests of the asynchronous NBD client session (nbd/client-session.c,
- * nbd/client-reply.c) against berth's own NBD server, in-process on the same
+ * Unit tests of the asynchronous NBD client session (nbd/client/session.c,
+ * nbd/client/reply.c) against berth's own NBD server, in-process on the same
  * main context, which the test's main thread drives with RUN_UNTIL().  The
  * blocking handshake runs in a GThread while the main loop serves it:
  * nbd_receive_negotiate() gives extended headers, and a hand-written

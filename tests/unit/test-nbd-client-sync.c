@@ -1,6 +1,6 @@
 /*
  * Unit tests of the blocking transmission primitives of the NBD client
- * (nbd/client.c), over a socketpair with the test playing the server by
+ * (nbd/client/request.c), over a socketpair with the test playing the server by
  * hand: nbd_send_request() in the compact and extended forms, with a write
  * payload from an iovec, a length a compact header cannot carry and a peer
  * that has gone; nbd_receive_reply() for simple, structured and extended
@@ -12,7 +12,7 @@
 #include "nbd-session-test-util.h"
 
 /* ======================================================================
- * Blocking primitives (nbd/client.c) over a socketpair
+ * Blocking primitives (nbd/client/request.c) over a socketpair
  * ====================================================================== */
 
 typedef struct Pair {

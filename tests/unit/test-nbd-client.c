@@ -1,5 +1,5 @@
 /*
- * Unit tests of the client half of the NBD handshake (nbd/client-negotiate.c)
+ * Unit tests of the client half of the NBD handshake (nbd/client/negotiate.c)
  * against berth's own server run in-process: the server lives on the main
  * context of the test's main thread, the blocking client runs in a GThread.
  * x509 certificates are made at start with certtool (the TLS cases are

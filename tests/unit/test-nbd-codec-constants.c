@@ -1,5 +1,5 @@
 /*
- * Unit tests for the NBD wire codec's constants (nbd/codec*.c): magics,
+ * Unit tests for the NBD wire codec's constants (nbd/proto/codec*.c): magics,
  * option, reply and flag values checked against the NBD specification, the
  * names of commands, options, replies and errors, and the mapping between
  * NBD error values and errno.

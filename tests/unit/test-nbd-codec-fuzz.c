@@ -1,5 +1,5 @@
 /*
- * Fuzz tests for the NBD wire codec (nbd/codec*.c): a seeded loop feeds
+ * Fuzz tests for the NBD wire codec (nbd/proto/codec*.c): a seeded loop feeds
  * random and mutated buffers to every decoder, each in a heap block of
  * exactly the tested length so valgrind or an ASan build reports any read
  * past the end, and checks that every result is well-formed.

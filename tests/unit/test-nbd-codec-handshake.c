@@ -1,5 +1,5 @@
 /*
- * Unit tests for the handshake part of the NBD wire codec (nbd/codec*.c):
+ * Unit tests for the handshake part of the NBD wire codec (nbd/proto/codec*.c):
  * the greeting, client flags, option headers, option replies and their
  * payloads, and the parsing of option data (NBD_OPT_EXPORT_NAME, INFO/GO,
  * meta contexts).  Every structure is checked against byte vectors written

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the transmission part of the NBD wire codec (nbd/codec*.c):
+ * Unit tests for the transmission part of the NBD wire codec (nbd/proto/codec*.c):
  * compact and extended requests, simple, structured and extended reply
  * headers, chunk payloads and block status chunks and payloads.  Every
  * structure is checked against byte vectors written out by hand from the

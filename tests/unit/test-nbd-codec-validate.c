@@ -1,6 +1,6 @@
 /*
  * Unit tests for nbd_request_validate() and the block status payload check
- * (nbd/codec*.c): each rule on commands, flags, ranges, lengths, block
+ * (nbd/proto/codec*.c): each rule on commands, flags, ranges, lengths, block
  * sizes, extended headers and read-only exports has a case.
  */
 #include "nbd-codec-test-util.h"

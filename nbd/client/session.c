@@ -9,7 +9,7 @@
  * I/O error or a protocol violation dies: every pending request fails with
  * EIO and the owner hears about it once.
  */
-#include "client-session-int.h"
+#include "session-int.h"
 
 #include "util/iov.h"
 

@@ -6,7 +6,7 @@
  * bounded buffer.  Any violation kills the session (nbd_session_die): after a
  * lie the stream cannot be trusted, and every pending request gets EIO.
  */
-#include "client-session-int.h"
+#include "session-int.h"
 
 #include "util/iov.h"
 
