@@ -8,7 +8,7 @@
  * still attached, even if notifiers add or remove each other meanwhile.
  * Everything runs on the main context's thread, so there are no locks.
  */
-#include "block/block-backend.h"
+#include "berth/block/block-backend.h"
 #include "block/block-int.h"
 
 typedef struct EjectNotifier {

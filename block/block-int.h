@@ -11,8 +11,8 @@
 #ifndef BERTH_BLOCK_BLOCK_INT_H
 #define BERTH_BLOCK_BLOCK_INT_H
 
-#include "block/block.h"
-#include "util/argspec.h"
+#include "berth/block/block.h"
+#include "berth/util/argspec.h"
 #include "util/iov.h"
 
 #include <gio/gio.h>

@@ -5,9 +5,9 @@
  * layout and error texts, and the DEVICE_TRAY_MOVED event. Handlers only
  * translate between QMP and the C API of block.h and block-backend.h.
  */
-#include "block/block.h"
-#include "block/block-backend.h"
-#include "util/qmp-command.h"
+#include "berth/block/block.h"
+#include "berth/block/block-backend.h"
+#include "berth/util/qmp-command.h"
 
 #include <string.h>
 #include <sys/stat.h>

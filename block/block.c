@@ -7,7 +7,7 @@
  * thread; references are atomic because requests from I/O threads hold them.
  */
 #include "block/block-int.h"
-#include "block/block-backend.h"
+#include "berth/block/block-backend.h"
 
 #include <errno.h>
 #include <string.h>

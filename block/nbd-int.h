@@ -8,8 +8,8 @@
 #define BERTH_BLOCK_NBD_INT_H
 
 #include "block-int.h"
-#include "block/nbd.h"
-#include "io/net-listener.h"
+#include "berth/nbd/client.h"
+#include "berth/io/net-listener.h"
 
 G_BEGIN_DECLS
 

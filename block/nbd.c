@@ -5,12 +5,12 @@
  * options, connects once at open (so blockdev-add fails with an error that
  * names the address), and turns each block request into NBD requests that
  * fit the export's limits; nbd-conn.c runs them on the node's I/O thread
- * through the client session of include/block/nbd.h.
+ * through the client session of include/berth/nbd/client.h.
  */
 #include "nbd-int.h"
 
 #include "util/iov.h"
-#include "util/qmp-command.h"
+#include "berth/util/qmp-command.h"
 
 #include <errno.h>
 #include <gio/gio.h>

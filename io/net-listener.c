@@ -4,7 +4,7 @@
  * GMainContext, and hand every accepted fd to the owner. Also the blocking
  * connect used by clients and tests, so both sides read addresses the same way.
  */
-#include "io/net-listener.h"
+#include "berth/io/net-listener.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -5,7 +5,7 @@
 #ifndef BERTH_IO_TLS_CREDS_INT_H
 #define BERTH_IO_TLS_CREDS_INT_H
 
-#include "io/tls-creds.h"
+#include "berth/io/tls-creds.h"
 
 #include <gnutls/gnutls.h>
 

@@ -9,7 +9,7 @@
  */
 #include "tls-creds-int.h"
 
-#include "util/qmp-command.h"
+#include "berth/util/qmp-command.h"
 
 #include <errno.h>
 #include <gio/gio.h>

@@ -7,9 +7,9 @@
  * no id specified") because that is what its users have seen.
  */
 #include "monitor-int.h"
-#include "io/net-listener.h"
-#include "qapi/qapi.h"
-#include "util/argspec.h"
+#include "berth/io/net-listener.h"
+#include "berth/qapi/qapi.h"
+#include "berth/util/argspec.h"
 #include "util/json.h"
 
 #include <gio/gio.h>

@@ -1,5 +1,5 @@
 /*
- * Streaming JSON for the QMP monitor (see include/monitor/json-reader.h).
+ * Streaming JSON for the QMP monitor (see monitor/json-reader.h).
  * Two stages share one pass over the bytes: a lexer that cuts tokens out of
  * input split anywhere, and a push parser with an explicit stack that
  * builds json-c values token by token, so nesting costs no C stack and

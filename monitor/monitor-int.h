@@ -6,7 +6,7 @@
 #ifndef BERTH_MONITOR_MONITOR_INT_H
 #define BERTH_MONITOR_MONITOR_INT_H
 
-#include "monitor/monitor.h"
+#include "berth/monitor/monitor.h"
 
 typedef struct MonitorSession MonitorSession;
 

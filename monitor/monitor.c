@@ -5,7 +5,7 @@
  * monitor never has to.
  */
 #include "monitor-int.h"
-#include "qapi/qapi.h"
+#include "berth/qapi/qapi.h"
 
 void monitor_init(void)
 {

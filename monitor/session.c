@@ -8,7 +8,7 @@
 #include "monitor-int.h"
 #include "monitor/json-reader.h"
 #include "qapi/json-writer.h"
-#include "qapi/qapi.h"
+#include "berth/qapi/qapi.h"
 
 #include <errno.h>
 #include <poll.h>

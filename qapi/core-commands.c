@@ -2,7 +2,7 @@
  * The commands that belong to the protocol itself rather than to a module:
  * capabilities negotiation, version and command introspection, and quit.
  */
-#include "qapi/qapi.h"
+#include "berth/qapi/qapi.h"
 #include "qapi/module-commands.h"
 #include "qapi-int.h"
 #include "berth-config.h"

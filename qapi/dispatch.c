@@ -5,7 +5,7 @@
  * and builds the reply, using QEMU's texts for every error so that clients
  * written against qemu-storage-daemon see the same messages.
  */
-#include "qapi/qapi.h"
+#include "berth/qapi/qapi.h"
 #include "qapi/json-writer.h"
 #include "qapi-int.h"
 

@@ -1,6 +1,6 @@
 /*
  * Serialises json-c values the way QEMU's monitor does (see
- * include/qapi/json-writer.h): the monitor and berth-qmp's tests compare
+ * qapi/json-writer.h): the monitor and berth-qmp's tests compare
  * bytes with qemu-storage-daemon, so spacing, member order, string escapes
  * and number formats all follow what QEMU 7.2 prints.
  */

@@ -5,10 +5,10 @@
  * objects belong to io/ (io/tls-creds.c) and are registered from here with
  * the rest.
  */
-#include "qapi/qapi.h"
+#include "berth/qapi/qapi.h"
 #include "qapi/module-commands.h"
 
-#include "io/tls-creds.h"
+#include "berth/io/tls-creds.h"
 
 #include <string.h>
 

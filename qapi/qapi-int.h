@@ -6,7 +6,7 @@
 #ifndef BERTH_QAPI_QAPI_INT_H
 #define BERTH_QAPI_QAPI_INT_H
 
-#include "qapi/qapi.h"
+#include "berth/qapi/qapi.h"
 
 /* The session of the request being dispatched, or NULL outside dispatch
  * (berthd calling a command directly). Borrowed. */

@@ -4,7 +4,7 @@
  * handling all read the same entries, so a command is declared in exactly
  * one place.
  */
-#include "qapi/qapi.h"
+#include "berth/qapi/qapi.h"
 #include "qapi/module-commands.h"
 
 static GHashTable *commands_by_name;

@@ -10,9 +10,9 @@
  */
 #include "berth-nbd.h"
 
-#include "block/nbd.h"
-#include "io/channel.h"
-#include "nbd/kernel.h"
+#include "berth/nbd/client.h"
+#include "berth/io/channel.h"
+#include "berth/nbd/kernel.h"
 
 #include <errno.h>
 #include <fcntl.h>

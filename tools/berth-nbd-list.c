@@ -8,9 +8,9 @@
  */
 #include "berth-nbd.h"
 
-#include "block/nbd.h"
-#include "io/net-listener.h"
-#include "io/tls-creds.h"
+#include "berth/nbd/client.h"
+#include "berth/io/net-listener.h"
+#include "berth/io/tls-creds.h"
 
 #include <inttypes.h>
 #include <stdio.h>

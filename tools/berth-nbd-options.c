@@ -9,7 +9,7 @@
 #include "berth-config.h"
 #include "berth-nbd.h"
 
-#include "nbd/nbd-proto.h"
+#include "berth/nbd/proto.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -13,11 +13,11 @@
  */
 #include "berth-nbd.h"
 #include "berthd-os.h"
-#include "block/block.h"
-#include "block/block-backend.h"
-#include "nbd/nbd-proto.h"
+#include "berth/block/block.h"
+#include "berth/block/block-backend.h"
+#include "berth/nbd/proto.h"
 #include "qapi/module-commands.h"
-#include "qapi/qapi.h"
+#include "berth/qapi/qapi.h"
 #include "util/json.h"
 #include "util/keyval.h"
 

@@ -12,7 +12,7 @@
 #ifndef BERTH_TOOLS_BERTH_NBD_H
 #define BERTH_TOOLS_BERTH_NBD_H
 
-#include "nbd/server.h"
+#include "berth/nbd/server.h"
 
 #include <glib.h>
 #include <stdbool.h>

@@ -9,12 +9,12 @@
  */
 #include "berth-config.h"
 #include "berthd-os.h"
-#include "block/block.h"
-#include "block/block-backend.h"
-#include "monitor/monitor.h"
-#include "nbd/server.h"
+#include "berth/block/block.h"
+#include "berth/block/block-backend.h"
+#include "berth/monitor/monitor.h"
+#include "berth/nbd/server.h"
 #include "qapi/module-commands.h"
-#include "qapi/qapi.h"
+#include "berth/qapi/qapi.h"
 #include "util/json.h"
 #include "util/keyval.h"
 

@@ -6,7 +6,7 @@
  * met rather than a message, because the message depends on the member
  * being decoded and is chosen by argspec.c.
  */
-#include "util/argspec.h"
+#include "berth/util/argspec.h"
 #include "util/argspec-int.h"
 
 #include <errno.h>

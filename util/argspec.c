@@ -9,7 +9,7 @@
  * The same walk serves QMP (real JSON types) and the command line, where
  * keyval_parse() hands over every scalar as a string to be converted here.
  */
-#include "util/argspec.h"
+#include "berth/util/argspec.h"
 #include "util/argspec-int.h"
 
 #include <gio/gio.h>

@@ -1,5 +1,5 @@
 /*
- * iovec helpers (include/util/iov.h): one slicing walk by offset, on which
+ * iovec helpers (util/iov.h): one slicing walk by offset, on which
  * copying and filling are built; a cursor that walks an array front to back
  * (what the drivers use to copy into or fill the caller's buffers without
  * flattening them); zero detection.

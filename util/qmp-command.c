@@ -5,7 +5,7 @@
  * those modules can declare commands, emit events and find objects without
  * knowing that a monitor exists.
  */
-#include "util/qmp-command.h"
+#include "berth/util/qmp-command.h"
 
 #include <string.h>
 

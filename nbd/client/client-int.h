@@ -7,8 +7,8 @@
 #ifndef BERTH_NBD_CLIENT_INT_H
 #define BERTH_NBD_CLIENT_INT_H
 
-#include "block/nbd.h"
-#include "nbd/codec.h"
+#include "berth/nbd/client.h"
+#include "nbd/proto/codec.h"
 
 G_BEGIN_DECLS
 

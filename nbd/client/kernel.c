@@ -2,10 +2,10 @@
  * Linux kernel NBD attach through the ioctls of <linux/nbd.h>, every system
  * call going through a replaceable NBDKernelOps table (see nbd/kernel.h).
  *
- * Only <linux/nbd.h> is used here, not nbd/nbd-proto.h: both define the
+ * Only <linux/nbd.h> is used here, not berth/nbd/proto.h: both define the
  * protocol constants and would clash.
  */
-#include "nbd/kernel.h"
+#include "berth/nbd/kernel.h"
 
 #include <errno.h>
 #include <fcntl.h>

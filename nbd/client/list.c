@@ -1,6 +1,6 @@
 /*
  * Listing a server's exports, blocking (nbd_list_exports() in
- * include/block/nbd.h): the handshake a `berth-nbd -L` or `qemu-nbd -L` does.
+ * include/berth/nbd/client.h): the handshake a `berth-nbd -L` or `qemu-nbd -L` does.
  * After the greeting (and STARTTLS), structured replies are asked for only
  * to learn whether metadata contexts can be listed; NBD_OPT_LIST gives the
  * names, then each export is asked about with NBD_OPT_INFO and

@@ -1,12 +1,12 @@
 /*
  * Client side of the NBD handshake (fixed newstyle), blocking: see
- * include/block/nbd.h. The wire format is all in the codec; this file only
+ * include/berth/nbd/client.h. The wire format is all in the codec; this file only
  * sequences options and checks every reply against what was asked.
  */
 #include "client-int.h"
 
 #include "io/tls.h"
-#include "nbd/codec.h"
+#include "nbd/proto/codec.h"
 
 #include <errno.h>
 #include <gio/gio.h>

@@ -1,11 +1,12 @@
 /*
- * Blocking transmission primitives of the NBD client (include/block/nbd.h):
+ * Blocking transmission primitives of the NBD client (include/berth/nbd/client.h):
  * send a request header (plus its payload), read one reply header, move a
  * whole iovec.  They wait with poll() through the channel's blocking helpers
  * and never interpret more than one header, so tools and tests can drive the
  * protocol step by step; the asynchronous session does the real work.
  */
-#include "block/nbd.h"
+#include "berth/nbd/client.h"
+#include "nbd/proto/codec.h"
 
 #include <gio/gio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /*
- * The asynchronous NBD client session (include/block/nbd.h): requests are
+ * The asynchronous NBD client session (include/berth/nbd/client.h): requests are
  * checked against what the export advertised, given a slot (the cookie
  * carries the slot and a generation, so a stale or invented cookie from the
  * server is caught), and written in batches with one vectored write per

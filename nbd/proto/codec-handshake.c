@@ -11,7 +11,7 @@
  */
 #include <string.h>
 
-#include "nbd/codec.h"
+#include "nbd/proto/codec.h"
 
 /* ---- Greeting and client flags ---- */
 

@@ -10,7 +10,7 @@
  */
 #include <string.h>
 
-#include "nbd/codec.h"
+#include "nbd/proto/codec.h"
 
 /* ---- Requests ---- */
 

@@ -12,7 +12,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "nbd/codec.h"
+#include "nbd/proto/codec.h"
 
 const char *nbd_cmd_name(uint16_t cmd)
 {

@@ -8,8 +8,8 @@
  * is really gone. Checks run in the order qemu-storage-daemon 7.2 runs
  * them, with its texts, so that the first error reported is the same.
  */
-#include "nbd/server.h"
-#include "util/qmp-command.h"
+#include "berth/nbd/server.h"
+#include "berth/util/qmp-command.h"
 
 #include <string.h>
 

@@ -8,9 +8,9 @@
 #ifndef BERTH_NBD_SERVER_INT_H
 #define BERTH_NBD_SERVER_INT_H
 
-#include "nbd/server.h"
-#include "nbd/nbd-proto.h"
-#include "nbd/codec.h"
+#include "berth/nbd/server.h"
+#include "berth/nbd/proto.h"
+#include "nbd/proto/codec.h"
 
 /* Bytes of socket input read per wakeup; request headers are parsed from it
  * in one go. Small write payloads are copied out of it, large ones are read

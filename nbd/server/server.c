@@ -6,8 +6,8 @@
  */
 #include "server-int.h"
 
-#include "io/tls-creds.h"
-#include "util/qmp-command.h"
+#include "berth/io/tls-creds.h"
+#include "berth/util/qmp-command.h"
 
 #include <gio/gio.h>
 

@@ -1,5 +1,5 @@
 /*
- * A host program that uses berth's NBD client API (block/nbd.h) with
+ * A host program that uses berth's NBD client API (berth/nbd/client.h) with
  * nothing but `pkg-config --cflags --libs berth`.  To be self-contained it
  * also serves a memory node over a unix socket from a thread of its own
  * (the server runs on the global default context); the client connects to
@@ -7,10 +7,10 @@
  * NBDClientSession driven by the main thread's own context.  Exit 0 only if
  * every byte round-trips.  docs/client.rst walks through this file.
  */
-#include <block/block.h>
-#include <block/nbd.h>
-#include <io/net-listener.h>
-#include <nbd/server.h>
+#include <berth/block/block.h>
+#include <berth/nbd/client.h>
+#include <berth/io/net-listener.h>
+#include <berth/nbd/server.h>
 
 #include <stdio.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * writes a pattern and reads it back with the asynchronous API on its own
  * GMainContext and loop, and exits 0 only if the data round-trips.
  */
-#include <block/block.h>
+#include <berth/block/block.h>
 
 #include <string.h>
 

@@ -11,7 +11,7 @@
 #ifndef BERTH_TESTS_BLOCK_TEST_UTIL_H
 #define BERTH_TESTS_BLOCK_TEST_UTIL_H
 
-#include "block/block.h"
+#include "berth/block/block.h"
 #include "util/keyval.h"
 
 #include <string.h>

@@ -13,11 +13,11 @@
 #ifndef BERTH_TESTS_NBD_TEST_UTIL_H
 #define BERTH_TESTS_NBD_TEST_UTIL_H
 
-#include "block/nbd.h"
+#include "berth/nbd/client.h"
 #include "io/tls.h"
-#include "nbd/codec.h"
-#include "nbd/server.h"
-#include "util/qmp-command.h"
+#include "nbd/proto/codec.h"
+#include "berth/nbd/server.h"
+#include "berth/util/qmp-command.h"
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>

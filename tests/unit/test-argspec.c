@@ -9,7 +9,7 @@
 #include <glib.h>
 #include <string.h>
 
-#include "util/argspec.h"
+#include "berth/util/argspec.h"
 #include "util/keyval.h"
 
 #include "util/json.h"

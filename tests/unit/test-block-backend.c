@@ -5,7 +5,7 @@
  * notifiers: each fires exactly once, before the medium's reference goes,
  * also when notifiers remove each other or the drive is deleted.
  */
-#include "block/block-backend.h"
+#include "berth/block/block-backend.h"
 #include "block-test-util.h"
 
 #include <string.h>

@@ -8,9 +8,9 @@
  * events after negotiation, recovery, and the oversized-message hang-up.
  */
 #include "monitor/json-reader.h"
-#include "monitor/monitor.h"
+#include "berth/monitor/monitor.h"
 #include "qapi/json-writer.h"
-#include "util/qmp-command.h"
+#include "berth/util/qmp-command.h"
 
 #include <errno.h>
 #include <string.h>

@@ -6,7 +6,7 @@
  * per request, and argument checks are seen to happen before any ioctl.
  * Finally the real nbd_kernel_open() is run on a missing /dev/nbd0.
  */
-#include "nbd/kernel.h"
+#include "berth/nbd/kernel.h"
 
 #include <errno.h>
 #include <fcntl.h>

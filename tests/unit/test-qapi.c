@@ -9,7 +9,7 @@
 #include "berth-config.h"
 #include "qapi/json-writer.h"
 #include "qapi/module-commands.h"
-#include "qapi/qapi.h"
+#include "berth/qapi/qapi.h"
 #include "util/json.h"
 
 #include <gio/gio.h>

@@ -1,15 +1,16 @@
 /*
  * NBD wire protocol numbers, as fixed by the NBD specification
  * (NetworkBlockDevice/nbd doc/proto.md, including the extended-headers
- * revision).  This header holds nothing but numbers and sizes: the magics,
- * every flag field, option and reply codes, command codes, chunk types,
- * error values, metadata-context states, and the limits berth applies on
- * top of the specification.  Both the server and the client include it;
- * the codec (nbd/codec.h) builds on it.  Every value is in host order here;
- * on the wire everything is big-endian.
+ * revision): the magics, every flag field, option and reply codes, command
+ * codes, chunk types, error values, metadata-context states, the limits
+ * berth applies on top of the specification, and the few decoded messages
+ * that the client API (berth/nbd/client.h) hands out.  Both the server and
+ * the client include it; the private codec (nbd/proto/codec.h) builds on
+ * it.  Every value is in host order here; on the wire everything is
+ * big-endian.
  */
-#ifndef BERTH_NBD_NBD_PROTO_H
-#define BERTH_NBD_NBD_PROTO_H
+#ifndef BERTH_NBD_PROTO_H
+#define BERTH_NBD_PROTO_H
 
 #include <stdint.h>
 
@@ -166,4 +167,45 @@
 /* Bytes of zero padding after NBD_OPT_EXPORT_NAME's reply without NO_ZEROES. */
 #define NBD_EXPORT_NAME_ZEROES      124u
 
-#endif /* BERTH_NBD_NBD_PROTO_H */
+/* ---- Decoded messages that the client API hands out ---- */
+
+/* Which transmission headers were negotiated. */
+typedef enum NBDMode {
+    NBD_MODE_SIMPLE = 0,   /* compact requests, simple replies only */
+    NBD_MODE_STRUCTURED,   /* compact requests, simple or structured replies */
+    NBD_MODE_EXTENDED,     /* extended requests and extended replies only */
+} NBDMode;
+
+/* One request header, either size. */
+typedef struct NBDRequest {
+    uint16_t flags;                 /* NBD_CMD_FLAG_* */
+    uint16_t type;                  /* NBD_CMD_* */
+    uint64_t cookie;                /* opaque, echoed in the reply */
+    uint64_t offset;
+    uint64_t length;                /* compact: 32-bit; extended: payload or effect length */
+} NBDRequest;
+
+typedef enum NBDReplyKind {
+    NBD_REPLY_KIND_SIMPLE = 0,
+    NBD_REPLY_KIND_STRUCTURED,
+    NBD_REPLY_KIND_EXTENDED,
+} NBDReplyKind;
+
+/* One reply header of any kind. */
+typedef struct NBDReplyHeader {
+    NBDReplyKind kind;
+    uint64_t cookie;
+    uint32_t error;                 /* simple only */
+    uint16_t flags;                 /* chunks only: NBD_REPLY_FLAG_* */
+    uint16_t type;                  /* chunks only: NBD_REPLY_TYPE_* */
+    uint64_t offset;                /* extended only: echoes the request offset */
+    uint64_t length;                /* chunks only: payload bytes that follow */
+} NBDReplyHeader;
+
+/* One block-status extent, either size. */
+typedef struct NBDExtent {
+    uint64_t length;
+    uint32_t flags;
+} NBDExtent;
+
+#endif /* BERTH_NBD_PROTO_H */

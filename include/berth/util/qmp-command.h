@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <json-c/json.h>
 
-#include "util/argspec.h"
+#include "berth/util/argspec.h"
 
 G_BEGIN_DECLS
 

@@ -17,7 +17,7 @@
 #ifndef BERTH_BLOCK_BLOCK_BACKEND_H
 #define BERTH_BLOCK_BLOCK_BACKEND_H
 
-#include "block/block.h"
+#include "berth/block/block.h"
 
 G_BEGIN_DECLS
 

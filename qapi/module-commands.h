@@ -10,7 +10,7 @@
 #ifndef BERTH_QAPI_MODULE_COMMANDS_H
 #define BERTH_QAPI_MODULE_COMMANDS_H
 
-#include "util/qmp-command.h"
+#include "berth/util/qmp-command.h"
 
 G_BEGIN_DECLS
 

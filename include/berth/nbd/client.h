@@ -33,9 +33,9 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "io/channel.h"
-#include "io/tls-creds.h"
-#include "nbd/codec.h"
+#include "berth/io/channel.h"
+#include "berth/io/tls-creds.h"
+#include "berth/nbd/proto.h"
 
 G_BEGIN_DECLS
 

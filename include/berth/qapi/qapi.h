@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <json-c/json.h>
 
-#include "util/qmp-command.h"
+#include "berth/util/qmp-command.h"
 
 G_BEGIN_DECLS
 

@@ -17,8 +17,8 @@
 #ifndef BERTH_IO_TLS_H
 #define BERTH_IO_TLS_H
 
-#include "io/channel.h"
-#include "io/tls-creds.h"
+#include "berth/io/channel.h"
+#include "berth/io/tls-creds.h"
 
 G_BEGIN_DECLS
 

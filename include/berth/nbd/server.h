@@ -27,10 +27,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "block/block.h"
-#include "block/block-backend.h"
-#include "io/channel.h"
-#include "io/net-listener.h"
+#include "berth/block/block.h"
+#include "berth/block/block-backend.h"
+#include "berth/io/channel.h"
+#include "berth/io/net-listener.h"
 
 G_BEGIN_DECLS
 

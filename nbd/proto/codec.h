@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "nbd/nbd-proto.h"
+#include "berth/nbd/proto.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -83,12 +83,6 @@ typedef struct NBDStringView {
     size_t len;
 } NBDStringView;
 
-/* Which transmission headers were negotiated. */
-typedef enum NBDMode {
-    NBD_MODE_SIMPLE = 0,   /* compact requests, simple replies only */
-    NBD_MODE_STRUCTURED,   /* compact requests, simple or structured replies */
-    NBD_MODE_EXTENDED,     /* extended requests and extended replies only */
-} NBDMode;
 
 /* ======================================================================
  * Sizes of fixed-size messages
@@ -359,13 +353,6 @@ size_t nbd_encode_opt_meta_context(uint8_t *buf, size_t cap, const char *name,
  * Transmission: requests
  * ====================================================================== */
 
-typedef struct NBDRequest {
-    uint16_t flags;                 /* NBD_CMD_FLAG_* */
-    uint16_t type;                  /* NBD_CMD_* */
-    uint64_t cookie;                /* opaque, echoed in the reply */
-    uint64_t offset;
-    uint64_t length;                /* compact: 32-bit; extended: payload or effect length */
-} NBDRequest;
 
 /* Header size for the mode: 28 bytes, or 32 with extended headers. */
 size_t nbd_request_header_size(NBDMode mode);
@@ -499,22 +486,7 @@ NBDRequestVerdict nbd_block_status_payload_validate(const NBDRequest *req,
  * Transmission: replies
  * ====================================================================== */
 
-typedef enum NBDReplyKind {
-    NBD_REPLY_KIND_SIMPLE = 0,
-    NBD_REPLY_KIND_STRUCTURED,
-    NBD_REPLY_KIND_EXTENDED,
-} NBDReplyKind;
 
-/* One reply header of any kind. */
-typedef struct NBDReplyHeader {
-    NBDReplyKind kind;
-    uint64_t cookie;
-    uint32_t error;                 /* simple only */
-    uint16_t flags;                 /* chunks only: NBD_REPLY_FLAG_* */
-    uint16_t type;                  /* chunks only: NBD_REPLY_TYPE_* */
-    uint64_t offset;                /* extended only: echoes the request offset */
-    uint64_t length;                /* chunks only: payload bytes that follow */
-} NBDReplyHeader;
 
 size_t nbd_encode_simple_reply(uint8_t *buf, uint64_t cookie, uint32_t error);
 /* 20-byte structured chunk header; 0 if length does not fit in 32 bits. */
@@ -581,10 +553,6 @@ typedef struct NBDErrorChunk {
 NBDDecodeResult nbd_decode_error_chunk(const uint8_t *buf, size_t len, uint16_t type,
                                        NBDErrorChunk *out);
 
-typedef struct NBDExtent {
-    uint64_t length;
-    uint32_t flags;
-} NBDExtent;
 
 typedef struct NBDBlockStatusView {
     uint32_t context_id;
