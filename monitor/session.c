@@ -1,9 +1,11 @@
 /*
  * One QMP session on a connected, non-blocking socket: the greeting, then a
  * loop of read → JSON reader → qapi_dispatch() → queued reply, with events
- * queued to every session past capabilities negotiation. Input is read
- * only while the queued output is small, so a peer that sends requests but
- * never reads replies stops being read instead of growing our buffers.
+ * queued to every session past capabilities negotiation. Requests are
+ * parsed only while the queued output is below a low mark, so a peer that
+ * sends requests but never reads replies stops being read instead of
+ * growing our buffers; once its output drains, the input it has already
+ * sent is parsed again before anything more is read.
  */
 #include "monitor-int.h"
 #include "monitor/json-reader.h"
@@ -103,14 +105,21 @@ static bool session_write(MonitorSession *s)
 static void session_update_watch(MonitorSession *s)
 {
     GIOCondition cond = 0;
+    bool may_parse = output_pending(s) < OUTPUT_LOW_MARK;
 
-    if (!s->eof && s->in->len == 0 && output_pending(s) < OUTPUT_LOW_MARK) {
+    if (!s->eof && s->in->len == 0 && may_parse) {
         cond |= G_IO_IN;
     }
     if (output_pending(s) > 0) {
         cond |= G_IO_OUT;
     }
     g_source_modify_unix_fd(s->source, s->fd_tag, cond);
+    /*
+     * Input left over when the output went above the low mark waits for no
+     * socket event: the peer sent it already. Once the output is below the
+     * mark again (written here, or by an event's write), dispatch at once.
+     */
+    g_source_set_ready_time(s->source, s->in->len > 0 && may_parse ? 0 : -1);
 }
 
 static void session_handle_value(MonitorSession *s, json_object *request)

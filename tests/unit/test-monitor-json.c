@@ -3,13 +3,17 @@
  * reads at every byte, several values per read, whitespace, QEMU's error
  * texts for malformed input and resynchronisation after it, and the limits
  * that make an oversized message fatal. Each input is fed whole, byte by
- * byte and in odd chunks, and must give the same results every time. A
- * last test runs a whole QMP session over a socketpair: greeting, framing,
- * events after negotiation, recovery, and the oversized-message hang-up.
+ * byte and in odd chunks, and must give the same results every time. The
+ * last tests run whole QMP sessions over a socketpair: greeting, framing,
+ * events after negotiation, recovery, the oversized-message hang-up, and
+ * sessions whose output passes the low mark (pipelined requests, large
+ * replies, the bound on unread events).
  */
 #include "monitor/json-reader.h"
 #include "monitor/monitor.h"
 #include "qapi/json-writer.h"
+#include "qapi/qapi.h"
+#include "util/json.h"
 #include "util/qmp-command.h"
 
 #include <errno.h>
@@ -334,6 +338,156 @@ static void test_session(void)
     monitor_cleanup(0);
 }
 
+/* --- sessions under output pressure --- */
+
+/* Runs the main context until `n` more "\r\n"-terminated messages arrived
+ * on fd (appended to got), the peer closed, or 20 s passed; returns how
+ * many arrived. Counts as it goes, so megabytes stay cheap. */
+static int read_messages(int fd, GString *got, int n)
+{
+    gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+    gsize scanned = got->len;
+    int lines = 0;
+
+    while (lines < n && g_get_monotonic_time() < deadline) {
+        char buf[65536];
+        ssize_t r;
+
+        g_main_context_iteration(NULL, FALSE);
+        r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (r == 0) {
+            break;
+        }
+        if (r < 0) {
+            g_usleep(1000);
+            continue;
+        }
+        g_string_append_len(got, buf, r);
+        for (; scanned + 1 < got->len && lines < n; scanned++) {
+            if (got->str[scanned] == '\r' && got->str[scanned + 1] == '\n') {
+                lines++;
+                scanned++;
+            }
+        }
+    }
+    return lines;
+}
+
+/* A session in command mode on one end of a socketpair; returns the
+ * other end. */
+static int open_session(void)
+{
+    int sv[2];
+    g_autoptr(GString) got = g_string_new(NULL);
+    const char *caps = "{\"execute\": \"qmp_capabilities\"}\n";
+
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), ==, 0);
+    monitor_serve_fd(sv[0], false);
+    g_assert_cmpint(send(sv[1], caps, strlen(caps), 0), ==, (ssize_t) strlen(caps));
+    g_assert_cmpint(read_messages(sv[1], got, 2), ==, 2);
+    g_assert_true(g_str_has_suffix(got->str, "{\"return\": {}}\r\n"));
+    return sv[1];
+}
+
+static void close_session(int fd)
+{
+    gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+
+    close(fd);
+    while (monitor_session_count() > 0 && g_get_monotonic_time() < deadline) {
+        g_main_context_iteration(NULL, FALSE);
+        g_usleep(1000);
+    }
+    g_assert_cmpuint(monitor_session_count(), ==, 0);
+}
+
+/* The id of each message in `text`, in order, as a string. */
+static char *message_ids(const char *text)
+{
+    g_auto(GStrv) lines = g_strsplit(text, "\r\n", -1);
+    GString *ids = g_string_new(NULL);
+
+    for (char **l = lines; *l && **l; l++) {
+        g_autoptr(json_object) msg = json_tokener_parse(*l);
+        json_object *id = NULL;
+
+        g_assert_nonnull(msg);
+        g_string_append(ids, json_object_object_get_ex(msg, "id", &id)
+                             ? json_object_get_string(id) : "-");
+        g_string_append_c(ids, ' ');
+    }
+    return g_string_free(ids, FALSE);
+}
+
+/* A reply larger than the output low mark. */
+static bool reply_of(gsize len, json_object **ret)
+{
+    g_autofree char *text = g_strnfill(len, 'r');
+
+    *ret = json_object_new_string_len(text, (int) len);
+    return true;
+}
+
+static bool reply_100k(void *args, json_object **ret, GError **errp)
+{
+    return reply_of(100 * 1024, ret);
+}
+
+static void register_test_commands(void)
+{
+    static const QmpCommandDef test_commands[] = {
+        { .name = "x-test-100k-reply", .handler = reply_100k },
+        QMP_COMMAND_END
+    };
+    static bool registered;
+
+    if (!registered) {
+        registered = true;
+        monitor_init();
+        qapi_register_commands(test_commands);
+    }
+}
+
+static void send_str(int fd, const char *text)
+{
+    g_assert_cmpint(send(fd, text, strlen(text), 0), ==, (ssize_t) strlen(text));
+}
+
+/*
+ * Once the queued output passes the low mark, parsing stops with input
+ * still buffered; it must resume when the output drains, though no new
+ * input comes: pipelined requests, or one request's own trailing newline.
+ */
+static void test_session_pipelined(void)
+{
+    int fd = open_session();
+    g_autoptr(GString) reqs = g_string_new(NULL);
+    g_autoptr(GString) want = g_string_new(NULL);
+    g_autoptr(GString) got = g_string_new(NULL);
+    const int n = 300; /* small requests, about 300 KiB of replies */
+
+    register_test_commands();
+    for (int i = 0; i < n; i++) {
+        g_string_append_printf(reqs, "{\"execute\": \"query-commands\", \"id\": \"%d\"}\n", i);
+        g_string_append_printf(want, "%d ", i);
+    }
+    send_str(fd, reqs->str);
+    g_assert_cmpint(read_messages(fd, got, n), ==, n);
+    g_autofree char *ids = message_ids(got->str);
+    g_assert_cmpstr(ids, ==, want->str);
+
+    g_string_truncate(got, 0);
+    send_str(fd, "{\"execute\": \"x-test-100k-reply\", \"id\": \"big\"}\n");
+    g_assert_cmpint(read_messages(fd, got, 1), ==, 1);
+    g_assert_true(g_str_has_suffix(got->str, "rrr\", \"id\": \"big\"}\r\n"));
+
+    g_string_truncate(got, 0);
+    send_str(fd, "{\"execute\": \"query-version\", \"id\": \"last\"}\n");
+    g_assert_cmpint(read_messages(fd, got, 1), ==, 1);
+    g_assert_true(g_str_has_suffix(got->str, "\"id\": \"last\"}\r\n"));
+    close_session(fd);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -345,5 +499,6 @@ int main(int argc, char **argv)
     g_test_add_func("/monitor-json/resync", test_resync);
     g_test_add_func("/monitor-json/limits", test_limits);
     g_test_add_func("/monitor-json/session", test_session);
+    g_test_add_func("/monitor-json/session-pipelined", test_session_pipelined);
     return g_test_run();
 }
