@@ -33,6 +33,7 @@ struct MonitorSession {
     GByteArray *in;  /* read, not yet parsed */
     GString *out;    /* queued output ... */
     gsize out_sent;  /* ... of which this much is written */
+    gsize reply_end; /* ... and the last reply ends here: all after it are events */
     GSource *source;
     gpointer fd_tag;
     MonitorSessionClosed closed_cb;
@@ -99,7 +100,19 @@ static bool session_write(MonitorSession *s)
     /* Everything went out: reuse the buffer from its start. */
     g_string_truncate(s->out, 0);
     s->out_sent = 0;
+    s->reply_end = 0;
     return true;
+}
+
+/*
+ * Output the peer left unread behind its last reply: events only. What
+ * lies before that reply is bounded already (a request is parsed only
+ * while less than OUTPUT_LOW_MARK is queued), so these bytes are what
+ * grows without bound for a peer that never reads.
+ */
+static gsize unread_events(MonitorSession *s)
+{
+    return s->out->len - MAX(s->reply_end, s->out_sent);
 }
 
 static void session_update_watch(MonitorSession *s)
@@ -122,11 +135,17 @@ static void session_update_watch(MonitorSession *s)
     g_source_set_ready_time(s->source, s->in->len > 0 && may_parse ? 0 : -1);
 }
 
+static void session_queue_reply(MonitorSession *s, json_object *reply)
+{
+    session_queue(s, reply);
+    s->reply_end = s->out->len;
+}
+
 static void session_handle_value(MonitorSession *s, json_object *request)
 {
     json_object *reply = qapi_dispatch(&s->qmp, request);
 
-    session_queue(s, reply);
+    session_queue_reply(s, reply);
     json_object_put(reply);
 }
 
@@ -150,14 +169,14 @@ static void session_process_input(MonitorSession *s)
             break;
         case JSON_READER_ERROR: {
             json_object *reply = qapi_error_reply(err, NULL);
-            session_queue(s, reply);
+            session_queue_reply(s, reply);
             json_object_put(reply);
             break;
         }
         case JSON_READER_FATAL: {
             /* Say why, then hang up: nothing after it can be trusted. */
             json_object *reply = qapi_error_reply(err, NULL);
-            session_queue(s, reply);
+            session_queue_reply(s, reply);
             json_object_put(reply);
             g_byte_array_set_size(s->in, 0);
             s->eof = true;
@@ -263,7 +282,7 @@ MonitorSession *monitor_session_new(int fd, bool pretty, MonitorSessionClosed cl
     sessions = g_list_append(sessions, s);
 
     json_object *hello = greeting();
-    session_queue(s, hello);
+    session_queue_reply(s, hello);
     json_object_put(hello);
     if (!session_write(s)) {
         monitor_session_close(s);
@@ -346,9 +365,9 @@ static void queue_event(MonitorSession *s, gpointer opaque)
         return;
     }
     session_queue(s, opaque);
-    if (output_pending(s) > MONITOR_MAX_OUTPUT) {
+    if (unread_events(s) > MONITOR_MAX_OUTPUT) {
         /* A peer that never reads would make us hold its events forever. */
-        g_message("QMP session dropped: more than %d bytes of unread output",
+        g_message("QMP session dropped: more than %d bytes of unread events",
                   MONITOR_MAX_OUTPUT);
         monitor_session_close(s);
         return;

@@ -419,7 +419,8 @@ static char *message_ids(const char *text)
     return g_string_free(ids, FALSE);
 }
 
-/* A reply larger than the output low mark. */
+/* Replies larger than the output low mark, and than the bound on
+ * unread events. */
 static bool reply_of(gsize len, json_object **ret)
 {
     g_autofree char *text = g_strnfill(len, 'r');
@@ -433,10 +434,16 @@ static bool reply_100k(void *args, json_object **ret, GError **errp)
     return reply_of(100 * 1024, ret);
 }
 
+static bool reply_huge(void *args, json_object **ret, GError **errp)
+{
+    return reply_of(MONITOR_MAX_OUTPUT + 1024 * 1024, ret);
+}
+
 static void register_test_commands(void)
 {
     static const QmpCommandDef test_commands[] = {
         { .name = "x-test-100k-reply", .handler = reply_100k },
+        { .name = "x-test-huge-reply", .handler = reply_huge },
         QMP_COMMAND_END
     };
     static bool registered;
@@ -488,6 +495,47 @@ static void test_session_pipelined(void)
     close_session(fd);
 }
 
+static void emit_padded_event(gsize len)
+{
+    g_autofree char *text = g_strnfill(len, 'e');
+    json_object *data = json_object_new_object();
+
+    json_object_object_add(data, "pad", json_object_new_string_len(text, (int) len));
+    qmp_event_emit("TEST_EVENT", data); /* takes data */
+}
+
+/*
+ * The bound on unread output is for events only: a peer that has not yet
+ * read a large reply is not dropped when an event comes, while a peer that
+ * never reads is dropped once its events pass MONITOR_MAX_OUTPUT.
+ */
+static void test_session_output_bound(void)
+{
+    register_test_commands();
+    int fd = open_session();
+    send_str(fd, "{\"execute\": \"x-test-huge-reply\", \"id\": \"big\"}\n");
+    for (int i = 0; i < 100; i++) {
+        g_main_context_iteration(NULL, FALSE);
+    }
+    emit_padded_event(100);
+    g_assert_cmpuint(monitor_session_count(), ==, 1);
+    g_autoptr(GString) got = g_string_new(NULL);
+    g_assert_cmpint(read_messages(fd, got, 2), ==, 2);
+    g_assert_true(g_str_has_prefix(got->str, "{\"return\": \"rrr"));
+    g_assert_nonnull(strstr(got->str, "\"}\r\n{\"timestamp\": "));
+    g_assert_nonnull(strstr(got->str, "\"event\": \"TEST_EVENT\""));
+    close_session(fd);
+
+    /* A peer that reads nothing: 1 MiB events until it is dropped. */
+    fd = open_session();
+    for (int i = 0; i < 32 && monitor_session_count() > 0; i++) {
+        emit_padded_event(1024 * 1024);
+        g_main_context_iteration(NULL, FALSE);
+    }
+    g_assert_cmpuint(monitor_session_count(), ==, 0);
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -500,5 +548,6 @@ int main(int argc, char **argv)
     g_test_add_func("/monitor-json/limits", test_limits);
     g_test_add_func("/monitor-json/session", test_session);
     g_test_add_func("/monitor-json/session-pipelined", test_session_pipelined);
+    g_test_add_func("/monitor-json/session-output-bound", test_session_output_bound);
     return g_test_run();
 }
