@@ -168,18 +168,11 @@ static void session_process_input(MonitorSession *s)
             json_object_put(value);
             break;
         case JSON_READER_ERROR: {
+            /* Malformed or over a limit: the reader skips that message and
+             * the session goes on, as QEMU's does. */
             json_object *reply = qapi_error_reply(err, NULL);
             session_queue_reply(s, reply);
             json_object_put(reply);
-            break;
-        }
-        case JSON_READER_FATAL: {
-            /* Say why, then hang up: nothing after it can be trusted. */
-            json_object *reply = qapi_error_reply(err, NULL);
-            session_queue_reply(s, reply);
-            json_object_put(reply);
-            g_byte_array_set_size(s->in, 0);
-            s->eof = true;
             break;
         }
         }

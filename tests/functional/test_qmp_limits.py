@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """The QMP monitor under pressure: replies larger than the output low mark,
-requests pipelined in one write and read at once, slowly or only at the end.
-Every reply must arrive, in order, and be strict JSON."""
+requests pipelined in one write and read at once, slowly or only at the end,
+messages over the reader's limits (size, nesting) followed by ordinary
+commands on the same connection. Every reply must arrive, in order, and be
+strict JSON."""
 
 import json
 import socket
@@ -15,6 +17,8 @@ from berth_harness import MiB
 
 NODES = 210          # query-named-block-nodes then answers ~100 KiB
 PIPELINED = 300
+DEEP = 1100          # deeper than the 1024 levels both daemons allow
+BIG = MiB + 4096     # larger than berth's 1 MiB per message
 
 
 def strict_loads(text):
@@ -168,6 +172,77 @@ class QmpLimits(bh.DaemonTestCase):
         t.join(10)
         self.assertEqual(errors, [])
         self.assert_in_order(replies, list(range(n)))
+        self.assert_still_serving(s, lines)
+
+    # --- messages over the reader's limits ---
+
+    def test_oversized_message_then_command(self):
+        s, lines = self.connect()
+        big = request("query-version", "big", {"pad": "x" * BIG})
+        s.sendall(big + request("query-version", "after"))
+        error, after = lines.take(2, timeout=30)  # qemu-storage-daemon is slow here
+        self.assertEqual(error["error"]["class"], "GenericError", error)
+        if not bh.is_qsd():
+            # qemu-storage-daemon's limit is 64 MiB: it reads this message
+            # and refuses the unknown argument instead.
+            self.assertEqual(error, {"error": {
+                "class": "GenericError", "desc": "JSON token size limit exceeded"}})
+        self.assertEqual(after.get("id"), "after", after)
+        self.assertIn("qemu", after["return"])
+
+    def test_oversized_message_split_across_writes(self):
+        """The error comes while the client is still sending."""
+        s, lines = self.connect()
+        big = request("query-version", "big", {"pad": "x" * (2 * BIG)})
+        for off in range(0, len(big), 65536):
+            s.sendall(big[off:off + 65536])
+        s.sendall(request("query-version", "after"))
+        replies = lines.until_id("after", timeout=30)
+        self.assertEqual(replies[0]["error"]["class"], "GenericError", replies[0])
+        self.assertIn("qemu", replies[-1]["return"])
+
+    def deep_messages(self):
+        return {
+            "array": b"[" * DEEP + b"]" * DEEP + b"\n",
+            "object": b'{"a": ' * DEEP + b"1" + b"}" * DEEP + b"\n",
+        }
+
+    def test_deep_nesting_then_command(self):
+        for kind, deep in self.deep_messages().items():
+            with self.subTest(kind=kind):
+                s, lines = self.connect()
+                s.sendall(deep + request("query-version", "after"))
+                replies = lines.until_id("after")
+                s.close()  # qemu-storage-daemon serves one client at a time
+                self.assertEqual(replies[0], {"error": {
+                    "class": "GenericError", "desc": "JSON nesting depth limit exceeded"}})
+                self.assertIn("qemu", replies[-1]["return"])
+
+    @bh.qsd_deviates("after the limit it answers each of the message's remaining "
+                     "closing brackets with an error of its own")
+    def test_deep_nesting_gets_one_error(self):
+        for kind, deep in self.deep_messages().items():
+            with self.subTest(kind=kind):
+                s, lines = self.connect()
+                s.sendall(deep + request("query-version", "after"))
+                replies = lines.until_id("after")
+                s.close()
+                self.assertEqual(len(replies), 2)
+
+    def test_nesting_at_the_limit_is_accepted(self):
+        s, lines = self.connect()
+        # 1024 levels in all: the request object and 1023 arrays in its id.
+        ident = b"[" * 1023 + b"]" * 1023
+        # Python's decoder recurses once per level.
+        self.addCleanup(sys.setrecursionlimit, sys.getrecursionlimit())
+        sys.setrecursionlimit(10000)
+        s.sendall(b'{"execute": "query-version", "id": ' + ident + b"}\n")
+        reply = lines.take(1)[0]
+        self.assertIn("qemu", reply["return"], reply)
+        depth, v = 0, reply["id"]
+        while isinstance(v, list) and v:
+            depth, v = depth + 1, v[0]
+        self.assertEqual((depth + 1, v), (1023, []))
         self.assert_still_serving(s, lines)
 
 

@@ -2,10 +2,11 @@
  * Unit tests of the monitor's streaming JSON reader: values split across
  * reads at every byte, several values per read, whitespace, QEMU's error
  * texts for malformed input and resynchronisation after it, and the limits
- * that make an oversized message fatal. Each input is fed whole, byte by
- * byte and in odd chunks, and must give the same results every time. The
+ * on one message, after which the next message is read as usual. Each
+ * input is fed whole, byte by byte and in odd chunks, and must give the
+ * same results every time. The
  * last tests run whole QMP sessions over a socketpair: greeting, framing,
- * events after negotiation, recovery, the oversized-message hang-up, and
+ * events after negotiation, recovery after malformed and oversized input, and
  * sessions whose output passes the low mark (pipelined requests, large
  * replies, the bound on unread events).
  */
@@ -22,7 +23,7 @@
 #include <unistd.h>
 
 /* Feeds `input` in chunks of `chunk` bytes (0: all at once) and returns the
- * results as one string: "V <json>" / "E <message>" / "F <message>" lines. */
+ * results as one string: "V <json>" / "E <message>" lines. */
 static char *run_reader(JsonReader *r, const char *input, size_t len, size_t chunk)
 {
     GString *out = g_string_new(NULL);
@@ -50,9 +51,6 @@ static char *run_reader(JsonReader *r, const char *input, size_t len, size_t chu
                 json_object_put(value);
             } else if (st == JSON_READER_ERROR) {
                 g_string_append_printf(out, "E %s\n", err->message);
-            } else if (st == JSON_READER_FATAL) {
-                g_string_append_printf(out, "F %s\n", err->message);
-                return g_string_free(out, FALSE);
             } else {
                 g_assert_cmpuint(n, ==, 0); /* NEED_MORE consumes everything */
             }
@@ -62,20 +60,35 @@ static char *run_reader(JsonReader *r, const char *input, size_t len, size_t chu
     return g_string_free(out, FALSE);
 }
 
-/* Same results whatever the split. */
-static void check_len(const char *input, size_t len, const char *expected)
+/* Same results whatever the split, with a reader of these limits. */
+static void check_with(size_t max_bytes, size_t max_tokens, guint max_depth,
+                       const char *input, size_t len, const char *expected)
 {
-    static const size_t chunks[] = { 0, 1, 2, 3, 7, 64 };
+    static const size_t chunks[] = { 0, 1, 2, 3, 7, 64, 4096 };
 
     for (size_t i = 0; i < G_N_ELEMENTS(chunks); i++) {
-        g_autoptr(JsonReader) r = json_reader_new(0, 0, 0);
+        g_autoptr(JsonReader) r = json_reader_new(max_bytes, max_tokens, max_depth);
         g_autofree char *got = run_reader(r, input, len, chunks[i]);
 
         if (strcmp(got, expected) != 0) {
-            g_test_message("input %s, chunk %zu", input, chunks[i]);
+            g_test_message("input %.200s, chunk %zu", input, chunks[i]);
         }
         g_assert_cmpstr(got, ==, expected);
     }
+}
+
+static void check_len(const char *input, size_t len, const char *expected)
+{
+    check_with(0, 0, 0, input, len, expected);
+}
+
+/* Expects `first` then `then`: an error line, then what follows it. */
+static void check_limits(size_t max_bytes, size_t max_tokens, guint max_depth,
+                         const GString *input, const char *first, const char *then)
+{
+    g_autofree char *expected = g_strconcat(first, then, NULL);
+
+    check_with(max_bytes, max_tokens, max_depth, input->str, input->len, expected);
 }
 
 static void check(const char *input, const char *expected)
@@ -180,57 +193,107 @@ static void test_resync(void)
     check_len("\0{\"ok\": 1}", 10, "E JSON parse error, stray ''\nV {\"ok\": 1}\n");
 }
 
+static void append_run(GString *s, char c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        g_string_append_c(s, c);
+    }
+}
+
+/* prefix, n times c, suffix: a new string. */
+static GString *run_of(const char *prefix, char c, size_t n, const char *suffix)
+{
+    GString *s = g_string_new(prefix);
+
+    append_run(s, c, n);
+    g_string_append(s, suffix);
+    return s;
+}
+
+/*
+ * A message over a limit gets QEMU's error text when the limit is reached;
+ * the rest of it is skipped, and the next message is read as usual.
+ */
 static void test_limits(void)
 {
-    g_autoptr(GString) big = g_string_new("{\"execute\": \"");
-    for (int i = 0; i < 2000; i++) {
-        g_string_append(big, "xxxxxxxxxx");
-    }
-    g_string_append(big, "\"}");
+    static const char size_err[] = "E JSON token size limit exceeded\n";
+    static const char depth_err[] = "E JSON nesting depth limit exceeded\n";
+    static const char count_err[] = "E JSON token count limit exceeded\n";
 
-    g_autoptr(JsonReader) small = json_reader_new(10000, 0, 0);
-    g_autofree char *got = run_reader(small, big->str, big->len, 4096);
-    g_assert_true(g_str_has_prefix(got, "F JSON message larger than 10000 bytes"));
+    /* Bytes: inside a string, with brackets in skipped strings that must
+     * not count, and the following message on the same line. */
+    g_autoptr(GString) big = run_of("{\"execute\": \"", 'x', 20000,
+                                    "\", \"arguments\": {\"a\": [\"]]}}\"]}}{\"ok\": 1}\n");
+    check_limits(10000, 0, 0, big, size_err, "V {\"ok\": 1}\n");
+    /* ... a top-level scalar, which ends at its own end ... */
+    g_autoptr(GString) str = run_of("\"", 's', 20000, "\" {\"ok\": 1}");
+    check_limits(10000, 0, 0, str, size_err, "V {\"ok\": 1}\n");
+    g_autoptr(GString) num = run_of("", '9', 20000, " 2 ");
+    check_limits(10000, 0, 0, num, size_err, "V 2\n");
+    /* ... whitespace inside a message counts, between messages not. */
+    g_autoptr(GString) ws = run_of("[", ' ', 20000, "1]\n{}");
+    check_limits(10000, 0, 0, ws, size_err, "V {}\n");
+    g_autoptr(GString) spaces = run_of("", '\n', 60000, "{}");
+    check_limits(100, 0, 0, spaces, "V {}\n", "");
 
     /* The same message fits the default limit. */
     g_autoptr(JsonReader) dflt = json_reader_new(0, 0, 0);
     g_autofree char *ok = run_reader(dflt, big->str, big->len, 4096);
     g_assert_true(g_str_has_prefix(ok, "V {\"execute\": \"xxx"));
+    /* ... and a larger one does not, then the reader goes on. */
+    g_autoptr(GString) huge = run_of("{\"a\": \"", 'x', JSON_READER_DEFAULT_MAX_BYTES,
+                                     "\"}\n{\"ok\": 1}\n");
+    g_autoptr(JsonReader) dflt2 = json_reader_new(0, 0, 0);
+    g_autofree char *h = run_reader(dflt2, huge->str, huge->len, 4096);
+    g_assert_cmpstr(h, ==, "E JSON token size limit exceeded\nV {\"ok\": 1}\n");
 
-    g_autoptr(GString) deep = g_string_new(NULL);
-    for (int i = 0; i < 100; i++) {
-        g_string_append_c(deep, '[');
+    /* Nesting: arrays, objects, and exactly at the limit. */
+    g_autoptr(GString) deep = run_of("", '[', 100, "");
+    append_run(deep, ']', 100);
+    g_string_append(deep, "[1]");
+    check_limits(0, 0, 50, deep, depth_err, "V [1]\n");
+    g_autoptr(GString) deepobj = g_string_new(NULL);
+    for (int i = 0; i < 60; i++) {
+        g_string_append(deepobj, "{\"a\": ");
     }
-    g_autoptr(JsonReader) shallow = json_reader_new(0, 0, 50);
-    g_autofree char *d = run_reader(shallow, deep->str, deep->len, 0);
-    g_assert_cmpstr(d, ==, "F JSON message nested deeper than 50 levels\n");
+    g_string_append(deepobj, "1");
+    for (int i = 0; i < 60; i++) {
+        g_string_append(deepobj, "}");
+    }
+    g_string_append(deepobj, "\n{\"ok\": 1}");
+    check_limits(0, 0, 50, deepobj, depth_err, "V {\"ok\": 1}\n");
+    g_autoptr(GString) at = run_of("", '[', 50, "");
+    append_run(at, ']', 50);
+    g_autofree char *at_limit = g_strconcat("V ", at->str, "\n", NULL);
+    g_autoptr(JsonReader) r50 = json_reader_new(0, 0, 50);
+    g_autofree char *at_got = run_reader(r50, at->str, at->len, 7);
+    g_assert_cmpstr(at_got, ==, at_limit);
+    /* An unbalanced message is skipped up to a line that starts with '{'. */
+    g_autoptr(GString) open = run_of("", '[', 100, "\n{\"ok\": 1}\n");
+    check_limits(0, 0, 50, open, depth_err, "V {\"ok\": 1}\n");
 
+    /* Tokens: every bracket, comma and colon counts. */
     g_autoptr(GString) many = g_string_new("[");
     for (int i = 0; i < 100; i++) {
         g_string_append(many, "1,");
     }
-    g_autoptr(JsonReader) few = json_reader_new(0, 50, 0);
-    g_autofree char *m = run_reader(few, many->str, many->len, 0);
-    g_assert_cmpstr(m, ==, "F JSON message holds more than 50 values\n");
+    g_string_append(many, "1]{\"ok\": 1}");
+    check_limits(0, 50, 0, many, count_err, "V {\"ok\": 1}\n");
+    g_autoptr(GString) nine = g_string_new("{\"a\": [1, 2]}");
+    check_limits(0, 9, 0, nine, "V {\"a\": [1, 2]}\n", "");
+    check_limits(0, 8, 0, nine, count_err, "");
+}
 
-    /* Whitespace and recovery garbage between messages cost nothing. */
-    g_autoptr(GString) spaces = g_string_new(NULL);
-    for (int i = 0; i < 20000; i++) {
-        g_string_append(spaces, "  \n");
-    }
-    g_string_append(spaces, "{}");
-    g_autoptr(JsonReader) ws = json_reader_new(100, 0, 0);
-    g_autofree char *w = run_reader(ws, spaces->str, spaces->len, 1000);
-    g_assert_cmpstr(w, ==, "V {}\n");
-
-    /* After a fatal error the reader refuses input until reset. */
+static void test_reset(void)
+{
+    g_autoptr(JsonReader) r = json_reader_new(0, 0, 0);
     json_object *value = NULL;
-    g_autoptr(GError) err = NULL;
     size_t used;
-    g_assert_cmpint(json_reader_feed(few, "{}", 2, &used, &value, &err), ==,
-                    JSON_READER_FATAL);
-    json_reader_reset(few);
-    g_assert_cmpint(json_reader_feed(few, "{}", 2, &used, &value, NULL), ==,
+
+    g_assert_cmpint(json_reader_feed(r, "{\"a\": [1, ", 10, &used, &value, NULL), ==,
+                    JSON_READER_NEED_MORE);
+    json_reader_reset(r);
+    g_assert_cmpint(json_reader_feed(r, "{}", 2, &used, &value, NULL), ==,
                     JSON_READER_VALUE);
     json_object_put(value);
 }
@@ -312,28 +375,29 @@ static void test_session(void)
     g_assert_cmpstr(err, ==, "{\"error\": {\"class\": \"GenericError\", "
                              "\"desc\": \"JSON parse error, missing : in object pair\"}}\r\n");
 
-    /* An oversized message ends this session only. */
-    g_autofree char *big = g_malloc(JSON_READER_DEFAULT_MAX_BYTES + 100);
-    memset(big, ' ', JSON_READER_DEFAULT_MAX_BYTES + 100);
+    /* An oversized message is answered while the peer is still sending
+     * it; the rest of it is skipped and the session goes on. */
+    const char *after = "]\n{\"execute\": \"query-version\", \"id\": \"after\"}\n";
+    gsize big_len = 2 * JSON_READER_DEFAULT_MAX_BYTES;
+    g_autofree char *big = g_malloc(big_len);
+    memset(big, ' ', big_len);
     big[0] = '[';
-    for (size_t off = 0; off < JSON_READER_DEFAULT_MAX_BYTES + 100;) {
-        ssize_t r = send(sv[1], big + off, JSON_READER_DEFAULT_MAX_BYTES + 100 - off,
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
+    for (size_t off = 0; off < big_len;) {
+        ssize_t r = send(sv[1], big + off, big_len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (r > 0) {
             off += (size_t) r;
-        } else if (r < 0 && errno != EAGAIN) {
-            break;
+        } else {
+            g_assert_cmpint(errno, ==, EAGAIN);
         }
         g_main_context_iteration(NULL, FALSE);
-        if (monitor_session_count() == 0) {
-            break;
-        }
     }
-    g_autofree char *bye = read_lines(sv[1], 2);
-    g_assert_true(g_str_has_prefix(bye, "{\"error\": {\"class\": \"GenericError\", "
-                                        "\"desc\": \"JSON message larger than"));
-    g_assert_true(g_str_has_suffix(bye, "<EOF>"));
-    g_assert_cmpuint(monitor_session_count(), ==, 0);
+    g_assert_cmpint(send(sv[1], after, strlen(after), 0), ==, (ssize_t) strlen(after));
+    g_autofree char *two_more = read_lines(sv[1], 2);
+    g_assert_true(g_str_has_prefix(two_more,
+                                   "{\"error\": {\"class\": \"GenericError\", "
+                                   "\"desc\": \"JSON token size limit exceeded\"}}\r\n"));
+    g_assert_true(g_str_has_suffix(two_more, "\"id\": \"after\"}\r\n"));
+    g_assert_cmpuint(monitor_session_count(), ==, 1);
     close(sv[1]);
     monitor_cleanup(0);
 }
@@ -546,6 +610,7 @@ int main(int argc, char **argv)
     g_test_add_func("/monitor-json/lexical-errors", test_lexical_errors);
     g_test_add_func("/monitor-json/resync", test_resync);
     g_test_add_func("/monitor-json/limits", test_limits);
+    g_test_add_func("/monitor-json/reset", test_reset);
     g_test_add_func("/monitor-json/session", test_session);
     g_test_add_func("/monitor-json/session-pipelined", test_session_pipelined);
     g_test_add_func("/monitor-json/session-output-bound", test_session_output_bound);
