@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <gio/gio.h>
 #include <limits.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +234,7 @@ static bool decode_string(const char *raw, size_t rawlen, GString *out, GError *
 
 /* --- scalar values --- */
 
+/* NULL: the number is beyond a double's range. */
 static json_object *number_value(const char *text, bool is_float)
 {
     if (!is_float) {
@@ -251,8 +253,14 @@ static json_object *number_value(const char *text, bool is_float)
             }
         }
     }
-    /* Too large for any integer type: a double, as in QEMU. */
-    return json_object_new_double(g_ascii_strtod(text, NULL));
+    /*
+     * Too large for any integer type: a double, as in QEMU. Beyond a
+     * double's range it would be infinity, which QEMU takes and echoes as
+     * "inf" (not JSON); refuse it instead. Underflow gives 0, a fine
+     * value.
+     */
+    double d = g_ascii_strtod(text, NULL);
+    return isfinite(d) ? json_object_new_double(d) : NULL;
 }
 
 /* --- the parser --- */
@@ -360,6 +368,12 @@ static JsonReaderStatus scalar(JsonReader *r, TokenType type, json_object **valu
     case TOK_INTEGER:
     case TOK_FLOAT:
         v = number_value(text, type == TOK_FLOAT);
+        if (!v) {
+            /* Quote a bounded part: the number may be a megabyte of digits. */
+            g_autofree char *msg = g_strdup_printf("number '%.32s%s' is out of range",
+                                                   text, r->tok->len > 32 ? "..." : "");
+            return syntax_error(r, errp, msg);
+        }
         break;
     default:
         if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0) {

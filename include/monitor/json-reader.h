@@ -3,8 +3,10 @@
  * socket (split anywhere, several messages per read, whitespace between
  * them), complete JSON values come out one at a time, built as json-c
  * objects. It accepts what QEMU's monitor accepts (single-quoted strings,
- * QEMU's modified UTF-8 for U+0000) and reports malformed input with QEMU's
- * texts ("JSON parse error, ..."), then resynchronises and goes on:
+ * QEMU's modified UTF-8 for U+0000), except numbers beyond a double's range
+ * (1e999), which QEMU reads as infinity and could only echo as non-JSON;
+ * it reports malformed input with QEMU's texts ("JSON parse error, ..."),
+ * then resynchronises and goes on:
  *  - after a lexical error (a stray byte, a control character in a string)
  *    it skips to the next '{' or '[', control character, or 0xFE/0xFF byte;
  *  - after a syntax error it skips the rest of that message, as far as its

@@ -2,8 +2,8 @@
 """The QMP monitor under pressure: replies larger than the output low mark,
 requests pipelined in one write and read at once, slowly or only at the end,
 messages over the reader's limits (size, nesting) followed by ordinary
-commands on the same connection. Every reply must arrive, in order, and be
-strict JSON."""
+commands on the same connection, and numbers that JSON cannot carry back.
+Every reply must arrive, in order, and be strict JSON."""
 
 import json
 import socket
@@ -244,6 +244,27 @@ class QmpLimits(bh.DaemonTestCase):
             depth, v = depth + 1, v[0]
         self.assertEqual((depth + 1, v), (1023, []))
         self.assert_still_serving(s, lines)
+
+    # --- numbers JSON cannot carry ---
+
+    @bh.qsd_deviates("it reads 1e999 as infinity and echoes it as inf, which is not JSON")
+    def test_non_finite_number_refused(self):
+        s, lines = self.connect()
+        for text in (b"1e999", b"-1e999", b"1" + b"0" * 400):
+            with self.subTest(number=text[:20]):
+                s.sendall(b'{"execute": "query-version", "id": ' + text + b"}\n")
+                reply = lines.take(1, timeout=3)[0]
+                self.assertEqual(reply["error"]["class"], "GenericError", reply)
+                self.assertTrue(reply["error"]["desc"].startswith("JSON parse error, "),
+                                reply)
+                self.assertNotIn("id", reply)
+        self.assert_still_serving(s, lines)
+
+    def test_large_finite_numbers_echoed(self):
+        s, lines = self.connect()
+        s.sendall(b'{"execute": "query-version", "id": [1e308, -1e308, 1e-999]}\n')
+        reply = lines.take(1)[0]
+        self.assertEqual(reply["id"], [1e308, -1e308, 0.0])
 
 
 if __name__ == "__main__":

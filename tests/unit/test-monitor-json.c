@@ -113,6 +113,25 @@ static void test_values(void)
     check("1 \"x\" null\n", "V 1\nV \"x\"\nV null\n");
 }
 
+/* Beyond a double's range a number would be infinity, which has no JSON
+ * form to echo it back in: refused, and the message skipped. */
+static void test_non_finite(void)
+{
+    check("1e999\n", "E JSON parse error, number '1e999' is out of range\n");
+    check("{\"id\": -1e999, \"x\": [1]}\n{\"ok\": 1}",
+          "E JSON parse error, number '-1e999' is out of range\nV {\"ok\": 1}\n");
+    g_autoptr(GString) digits = g_string_new("[");
+    for (int i = 0; i < 400; i++) {
+        g_string_append_c(digits, '9');
+    }
+    g_string_append(digits, "]");
+    check(digits->str, "E JSON parse error, number "
+                       "'99999999999999999999999999999999...' is out of range\n");
+    /* Large but finite, and underflow to zero, are fine. */
+    check("[1e308, -1.7976931348623157e308, 1e-999]\n",
+          "V [1e+308, -1.7976931348623157e+308, 0]\n");
+}
+
 static void test_batched(void)
 {
     check("{\"a\": 1}{\"b\": 2}\n{\"c\": 3}  {\"d\": 4}",
@@ -605,6 +624,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/monitor-json/values", test_values);
     g_test_add_func("/monitor-json/batched", test_batched);
+    g_test_add_func("/monitor-json/non-finite", test_non_finite);
     g_test_add_func("/monitor-json/strings", test_strings);
     g_test_add_func("/monitor-json/syntax-errors", test_syntax_errors);
     g_test_add_func("/monitor-json/lexical-errors", test_lexical_errors);
