@@ -12,6 +12,8 @@
 
 #include <errno.h>
 #include <gio/gio.h>
+#include <limits.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +54,7 @@ typedef struct {
 } Frame;
 
 struct JsonReader {
-    size_t max_bytes, max_values;
+    size_t max_bytes, max_tokens;
     guint max_depth;
 
     LexState lex;
@@ -64,20 +66,19 @@ struct JsonReader {
     GString *tok;         /* raw text of the token being lexed */
 
     bool in_message;      /* a token of the current message has started */
-    bool skipping;        /* after a syntax error: until the brackets balance */
-    bool dead;            /* a limit was exceeded */
-    size_t msg_bytes, msg_values;
+    bool skipping;        /* after an error: until the brackets balance */
+    size_t msg_bytes, msg_tokens;
     int depth;            /* bracket balance of the current message */
     ParseState state;
     GArray *stack;        /* Frame */
 };
 
-JsonReader *json_reader_new(size_t max_bytes, size_t max_values, guint max_depth)
+JsonReader *json_reader_new(size_t max_bytes, size_t max_tokens, guint max_depth)
 {
     JsonReader *r = g_new0(JsonReader, 1);
 
     r->max_bytes = max_bytes ? max_bytes : JSON_READER_DEFAULT_MAX_BYTES;
-    r->max_values = max_values ? max_values : JSON_READER_DEFAULT_MAX_VALUES;
+    r->max_tokens = max_tokens ? max_tokens : JSON_READER_DEFAULT_MAX_TOKENS;
     r->max_depth = max_depth ? max_depth : JSON_READER_DEFAULT_MAX_DEPTH;
     r->tok = g_string_new(NULL);
     r->stack = g_array_new(FALSE, FALSE, sizeof(Frame));
@@ -97,7 +98,7 @@ static void drop_message(JsonReader *r)
     r->in_message = false;
     r->skipping = false;
     r->msg_bytes = 0;
-    r->msg_values = 0;
+    r->msg_tokens = 0;
     r->depth = 0;
 }
 
@@ -107,7 +108,6 @@ void json_reader_reset(JsonReader *r)
     g_string_truncate(r->tok, 0);
     r->lex = LEX_START;
     r->escape = false;
-    r->dead = false;
     r->prev_newline = true;
 }
 
@@ -234,6 +234,7 @@ static bool decode_string(const char *raw, size_t rawlen, GString *out, GError *
 
 /* --- scalar values --- */
 
+/* NULL: the number is beyond a double's range. */
 static json_object *number_value(const char *text, bool is_float)
 {
     if (!is_float) {
@@ -252,22 +253,30 @@ static json_object *number_value(const char *text, bool is_float)
             }
         }
     }
-    /* Too large for any integer type: a double, as in QEMU. */
-    return json_object_new_double(g_ascii_strtod(text, NULL));
+    /*
+     * Too large for any integer type: a double, as in QEMU. Beyond a
+     * double's range it would be infinity, which QEMU takes and echoes as
+     * "inf" (not JSON); refuse it instead. Underflow gives 0, a fine
+     * value.
+     */
+    double d = g_ascii_strtod(text, NULL);
+    return isfinite(d) ? json_object_new_double(d) : NULL;
 }
 
 /* --- the parser --- */
 
-/* what == NULL: errp has been set already. */
-static JsonReaderStatus syntax_error(JsonReader *r, GError **errp, const char *what)
+/*
+ * The current message failed (errp is set): forget what was built of it
+ * and skip its rest, as far as its brackets balance, so that the next
+ * message is read normally. mid_token: the failure came inside a token,
+ * whose end must be skipped too even at the top level.
+ */
+static JsonReaderStatus fail_message(JsonReader *r, bool mid_token)
 {
-    if (what) {
-        parse_error(errp, "%s", what);
-    }
     int depth = r->depth;
+
     drop_message(r);
-    if (depth > 0) {
-        /* Skip the rest of this message; its brackets tell where it ends. */
+    if (depth > 0 || mid_token) {
         r->skipping = true;
         r->in_message = true;
         r->depth = depth;
@@ -275,19 +284,33 @@ static JsonReaderStatus syntax_error(JsonReader *r, GError **errp, const char *w
     return JSON_READER_ERROR;
 }
 
-static JsonReaderStatus fatal(JsonReader *r, GError **errp, const char *fmt, ...)
-    G_GNUC_PRINTF(3, 4);
-static JsonReaderStatus fatal(JsonReader *r, GError **errp, const char *fmt, ...)
+/* what == NULL: errp has been set already. */
+static JsonReaderStatus syntax_error(JsonReader *r, GError **errp, const char *what)
 {
-    va_list ap;
+    if (what) {
+        parse_error(errp, "%s", what);
+    }
+    return fail_message(r, false);
+}
 
-    va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE, msg);
-    drop_message(r);
-    r->dead = true;
-    return JSON_READER_FATAL;
+/*
+ * A message over a limit gets QEMU's error text and is skipped like a
+ * malformed one: nothing of it is kept any more (a skipped message costs
+ * no memory however long it goes on), and the session goes on with the
+ * next message.
+ */
+static JsonReaderStatus limit_exceeded(JsonReader *r, GError **errp, const char *what,
+                                       bool mid_token)
+{
+    g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE, what);
+    if (r->tok->allocated_len > 4096) {
+        /* Do not keep a megabyte-sized buffer for the session's life. */
+        g_string_free(r->tok, TRUE);
+        r->tok = g_string_new(NULL);
+    } else {
+        g_string_truncate(r->tok, 0);
+    }
+    return fail_message(r, mid_token);
 }
 
 /* A complete value: the message's result, or the next member or element. */
@@ -345,6 +368,12 @@ static JsonReaderStatus scalar(JsonReader *r, TokenType type, json_object **valu
     case TOK_INTEGER:
     case TOK_FLOAT:
         v = number_value(text, type == TOK_FLOAT);
+        if (!v) {
+            /* Quote a bounded part: the number may be a megabyte of digits. */
+            g_autofree char *msg = g_strdup_printf("number '%.32s%s' is out of range",
+                                                   text, r->tok->len > 32 ? "..." : "");
+            return syntax_error(r, errp, msg);
+        }
         break;
     default:
         if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0) {
@@ -370,18 +399,23 @@ static JsonReaderStatus parse_token(JsonReader *r, TokenType type, json_object *
         /* A line that starts with '{' is taken as a fresh message. */
         drop_message(r);
     }
-    r->depth += opener ? 1 : closer ? -1 : 0;
+    if (opener && r->depth < INT_MAX) { /* a skipped "[[[..." may go on for ever */
+        r->depth++;
+    } else if (closer) {
+        r->depth--;
+    }
     if (r->skipping) {
         if (r->depth <= 0) {
             drop_message(r);
         }
         return JSON_READER_NEED_MORE;
     }
+    /* The texts are QEMU's, whose limits are larger (64 MiB, 2 Mi tokens). */
     if (r->depth > (int) r->max_depth) {
-        return fatal(r, errp, "JSON message nested deeper than %u levels", r->max_depth);
+        return limit_exceeded(r, errp, "JSON nesting depth limit exceeded", false);
     }
-    if ((opener || type >= TOK_STRING) && ++r->msg_values > r->max_values) {
-        return fatal(r, errp, "JSON message holds more than %zu values", r->max_values);
+    if (++r->msg_tokens > r->max_tokens) {
+        return limit_exceeded(r, errp, "JSON token count limit exceeded", false);
     }
 
     switch (r->state) {
@@ -614,12 +648,6 @@ JsonReaderStatus json_reader_feed(JsonReader *r, const char *buf, size_t len,
     size_t i = 0;
 
     *value = NULL;
-    if (r->dead) {
-        *consumed = 0;
-        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_MESSAGE_TOO_LARGE,
-                            "JSON reader stopped after an oversized message");
-        return JSON_READER_FATAL;
-    }
     while (i < len && st == JSON_READER_NEED_MORE) {
         unsigned char c = (unsigned char) buf[i];
         bool reuse = false;
@@ -658,8 +686,10 @@ JsonReaderStatus json_reader_feed(JsonReader *r, const char *buf, size_t len,
         }
         i++;
         r->prev_newline = c == '\n';
-        if (r->in_message && !r->skipping && ++r->msg_bytes > r->max_bytes) {
-            st = fatal(r, errp, "JSON message larger than %zu bytes", r->max_bytes);
+        if (st == JSON_READER_NEED_MORE && r->in_message && !r->skipping &&
+            ++r->msg_bytes > r->max_bytes) {
+            st = limit_exceeded(r, errp, "JSON token size limit exceeded",
+                                r->lex != LEX_START);
         }
     }
     *consumed = i;

@@ -1,9 +1,11 @@
 /*
  * One QMP session on a connected, non-blocking socket: the greeting, then a
  * loop of read → JSON reader → qapi_dispatch() → queued reply, with events
- * queued to every session past capabilities negotiation. Input is read
- * only while the queued output is small, so a peer that sends requests but
- * never reads replies stops being read instead of growing our buffers.
+ * queued to every session past capabilities negotiation. Requests are
+ * parsed only while the queued output is below a low mark, so a peer that
+ * sends requests but never reads replies stops being read instead of
+ * growing our buffers; once its output drains, the input it has already
+ * sent is parsed again before anything more is read.
  */
 #include "monitor-int.h"
 #include "monitor/json-reader.h"
@@ -31,6 +33,7 @@ struct MonitorSession {
     GByteArray *in;  /* read, not yet parsed */
     GString *out;    /* queued output ... */
     gsize out_sent;  /* ... of which this much is written */
+    gsize reply_end; /* ... and the last reply ends here: all after it are events */
     GSource *source;
     gpointer fd_tag;
     MonitorSessionClosed closed_cb;
@@ -97,27 +100,52 @@ static bool session_write(MonitorSession *s)
     /* Everything went out: reuse the buffer from its start. */
     g_string_truncate(s->out, 0);
     s->out_sent = 0;
+    s->reply_end = 0;
     return true;
+}
+
+/*
+ * Output the peer left unread behind its last reply: events only. What
+ * lies before that reply is bounded already (a request is parsed only
+ * while less than OUTPUT_LOW_MARK is queued), so these bytes are what
+ * grows without bound for a peer that never reads.
+ */
+static gsize unread_events(MonitorSession *s)
+{
+    return s->out->len - MAX(s->reply_end, s->out_sent);
 }
 
 static void session_update_watch(MonitorSession *s)
 {
     GIOCondition cond = 0;
+    bool may_parse = output_pending(s) < OUTPUT_LOW_MARK;
 
-    if (!s->eof && s->in->len == 0 && output_pending(s) < OUTPUT_LOW_MARK) {
+    if (!s->eof && s->in->len == 0 && may_parse) {
         cond |= G_IO_IN;
     }
     if (output_pending(s) > 0) {
         cond |= G_IO_OUT;
     }
     g_source_modify_unix_fd(s->source, s->fd_tag, cond);
+    /*
+     * Input left over when the output went above the low mark waits for no
+     * socket event: the peer sent it already. Once the output is below the
+     * mark again (written here, or by an event's write), dispatch at once.
+     */
+    g_source_set_ready_time(s->source, s->in->len > 0 && may_parse ? 0 : -1);
+}
+
+static void session_queue_reply(MonitorSession *s, json_object *reply)
+{
+    session_queue(s, reply);
+    s->reply_end = s->out->len;
 }
 
 static void session_handle_value(MonitorSession *s, json_object *request)
 {
     json_object *reply = qapi_dispatch(&s->qmp, request);
 
-    session_queue(s, reply);
+    session_queue_reply(s, reply);
     json_object_put(reply);
 }
 
@@ -140,18 +168,11 @@ static void session_process_input(MonitorSession *s)
             json_object_put(value);
             break;
         case JSON_READER_ERROR: {
+            /* Malformed or over a limit: the reader skips that message and
+             * the session goes on, as QEMU's does. */
             json_object *reply = qapi_error_reply(err, NULL);
-            session_queue(s, reply);
+            session_queue_reply(s, reply);
             json_object_put(reply);
-            break;
-        }
-        case JSON_READER_FATAL: {
-            /* Say why, then hang up: nothing after it can be trusted. */
-            json_object *reply = qapi_error_reply(err, NULL);
-            session_queue(s, reply);
-            json_object_put(reply);
-            g_byte_array_set_size(s->in, 0);
-            s->eof = true;
             break;
         }
         }
@@ -254,7 +275,7 @@ MonitorSession *monitor_session_new(int fd, bool pretty, MonitorSessionClosed cl
     sessions = g_list_append(sessions, s);
 
     json_object *hello = greeting();
-    session_queue(s, hello);
+    session_queue_reply(s, hello);
     json_object_put(hello);
     if (!session_write(s)) {
         monitor_session_close(s);
@@ -337,9 +358,9 @@ static void queue_event(MonitorSession *s, gpointer opaque)
         return;
     }
     session_queue(s, opaque);
-    if (output_pending(s) > MONITOR_MAX_OUTPUT) {
+    if (unread_events(s) > MONITOR_MAX_OUTPUT) {
         /* A peer that never reads would make us hold its events forever. */
-        g_message("QMP session dropped: more than %d bytes of unread output",
+        g_message("QMP session dropped: more than %d bytes of unread events",
                   MONITOR_MAX_OUTPUT);
         monitor_session_close(s);
         return;

@@ -7,6 +7,7 @@
 #include "qapi/json-writer.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <string.h>
 #include "util/utf8.h"
 
@@ -121,9 +122,14 @@ static void append_number(GString *out, json_object *obj)
 {
     if (json_object_get_type(obj) == json_type_double) {
         char buf[G_ASCII_DTOSTR_BUF_SIZE];
+        double d = json_object_get_double(obj);
 
-        g_string_append(out, g_ascii_formatd(buf, sizeof(buf), "%.17g",
-                                             json_object_get_double(obj)));
+        if (!isfinite(d)) {
+            /* "%.17g" would print inf or nan, as QEMU does: not JSON. */
+            g_string_append(out, "null");
+            return;
+        }
+        g_string_append(out, g_ascii_formatd(buf, sizeof(buf), "%.17g", d));
         return;
     }
     int64_t i = json_object_get_int64(obj);

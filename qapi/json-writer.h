@@ -4,6 +4,9 @@
  * same values: ", " and ": " separators (or QEMU's pretty layout), members
  * of an object in the order of QEMU's dictionary, every character outside
  * printable ASCII as an uppercase \uXXXX escape, doubles as "%.17g".
+ * The one departure: a double that is infinite or NaN, which QEMU prints
+ * as inf or nan, is written as null, so the output is always JSON (the
+ * monitor's reader refuses such numbers, so none comes from a client).
  *
  * The member order is QEMU's hash-bucket order (its dictionaries are hash
  * tables with 512 buckets iterated in bucket order, newest entry first

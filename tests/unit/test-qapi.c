@@ -13,6 +13,7 @@
 #include "util/json.h"
 
 #include <gio/gio.h>
+#include <math.h>
 #include <string.h>
 
 /* --- helpers --- */
@@ -446,6 +447,15 @@ static void test_writer(void)
     check_json("{\"return\": {}}", true, "{\n    \"return\": {\n    }\n}");
     check_json("{\"a\": [1, []]}", true,
                "{\n    \"a\": [\n        1,\n        [\n        ]\n    ]\n}");
+
+    /* No JSON for infinity and NaN (QEMU writes inf and nan): null. */
+    g_autoptr(json_object) nonfinite = json_object_new_array();
+    json_object_array_add(nonfinite, json_object_new_double(INFINITY));
+    json_object_array_add(nonfinite, json_object_new_double(-INFINITY));
+    json_object_array_add(nonfinite, json_object_new_double(NAN));
+    json_object_array_add(nonfinite, json_object_new_double(-0.5));
+    g_autofree char *nf = qapi_json_to_string(nonfinite, false);
+    g_assert_cmpstr(nf, ==, "[null, null, null, -0.5]");
 
     /* Bytes that are not UTF-8 come out as U+FFFD, as in QEMU. */
     g_autoptr(json_object) bad = json_object_new_string("a\xff" "b");

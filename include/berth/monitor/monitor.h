@@ -9,10 +9,13 @@
  * chardev serves up to MONITOR_MAX_SESSIONS_PER_CHARDEV clients at once.
  *
  * Memory per session is bounded: input is read in small pieces and parsed
- * as it arrives (one message may not exceed 1 MiB or nest deeper than 1024
- * levels, or the session is closed); requests are not read while queued
- * output is above a low mark, and a peer that lets its output grow beyond
- * MONITOR_MAX_OUTPUT (events it never reads) is disconnected.
+ * as it arrives (a message over 1 MiB or nested deeper than 1024 levels
+ * gets an error and is skipped to its end, unkept; the session goes on);
+ * requests are not parsed while queued output is above a low mark, so
+ * replies never hold more than that mark plus one reply, and a peer that
+ * leaves more than MONITOR_MAX_OUTPUT of events unread behind its last
+ * reply is disconnected. A peer that reads is never dropped, however much
+ * it pipelines.
  *
  * Ownership: chardevs and sessions are owned by this module, from creation
  * until monitor_chardev_remove() or monitor_cleanup(); callers hold only
