@@ -128,7 +128,7 @@ typedef struct NBDServerConfig {
     const BerthSocketAddress *addr;
     const char *tls_creds;  /* object id or NULL */
     const char *tls_authz;  /* object id or NULL */
-    guint max_connections;  /* 0: unlimited */
+    guint max_connections;  /* 0: unlimited (QMP's default is 100, not 0) */
 } NBDServerConfig;
 
 bool nbd_server_start(const NBDServerConfig *cfg, GError **errp);

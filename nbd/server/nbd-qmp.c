@@ -289,6 +289,14 @@ static const ArgSpec *const *const flat_tables[] = {
     flat_tables_unix, flat_tables_inet, flat_tables_fd,
 };
 
+/*
+ * Without max-connections, qemu-storage-daemon 7.2 (its stable releases
+ * since the fix for CVE-2024-7409) serves at most 100 clients at a time,
+ * for nbd-server-start and --nbd-server alike; further clients wait,
+ * connected but not greeted. 0 asks for no limit.
+ */
+#define NBD_DEFAULT_MAX_CONNECTIONS 100
+
 static bool server_start(const ServerArgs *args, GError **errp)
 {
     /* A decoding error in QEMU, so it comes before every other check. */
@@ -331,7 +339,8 @@ static bool server_start(const ServerArgs *args, GError **errp)
         .addr = &addr,
         .tls_creds = args->has_tls_creds ? args->tls_creds : NULL,
         .tls_authz = args->has_tls_authz ? args->tls_authz : NULL,
-        .max_connections = args->has_max_connections ? (guint) args->max_connections : 0,
+        .max_connections = args->has_max_connections ? (guint) args->max_connections
+                                                     : NBD_DEFAULT_MAX_CONNECTIONS,
     };
     return nbd_server_start(&cfg, errp);
 }

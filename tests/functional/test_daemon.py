@@ -121,6 +121,64 @@ class CommandLine(bh.DaemonTestCase):
                     os.unlink(sock)
 
 
+class ConnectionLimits(bh.DaemonTestCase):
+    """max-connections: qemu-storage-daemon 7.2 serves at most 100 clients
+    at a time when none is given, on --nbd-server and nbd-server-start alike;
+    the others wait, connected but not greeted, until a slot is free."""
+
+    QUIET = 0.5
+
+    def assert_greets_exactly(self, sock, limit):
+        clients = []
+        try:
+            for i in range(limit):
+                c = w.RawClient(sock, timeout=5)
+                clients.append(c)
+                # a readiness probe may hold a slot for a moment: wait for it
+                c.read_greeting()
+            extra = w.RawClient(sock, timeout=5)
+            clients.append(extra)
+            self.assertTrue(extra.is_silent(self.QUIET),
+                            "client %d was greeted with a limit of %d" % (limit + 1, limit))
+            clients[0].close()
+            extra.read_greeting()   # served once a slot is free
+        finally:
+            for c in clients:
+                c.close()
+
+    def test_nbd_server_option_default_is_100(self):
+        sock = self.path("nbd.sock")
+        self.start_daemon(bh.blockdev_null("n0", MiB) + bh.nbd_server_unix(sock)
+                          + bh.nbd_export("e0", "n0", "null"), wait_for=sock)
+        self.assert_greets_exactly(sock, 100)
+
+    def test_nbd_server_start_default_is_100(self):
+        sock, qmp = self.path("nbd.sock"), self.path("qmp.sock")
+        d = self.start_daemon(bh.blockdev_null("n0", MiB) + bh.qmp_monitor(qmp),
+                              wait_for=qmp)
+        q = self.connect_qmp(qmp)
+        self.assertEqual(q.cmd("nbd-server-start",
+                               addr={"type": "unix", "data": {"path": sock}}),
+                         {"return": {}})
+        d.wait_unix(sock)
+        self.assert_greets_exactly(sock, 100)
+
+    def test_zero_is_no_limit(self):
+        sock = self.path("nbd.sock")
+        self.start_daemon(bh.blockdev_null("n0", MiB)
+                          + bh.nbd_server_unix(sock, max_connections=0)
+                          + bh.nbd_export("e0", "n0", "null"), wait_for=sock)
+        clients = []
+        try:
+            for _ in range(101):
+                c = w.RawClient(sock, timeout=5)
+                clients.append(c)
+                c.read_greeting()
+        finally:
+            for c in clients:
+                c.close()
+
+
 class Signals(bh.DaemonTestCase):
 
     def basic_args(self, sock, size=16 * MiB):
