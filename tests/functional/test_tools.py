@@ -288,6 +288,71 @@ class NbdInfo(ToolsBase):
         self.assertEqual(totals.get(0, 0), SIZE // 2, "half of src is data")
 
 
+class MultiConn(bh.DaemonTestCase):
+    """NBD_FLAG_CAN_MULTI_CONN as nbdinfo and nbdcopy see it.  A server that
+    takes one connection at a time must not advertise it: nbdcopy then opens
+    one connection, not four of which three are never greeted."""
+
+    COPY_TIMEOUT = 20       # a hang fails the test instead of wedging it
+
+    def setUp(self):
+        super().setUp()
+        self.sock = self.path("nbd.sock")
+        self.src = bh.make_pattern_file(self.path("src.img"), 8 * MiB, seed=5,
+                                        sparse_every=MiB)
+
+    def serve(self, exports, max_connections=None, extra=(), sock=None, name="daemon"):
+        """exports: (id, node, name, writable, extra options) over one file
+        node 'n0' (a copy of src) and whatever `extra` adds."""
+        sock = sock or self.sock
+        disk = self.path(name + "-disk.img")
+        with open(self.src, "rb") as f, open(disk, "wb") as g:
+            g.write(f.read())
+        args = bh.blockdev_file("n0", disk) + list(extra)
+        args += bh.nbd_server_unix(sock, max_connections=max_connections)
+        for exp_id, node, exp_name, writable, more in exports:
+            args += ["--export", "type=nbd,id=%s,node-name=%s,name=%s,writable=%s%s"
+                     % (exp_id, node, exp_name, "on" if writable else "off", more)]
+        self.start_daemon(args, wait_for=sock, name=name)
+        return disk
+
+    def can_multi_conn(self, name, sock=None):
+        _, out, _ = bh.run_tool(["nbdinfo", "--json", bh.nbd_uri(sock or self.sock, name)])
+        return json.loads(out)["exports"][0]["can_multi_conn"]
+
+    def nbdcopy(self, *args):
+        bh.run_tool(["nbdcopy"] + list(args), timeout=self.COPY_TIMEOUT)
+
+    def assertSameBytes(self, a, b):
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            self.assertTrue(fa.read() == fb.read(), "%s and %s differ" % (a, b))
+
+    @bh.needs_tools("nbdinfo", "nbdcopy")
+    def test_one_connection_no_multi_conn_and_nbdcopy_completes(self):
+        disk = self.serve([("rw", "n0", "rw", True, ""), ("ro", "n0", "ro", False, "")],
+                          max_connections=1)
+        self.assertFalse(self.can_multi_conn("rw"))
+        self.assertFalse(self.can_multi_conn("ro"))
+        out = self.path("out.img")
+        self.nbdcopy(bh.nbd_uri(self.sock, "ro"), out)
+        self.assertSameBytes(self.src, out)
+        other = bh.make_pattern_file(self.path("other.img"), 8 * MiB, seed=6)
+        self.nbdcopy(other, bh.nbd_uri(self.sock, "rw"))
+        self.assertSameBytes(other, disk)
+
+    @bh.needs_tools("nbdinfo", "nbdcopy")
+    def test_default_limit_advertises_multi_conn(self):
+        disk = self.serve([("rw", "n0", "rw", True, ""), ("ro", "n0", "ro", False, "")])
+        self.assertTrue(self.can_multi_conn("rw"))
+        self.assertTrue(self.can_multi_conn("ro"))
+        out = self.path("out.img")
+        self.nbdcopy("--connections=4", bh.nbd_uri(self.sock, "ro"), out)
+        self.assertSameBytes(self.src, out)
+        other = bh.make_pattern_file(self.path("other.img"), 8 * MiB, seed=6)
+        self.nbdcopy("--connections=4", other, bh.nbd_uri(self.sock, "rw"))
+        self.assertSameBytes(other, disk)
+
+
 if __name__ == "__main__":
     bh.require_tools()
     bh.main()
