@@ -77,6 +77,7 @@ typedef struct {
     const char *description;   /* may be NULL */
     const char *bitmap;        /* the first bitmap asked for, or NULL */
     bool writable, writethrough;
+    NBDMultiConn multi_conn;   /* berth's extension; AUTO unless asked */
 } ExportRequest;
 
 static bool export_create(const ExportRequest *req, GError **errp)
@@ -120,12 +121,24 @@ static bool export_create(const ExportRequest *req, GError **errp)
                     req->bitmap);
         return false;
     }
+    if (req->multi_conn == NBD_MULTI_CONN_ON && nbd_server_get_max_connections() == 1) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                            "Cannot advertise multi-conn: the NBD server accepts only one "
+                            "connection at a time (max-connections=1)");
+        return false;
+    }
 
     NBDExport *exp = nbd_export_new(req->bs, 0, -1,
                                     req->writable ? 0 : NBD_EXPORT_FLAG_READ_ONLY,
                                     qmp_export_closed, req->writethrough, req->on_eject,
                                     errp);
     if (!exp) {
+        return false;
+    }
+    g_autoptr(GError) mc_err = NULL;
+    if (!nbd_export_set_multi_conn(exp, req->multi_conn, &mc_err)) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, mc_err->message);
+        nbd_export_put(exp);
         return false;
     }
     nbd_export_set_id(exp, req->id);
@@ -493,6 +506,8 @@ static bool qmp_export_remove(void *opaque, json_object **ret, GError **errp)
 /* --- block-export-add / block-export-del / query-block-exports --- */
 
 static const char *const export_types[] = { "nbd", NULL };
+/* Indexed by NBDMultiConn. */
+static const char *const multi_conn_modes[] = { "auto", "on", "off", NULL };
 
 typedef struct {
     int type;
@@ -501,6 +516,8 @@ typedef struct {
     bool fixed_iothread, has_fixed_iothread;
     bool writable, has_writable, writethrough, has_writethrough;
     bool allocation_depth, has_allocation_depth;
+    int multi_conn;
+    bool has_multi_conn;
     json_object *bitmaps;
     bool has_bitmaps;
 } ExportAddArgs;
@@ -520,6 +537,9 @@ static const ArgSpec export_add_members[] = {
     ARG_OPTIONAL("bitmaps", ARG_ANY, ExportAddArgs, bitmaps, has_bitmaps),
     ARG_OPTIONAL("allocation-depth", ARG_BOOL, ExportAddArgs, allocation_depth,
                  has_allocation_depth),
+    /* berth's extension: the name and values QEMU's multi-conn proposal gave it */
+    ARG_ENUM_OPTIONAL("multi-conn", multi_conn_modes, ExportAddArgs, multi_conn,
+                      has_multi_conn),
     ARG_TABLE_END
 };
 static const ArgSpec *const export_add_args[] = { export_add_members, NULL };
@@ -586,6 +606,8 @@ static bool qmp_block_export_add(void *opaque, json_object **ret, GError **errp)
         .bitmap = bitmap,
         .writable = args->has_writable && args->writable,
         .writethrough = args->has_writethrough && args->writethrough,
+        .multi_conn = args->has_multi_conn ? (NBDMultiConn) args->multi_conn
+                                           : NBD_MULTI_CONN_AUTO,
     };
     return export_create(&req, errp);
 }

@@ -120,6 +120,33 @@ class CommandLine(bh.DaemonTestCase):
                 if os.path.exists(sock):
                     os.unlink(sock)
 
+    @bh.berth_only
+    def test_export_options_berth_refuses(self):
+        """Options qemu-storage-daemon accepts (or, for multi-conn, berth's
+        own) that berth cannot honour as asked: one line, and no start."""
+        null = ["--blockdev", "driver=null-co,node-name=n0"]
+        sock = self.path("s")
+        server = ["--nbd-server", "addr.type=unix,addr.path=" + sock]
+        cases = [
+            ("multi-conn with one connection",
+             null + server[:1] + [server[1] + ",max-connections=1"]
+             + ["--export", "type=nbd,id=e0,node-name=n0,multi-conn=on"],
+             ["multi-conn", "max-connections=1"]),
+            ("bad multi-conn",
+             null + server + ["--export", "type=nbd,id=e0,node-name=n0,multi-conn=maybe"],
+             ["multi-conn", "maybe"]),
+        ]
+        for what, args, words in cases:
+            with self.subTest(what):
+                rc, out, err = self.run_once(*args)
+                self.assertEqual(rc, 1, "exit status for %s\n%s" % (what, err))
+                lines = stderr_lines(err)
+                self.assertEqual(len(lines), 1, "want one stderr line:\n" + err)
+                for word in words:
+                    self.assertIn(word.lower(), lines[0].lower())
+                if os.path.exists(sock):
+                    os.unlink(sock)
+
 
 class ConnectionLimits(bh.DaemonTestCase):
     """max-connections: qemu-storage-daemon 7.2 serves at most 100 clients

@@ -291,7 +291,10 @@ class NbdInfo(ToolsBase):
 class MultiConn(bh.DaemonTestCase):
     """NBD_FLAG_CAN_MULTI_CONN as nbdinfo and nbdcopy see it.  A server that
     takes one connection at a time must not advertise it: nbdcopy then opens
-    one connection, not four of which three are never greeted."""
+    one connection, not four of which three are never greeted.  berth's
+    multi-conn=on|off|auto export option (an extension; qemu-storage-daemon
+    7.2 has no such parameter) never promises it for writes to a node that is
+    not coherent across connections."""
 
     COPY_TIMEOUT = 20       # a hang fails the test instead of wedging it
 
@@ -351,6 +354,63 @@ class MultiConn(bh.DaemonTestCase):
         other = bh.make_pattern_file(self.path("other.img"), 8 * MiB, seed=6)
         self.nbdcopy("--connections=4", other, bh.nbd_uri(self.sock, "rw"))
         self.assertSameBytes(other, disk)
+
+    @bh.berth_only
+    @bh.needs_tools("nbdinfo")
+    def test_multi_conn_option(self):
+        self.serve([("on", "n0", "on", True, ",multi-conn=on"),
+                    ("off", "n0", "off", True, ",multi-conn=off"),
+                    ("auto", "n0", "auto", True, ",multi-conn=auto"),
+                    ("ro-off", "n0", "ro-off", False, ",multi-conn=off")])
+        self.assertTrue(self.can_multi_conn("on"))
+        self.assertFalse(self.can_multi_conn("off"))
+        self.assertTrue(self.can_multi_conn("auto"), "a file node is coherent")
+        self.assertFalse(self.can_multi_conn("ro-off"))
+
+    @bh.berth_only
+    @bh.needs_tools("nbdinfo")
+    def test_multi_conn_option_over_qmp(self):
+        qmp = self.path("qmp.sock")
+        self.serve([], extra=bh.qmp_monitor(qmp))
+        q = self.connect_qmp(qmp)
+        for mode, want in (("on", True), ("off", False), ("auto", True)):
+            self.assertEqual(q.cmd("block-export-add", {"type": "nbd", "id": mode,
+                                                        "node-name": "n0", "name": mode,
+                                                        "writable": True,
+                                                        "multi-conn": mode}),
+                             {"return": {}})
+            self.assertEqual(self.can_multi_conn(mode), want, mode)
+        r = q.cmd("block-export-add", {"type": "nbd", "id": "bad", "node-name": "n0",
+                                       "multi-conn": True})
+        self.assertIn("multi-conn", r["error"]["desc"])
+        self.assertEqual(len(q.cmd("query-block-exports")["return"]), 3)
+
+    @bh.berth_only
+    @bh.needs_tools("nbdinfo")
+    def test_node_not_coherent(self):
+        """An nbd node whose server does not advertise multi-conn: no
+        promise for writes, and multi-conn=on on a writable export of it is
+        refused; a read-only export may still be given it."""
+        up = self.path("up.sock")
+        self.serve([("up", "n0", "up", True, ",multi-conn=off")], sock=up, name="upstream")
+        self.assertFalse(self.can_multi_conn("up", sock=up))
+        node = ["--blockdev", "driver=nbd,node-name=remote,server.type=unix,"
+                "server.path=%s,export=up" % bh.opt_escape(up)]
+        args = node + bh.nbd_server_unix(self.sock)
+        rc, _, err = bh.run_daemon_once(args + ["--export", "type=nbd,id=w,node-name=remote,"
+                                                "writable=on,multi-conn=on"], self.tmpdir)
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertIn("not coherent", err)
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+        self.start_daemon(args + [
+            "--export", "type=nbd,id=w,node-name=remote,name=w,writable=on",
+            "--export", "type=nbd,id=r,node-name=remote,name=r,multi-conn=on",
+            "--export", "type=nbd,id=ra,node-name=remote,name=ra"], wait_for=self.sock)
+        self.assertFalse(self.can_multi_conn("w"))
+        self.assertTrue(self.can_multi_conn("r"))
+        self.assertFalse(self.can_multi_conn("ra"))
 
 
 if __name__ == "__main__":
