@@ -77,6 +77,7 @@ typedef struct {
     const char *description;   /* may be NULL */
     const char *bitmap;        /* the first bitmap asked for, or NULL */
     bool writable, writethrough;
+    bool allocation_depth;
     NBDMultiConn multi_conn;   /* berth's extension; AUTO unless asked */
 } ExportRequest;
 
@@ -119,6 +120,14 @@ static bool export_create(const ExportRequest *req, GError **errp)
         /* Dirty bitmaps do not exist in berth yet, so none can be found. */
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Bitmap '%s' is not found",
                     req->bitmap);
+        return false;
+    }
+    /* Accepted by QEMU; refused here until the context is served, rather
+     * than accepted and ignored. */
+    if (req->allocation_depth) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                            "Export option 'allocation-depth' is not supported: berth does "
+                            "not serve the qemu:allocation-depth metadata context yet");
         return false;
     }
     if (req->multi_conn == NBD_MULTI_CONN_ON && nbd_server_get_max_connections() == 1) {
@@ -606,6 +615,7 @@ static bool qmp_block_export_add(void *opaque, json_object **ret, GError **errp)
         .bitmap = bitmap,
         .writable = args->has_writable && args->writable,
         .writethrough = args->has_writethrough && args->writethrough,
+        .allocation_depth = args->has_allocation_depth && args->allocation_depth,
         .multi_conn = args->has_multi_conn ? (NBDMultiConn) args->multi_conn
                                            : NBD_MULTI_CONN_AUTO,
     };

@@ -537,6 +537,21 @@ class Failures(ToolTestCase):
                     self.assertIn(image, lines[0])
                     self.assertTrue(lines[0].startswith(tool + ": "), lines[0])
 
+    def test_allocation_depth_refused(self):
+        """qemu-nbd -A serves qemu:allocation-depth; berth-nbd cannot yet
+        and says so instead of serving without it."""
+        for opt in ("-A", "--allocation-depth"):
+            with self.subTest(opt):
+                sock = self.sock(opt)
+                rc, out, err = run([BERTH_NBD, "-f", "raw", opt, "-k", sock, self.image],
+                                   timeout=10)
+                self.assertEqual(rc, 1, err)
+                lines = stderr_lines(err)
+                self.assertEqual(len(lines), 1, err)
+                self.assertIn("allocation-depth", lines[0])
+                self.assertIn("not supported", lines[0])
+                self.assertFalse(os.path.exists(sock))
+
     def kernel_device(self):
         """A device path that is not there (never attach a real one)."""
         dev = "/dev/nbd0"

@@ -128,6 +128,9 @@ class CommandLine(bh.DaemonTestCase):
         sock = self.path("s")
         server = ["--nbd-server", "addr.type=unix,addr.path=" + sock]
         cases = [
+            ("allocation-depth",
+             null + server + ["--export", "type=nbd,id=e0,node-name=n0,allocation-depth=on"],
+             ["allocation-depth", "not supported"]),
             ("multi-conn with one connection",
              null + server[:1] + [server[1] + ",max-connections=1"]
              + ["--export", "type=nbd,id=e0,node-name=n0,multi-conn=on"],
@@ -146,6 +149,13 @@ class CommandLine(bh.DaemonTestCase):
                     self.assertIn(word.lower(), lines[0].lower())
                 if os.path.exists(sock):
                     os.unlink(sock)
+
+    def test_allocation_depth_off_accepted(self):
+        sock = self.path("nbd.sock")
+        self.start_daemon(bh.blockdev_null("n0", MiB) + bh.nbd_server_unix(sock)
+                          + ["--export", "type=nbd,id=e0,node-name=n0,name=null,"
+                             "allocation-depth=off"], wait_for=sock)
+        w.connect_when_served(sock, "null").disconnect()
 
 
 class ConnectionLimits(bh.DaemonTestCase):

@@ -383,6 +383,9 @@ class MultiConn(bh.DaemonTestCase):
         r = q.cmd("block-export-add", {"type": "nbd", "id": "bad", "node-name": "n0",
                                        "multi-conn": True})
         self.assertIn("multi-conn", r["error"]["desc"])
+        r = q.cmd("block-export-add", {"type": "nbd", "id": "ad", "node-name": "n0",
+                                       "name": "ad", "allocation-depth": True})
+        self.assertIn("allocation-depth", r["error"]["desc"])
         self.assertEqual(len(q.cmd("query-block-exports")["return"]), 3)
 
     @bh.berth_only
