@@ -81,6 +81,24 @@ typedef struct {
     NBDMultiConn multi_conn;   /* berth's extension; AUTO unless asked */
 } ExportRequest;
 
+/*
+ * iothread= is accepted, as qemu-storage-daemon accepts it, and must name an
+ * iothread object; but no export's data path moves to an I/O thread yet.
+ * Say so once, rather than on every export of a script that names one.
+ */
+static void warn_iothread_not_used(const char *iothread, const char *export_id)
+{
+    static bool warned;
+
+    if (warned) {
+        return;
+    }
+    warned = true;
+    g_warning("block export '%s': iothread '%s' is accepted, but NBD exports still run "
+              "their data path on the main loop (said once per process)", export_id,
+              iothread);
+}
+
 static bool export_create(const ExportRequest *req, GError **errp)
 {
     QmpObject *iothread = NULL;
@@ -166,6 +184,7 @@ static bool export_create(const ExportRequest *req, GError **errp)
         /* No data path moves yet; the pin keeps object-del honest. */
         rec->iothread = iothread;
         qmp_object_pin(iothread);
+        warn_iothread_not_used(req->iothread, req->id);
     }
     nbd_export_set_owner_data(exp, rec, NULL);
     if (!exports_by_id) {
