@@ -135,6 +135,12 @@ static bool add_export(const BerthNbdOptions *o, GError **errp)
     if (o->description) {
         nbd_export_set_description(export, o->description);
     }
+    /* qemu-nbd's rule: multi-conn only where -e lets a client open a second
+     * connection. The server's limit withholds it too, but with -c alone no
+     * server runs, and the kernel must be told the same. */
+    if (o->shared == 1 && !nbd_export_set_multi_conn(export, NBD_MULTI_CONN_OFF, errp)) {
+        return false;
+    }
     return nbd_export_set_name(export, o->export_name ? o->export_name : "", errp);
 }
 

@@ -15,11 +15,48 @@
 /* name -> NBDExport (one reference each), plus creation order for LIST */
 static GHashTable *export_table;
 static GList *export_order;
+/* Every export not yet freed, named or not (borrowed): a change of the
+ * server's connection limit must reach all of them, including those that
+ * serve a channel handed over by the host (nbd_client_new with an export). */
+static GList *live_exports;
 
 static void ensure_table(void)
 {
     if (!export_table) {
         export_table = g_hash_table_new(g_str_hash, g_str_equal);
+    }
+}
+
+/*
+ * Every connection goes through the same node in this process, so a flush on
+ * any of them covers writes acknowledged on all - when the node itself is
+ * coherent (no per-connection caches beneath us). A server that takes one
+ * connection at a time withholds the flag whatever the mode: a client that
+ * opens several connections on its word (nbdcopy opens four) would wait for
+ * ever on the second, which is never greeted while the first is open.
+ */
+static void update_multi_conn_flag(NBDExport *exp)
+{
+    bool advertise;
+
+    switch (exp->multi_conn) {
+    case NBD_MULTI_CONN_ON:
+        advertise = true;
+        break;
+    case NBD_MULTI_CONN_OFF:
+        advertise = false;
+        break;
+    default:
+        advertise = exp->info.coherent;
+        break;
+    }
+    if (nbd_server_get_max_connections() == 1) {
+        advertise = false;
+    }
+    if (advertise) {
+        exp->tx_flags |= NBD_FLAG_CAN_MULTI_CONN;
+    } else {
+        exp->tx_flags &= ~NBD_FLAG_CAN_MULTI_CONN;
     }
 }
 
@@ -32,13 +69,35 @@ static void compute_flags(NBDExport *exp, bool read_only)
     } else {
         f |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
     }
-    /* Every connection goes through the same node in this process, so a flush
-     * on any of them covers writes acknowledged on all - when the node itself
-     * is coherent (no per-connection caches beneath us). */
-    if (exp->info.coherent) {
-        f |= NBD_FLAG_CAN_MULTI_CONN;
-    }
     exp->tx_flags = f;
+    update_multi_conn_flag(exp);
+}
+
+void nbd_export_connection_limit_changed(void)
+{
+    for (GList *it = live_exports; it; it = it->next) {
+        update_multi_conn_flag(it->data);
+    }
+}
+
+bool nbd_export_set_multi_conn(NBDExport *exp, NBDMultiConn mode, GError **errp)
+{
+    /* Read-only clients write nothing whose visibility the flag could
+     * promise, so only a writable export needs a coherent node. */
+    if (mode == NBD_MULTI_CONN_ON && !exp->info.coherent && !nbd_export_is_read_only(exp)) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "Node '%s' is not coherent across connections: a writable export "
+                    "of it cannot advertise multi-conn", exp->info.node_name);
+        return false;
+    }
+    exp->multi_conn = mode;
+    update_multi_conn_flag(exp);
+    return true;
+}
+
+bool nbd_export_can_multi_conn(NBDExport *exp)
+{
+    return (exp->tx_flags & NBD_FLAG_CAN_MULTI_CONN) != 0;
 }
 
 static void on_medium_ejected(BlockBackend *blk, gpointer opaque)
@@ -87,7 +146,9 @@ NBDExport *nbd_export_new(BlockDriverState *bs, uint64_t dev_offset, int64_t siz
     exp->min_block = MAX(info.request_alignment, 1);
     exp->pref_block = MAX(exp->min_block, 4096);
     exp->max_block = NBD_MAX_PAYLOAD;
+    exp->multi_conn = NBD_MULTI_CONN_AUTO;
     compute_flags(exp, read_only);
+    live_exports = g_list_prepend(live_exports, exp);
     if (on_eject_blk) {
         exp->eject_blk = blk_ref(on_eject_blk);
         exp->eject_notifier = blk_add_eject_notifier(on_eject_blk, on_medium_ejected, exp);
@@ -107,6 +168,7 @@ void nbd_export_put(NBDExport *exp)
         return;
     }
     g_assert(exp->clients == NULL);
+    live_exports = g_list_remove(live_exports, exp);
     if (exp->eject_blk) {
         blk_remove_eject_notifier(exp->eject_blk, exp->eject_notifier);
         blk_unref(exp->eject_blk);

@@ -77,7 +77,27 @@ typedef struct {
     const char *description;   /* may be NULL */
     const char *bitmap;        /* the first bitmap asked for, or NULL */
     bool writable, writethrough;
+    bool allocation_depth;
+    NBDMultiConn multi_conn;   /* berth's extension; AUTO unless asked */
 } ExportRequest;
+
+/*
+ * iothread= is accepted, as qemu-storage-daemon accepts it, and must name an
+ * iothread object; but no export's data path moves to an I/O thread yet.
+ * Say so once, rather than on every export of a script that names one.
+ */
+static void warn_iothread_not_used(const char *iothread, const char *export_id)
+{
+    static bool warned;
+
+    if (warned) {
+        return;
+    }
+    warned = true;
+    g_warning("block export '%s': iothread '%s' is accepted, but NBD exports still run "
+              "their data path on the main loop (said once per process)", export_id,
+              iothread);
+}
 
 static bool export_create(const ExportRequest *req, GError **errp)
 {
@@ -120,12 +140,32 @@ static bool export_create(const ExportRequest *req, GError **errp)
                     req->bitmap);
         return false;
     }
+    /* Accepted by QEMU; refused here until the context is served, rather
+     * than accepted and ignored. */
+    if (req->allocation_depth) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                            "Export option 'allocation-depth' is not supported: berth does "
+                            "not serve the qemu:allocation-depth metadata context yet");
+        return false;
+    }
+    if (req->multi_conn == NBD_MULTI_CONN_ON && nbd_server_get_max_connections() == 1) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                            "Cannot advertise multi-conn: the NBD server accepts only one "
+                            "connection at a time (max-connections=1)");
+        return false;
+    }
 
     NBDExport *exp = nbd_export_new(req->bs, 0, -1,
                                     req->writable ? 0 : NBD_EXPORT_FLAG_READ_ONLY,
                                     qmp_export_closed, req->writethrough, req->on_eject,
                                     errp);
     if (!exp) {
+        return false;
+    }
+    g_autoptr(GError) mc_err = NULL;
+    if (!nbd_export_set_multi_conn(exp, req->multi_conn, &mc_err)) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, mc_err->message);
+        nbd_export_put(exp);
         return false;
     }
     nbd_export_set_id(exp, req->id);
@@ -144,6 +184,7 @@ static bool export_create(const ExportRequest *req, GError **errp)
         /* No data path moves yet; the pin keeps object-del honest. */
         rec->iothread = iothread;
         qmp_object_pin(iothread);
+        warn_iothread_not_used(req->iothread, req->id);
     }
     nbd_export_set_owner_data(exp, rec, NULL);
     if (!exports_by_id) {
@@ -289,6 +330,14 @@ static const ArgSpec *const *const flat_tables[] = {
     flat_tables_unix, flat_tables_inet, flat_tables_fd,
 };
 
+/*
+ * Without max-connections, qemu-storage-daemon 7.2 (its stable releases
+ * since the fix for CVE-2024-7409) serves at most 100 clients at a time,
+ * for nbd-server-start and --nbd-server alike; further clients wait,
+ * connected but not greeted. 0 asks for no limit.
+ */
+#define NBD_DEFAULT_MAX_CONNECTIONS 100
+
 static bool server_start(const ServerArgs *args, GError **errp)
 {
     /* A decoding error in QEMU, so it comes before every other check. */
@@ -331,7 +380,8 @@ static bool server_start(const ServerArgs *args, GError **errp)
         .addr = &addr,
         .tls_creds = args->has_tls_creds ? args->tls_creds : NULL,
         .tls_authz = args->has_tls_authz ? args->tls_authz : NULL,
-        .max_connections = args->has_max_connections ? (guint) args->max_connections : 0,
+        .max_connections = args->has_max_connections ? (guint) args->max_connections
+                                                     : NBD_DEFAULT_MAX_CONNECTIONS,
     };
     return nbd_server_start(&cfg, errp);
 }
@@ -484,6 +534,8 @@ static bool qmp_export_remove(void *opaque, json_object **ret, GError **errp)
 /* --- block-export-add / block-export-del / query-block-exports --- */
 
 static const char *const export_types[] = { "nbd", NULL };
+/* Indexed by NBDMultiConn. */
+static const char *const multi_conn_modes[] = { "auto", "on", "off", NULL };
 
 typedef struct {
     int type;
@@ -492,6 +544,8 @@ typedef struct {
     bool fixed_iothread, has_fixed_iothread;
     bool writable, has_writable, writethrough, has_writethrough;
     bool allocation_depth, has_allocation_depth;
+    int multi_conn;
+    bool has_multi_conn;
     json_object *bitmaps;
     bool has_bitmaps;
 } ExportAddArgs;
@@ -511,6 +565,9 @@ static const ArgSpec export_add_members[] = {
     ARG_OPTIONAL("bitmaps", ARG_ANY, ExportAddArgs, bitmaps, has_bitmaps),
     ARG_OPTIONAL("allocation-depth", ARG_BOOL, ExportAddArgs, allocation_depth,
                  has_allocation_depth),
+    /* berth's extension: the name and values QEMU's multi-conn proposal gave it */
+    ARG_ENUM_OPTIONAL("multi-conn", multi_conn_modes, ExportAddArgs, multi_conn,
+                      has_multi_conn),
     ARG_TABLE_END
 };
 static const ArgSpec *const export_add_args[] = { export_add_members, NULL };
@@ -577,6 +634,9 @@ static bool qmp_block_export_add(void *opaque, json_object **ret, GError **errp)
         .bitmap = bitmap,
         .writable = args->has_writable && args->writable,
         .writethrough = args->has_writethrough && args->writethrough,
+        .allocation_depth = args->has_allocation_depth && args->allocation_depth,
+        .multi_conn = args->has_multi_conn ? (NBDMultiConn) args->multi_conn
+                                           : NBD_MULTI_CONN_AUTO,
     };
     return export_create(&req, errp);
 }

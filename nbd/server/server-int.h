@@ -36,6 +36,7 @@ struct NBDExport {
     uint64_t dev_offset;
     uint64_t size;
     uint16_t tx_flags;          /* transmission flags advertised */
+    NBDMultiConn multi_conn;    /* CAN_MULTI_CONN in tx_flags follows it and the limit */
     uint32_t min_block, pref_block, max_block;
     char *name;                 /* last name given; NULL if never named */
     bool in_table;              /* reachable by name from the handshake */
@@ -139,6 +140,9 @@ struct NBDClient {
 void nbd_export_attach_client(NBDExport *exp, NBDClient *client);
 void nbd_export_detach_client(NBDExport *exp, NBDClient *client);
 GList *nbd_export_list(void);  /* table order; borrowed pointers, free the list */
+/* The server's connection limit changed: recompute what every export
+ * advertises (CAN_MULTI_CONN) to clients that negotiate from now on. */
+void nbd_export_connection_limit_changed(void);
 
 /* client-io.c */
 void nbd_client_io_start(NBDClient *client);

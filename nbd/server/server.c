@@ -126,6 +126,7 @@ bool nbd_server_start(const NBDServerConfig *cfg, GError **errp)
     server.tls_authz = g_strdup(cfg->tls_authz);
     server.max_connections = cfg->max_connections;
     server.running = true;
+    nbd_export_connection_limit_changed();
     return true;
 }
 
@@ -146,6 +147,8 @@ void nbd_server_stop(void)
     g_clear_pointer(&server.tls_creds, g_free);
     g_clear_pointer(&server.tls_authz, g_free);
     server.running = false;
+    server.max_connections = 0;
+    nbd_export_connection_limit_changed();
 }
 
 bool nbd_server_is_running(void)
@@ -159,6 +162,11 @@ int nbd_server_get_port(void)
         return 0;
     }
     return berth_listener_get_port(g_ptr_array_index(server.listeners, 0));
+}
+
+guint nbd_server_get_max_connections(void)
+{
+    return server.running ? server.max_connections : 0;
 }
 
 void nbd_server_foreach_client(void (*fn)(NBDClient *client, gpointer opaque), gpointer opaque)

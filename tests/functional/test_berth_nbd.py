@@ -267,6 +267,42 @@ class Lifetime(ToolTestCase):
                     c.disconnect()
                 self.assert_stops(d)
 
+    def test_multi_conn_follows_shared(self):
+        """qemu-nbd 7.2 advertises multi-conn exactly when -e lets a second
+        client in, read-only or not."""
+        for tool, exe in TOOLS:
+            for args, want in (([], False), (["-r"], False), (["-e", "2"], True),
+                               (["-e", "2", "-r"], True), (["-e", "0"], True)):
+                with self.subTest(tool=tool, args=args):
+                    tag = "%s%s" % (tool, "".join(args))
+                    sock = self.sock(tag)
+                    d = self.serve(exe, ["-t", "-k", sock] + args + [self.image], sock=sock,
+                                   name=tag)
+                    info = self.nbdinfo_json(bh.nbd_uri(sock))
+                    self.assertEqual(info["exports"][0]["can_multi_conn"], want)
+                    self.assert_stops(d)
+
+    @bh.needs_tools("nbdcopy")
+    def test_nbdcopy_with_defaults(self):
+        """With -e 1 nbdcopy must not be told to open four connections, of
+        which three would never be greeted: it copies, both ways, and the
+        server exits after it as after any last client."""
+        for tool, exe in TOOLS:
+            with self.subTest(tool=tool):
+                sock = self.sock(tool)
+                out = self.path(tool + "-out.img")
+                d = self.serve(exe, ["-k", sock, self.image], sock=sock, name="out")
+                bh.run_tool(["nbdcopy", bh.nbd_uri(sock), out], timeout=20)
+                with open(out, "rb") as f:
+                    self.assertTrue(f.read() == self.image_data, "copy differs")
+                self.assert_exits_by_itself(d)
+                target = bh.make_sparse_file(self.path(tool + "-in.img"), DISK_SIZE)
+                d = self.serve(exe, ["-k", sock, target], sock=sock, name="in")
+                bh.run_tool(["nbdcopy", self.image, bh.nbd_uri(sock)], timeout=20)
+                self.assert_exits_by_itself(d)
+                with open(target, "rb") as f:
+                    self.assertTrue(f.read() == self.image_data, "copy differs")
+
     def test_fork_and_pid_file(self):
         for tool, exe in TOOLS:
             with self.subTest(tool=tool):
@@ -500,6 +536,21 @@ class Failures(ToolTestCase):
                     self.assertEqual(len(lines), 1, err)
                     self.assertIn(image, lines[0])
                     self.assertTrue(lines[0].startswith(tool + ": "), lines[0])
+
+    def test_allocation_depth_refused(self):
+        """qemu-nbd -A serves qemu:allocation-depth; berth-nbd cannot yet
+        and says so instead of serving without it."""
+        for opt in ("-A", "--allocation-depth"):
+            with self.subTest(opt):
+                sock = self.sock(opt)
+                rc, out, err = run([BERTH_NBD, "-f", "raw", opt, "-k", sock, self.image],
+                                   timeout=10)
+                self.assertEqual(rc, 1, err)
+                lines = stderr_lines(err)
+                self.assertEqual(len(lines), 1, err)
+                self.assertIn("allocation-depth", lines[0])
+                self.assertIn("not supported", lines[0])
+                self.assertFalse(os.path.exists(sock))
 
     def kernel_device(self):
         """A device path that is not there (never attach a real one)."""

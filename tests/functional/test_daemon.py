@@ -120,6 +120,126 @@ class CommandLine(bh.DaemonTestCase):
                 if os.path.exists(sock):
                     os.unlink(sock)
 
+    @bh.berth_only
+    def test_export_options_berth_refuses(self):
+        """Options qemu-storage-daemon accepts (or, for multi-conn, berth's
+        own) that berth cannot honour as asked: one line, and no start."""
+        null = ["--blockdev", "driver=null-co,node-name=n0"]
+        sock = self.path("s")
+        server = ["--nbd-server", "addr.type=unix,addr.path=" + sock]
+        cases = [
+            ("allocation-depth",
+             null + server + ["--export", "type=nbd,id=e0,node-name=n0,allocation-depth=on"],
+             ["allocation-depth", "not supported"]),
+            ("multi-conn with one connection",
+             null + server[:1] + [server[1] + ",max-connections=1"]
+             + ["--export", "type=nbd,id=e0,node-name=n0,multi-conn=on"],
+             ["multi-conn", "max-connections=1"]),
+            ("bad multi-conn",
+             null + server + ["--export", "type=nbd,id=e0,node-name=n0,multi-conn=maybe"],
+             ["multi-conn", "maybe"]),
+        ]
+        for what, args, words in cases:
+            with self.subTest(what):
+                rc, out, err = self.run_once(*args)
+                self.assertEqual(rc, 1, "exit status for %s\n%s" % (what, err))
+                lines = stderr_lines(err)
+                self.assertEqual(len(lines), 1, "want one stderr line:\n" + err)
+                for word in words:
+                    self.assertIn(word.lower(), lines[0].lower())
+                if os.path.exists(sock):
+                    os.unlink(sock)
+
+    def test_allocation_depth_off_accepted(self):
+        sock = self.path("nbd.sock")
+        self.start_daemon(bh.blockdev_null("n0", MiB) + bh.nbd_server_unix(sock)
+                          + ["--export", "type=nbd,id=e0,node-name=n0,name=null,"
+                             "allocation-depth=off"], wait_for=sock)
+        w.connect_when_served(sock, "null").disconnect()
+
+    @bh.berth_only
+    def test_iothread_warns_once(self):
+        """iothread= must name an iothread, is accepted, and says once that
+        the export's data path stays on the main loop."""
+        sock = self.path("nbd.sock")
+        rc, _, err = self.run_once(*(bh.blockdev_null("n0", MiB) + bh.nbd_server_unix(sock)
+                                     + ["--export", "type=nbd,id=e0,node-name=n0,"
+                                        "iothread=io0"]))
+        self.assertEqual(rc, 1)
+        self.assertIn('iothread "io0" not found', err)
+        if os.path.exists(sock):
+            os.unlink(sock)
+        d = self.start_daemon(["--object", "iothread,id=io0"] + bh.blockdev_null("n0", MiB)
+                              + bh.nbd_server_unix(sock)
+                              + ["--export", "type=nbd,id=e0,node-name=n0,name=a,iothread=io0",
+                                 "--export", "type=nbd,id=e1,node-name=n0,name=b,iothread=io0"],
+                              wait_for=sock)
+        for name in ("a", "b"):
+            w.connect_when_served(sock, name).disconnect()
+        warnings = [l for l in d.stderr().splitlines() if "iothread" in l]
+        self.assertEqual(len(warnings), 1, d.stderr())
+        self.assertIn("WARNING", warnings[0])
+        self.assertIn("main loop", warnings[0])
+        self.assertIn("io0", warnings[0])
+
+
+class ConnectionLimits(bh.DaemonTestCase):
+    """max-connections: qemu-storage-daemon 7.2 serves at most 100 clients
+    at a time when none is given, on --nbd-server and nbd-server-start alike;
+    the others wait, connected but not greeted, until a slot is free."""
+
+    QUIET = 0.5
+
+    def assert_greets_exactly(self, sock, limit):
+        clients = []
+        try:
+            for i in range(limit):
+                c = w.RawClient(sock, timeout=5)
+                clients.append(c)
+                # a readiness probe may hold a slot for a moment: wait for it
+                c.read_greeting()
+            extra = w.RawClient(sock, timeout=5)
+            clients.append(extra)
+            self.assertTrue(extra.is_silent(self.QUIET),
+                            "client %d was greeted with a limit of %d" % (limit + 1, limit))
+            clients[0].close()
+            extra.read_greeting()   # served once a slot is free
+        finally:
+            for c in clients:
+                c.close()
+
+    def test_nbd_server_option_default_is_100(self):
+        sock = self.path("nbd.sock")
+        self.start_daemon(bh.blockdev_null("n0", MiB) + bh.nbd_server_unix(sock)
+                          + bh.nbd_export("e0", "n0", "null"), wait_for=sock)
+        self.assert_greets_exactly(sock, 100)
+
+    def test_nbd_server_start_default_is_100(self):
+        sock, qmp = self.path("nbd.sock"), self.path("qmp.sock")
+        d = self.start_daemon(bh.blockdev_null("n0", MiB) + bh.qmp_monitor(qmp),
+                              wait_for=qmp)
+        q = self.connect_qmp(qmp)
+        self.assertEqual(q.cmd("nbd-server-start",
+                               addr={"type": "unix", "data": {"path": sock}}),
+                         {"return": {}})
+        d.wait_unix(sock)
+        self.assert_greets_exactly(sock, 100)
+
+    def test_zero_is_no_limit(self):
+        sock = self.path("nbd.sock")
+        self.start_daemon(bh.blockdev_null("n0", MiB)
+                          + bh.nbd_server_unix(sock, max_connections=0)
+                          + bh.nbd_export("e0", "n0", "null"), wait_for=sock)
+        clients = []
+        try:
+            for _ in range(101):
+                c = w.RawClient(sock, timeout=5)
+                clients.append(c)
+                c.read_greeting()
+        finally:
+            for c in clients:
+                c.close()
+
 
 class Signals(bh.DaemonTestCase):
 

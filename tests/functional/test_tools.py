@@ -288,6 +288,134 @@ class NbdInfo(ToolsBase):
         self.assertEqual(totals.get(0, 0), SIZE // 2, "half of src is data")
 
 
+class MultiConn(bh.DaemonTestCase):
+    """NBD_FLAG_CAN_MULTI_CONN as nbdinfo and nbdcopy see it.  A server that
+    takes one connection at a time must not advertise it: nbdcopy then opens
+    one connection, not four of which three are never greeted.  berth's
+    multi-conn=on|off|auto export option (an extension; qemu-storage-daemon
+    7.2 has no such parameter) never promises it for writes to a node that is
+    not coherent across connections."""
+
+    COPY_TIMEOUT = 20       # a hang fails the test instead of wedging it
+
+    def setUp(self):
+        super().setUp()
+        self.sock = self.path("nbd.sock")
+        self.src = bh.make_pattern_file(self.path("src.img"), 8 * MiB, seed=5,
+                                        sparse_every=MiB)
+
+    def serve(self, exports, max_connections=None, extra=(), sock=None, name="daemon"):
+        """exports: (id, node, name, writable, extra options) over one file
+        node 'n0' (a copy of src) and whatever `extra` adds."""
+        sock = sock or self.sock
+        disk = self.path(name + "-disk.img")
+        with open(self.src, "rb") as f, open(disk, "wb") as g:
+            g.write(f.read())
+        args = bh.blockdev_file("n0", disk) + list(extra)
+        args += bh.nbd_server_unix(sock, max_connections=max_connections)
+        for exp_id, node, exp_name, writable, more in exports:
+            args += ["--export", "type=nbd,id=%s,node-name=%s,name=%s,writable=%s%s"
+                     % (exp_id, node, exp_name, "on" if writable else "off", more)]
+        self.start_daemon(args, wait_for=sock, name=name)
+        return disk
+
+    def can_multi_conn(self, name, sock=None):
+        _, out, _ = bh.run_tool(["nbdinfo", "--json", bh.nbd_uri(sock or self.sock, name)])
+        return json.loads(out)["exports"][0]["can_multi_conn"]
+
+    def nbdcopy(self, *args):
+        bh.run_tool(["nbdcopy"] + list(args), timeout=self.COPY_TIMEOUT)
+
+    def assertSameBytes(self, a, b):
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            self.assertTrue(fa.read() == fb.read(), "%s and %s differ" % (a, b))
+
+    @bh.needs_tools("nbdinfo", "nbdcopy")
+    def test_one_connection_no_multi_conn_and_nbdcopy_completes(self):
+        disk = self.serve([("rw", "n0", "rw", True, ""), ("ro", "n0", "ro", False, "")],
+                          max_connections=1)
+        self.assertFalse(self.can_multi_conn("rw"))
+        self.assertFalse(self.can_multi_conn("ro"))
+        out = self.path("out.img")
+        self.nbdcopy(bh.nbd_uri(self.sock, "ro"), out)
+        self.assertSameBytes(self.src, out)
+        other = bh.make_pattern_file(self.path("other.img"), 8 * MiB, seed=6)
+        self.nbdcopy(other, bh.nbd_uri(self.sock, "rw"))
+        self.assertSameBytes(other, disk)
+
+    @bh.needs_tools("nbdinfo", "nbdcopy")
+    def test_default_limit_advertises_multi_conn(self):
+        disk = self.serve([("rw", "n0", "rw", True, ""), ("ro", "n0", "ro", False, "")])
+        self.assertTrue(self.can_multi_conn("rw"))
+        self.assertTrue(self.can_multi_conn("ro"))
+        out = self.path("out.img")
+        self.nbdcopy("--connections=4", bh.nbd_uri(self.sock, "ro"), out)
+        self.assertSameBytes(self.src, out)
+        other = bh.make_pattern_file(self.path("other.img"), 8 * MiB, seed=6)
+        self.nbdcopy("--connections=4", other, bh.nbd_uri(self.sock, "rw"))
+        self.assertSameBytes(other, disk)
+
+    @bh.berth_only
+    @bh.needs_tools("nbdinfo")
+    def test_multi_conn_option(self):
+        self.serve([("on", "n0", "on", True, ",multi-conn=on"),
+                    ("off", "n0", "off", True, ",multi-conn=off"),
+                    ("auto", "n0", "auto", True, ",multi-conn=auto"),
+                    ("ro-off", "n0", "ro-off", False, ",multi-conn=off")])
+        self.assertTrue(self.can_multi_conn("on"))
+        self.assertFalse(self.can_multi_conn("off"))
+        self.assertTrue(self.can_multi_conn("auto"), "a file node is coherent")
+        self.assertFalse(self.can_multi_conn("ro-off"))
+
+    @bh.berth_only
+    @bh.needs_tools("nbdinfo")
+    def test_multi_conn_option_over_qmp(self):
+        qmp = self.path("qmp.sock")
+        self.serve([], extra=bh.qmp_monitor(qmp))
+        q = self.connect_qmp(qmp)
+        for mode, want in (("on", True), ("off", False), ("auto", True)):
+            self.assertEqual(q.cmd("block-export-add", {"type": "nbd", "id": mode,
+                                                        "node-name": "n0", "name": mode,
+                                                        "writable": True,
+                                                        "multi-conn": mode}),
+                             {"return": {}})
+            self.assertEqual(self.can_multi_conn(mode), want, mode)
+        r = q.cmd("block-export-add", {"type": "nbd", "id": "bad", "node-name": "n0",
+                                       "multi-conn": True})
+        self.assertIn("multi-conn", r["error"]["desc"])
+        r = q.cmd("block-export-add", {"type": "nbd", "id": "ad", "node-name": "n0",
+                                       "name": "ad", "allocation-depth": True})
+        self.assertIn("allocation-depth", r["error"]["desc"])
+        self.assertEqual(len(q.cmd("query-block-exports")["return"]), 3)
+
+    @bh.berth_only
+    @bh.needs_tools("nbdinfo")
+    def test_node_not_coherent(self):
+        """An nbd node whose server does not advertise multi-conn: no
+        promise for writes, and multi-conn=on on a writable export of it is
+        refused; a read-only export may still be given it."""
+        up = self.path("up.sock")
+        self.serve([("up", "n0", "up", True, ",multi-conn=off")], sock=up, name="upstream")
+        self.assertFalse(self.can_multi_conn("up", sock=up))
+        node = ["--blockdev", "driver=nbd,node-name=remote,server.type=unix,"
+                "server.path=%s,export=up" % bh.opt_escape(up)]
+        args = node + bh.nbd_server_unix(self.sock)
+        rc, _, err = bh.run_daemon_once(args + ["--export", "type=nbd,id=w,node-name=remote,"
+                                                "writable=on,multi-conn=on"], self.tmpdir)
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertIn("not coherent", err)
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+        self.start_daemon(args + [
+            "--export", "type=nbd,id=w,node-name=remote,name=w,writable=on",
+            "--export", "type=nbd,id=r,node-name=remote,name=r,multi-conn=on",
+            "--export", "type=nbd,id=ra,node-name=remote,name=ra"], wait_for=self.sock)
+        self.assertFalse(self.can_multi_conn("w"))
+        self.assertTrue(self.can_multi_conn("r"))
+        self.assertFalse(self.can_multi_conn("ra"))
+
+
 if __name__ == "__main__":
     bh.require_tools()
     bh.main()

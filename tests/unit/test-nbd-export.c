@@ -1,8 +1,9 @@
 /*
  * Unit tests of the NBD server's objects: export get/put and the table,
  * close callbacks that run exactly once, ejecting a drive's medium closing
- * the export made on it, safe removal waiting for clients, and a client over
- * a socketpair going through a real handshake and a read/write in-process.
+ * the export made on it, safe removal waiting for clients, a client over a
+ * socketpair going through a real handshake and a read/write in-process, and
+ * the multi-conn flag following its mode and the server's connection limit.
  */
 #include "nbd-test-util.h"
 
@@ -306,6 +307,78 @@ static void test_garbage_closes_client(void)
     delete_exports_and_nodes();
 }
 
+/* The transmission flags a client negotiating now is given. */
+static uint16_t negotiated_flags(NBDExport *exp)
+{
+    int fd;
+    uint64_t size;
+    uint16_t flags;
+    NBDClient *client = start_client(exp, &fd);
+
+    negotiate(fd, &size, &flags);
+    nbd_client_close(client);
+    nbd_client_put(client);
+    close(fd);
+    drain_main_context();
+    return flags;
+}
+
+static void start_server_with_limit(const char *sock, guint max_connections)
+{
+    g_autoptr(GError) err = NULL;
+    BerthSocketAddress addr = { .type = BERTH_ADDR_UNIX, .path = (char *) sock };
+    NBDServerConfig cfg = { .addr = &addr, .max_connections = max_connections };
+
+    g_assert_true(nbd_server_start(&cfg, &err));
+    g_assert_no_error(err);
+}
+
+static void assert_multi_conn(NBDExport *exp, bool want)
+{
+    g_assert_cmpint(nbd_export_can_multi_conn(exp), ==, want);
+    g_assert_cmpint((negotiated_flags(exp) & NBD_FLAG_CAN_MULTI_CONN) != 0, ==, want);
+}
+
+static void test_multi_conn(void)
+{
+    reset_counters();
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = g_dir_make_tmp("berth-export-XXXXXX", &err);
+    g_assert_no_error(err);
+    g_autofree char *sock = g_build_filename(dir, "nbd.sock", NULL);
+    BlockDriverState *bs = make_node("n6", NODE_SIZE, false, NULL);
+    NBDExport *exp = nbd_export_new(bs, 0, -1, 0, NULL, false, NULL, &err);
+    g_assert_no_error(err);
+
+    /* A memory node is coherent: auto advertises it, off withholds it. */
+    assert_multi_conn(exp, true);
+    g_assert_true(nbd_export_set_multi_conn(exp, NBD_MULTI_CONN_OFF, &err));
+    assert_multi_conn(exp, false);
+    g_assert_true(nbd_export_set_multi_conn(exp, NBD_MULTI_CONN_ON, &err));
+    assert_multi_conn(exp, true);
+
+    /* One connection at a time: withheld from the exports that exist, in
+     * every mode, and given back when the limit goes. */
+    start_server_with_limit(sock, 1);
+    assert_multi_conn(exp, false);
+    NBDExport *late = nbd_export_new(bs, 0, -1, NBD_EXPORT_FLAG_READ_ONLY, NULL, false, NULL,
+                                     &err);
+    g_assert_no_error(err);
+    assert_multi_conn(late, false);
+    nbd_server_stop();
+    assert_multi_conn(exp, true);
+    assert_multi_conn(late, true);
+    start_server_with_limit(sock, 2);
+    assert_multi_conn(exp, true);
+    nbd_server_stop();
+
+    nbd_export_put(late);
+    nbd_export_put(exp);
+    bdrv_put(bs);
+    delete_exports_and_nodes();
+    rm_rf(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -315,5 +388,6 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd/client/roundtrip", test_client_roundtrip);
     g_test_add_func("/nbd/client/safe-removal", test_peer_hangup_and_safe_removal);
     g_test_add_func("/nbd/client/garbage", test_garbage_closes_client);
+    g_test_add_func("/nbd/export/multi-conn", test_multi_conn);
     return g_test_run();
 }

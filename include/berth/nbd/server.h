@@ -41,6 +41,21 @@ typedef struct NBDClient NBDClient;
  * other transmission flag is derived from what the node can do. */
 #define NBD_EXPORT_FLAG_READ_ONLY (1 << 1)
 
+/*
+ * Whether an export advertises NBD_FLAG_CAN_MULTI_CONN, the promise that a
+ * flush on any connection covers the writes acknowledged on all of them.
+ * AUTO (the default): when the node is coherent across connections. ON:
+ * always (refused for a writable export of a node that is not coherent).
+ * OFF: never. Whatever the mode, the flag is withheld while the server
+ * accepts only one connection at a time: a client that believed it could
+ * open several would wait for ever on the second.
+ */
+typedef enum {
+    NBD_MULTI_CONN_AUTO,
+    NBD_MULTI_CONN_ON,
+    NBD_MULTI_CONN_OFF,
+} NBDMultiConn;
+
 /* Per-export or per-client request counters. */
 typedef struct NBDStats {
     uint64_t reads, writes, flushes, trims, zeroes, caches, block_status;
@@ -73,6 +88,13 @@ void nbd_export_set_id(NBDExport *exp, const char *id);
 /* Opaque data for the owner (QMP layer); not touched by the server. */
 void nbd_export_set_owner_data(NBDExport *exp, gpointer data, GDestroyNotify destroy);
 gpointer nbd_export_get_owner_data(NBDExport *exp);
+
+/* Set the multi-conn mode (see NBDMultiConn); fails, changing nothing, for
+ * ON on a writable export of a node that is not coherent. Affects clients
+ * that negotiate from now on. */
+bool nbd_export_set_multi_conn(NBDExport *exp, NBDMultiConn mode, GError **errp);
+/* Whether a client negotiating now is told it may use several connections. */
+bool nbd_export_can_multi_conn(NBDExport *exp);
 
 NBDExport *nbd_export_find(const char *name); /* borrowed, or NULL */
 void nbd_export_foreach(void (*fn)(NBDExport *exp, gpointer opaque), gpointer opaque);
@@ -128,7 +150,7 @@ typedef struct NBDServerConfig {
     const BerthSocketAddress *addr;
     const char *tls_creds;  /* object id or NULL */
     const char *tls_authz;  /* object id or NULL */
-    guint max_connections;  /* 0: unlimited */
+    guint max_connections;  /* 0: unlimited (QMP's default is 100, not 0) */
 } NBDServerConfig;
 
 bool nbd_server_start(const NBDServerConfig *cfg, GError **errp);
@@ -138,6 +160,8 @@ void nbd_server_stop(void);
 bool nbd_server_is_running(void);
 /* Port actually bound (for inet with port 0), or 0. */
 int nbd_server_get_port(void);
+/* The running server's max_connections (0: unlimited), or 0 when stopped. */
+guint nbd_server_get_max_connections(void);
 
 void nbd_server_foreach_client(void (*fn)(NBDClient *client, gpointer opaque),
                                gpointer opaque);
