@@ -19,6 +19,7 @@
 #include "util/keyval.h"
 
 #include <getopt.h>
+#include <gio/gio.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,13 +110,47 @@ static bool run_keyval_command(const QmpCommandDef *cmd, const char *arg,
     return qapi_run_command(cmd, opts, true, NULL, errp);
 }
 
-static bool apply_option(const Option *o, GError **errp)
+static void print_object_type(const QmpObjectType *type, gpointer opaque)
+{
+    printf("  %s\n", type->name);
+}
+
+/*
+ * --object: object-add, or with a lone "help" the list of object types
+ * (*helped is set, and berthd exits 0). Per-type property help does not
+ * exist, so "TYPE,help" is refused rather than answered with the type list.
+ */
+static bool apply_object(const char *arg, bool *helped, GError **errp)
+{
+    bool help = false;
+    g_autoptr(json_object) opts = keyval_parse_with_help(arg, "qom-type", &help, errp);
+
+    if (!opts) {
+        return false;
+    }
+    if (!help) {
+        return qapi_run_command(qapi_find_command("object-add"), opts, true, NULL, errp);
+    }
+    if (json_object_object_get_ex(opts, "qom-type", NULL)) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                            "Help is available only as '--object help', which lists "
+                            "the object types");
+        return false;
+    }
+    printf("Object types for --object:\n");
+    qmp_object_type_foreach(print_object_type, NULL);
+    *helped = true;
+    return true;
+}
+
+/* The implied keys are qemu-storage-daemon's; --nbd-server has none. */
+static bool apply_option(const Option *o, bool *helped, GError **errp)
 {
     switch (o->opt) {
     case OPT_BLOCKDEV:
-        return run_keyval_command(qapi_find_command("blockdev-add"), o->arg, NULL, errp);
+        return run_keyval_command(qapi_find_command("blockdev-add"), o->arg, "driver", errp);
     case OPT_OBJECT:
-        return run_keyval_command(qapi_find_command("object-add"), o->arg, "qom-type", errp);
+        return apply_object(o->arg, helped, errp);
     case OPT_CHARDEV:
         return monitor_chardev_add_str(o->arg, errp);
     case OPT_MONITOR: {
@@ -262,9 +297,15 @@ int main(int argc, char **argv)
     for (guint i = 0; i < apply->len; i++) {
         const Option *o = g_ptr_array_index(apply, i);
         g_autoptr(GError) err = NULL;
+        bool helped = false;
 
-        if (!apply_option(o, &err)) {
+        if (!apply_option(o, &helped, &err)) {
             fail_option(o, err);
+        }
+        if (helped) {
+            /* A help request ends the run, as in qemu-storage-daemon. */
+            shutdown_all();
+            return 0;
         }
     }
 
