@@ -3,6 +3,7 @@
 daemonizing, listeners (unix and TCP), connection limits and shutdown."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +25,13 @@ except ImportError:
 needs_libnbd = unittest.skipIf(nbd is None, "python3-libnbd is not installed")
 
 
+def project_version():
+    """The version meson.build gives the project."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "meson.build")
+    with open(src) as f:
+        return re.search(r"version\s*:\s*'([^']+)'", f.read()).group(1)
+
+
 def stderr_lines(text):
     """The lines of an error output; a final newline makes no extra line."""
     return text.splitlines()
@@ -43,6 +51,47 @@ class CommandLine(bh.DaemonTestCase):
                     self.assertIn(word, out, "%s does not mention %s" % (opt, word))
                 self.assertEqual(err, "")
 
+    @bh.berth_only
+    def test_help_is_current(self):
+        """--help names what berthd has today, and only that."""
+        rc, out, err = self.run_once("--help")
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("once TLS lands", out)
+        # the implied keys are documented
+        for form in ("--blockdev [driver=]", "--export [type=]", "--monitor [chardev=]",
+                     "--chardev socket,"):
+            self.assertIn(form, out)
+        # the object types: those --object help lists, each one in --help
+        rc, types_out, err = self.run_once("--object", "help")
+        self.assertEqual(rc, 0, err)
+        types = set(types_out.split()[4:])     # after "Object types for --object:"
+        self.assertEqual(types, {"iothread", "tls-creds-x509", "tls-creds-psk",
+                                 "authz-simple"})
+        documented = set(re.findall(r"^  --object ([a-z][a-z0-9-]*),", out, re.M))
+        self.assertEqual(documented, types)
+        # the drivers: the table lists exactly those --blockdev accepts
+        # (the table's rows are a driver name, two spaces, its options)
+        table = set(re.findall(r"^ {27}([a-z][a-z0-9_-]*)  ", out, re.M))
+        for drv in ("file", "null-co", "memory", "nbd", "raw", "qcow2", "host_device",
+                    "null-aio", "blkdebug", "throttle"):
+            # an unknown member makes even a known driver fail, after the
+            # driver itself was checked
+            rc, _, err = self.run_once("--blockdev", "driver=%s,node-name=x,probe=1" % drv)
+            self.assertEqual(rc, 1, err)
+            known = "does not accept value" not in err and "not supported" not in err
+            with self.subTest(drv):
+                self.assertEqual(drv in table, known, err)
+        # every long option named is one getopt knows
+        named = set(re.findall(r"^  (?:-[a-zA-Z], )?(--[a-z][a-z-]*)", out, re.M))
+        self.assertEqual(named, {"--help", "--version", "--blockdev", "--chardev",
+                                 "--monitor", "--nbd-server", "--export", "--object",
+                                 "--pidfile", "--daemonize"})
+        for opt in named - {"--help", "--version", "--daemonize"}:
+            rc, _, err = self.run_once(opt)
+            with self.subTest(opt):
+                self.assertEqual(rc, 1)
+                self.assertIn("requires an argument", err)
+
     def test_version(self):
         for opt in ("--version", "-V"):
             with self.subTest(opt):
@@ -51,7 +100,11 @@ class CommandLine(bh.DaemonTestCase):
                 first = out.splitlines()[0] if out else ""
                 self.assertRegex(first, r"\d+\.\d+\.\d+", "no version number")
                 if not bh.is_qsd():
-                    self.assertIn("berth", first.lower())
+                    self.assertRegex(first, r"^berthd version %s$" % re.escape(project_version()))
+                    self.assertIn("qemu-storage-daemon 7.2", out)
+                    # berthd has a subset of qsd's options: it follows qsd,
+                    # it does not claim to be a drop-in replacement
+                    self.assertNotIn("compatible", out)
 
     def test_bogus_driver(self):
         rc, out, err = self.run_once("--blockdev", "driver=bogus,node-name=x")
