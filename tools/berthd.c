@@ -174,6 +174,16 @@ static bool apply_object(const char *arg, bool *helped, GError **errp)
 /* The implied keys are qemu-storage-daemon's; --nbd-server has none. */
 static bool apply_option(const Option *o, bool *helped, GError **errp)
 {
+    /*
+     * qemu-storage-daemon also takes these options as JSON objects; berthd
+     * does not yet, and read as key=value the text would fail with a
+     * baffling message about its first fragment.
+     */
+    if (o->opt != OPT_CHARDEV && o->arg && o->arg[0] == '{') {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "JSON syntax is not supported for --%s; write key=value,...", o->name);
+        return false;
+    }
     switch (o->opt) {
     case OPT_BLOCKDEV:
         return run_keyval_command(qapi_find_command("blockdev-add"), o->arg, "driver", errp);
