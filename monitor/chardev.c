@@ -200,7 +200,8 @@ bool monitor_chardev_add(json_object *opts, bool keyval, GError **errp)
 
 /*
  * QemuOpts syntax: "backend,key=value,...", ",," for a comma inside a
- * value, and the legacy bare "key" (on) / "noKEY" (off) booleans.
+ * value, and the legacy bare "key" (on) / "noKEY" (off) booleans. A bare
+ * "help" or "?" is a help request, which berth refuses.
  */
 bool monitor_chardev_add_str(const char *optstr, GError **errp)
 {
@@ -230,6 +231,14 @@ bool monitor_chardev_add_str(const char *optstr, GError **errp)
         const char *eq = strchr(item->str, '=');
         g_autofree char *key = NULL;
         const char *value;
+        /* QEMU answers these with lists; taken as the backend's name or a
+         * flag they would only produce a misleading error. */
+        if (!eq && (strcmp(item->str, "help") == 0 || strcmp(item->str, "?") == 0)) {
+            g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                                "Help is not available for this option "
+                                "(the only chardev backend is 'socket')");
+            return false;
+        }
         if (eq) {
             key = g_strndup(item->str, (gsize) (eq - item->str));
             value = eq + 1;

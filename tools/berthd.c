@@ -19,6 +19,7 @@
 #include "util/keyval.h"
 
 #include <getopt.h>
+#include <gio/gio.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,34 +57,65 @@ typedef struct {
 
 static GMainLoop *main_loop;
 
+/* Every option and value named here is one berthd acts on; keep it so. */
 static void usage(void)
 {
     printf(
 "Usage: berthd [options]\n"
-"Serve block devices over NBD, managed through QMP.\n"
+"Serve block devices over NBD, managed through QMP, with qemu-storage-daemon\n"
+"7.2's command line.\n"
 "\n"
-"  -h, --help                show this help and exit\n"
-"  -V, --version             show the version and exit\n"
-"  --blockdev [driver=]DRV,node-name=NAME[,read-only=on|off][,discard=ignore|unmap]\n"
+"  -h, --help             show this help and exit\n"
+"  -V, --version          show the version and exit\n"
+"\n"
+"  --blockdev [driver=]DRIVER,node-name=NAME[,read-only=on|off]\n"
+"             [,auto-read-only=on|off][,force-share=on|off]\n"
+"             [,discard=ignore|unmap][,detect-zeroes=off|on|unmap]\n"
 "             [,cache.direct=on|off][,cache.no-flush=on|off][,DRIVER OPTIONS]\n"
-"                            add a node; DRV is file (filename=, aio=), null-co\n"
-"                            (size=, read-zeroes=), memory (size=) or nbd\n"
-"                            (server.type=, server.path= | server.host=,\n"
-"                            server.port=, export=)\n"
+"                         add a block node; the drivers and their options:\n"
+"                           file     filename=PATH[,aio=threads|native|io_uring]\n"
+"                                    [,locking=auto|off]\n"
+"                           null-co  [size=SIZE][,read-zeroes=on|off]\n"
+"                                    [,latency-ns=N]\n"
+"                           memory   size=SIZE (berth's own: a disk in RAM)\n"
+"                           nbd      server.type=unix,server.path=PATH |\n"
+"                                    server.type=inet,server.host=HOST,\n"
+"                                    server.port=PORT [,export=NAME]\n"
+"                                    [,tls-creds=ID][,tls-hostname=NAME]\n"
+"                                    [,reconnect-delay=SECS][,open-timeout=SECS]\n"
+"\n"
 "  --chardev socket,id=ID,path=PATH|host=HOST,port=PORT,server=on[,wait=off]\n"
-"                            a socket for a QMP monitor\n"
+"                         a listening socket for a QMP monitor\n"
+"\n"
 "  --monitor [chardev=]ID[,mode=control][,pretty=on|off]\n"
-"                            serve QMP on chardev ID\n"
-"  --nbd-server addr.type=unix,addr.path=PATH|addr.type=inet,addr.host=HOST,\n"
-"               addr.port=PORT[,tls-creds=ID][,tls-authz=ID][,max-connections=N]\n"
-"                            start the NBD server\n"
-"  --export [type=]nbd,id=ID,node-name=NODE[,name=NAME][,writable=on|off]\n"
-"           [,writethrough=on|off][,description=TEXT]\n"
-"                            export a node over NBD\n"
-"  --object iothread,id=ID   create an object (also tls-creds-x509,\n"
-"                            tls-creds-psk, authz-simple once TLS lands)\n"
-"  --pidfile FILE            write the pid to FILE, locked while running\n"
-"  --daemonize               run in the background once ready\n"
+"                         serve QMP on chardev ID\n"
+"\n"
+"  --nbd-server addr.type=unix,addr.path=PATH[,COMMON]\n"
+"  --nbd-server addr.type=inet,addr.host=HOST,addr.port=PORT[,COMMON]\n"
+"  --nbd-server addr.type=fd,addr.str=FD[,COMMON]\n"
+"                         start the NBD server; COMMON is any of\n"
+"                         tls-creds=ID, tls-authz=ID, max-connections=N\n"
+"                         (default 100; 0 means no limit)\n"
+"\n"
+"  --export [type=]nbd,id=ID,node-name=NODE[,name=NAME][,description=TEXT]\n"
+"           [,writable=on|off][,writethrough=on|off][,iothread=ID]\n"
+"           [,multi-conn=auto|on|off]\n"
+"                         export a node over NBD (after --nbd-server)\n"
+"\n"
+"  --object iothread,id=ID\n"
+"                         an I/O thread object; an export may name it\n"
+"                         (iothread=ID) but still runs on the main loop\n"
+"  --object tls-creds-x509,id=ID,dir=DIR[,endpoint=server|client]\n"
+"           [,verify-peer=on|off][,priority=STRING]\n"
+"  --object tls-creds-psk,id=ID,dir=DIR[,endpoint=server|client]\n"
+"           [,username=NAME][,priority=STRING]\n"
+"                         TLS credentials (tls-creds=ID)\n"
+"  --object authz-simple,id=ID,identity=NAME\n"
+"                         admit one TLS client identity (tls-authz=ID)\n"
+"  --object help          list the object types\n"
+"\n"
+"  --pidfile FILE         write the pid to FILE, locked while running\n"
+"  --daemonize            run in the background once ready\n"
 "\n"
 "Options are applied in order; ',,' is a literal comma in a value.\n"
 "Without any option, berthd serves a 1 GiB memory disk 'disk' on\n"
@@ -94,7 +126,7 @@ static void usage(void)
 static void version(void)
 {
     printf("berthd version " BERTH_VERSION "\n"
-           "Command line and QMP compatible with qemu-storage-daemon 7.2\n");
+           "Follows the command line and QMP of qemu-storage-daemon 7.2\n");
 }
 
 /* Parse an option's key=value string and run a registered command on it. */
@@ -109,13 +141,57 @@ static bool run_keyval_command(const QmpCommandDef *cmd, const char *arg,
     return qapi_run_command(cmd, opts, true, NULL, errp);
 }
 
-static bool apply_option(const Option *o, GError **errp)
+static void print_object_type(const QmpObjectType *type, gpointer opaque)
 {
+    printf("  %s\n", type->name);
+}
+
+/*
+ * --object: object-add, or with a lone "help" the list of object types
+ * (*helped is set, and berthd exits 0). Per-type property help does not
+ * exist, so "TYPE,help" is refused rather than answered with the type list.
+ */
+static bool apply_object(const char *arg, bool *helped, GError **errp)
+{
+    bool help = false;
+    g_autoptr(json_object) opts = keyval_parse_with_help(arg, "qom-type", &help, errp);
+
+    if (!opts) {
+        return false;
+    }
+    if (!help) {
+        return qapi_run_command(qapi_find_command("object-add"), opts, true, NULL, errp);
+    }
+    if (json_object_object_get_ex(opts, "qom-type", NULL)) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                            "Help is available only as '--object help', which lists "
+                            "the object types");
+        return false;
+    }
+    printf("Object types for --object:\n");
+    qmp_object_type_foreach(print_object_type, NULL);
+    *helped = true;
+    return true;
+}
+
+/* The implied keys are qemu-storage-daemon's; --nbd-server has none. */
+static bool apply_option(const Option *o, bool *helped, GError **errp)
+{
+    /*
+     * qemu-storage-daemon also takes these options as JSON objects; berthd
+     * does not yet, and read as key=value the text would fail with a
+     * baffling message about its first fragment.
+     */
+    if (o->opt != OPT_CHARDEV && o->arg && o->arg[0] == '{') {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "JSON syntax is not supported for --%s; write key=value,...", o->name);
+        return false;
+    }
     switch (o->opt) {
     case OPT_BLOCKDEV:
-        return run_keyval_command(qapi_find_command("blockdev-add"), o->arg, NULL, errp);
+        return run_keyval_command(qapi_find_command("blockdev-add"), o->arg, "driver", errp);
     case OPT_OBJECT:
-        return run_keyval_command(qapi_find_command("object-add"), o->arg, "qom-type", errp);
+        return apply_object(o->arg, helped, errp);
     case OPT_CHARDEV:
         return monitor_chardev_add_str(o->arg, errp);
     case OPT_MONITOR: {
@@ -262,9 +338,15 @@ int main(int argc, char **argv)
     for (guint i = 0; i < apply->len; i++) {
         const Option *o = g_ptr_array_index(apply, i);
         g_autoptr(GError) err = NULL;
+        bool helped = false;
 
-        if (!apply_option(o, &err)) {
+        if (!apply_option(o, &helped, &err)) {
             fail_option(o, err);
+        }
+        if (helped) {
+            /* A help request ends the run, as in qemu-storage-daemon. */
+            shutdown_all();
+            return 0;
         }
     }
 

@@ -4,11 +4,12 @@
  * (argspec_decode with keyval=true). The rules follow QEMU's keyval parser so
  * that a berthd command line means what it meant to qemu-storage-daemon:
  * ",," is a literal comma, dotted keys build nested objects, purely numeric
- * key fragments turn their parent into an array, and the first bare value may
- * stand for an implied key. Where QEMU silently lets the last of two equal
- * keys win, berth reports the repetition instead, because a repeated option
- * is nearly always a typo in a script. All scalar values stay strings here;
- * their types are known only to the decoder.
+ * key fragments turn their parent into an array, the first element may be a
+ * bare value for an implied key ("file,node-name=f0" for --blockdev), and a
+ * lone "help" or "?" element is a help request. Where QEMU silently lets the
+ * last of two equal keys win, berth reports the repetition instead, because
+ * a repeated option is nearly always a typo in a script. All scalar values
+ * stay strings here; their types are known only to the decoder.
  */
 #include "util/keyval.h"
 
@@ -164,26 +165,62 @@ static char *read_value(const char **pos)
     return g_string_free(val, FALSE);
 }
 
-/* Parse one key=value (or the leading bare value); NULL on error. */
+/* A lone "help" or "?" element asks for help instead of giving a value. */
+static bool is_help_request(const char *s, size_t len)
+{
+    return (len == 4 && strncmp(s, "help", 4) == 0) || (len == 1 && s[0] == '?');
+}
+
+/*
+ * The leading bare value of `s` (`len` bytes, no '=' among them) stored under
+ * `implied_key`. As in QEMU the value ends at the first ',' and is taken
+ * literally: ",," has no escaping role here, so a value that contains a
+ * comma (or '=') must be written with its key.
+ */
+static const char *parse_implied(json_object *root, const char *s, size_t len,
+                                 const char *implied_key, GError **errp)
+{
+    g_auto(GStrv) parts = split_key(implied_key, strlen(implied_key), errp);
+
+    g_return_val_if_fail(parts != NULL, NULL); /* the caller's key is a constant */
+    if (s[len] == ',' && s[len + 1] == ',') {
+        set_error(errp, "Invalid parameter '': a value given without '%s=' cannot contain ','",
+                  implied_key);
+        return NULL;
+    }
+    if (!put_value(root, parts, g_strndup(s, len), errp)) {
+        return NULL;
+    }
+    s += len;
+    return *s == ',' ? s + 1 : s;
+}
+
+/* Parse one key=value, the leading bare value or a help request; NULL on error. */
 static const char *parse_one(json_object *root, const char *s, const char *implied_key,
-                             GError **errp)
+                             bool *help, GError **errp)
 {
     size_t len = strcspn(s, "=,");
-    g_auto(GStrv) parts = NULL;
 
-    if (implied_key && len && s[len] != '=') {
-        parts = split_key(implied_key, strlen(implied_key), errp);
-    } else {
-        parts = split_key(s, len, errp);
-        if (parts && s[len] != '=') {
-            set_error(errp, "Expected '=' after parameter '%.*s'", (int) len, s);
-            return NULL;
+    if (len && s[len] != '=') {
+        if (is_help_request(s, len)) {
+            *help = true;
+            s += len;
+            return *s == ',' ? s + 1 : s;
         }
-        s += len + 1;
+        if (implied_key) {
+            return parse_implied(root, s, len, implied_key, errp);
+        }
     }
+
+    g_auto(GStrv) parts = split_key(s, len, errp);
     if (!parts) {
         return NULL;
     }
+    if (s[len] != '=') {
+        set_error(errp, "Expected '=' after parameter '%.*s'", (int) len, s);
+        return NULL;
+    }
+    s += len + 1;
 
     char *value = read_value(&s);
     if (!put_value(root, parts, value, errp)) {
@@ -276,21 +313,35 @@ static json_object *listify(json_object *obj, const char *path, GError **errp)
     return g_steal_pointer(&array);
 }
 
-json_object *keyval_parse(const char *params, const char *implied_key, GError **errp)
+json_object *keyval_parse_with_help(const char *params, const char *implied_key, bool *help,
+                                    GError **errp)
 {
     g_autoptr(json_object) root = json_object_new_object();
     const char *s = params;
+    bool wants_help = false;
 
     g_return_val_if_fail(params != NULL, NULL);
 
     while (*s) {
-        s = parse_one(root, s, implied_key, errp);
+        s = parse_one(root, s, implied_key, &wants_help, errp);
         if (!s) {
             return NULL;
         }
+        /* Only the first element may stand for the implied key. */
         implied_key = NULL;
+    }
+    if (help) {
+        *help = wants_help;
+    } else if (wants_help) {
+        set_error(errp, "Help is not available for this option");
+        return NULL;
     }
 
     /* First fragments are never indexes, so the root comes back as itself. */
     return listify(root, NULL, errp);
+}
+
+json_object *keyval_parse(const char *params, const char *implied_key, GError **errp)
+{
+    return keyval_parse_with_help(params, implied_key, NULL, errp);
 }

@@ -3,6 +3,7 @@
 daemonizing, listeners (unix and TCP), connection limits and shutdown."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +25,13 @@ except ImportError:
 needs_libnbd = unittest.skipIf(nbd is None, "python3-libnbd is not installed")
 
 
+def project_version():
+    """The version meson.build gives the project."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "meson.build")
+    with open(src) as f:
+        return re.search(r"version\s*:\s*'([^']+)'", f.read()).group(1)
+
+
 def stderr_lines(text):
     """The lines of an error output; a final newline makes no extra line."""
     return text.splitlines()
@@ -43,6 +51,47 @@ class CommandLine(bh.DaemonTestCase):
                     self.assertIn(word, out, "%s does not mention %s" % (opt, word))
                 self.assertEqual(err, "")
 
+    @bh.berth_only
+    def test_help_is_current(self):
+        """--help names what berthd has today, and only that."""
+        rc, out, err = self.run_once("--help")
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("once TLS lands", out)
+        # the implied keys are documented
+        for form in ("--blockdev [driver=]", "--export [type=]", "--monitor [chardev=]",
+                     "--chardev socket,"):
+            self.assertIn(form, out)
+        # the object types: those --object help lists, each one in --help
+        rc, types_out, err = self.run_once("--object", "help")
+        self.assertEqual(rc, 0, err)
+        types = set(types_out.split()[4:])     # after "Object types for --object:"
+        self.assertEqual(types, {"iothread", "tls-creds-x509", "tls-creds-psk",
+                                 "authz-simple"})
+        documented = set(re.findall(r"^  --object ([a-z][a-z0-9-]*),", out, re.M))
+        self.assertEqual(documented, types)
+        # the drivers: the table lists exactly those --blockdev accepts
+        # (the table's rows are a driver name, two spaces, its options)
+        table = set(re.findall(r"^ {27}([a-z][a-z0-9_-]*)  ", out, re.M))
+        for drv in ("file", "null-co", "memory", "nbd", "raw", "qcow2", "host_device",
+                    "null-aio", "blkdebug", "throttle"):
+            # an unknown member makes even a known driver fail, after the
+            # driver itself was checked
+            rc, _, err = self.run_once("--blockdev", "driver=%s,node-name=x,probe=1" % drv)
+            self.assertEqual(rc, 1, err)
+            known = "does not accept value" not in err and "not supported" not in err
+            with self.subTest(drv):
+                self.assertEqual(drv in table, known, err)
+        # every long option named is one getopt knows
+        named = set(re.findall(r"^  (?:-[a-zA-Z], )?(--[a-z][a-z-]*)", out, re.M))
+        self.assertEqual(named, {"--help", "--version", "--blockdev", "--chardev",
+                                 "--monitor", "--nbd-server", "--export", "--object",
+                                 "--pidfile", "--daemonize"})
+        for opt in named - {"--help", "--version", "--daemonize"}:
+            rc, _, err = self.run_once(opt)
+            with self.subTest(opt):
+                self.assertEqual(rc, 1)
+                self.assertIn("requires an argument", err)
+
     def test_version(self):
         for opt in ("--version", "-V"):
             with self.subTest(opt):
@@ -51,7 +100,11 @@ class CommandLine(bh.DaemonTestCase):
                 first = out.splitlines()[0] if out else ""
                 self.assertRegex(first, r"\d+\.\d+\.\d+", "no version number")
                 if not bh.is_qsd():
-                    self.assertIn("berth", first.lower())
+                    self.assertRegex(first, r"^berthd version %s$" % re.escape(project_version()))
+                    self.assertIn("qemu-storage-daemon 7.2", out)
+                    # berthd has a subset of qsd's options: it follows qsd,
+                    # it does not claim to be a drop-in replacement
+                    self.assertNotIn("compatible", out)
 
     def test_bogus_driver(self):
         rc, out, err = self.run_once("--blockdev", "driver=bogus,node-name=x")
@@ -239,6 +292,152 @@ class ConnectionLimits(bh.DaemonTestCase):
         finally:
             for c in clients:
                 c.close()
+
+
+class ImpliedKeys(bh.DaemonTestCase):
+    """qemu-storage-daemon's implied keys: the first element of --blockdev,
+    --object, --export and --monitor may be a bare value for driver,
+    qom-type, type and chardev (--chardev's is backend; --nbd-server has
+    none)."""
+
+    def run_once(self, *args):
+        return bh.run_daemon_once(list(args), self.tmpdir)
+
+    def assert_one_line_error(self, args, words):
+        rc, out, err = self.run_once(*args)
+        self.assertEqual(rc, 1, "exit status\n" + err)
+        lines = stderr_lines(err)
+        self.assertEqual(len(lines), 1, "want one stderr line:\n" + err)
+        for word in words:
+            self.assertIn(word.lower(), lines[0].lower())
+        self.assertEqual(out, "")
+
+    def test_implied_keys_serve(self):
+        size = 4 * MiB
+        img = bh.make_pattern_file(self.path("d.img"), size, seed=6)
+        sock, qmp = self.path("nbd.sock"), self.path("qmp.sock")
+        d = self.start_daemon([
+            "--object", "iothread,id=io0",
+            "--blockdev", "file,node-name=f0,filename=" + bh.opt_escape(img),
+            "--nbd-server", "addr.type=unix,addr.path=" + bh.opt_escape(sock),
+            "--export", "nbd,id=e0,node-name=f0,name=disk",
+            "--chardev", "socket,id=c0,path=%s,server=on,wait=off" % bh.opt_escape(qmp),
+            "--monitor", "c0",
+        ], wait_for=sock)
+        d.wait_unix(qmp)
+        with open(img, "rb") as f:
+            f.seek(MiB)
+            want = f.read(64 * 1024)
+        c = w.RawClient(sock).connect_export("disk")
+        error, data, _ = c.command(w.CMD_READ, 1, MiB, len(want))
+        self.assertEqual(error, 0)
+        self.assertEqual(data, want)
+        c.disconnect()
+        q = self.connect_qmp(qmp, timeout=5)
+        nodes = q.cmd("query-named-block-nodes")["return"]
+        self.assertIn(("f0", "file"), [(n["node-name"], n["drv"]) for n in nodes])
+        exports = q.cmd("query-block-exports")["return"]
+        self.assertEqual([(e["id"], e["type"], e["node-name"]) for e in exports],
+                         [("e0", "nbd", "f0")])
+        # the iothread exists under its id (deleting it is the portable probe)
+        self.assertEqual(q.cmd("object-del", id="io0"), {"return": {}})
+
+    def test_explicit_keys_in_any_order(self):
+        """With the key written out, the first element is an ordinary one."""
+        img = bh.make_sparse_file(self.path("d.img"), MiB)
+        sock = self.path("nbd.sock")
+        self.start_daemon([
+            "--blockdev", "node-name=f0,driver=file,filename=" + bh.opt_escape(img),
+            "--nbd-server", "addr.type=unix,addr.path=" + bh.opt_escape(sock),
+            "--export", "id=e0,node-name=f0,type=nbd",
+        ], wait_for=sock)
+        c = w.RawClient(sock).connect_export("f0")
+        self.assertEqual(c.command(w.CMD_READ, 1, 0, 512)[:2], (0, bytes(512)))
+        c.disconnect()
+
+    def test_implied_key_errors(self):
+        img = bh.make_sparse_file(self.path("f.img"), MiB)
+        sock, qmp = self.path("s"), self.path("q")
+        server = ["--nbd-server", "addr.type=unix,addr.path=" + sock]
+        null = ["--blockdev", "null-co,node-name=n0"]
+        chardev = ["--chardev", "socket,id=c0,path=%s,server=on,wait=off" % qmp]
+        cases = [
+            ("bare value after the first",
+             ["--blockdev", "driver=file,file,node-name=f0,filename=" + img],
+             ["blockdev", "Expected '=' after parameter 'file'"]),
+            ("bare value not first",
+             ["--blockdev", "node-name=f0,file,filename=" + img],
+             ["blockdev", "Expected '=' after parameter 'file'"]),
+            ("empty first element", ["--blockdev", ",node-name=f0"],
+             ["blockdev", "Invalid parameter ''"]),
+            ("comma in a bare value",
+             ["--blockdev", "fi,,le,node-name=f0,filename=" + img],
+             ["blockdev", "Invalid parameter ''"]),
+            ("unknown driver", ["--blockdev", "bogus,node-name=x"],
+             ["blockdev", "driver", "bogus"]),
+            ("implied driver, no filename", ["--blockdev", "file,node-name=f0"],
+             ["blockdev", "filename"]),
+            ("unknown object type", ["--object", "bogus,id=b0"],
+             ["object", "qom-type", "bogus"]),
+            ("object without id", ["--object", "iothread"], ["object", "id"]),
+            ("unknown export type",
+             null + server + ["--export", "bogus,id=e0,node-name=n0"],
+             ["export", "type", "bogus"]),
+            ("bare export type not first",
+             null + server + ["--export", "id=e0,nbd,node-name=n0"],
+             ["export", "Expected '=' after parameter 'nbd'"]),
+            ("unknown monitor chardev", ["--monitor", "nope"], ["monitor", "nope"]),
+            ("bare monitor chardev not first",
+             chardev + ["--monitor", "mode=control,c0"],
+             ["monitor", "Expected '=' after parameter 'c0'"]),
+            ("--nbd-server has no implied key",
+             ["--nbd-server", "unix,addr.path=" + sock],
+             ["nbd-server", "Expected '=' after parameter 'unix'"]),
+            ("help for --blockdev", ["--blockdev", "help"],
+             ["blockdev", "Help is not available for this option"]),
+            ("help for --export", null + server + ["--export", "nbd,help"],
+             ["export", "Help is not available for this option"]),
+            ("help for --monitor", ["--monitor", "?"],
+             ["monitor", "Help is not available for this option"]),
+            ("help for --nbd-server", ["--nbd-server", "help"],
+             ["nbd-server", "Help is not available for this option"]),
+        ]
+        for what, args, words in cases:
+            with self.subTest(what):
+                self.assert_one_line_error(args, words)
+                for leftover in (sock, qmp):
+                    if os.path.exists(leftover):
+                        os.unlink(leftover)
+
+    @bh.berth_only
+    def test_json_syntax_refused(self):
+        """qemu-storage-daemon also reads these options as JSON objects;
+        berthd says plainly that it does not."""
+        for opt in ("--blockdev", "--export", "--monitor", "--nbd-server", "--object"):
+            with self.subTest(opt):
+                self.assert_one_line_error([opt, '{"driver": "null-co"}'],
+                                           [opt, "JSON", "key=value"])
+
+    def test_object_help(self):
+        for arg in ("help", "?"):
+            with self.subTest(arg):
+                rc, out, err = self.run_once("--object", arg)
+                self.assertEqual(rc, 0, err)
+                listed = out.split()
+                for name in ("iothread", "tls-creds-x509", "tls-creds-psk", "authz-simple"):
+                    self.assertIn(name, listed)
+                self.assertEqual(err, "")
+
+    @bh.berth_only
+    def test_help_requests_berth_cannot_answer(self):
+        """qemu-storage-daemon lists a type's properties and the chardev
+        backends; berthd has no such lists and says so."""
+        self.assert_one_line_error(["--object", "iothread,help"],
+                                   ["object", "--object help"])
+        self.assert_one_line_error(["--chardev", "help"],
+                                   ["chardev", "Help is not available", "socket"])
+        self.assert_one_line_error(["--chardev", "socket,id=c0,help"],
+                                   ["chardev", "Help is not available"])
 
 
 class Signals(bh.DaemonTestCase):

@@ -98,10 +98,23 @@ static void test_implied_key(void)
     check_parse("tls-creds-x509,id=t0", "qom-type",
                 "{\"qom-type\":\"tls-creds-x509\",\"id\":\"t0\"}");
     check_parse("null-co", "driver", "{\"driver\":\"null-co\"}");
+    /* qemu-storage-daemon's four implied keys, as its --help writes them. */
+    check_parse("file,node-name=f0,filename=a,,b.img", "driver",
+                "{\"driver\":\"file\",\"node-name\":\"f0\",\"filename\":\"a,b.img\"}");
+    check_parse("iothread,id=io0", "qom-type", "{\"qom-type\":\"iothread\",\"id\":\"io0\"}");
+    check_parse("nbd,id=e0,node-name=f0", "type",
+                "{\"type\":\"nbd\",\"id\":\"e0\",\"node-name\":\"f0\"}");
+    check_parse("qmp0,pretty=on", "chardev", "{\"chardev\":\"qmp0\",\"pretty\":\"on\"}");
     /* An explicit first key makes the implied one unused. */
     check_parse("id=c0,backend=socket", "backend", "{\"id\":\"c0\",\"backend\":\"socket\"}");
-    /* ",," still escapes inside the bare value. */
-    check_parse("a,,b,id=1", "backend", "{\"backend\":\"a,b\",\"id\":\"1\"}");
+    check_parse("node-name=f0,driver=file", "driver",
+                "{\"node-name\":\"f0\",\"driver\":\"file\"}");
+    /* The bare value is everything up to the first ',', dots and spaces too. */
+    check_parse("a.b c,x=1", "driver", "{\"driver\":\"a.b c\",\"x\":\"1\"}");
+    check_parse("file,", "driver", "{\"driver\":\"file\"}");
+    /* "help" as a key or a value is not a help request. */
+    check_parse("helpful,help=1,x=help", "driver",
+                "{\"driver\":\"helpful\",\"help\":\"1\",\"x\":\"help\"}");
     /* A nested implied key is allowed too. */
     check_parse("unix,path=/s", "addr.type", "{\"addr\":{\"type\":\"unix\"},\"path\":\"/s\"}");
 }
@@ -111,11 +124,60 @@ static void test_implied_key_errors(void)
     /* Only the first value may omit its key. */
     check_error("socket,id=c0,server", "backend", "Expected '=' after parameter 'server'");
     check_error("socket,id=c0", NULL, "Expected '=' after parameter 'socket'");
+    check_error("driver=file,file,node-name=f0", "driver",
+                "Expected '=' after parameter 'file'");
+    check_error("node-name=f0,file", "driver", "Expected '=' after parameter 'file'");
     /* An empty leading value is not a value for the implied key. */
     check_error(",driver=null-co", "driver", "Invalid parameter ''");
+    check_error(",,a", "driver", "Invalid parameter ''");
     /* The implied key counts as given: naming it again repeats it. */
     check_error("null-co,driver=file", "driver",
                 "Parameter 'driver' is specified more than once");
+    /*
+     * ",," does not escape in the bare value (qemu-storage-daemon refuses
+     * "fi,,le,..." too); the message says how to write such a value.
+     */
+    check_error("a,,b,id=1", "qom-type",
+                "Invalid parameter '': a value given without 'qom-type=' cannot contain ','");
+    check_error("a,,,b=1", "driver",
+                "Invalid parameter '': a value given without 'driver=' cannot contain ','");
+}
+
+/* Parse expecting a help request besides the members in `expected`. */
+static void check_help(const char *params, const char *implied, const char *expected)
+{
+    g_autoptr(GError) err = NULL;
+    bool help = false;
+    g_autoptr(json_object) obj = keyval_parse_with_help(params, implied, &help, &err);
+
+    g_assert_no_error(err);
+    g_assert_nonnull(obj);
+    g_assert_true(help);
+    g_assert_cmpstr(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN), ==, expected);
+}
+
+static void test_help(void)
+{
+    /* A lone "help" or "?" is a help request, before any implied key. */
+    check_help("help", "qom-type", "{}");
+    check_help("?", "qom-type", "{}");
+    check_help("iothread,help", "qom-type", "{\"qom-type\":\"iothread\"}");
+    check_help("help,id=x", "qom-type", "{\"id\":\"x\"}");
+    check_help("addr.type=unix,?,", NULL, "{\"addr\":{\"type\":\"unix\"}}");
+
+    /* Without a request, *help is cleared. */
+    g_autoptr(GError) err = NULL;
+    bool help = true;
+    g_autoptr(json_object) obj = keyval_parse_with_help("help=1", "driver", &help, &err);
+    g_assert_no_error(err);
+    g_assert_false(help);
+
+    /* Callers that offer no help get QEMU's error, after any syntax error. */
+    check_error("help", "driver", "Help is not available for this option");
+    check_error("file,help", "driver", "Help is not available for this option");
+    check_error("addr.type=unix,?", NULL, "Help is not available for this option");
+    /* "help" used the implied key up, so "file" needs its '='. */
+    check_error("help,file", "driver", "Expected '=' after parameter 'file'");
 }
 
 static void test_syntax_errors(void)
@@ -288,6 +350,7 @@ int main(int argc, char **argv)
     g_test_add_func("/keyval/nested", test_nested);
     g_test_add_func("/keyval/implied-key", test_implied_key);
     g_test_add_func("/keyval/implied-key-errors", test_implied_key_errors);
+    g_test_add_func("/keyval/help", test_help);
     g_test_add_func("/keyval/syntax-errors", test_syntax_errors);
     g_test_add_func("/keyval/inconsistent", test_inconsistent);
     g_test_add_func("/keyval/repeated", test_repeated);
