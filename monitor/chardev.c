@@ -133,6 +133,19 @@ static bool chardev_create(const ChardevArgs *a, GError **errp)
                     "chardev '%s': only server=on sockets are supported", a->id);
         return false;
     }
+    /* Socket options the monitor's listener does not implement: refused
+     * rather than ignored. wait=on would hold start-up until a client
+     * connects; berth's monitors never wait. */
+    const char *unsupported = a->has_to ? "to"
+                            : a->has_ipv4 ? "ipv4"
+                            : a->has_ipv6 ? "ipv6"
+                            : a->has_wait && a->wait ? "wait=on"
+                            : a->has_nodelay && a->nodelay ? "nodelay=on" : NULL;
+    if (unsupported) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "chardev '%s': '%s' is not supported", a->id, unsupported);
+        return false;
+    }
     if (a->has_path == (a->has_host || a->has_port)) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "chardev '%s': socket needs either 'path' or 'host' and 'port'", a->id);

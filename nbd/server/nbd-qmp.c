@@ -367,6 +367,17 @@ static bool server_start(const ServerArgs *args, GError **errp)
                             "Abstract unix sockets are not supported");
         return false;
     }
+    /* Inet options the listener does not implement: refused, not ignored. */
+    const char *unsupported = args->has_to ? "to"
+                            : args->has_ipv4 ? "ipv4"
+                            : args->has_ipv6 ? "ipv6"
+                            : args->has_numeric && args->numeric ? "numeric"
+                            : args->has_keep_alive && args->keep_alive ? "keep-alive" : NULL;
+    if (unsupported) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                    "Parameter 'addr.%s' is not supported by berth's NBD server", unsupported);
+        return false;
+    }
 
     BerthSocketAddress addr = {
         .type = args->type == ADDR_UNIX ? BERTH_ADDR_UNIX

@@ -192,6 +192,15 @@ class CommandLine(bh.DaemonTestCase):
              null + server + ["--export", "type=nbd,id=e0,node-name=n0,multi-conn=maybe"],
              ["multi-conn", "maybe"]),
         ]
+        inet = "addr.type=inet,addr.host=127.0.0.1,addr.port=%d" % bh.free_tcp_port()
+        for opt in ("to=65000", "ipv4=on", "ipv6=off", "numeric=on", "keep-alive=on"):
+            cases.append(("--nbd-server " + opt, ["--nbd-server", inet + ",addr." + opt],
+                          ["addr." + opt.split("=")[0], "not supported"]))
+        chardev = "socket,id=m0,path=%s,server=on" % self.path("qmp")
+        for opt in ("wait=on", "nodelay=on", "ipv4=on", "to=9"):
+            key = opt if opt in ("wait=on", "nodelay=on") else opt.split("=")[0]
+            cases.append(("--chardev " + opt, ["--chardev", chardev + "," + opt,
+                                                "--monitor", "m0"], [key, "not supported"]))
         for what, args, words in cases:
             with self.subTest(what):
                 rc, out, err = self.run_once(*args)
