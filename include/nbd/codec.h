@@ -656,10 +656,15 @@ const char *nbd_err_name(uint32_t nbd_error);
 const char *nbd_mode_name(NBDMode mode);
 
 /*
- * errno → NBD error for replies (the spec's list; EDQUOT/EFBIG → ENOSPC,
- * EROFS → EPERM, anything unknown → EIO).  0 → 0.  Accepts negative errnos.
+ * errno → NBD error for the reply to req (nbd/proto/errno.c): the spec's
+ * list, EDQUOT/EFBIG → ENOSPC, EROFS → EPERM, anything unknown → EIO.  The
+ * spec reserves two values for one request each: ENOTSUP/EOPNOTSUPP becomes
+ * NBD_ENOTSUP only for a WRITE_ZEROES with FAST_ZERO, EOVERFLOW becomes
+ * NBD_EOVERFLOW only for a READ with DF; otherwise both are NBD_EINVAL.
+ * req may be NULL (no request: neither exception applies).  0 → 0; negative
+ * errnos are accepted.
  */
-uint32_t nbd_errno_to_nbd(int err);
+uint32_t nbd_errno(int err, const NBDRequest *req);
 /* NBD error → errno for the client; unknown values → EINVAL as the spec asks. */
 int nbd_error_to_errno(uint32_t nbd_error);
 

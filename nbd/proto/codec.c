@@ -4,10 +4,10 @@
  * refuse and with which NBD error (nbd_request_validate and the deferred
  * BLOCK_STATUS payload check), how long each option may be before the
  * server reads it, what block-size constraints may be advertised, the rule
- * every wire string obeys, the mapping between host errno values and the NBD
- * error values the spec allows, and the names used in log messages.  All of
- * it is pure: decisions depend on the arguments alone, so the server's
- * request path can trust what passes and every rule has a unit test.
+ * every wire string obeys, and the names used in log messages (the errno
+ * mapping is errno.c).  All of it is pure: decisions depend on the
+ * arguments alone, so the server's request path can trust what passes and
+ * every rule has a unit test.
  */
 #include <errno.h>
 #include <string.h>
@@ -119,60 +119,6 @@ const char *nbd_mode_name(NBDMode mode)
     case NBD_MODE_STRUCTURED: return "structured";
     case NBD_MODE_EXTENDED:   return "extended";
     default:                  return "unknown mode";
-    }
-}
-
-uint32_t nbd_errno_to_nbd(int err)
-{
-    if (err < 0) {
-        err = -err;
-    }
-    switch (err) {
-    case 0:
-        return NBD_SUCCESS;
-    case EPERM:
-    case EROFS:      /* a read-only backend is the same refusal to the client */
-        return NBD_EPERM;
-    case EIO:
-        return NBD_EIO;
-    case ENOMEM:
-        return NBD_ENOMEM;
-    case EINVAL:
-        return NBD_EINVAL;
-    case ENOSPC:
-    case EDQUOT:     /* the spec asks for these two to be folded into ENOSPC */
-    case EFBIG:
-        return NBD_ENOSPC;
-    case EOVERFLOW:
-        return NBD_EOVERFLOW;
-    case ENOTSUP:
-#if EOPNOTSUPP != ENOTSUP
-    case EOPNOTSUPP:
-#endif
-        return NBD_ENOTSUP;
-    case ESHUTDOWN:
-        return NBD_ESHUTDOWN;
-    default:
-        /* Anything the spec has no name for is, to the client, a failed I/O. */
-        return NBD_EIO;
-    }
-}
-
-int nbd_error_to_errno(uint32_t nbd_error)
-{
-    switch (nbd_error) {
-    case NBD_SUCCESS:   return 0;
-    case NBD_EPERM:     return EPERM;
-    case NBD_EIO:       return EIO;
-    case NBD_ENOMEM:    return ENOMEM;
-    case NBD_EINVAL:    return EINVAL;
-    case NBD_ENOSPC:    return ENOSPC;
-    case NBD_EOVERFLOW: return EOVERFLOW;
-    case NBD_ENOTSUP:   return ENOTSUP;
-    case NBD_ESHUTDOWN: return ESHUTDOWN;
-    default:
-        /* The spec tells clients to read unexpected values as EINVAL. */
-        return EINVAL;
     }
 }
 
