@@ -426,103 +426,42 @@ NBDClientSession *nbd_client_session_new(BerthChannel *ch, const NBDExportInfo *
     return s;
 }
 
-/* Why the export cannot take this request, or 0. */
+/*
+ * Why the export cannot take this request, or 0.  The rules are the wire
+ * codec's, the same table the server validates with (nbd_request_check);
+ * only what the session owns is checked here: DISC is sent by
+ * nbd_client_session_free(), and PAYLOAD_LEN by put_on_wire().
+ */
 static int check_request(NBDClientSession *s, uint16_t cmd, uint16_t flags, uint64_t offset,
-                         uint64_t length, const char **why)
+                         uint64_t length, const char **why, bool *no_op)
 {
     const NBDExportInfo *in = &s->info;
-    bool ro = in->flags & NBD_FLAG_READ_ONLY;
-    switch (cmd) {
-    case NBD_CMD_READ:
-    case NBD_CMD_WRITE:
-        if (length > in->max_block) {
-            *why = "request longer than the server's maximum block size";
-            return EOVERFLOW;
-        }
-        break;
-    case NBD_CMD_FLUSH:
-        if (!(in->flags & NBD_FLAG_SEND_FLUSH)) {
-            *why = "server does not support flush";
-            return ENOTSUP;
-        }
-        break;
-    case NBD_CMD_TRIM:
-        if (!(in->flags & NBD_FLAG_SEND_TRIM)) {
-            *why = "server does not support trim";
-            return ENOTSUP;
-        }
-        break;
-    case NBD_CMD_WRITE_ZEROES:
-        if (!(in->flags & NBD_FLAG_SEND_WRITE_ZEROES)) {
-            *why = "server does not support write zeroes";
-            return ENOTSUP;
-        }
-        break;
-    case NBD_CMD_CACHE:
-        if (!(in->flags & NBD_FLAG_SEND_CACHE)) {
-            *why = "server does not support cache";
-            return ENOTSUP;
-        }
-        break;
-    case NBD_CMD_BLOCK_STATUS:
-        if (!in->base_allocation) {
-            *why = "server has no base:allocation context";
-            return ENOTSUP;
-        }
-        break;
-    default:
-        *why = "unsupported NBD command";
+    if (cmd == NBD_CMD_DISC) {
+        *why = "DISC is sent by closing the session";
         return EINVAL;
     }
-    if (ro && (cmd == NBD_CMD_WRITE || cmd == NBD_CMD_TRIM || cmd == NBD_CMD_WRITE_ZEROES)) {
-        *why = "export is read-only";
-        return EPERM;
-    }
-    if ((flags & NBD_CMD_FLAG_FUA) && !(in->flags & NBD_FLAG_SEND_FUA)) {
-        *why = "server does not support FUA";
-        return ENOTSUP;
-    }
-    if ((flags & NBD_CMD_FLAG_FAST_ZERO) && !(in->flags & NBD_FLAG_SEND_FAST_ZERO)) {
-        *why = "server does not support fast zero";
-        return ENOTSUP;
-    }
-    if ((flags & NBD_CMD_FLAG_DF) && (cmd != NBD_CMD_READ || !in->structured_reply)) {
-        *why = "DF needs a READ with structured replies";
+    if (flags & NBD_CMD_FLAG_PAYLOAD_LEN) {
+        *why = "PAYLOAD_LEN flag is set by the session, not the caller";
         return EINVAL;
     }
-    if ((flags & NBD_CMD_FLAG_DF) && !(in->flags & NBD_FLAG_SEND_DF)) {
-        *why = "server does not support DF";
-        return ENOTSUP;
+    NBDRequest r = { .type = cmd, .flags = flags, .offset = offset, .length = length };
+    if (s->mode == NBD_MODE_EXTENDED && cmd == NBD_CMD_WRITE) {
+        r.flags |= NBD_CMD_FLAG_PAYLOAD_LEN;    /* as it goes on the wire */
     }
-    if ((flags & NBD_CMD_FLAG_REQ_ONE) && cmd != NBD_CMD_BLOCK_STATUS) {
-        *why = "REQ_ONE is only for BLOCK_STATUS";
-        return EINVAL;
-    }
-    if ((flags & (NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO)) &&
-        cmd != NBD_CMD_WRITE_ZEROES) {
-        *why = "NO_HOLE and FAST_ZERO are only for WRITE_ZEROES";
-        return EINVAL;
-    }
-    if (in->min_block > 1 && cmd != NBD_CMD_FLUSH &&
-        (offset % in->min_block || length % in->min_block)) {
-        *why = "request not aligned to the server's minimum block size";
-        return EINVAL;
-    }
-    if (flags & ~(NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_DF |
-                  NBD_CMD_FLAG_REQ_ONE | NBD_CMD_FLAG_FAST_ZERO)) {
-        *why = "unknown request flags";
-        return EINVAL;
-    }
-    if (cmd == NBD_CMD_FLUSH ? (offset || length)
-                             : (offset > in->size || length > in->size - offset)) {
-        *why = "request outside the export";
-        return EINVAL;
-    }
-    if (s->mode != NBD_MODE_EXTENDED && length > UINT32_MAX) {
-        *why = "request length does not fit in 32 bits";
-        return EOVERFLOW;
-    }
-    return 0;
+    /* The block sizes are the server's (validated) or the spec's defaults:
+     * either way the ones to honour.  The caller's buffer is the only
+     * buffer, so the maximum block size alone bounds a read or write. */
+    NBDRequestLimits lim = {
+        .mode = s->mode,
+        .tx_flags = in->flags,
+        .export_size = in->size,
+        .block_size_advertised = true,
+        .min_block = in->min_block,
+        .max_block = in->max_block,
+        .max_payload = in->max_block,
+        .n_contexts = in->base_allocation ? 1 : 0,
+    };
+    return nbd_request_check(&r, &lim, why, no_op);
 }
 
 void nbd_client_session_submit(NBDClientSession *s, uint16_t cmd, uint16_t flags,
@@ -543,7 +482,8 @@ void nbd_client_session_submit(NBDClientSession *s, uint16_t cmd, uint16_t flags
     req->slot = -1;
 
     const char *why = NULL;
-    int e = check_request(s, cmd, flags, offset, length, &why);
+    bool no_op = false;
+    int e = check_request(s, cmd, flags, offset, length, &why, &no_op);
     if (!e && (cmd == NBD_CMD_READ || cmd == NBD_CMD_WRITE) &&
         berth_iov_size(req->iov, req->niov) < length) {
         e = EINVAL;
@@ -554,7 +494,7 @@ void nbd_client_session_submit(NBDClientSession *s, uint16_t cmd, uint16_t flags
                              berth_channel_peer(s->ch));
     } else if (e) {
         nbd_session_req_fail(req, e, "NBD %s: %s", nbd_cmd_name(cmd), why);
-    } else if (length == 0 && cmd != NBD_CMD_FLUSH) {
+    } else if (no_op) {
         /* Nothing to ask the server; the spec leaves zero lengths vague. */
     } else {
         list_push(&s->wait_head, &s->wait_tail, req);

@@ -6,7 +6,7 @@
  * magic as soon as its four bytes are present, so a desynchronised stream is
  * reported at once; chunk decoders check the length formula the spec gives
  * for each type before reading any field.  Whether a well-formed request is
- * acceptable is decided in codec.c (nbd_request_validate).
+ * acceptable is decided in rules.c (nbd_request_validate).
  */
 #include <string.h>
 

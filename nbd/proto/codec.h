@@ -8,9 +8,11 @@
  * message occupies), NEED_MORE (with the total number of bytes needed from
  * buf) or INVALID (with a static reason string).  Option payload parsers
  * validate the whole payload before returning anything, and hand back views
- * into the caller's buffer.  Request validation (nbd_request_validate) turns
- * a decoded request plus the negotiated state into the NBD error value, an
- * exact message and what to do with any payload.
+ * into the caller's buffer.  One table of request rules (nbd_command_rule,
+ * nbd_flag_rule) drives both the server's validation (nbd_request_validate:
+ * the NBD error value, an exact message and what to do with any payload) and
+ * the client's check before sending (nbd_request_check: an errno and the
+ * same message).
  *
  * Ownership: nothing here allocates or keeps pointers.  Every view
  * (NBDStringView, the meta-context query walker, block-status descriptors,
@@ -379,7 +381,89 @@ NBDDecodeResult nbd_decode_request(const uint8_t *buf, size_t len, NBDMode mode,
  */
 uint64_t nbd_request_payload_length(const NBDRequest *req, NBDMode mode);
 
-/* ---- Request validation (server side, pure) ---- */
+/* ---- Request rules (nbd/proto/rules.c): one table for server and client ---- */
+
+/* How a command's payload travels after its header. */
+typedef enum NBDPayloadForm {
+    NBD_PAYLOAD_FORM_NONE = 0,      /* never a payload */
+    NBD_PAYLOAD_FORM_WRITE,         /* always data; PAYLOAD_LEN is required with
+                                     * extended headers */
+    NBD_PAYLOAD_FORM_BLOCK_STATUS,  /* optional: extended headers, PAYLOAD_LEN and the
+                                     * command's payload_tx_flag */
+} NBDPayloadForm;
+
+/* What bounds a command's length besides the end of the export. */
+typedef enum NBDLengthBound {
+    NBD_BOUND_NO_RANGE = 0,         /* offset and length must both be 0 (FLUSH) */
+    NBD_BOUND_PAYLOAD,              /* the payload limit: data moves (READ, WRITE) */
+    NBD_BOUND_SERVER_MAX_BLOCK,     /* an advertised maximum block size, enforced by the
+                                     * server only: the spec lets a client exceed it, and
+                                     * a server refuse (CACHE, WRITE_ZEROES) */
+    NBD_BOUND_EFFECT,               /* nothing else (TRIM, BLOCK_STATUS) */
+} NBDLengthBound;
+
+/*
+ * One command: what it may carry and what must have been negotiated.  The
+ * messages are the exact texts both sides report; they are static.
+ */
+typedef struct NBDCommandRule {
+    const char *name;               /* "NBD_CMD_TRIM", for logs */
+    bool implemented;               /* false: named only (RESIZE); refused as unknown */
+    uint16_t flags;                 /* command flags it may carry */
+    uint16_t tx_flag;               /* transmission flag that enables it; 0: always */
+    bool served_unadvertised;       /* the server serves it without tx_flag (the spec
+                                     * notes clients that send it regardless) */
+    NBDMode min_mode;               /* reply mode it needs (BLOCK_STATUS: structured) */
+    bool needs_context;             /* a metadata context must be selected */
+    bool is_write;                  /* refused with EPERM on read-only exports */
+    bool enospc_past_end;           /* past the end is ENOSPC, not EINVAL (the spec) */
+    bool nonzero_length;            /* a zero length is malformed, not a no-op */
+    NBDPayloadForm payload;
+    uint16_t payload_tx_flag;       /* enables a BLOCK_STATUS payload */
+    NBDLengthBound bound;
+    const char *unadvertised;       /* "TRIM was not advertised" */
+    const char *needs_mode;         /* "BLOCK_STATUS needs structured replies or ..." */
+    const char *too_long_block;     /* "READ length exceeds the maximum block size" */
+    const char *too_long_payload;   /* "READ length exceeds the maximum payload size" */
+} NBDCommandRule;
+
+/* One command flag: where it is valid is each command's `flags`. */
+typedef struct NBDFlagRule {
+    uint16_t flag;                  /* one NBD_CMD_FLAG_* bit */
+    const char *name;               /* "FAST_ZERO" */
+    uint16_t tx_flag;               /* transmission flag that enables it; 0: none */
+    NBDMode min_mode;               /* DF: structured; PAYLOAD_LEN: extended */
+    const char *misplaced;          /* "FAST_ZERO flag is only valid with WRITE_ZEROES" */
+    const char *unadvertised;       /* "FAST_ZERO flag was not advertised" */
+    const char *needs_mode;         /* "DF flag without structured replies" */
+} NBDFlagRule;
+
+/* The rule of a command, or NULL when the value names none. */
+const NBDCommandRule *nbd_command_rule(uint16_t type);
+/* The rule of one flag bit, or NULL for an unknown bit or not exactly one bit. */
+const NBDFlagRule *nbd_flag_rule(uint16_t flag);
+
+/*
+ * Which kind of rule refused a request.  The kind decides the error each
+ * side reports:
+ *   MALFORMED        server NBD_EINVAL; client EINVAL
+ *   READ_ONLY        server NBD_EPERM; client EPERM
+ *   NOT_NEGOTIATED   server NBD_EINVAL; client ENOTSUP (a caller may fall back)
+ *   OUT_OF_RANGE     server NBD_ENOSPC for enospc_past_end commands, else
+ *                    NBD_EINVAL; client EINVAL
+ *   TOO_LONG         server nbd_errno(EOVERFLOW, req): NBD_EOVERFLOW for a DF
+ *                    READ, else NBD_EINVAL; client EOVERFLOW
+ *   PAYLOAD_TOO_BIG  server only: NBD_EINVAL and a hard disconnect
+ */
+typedef enum NBDRefusal {
+    NBD_REFUSAL_NONE = 0,
+    NBD_REFUSAL_MALFORMED,
+    NBD_REFUSAL_READ_ONLY,
+    NBD_REFUSAL_NOT_NEGOTIATED,
+    NBD_REFUSAL_OUT_OF_RANGE,
+    NBD_REFUSAL_TOO_LONG,
+    NBD_REFUSAL_PAYLOAD_TOO_BIG,
+} NBDRefusal;
 
 /* What the server must do about the request's payload. */
 typedef enum NBDPayloadAction {
@@ -392,7 +476,7 @@ typedef enum NBDPayloadAction {
 /* The negotiated state against which requests are checked. */
 typedef struct NBDRequestLimits {
     NBDMode mode;
-    uint16_t tx_flags;              /* transmission flags sent to this client */
+    uint16_t tx_flags;              /* transmission flags of the export */
     uint64_t export_size;
     /*
      * Block-size constraints: enforced only when advertised (via
@@ -402,7 +486,7 @@ typedef struct NBDRequestLimits {
     bool block_size_advertised;
     uint32_t min_block;
     uint32_t max_block;
-    /* Largest read or write the server buffers; 0 means NBD_MAX_PAYLOAD. */
+    /* Largest read or write this side buffers; 0 means NBD_MAX_PAYLOAD. */
     uint32_t max_payload;
     /* Metadata contexts selected by the final SET_META_CONTEXT. */
     uint32_t n_contexts;
@@ -410,6 +494,7 @@ typedef struct NBDRequestLimits {
 
 typedef struct NBDRequestVerdict {
     uint32_t error;                 /* NBD_SUCCESS or NBD_E* to reply with */
+    NBDRefusal refusal;             /* which kind of rule refused; NONE on success */
     const char *message;            /* static; NULL on success */
     NBDPayloadAction payload;
     uint64_t payload_length;        /* bytes following the header */
@@ -426,37 +511,50 @@ typedef struct NBDRequestVerdict {
 } NBDRequestVerdict;
 
 /*
- * Checks one decoded request against the negotiated state.  Pure: it reads
- * nothing but its arguments.  Rules, in this order (the first that fails
- * decides the error):
- *  1. payload size: over NBD_MAX_PAYLOAD, or (extended headers) over the
- *     advertised/buffer maximum → EINVAL with DISCONNECT;
+ * Checks one decoded request against the negotiated state, as the server
+ * does.  Pure: it reads nothing but its arguments.  Rules, in this order
+ * (the first that fails decides; each is a row of the tables above):
+ *  1. payload over NBD_MAX_PAYLOAD, or (extended headers) over the
+ *     advertised/buffer maximum → PAYLOAD_TOO_BIG with DISCONNECT;
  *  2. DISC is always accepted (no reply; the server drains and closes);
- *  3. unknown command (including RESIZE) → EINVAL;
- *  4. WRITE/TRIM/WRITE_ZEROES on a read-only export → EPERM;
- *  5. FLUSH/TRIM/WRITE_ZEROES not advertised, BLOCK_STATUS without
- *     structured replies → EINVAL (CACHE is served even unadvertised);
- *  6. flags: unknown bits, PAYLOAD_LEN outside extended mode or on a command
- *     without a payload form, extended WRITE without PAYLOAD_LEN, FUA not
- *     advertised, NO_HOLE/FAST_ZERO off WRITE_ZEROES, FAST_ZERO not
- *     advertised, DF off READ or without structured replies or not
- *     advertised, REQ_ONE off BLOCK_STATUS → EINVAL;
- *  7. FLUSH with a nonzero offset or length → EINVAL;
- *  8. BLOCK_STATUS with no metadata context, or length 0, or a payload whose
- *     length is not 8 + 4n (1 <= n <= n_contexts) → EINVAL;
- *  9. offset or length not a multiple of an advertised minimum block → EINVAL;
- * 10. offset + length past the export (overflow-safe) → ENOSPC for WRITE and
- *     WRITE_ZEROES, EINVAL otherwise;
- * 11. READ/WRITE longer than the payload limit (max_payload narrowed by an
- *     advertised max block) → EINVAL (EOVERFLOW for a DF read); CACHE and
- *     WRITE_ZEROES without FAST_ZERO longer than an advertised max block →
- *     EINVAL.  TRIM and BLOCK_STATUS lengths are not bounded.
- * 12. otherwise success; no_op when the length is 0.
+ *  3. unknown command (including RESIZE) → MALFORMED;
+ *  4. a compact header's length over 32 bits → TOO_LONG;
+ *  5. form: unknown flag bits, a flag the command does not take, a flag the
+ *     reply mode cannot carry (DF without structured replies, PAYLOAD_LEN
+ *     without extended headers), an extended WRITE without PAYLOAD_LEN,
+ *     FLUSH with an offset or length, BLOCK_STATUS of length 0 → MALFORMED;
+ *  6. WRITE/TRIM/WRITE_ZEROES on a read-only export → READ_ONLY;
+ *  7. negotiation: the command's transmission flag (CACHE is served even
+ *     unadvertised), its reply mode (BLOCK_STATUS), each flag's transmission
+ *     flag, the BLOCK_STATUS payload flag, a metadata context → NOT_NEGOTIATED;
+ *  8. a BLOCK_STATUS payload whose length is not 8 + 4n
+ *     (1 <= n <= n_contexts) → MALFORMED;
+ *  9. offset or length not a multiple of an advertised minimum block →
+ *     MALFORMED; offset + length past the export (overflow-safe) →
+ *     OUT_OF_RANGE;
+ * 10. READ/WRITE longer than the payload limit (max_payload narrowed by an
+ *     advertised max block), CACHE and WRITE_ZEROES without FAST_ZERO longer
+ *     than an advertised max block → TOO_LONG.  TRIM and BLOCK_STATUS
+ *     lengths are not bounded.
+ * 11. otherwise success; no_op when the length is 0.
  * When an error is returned for a request whose payload is still unread and
  * can be consumed, payload is NBD_PAYLOAD_DISCARD: read and drop
  * payload_length bytes, then send the error reply.
  */
 NBDRequestVerdict nbd_request_validate(const NBDRequest *req, const NBDRequestLimits *lim);
+
+/*
+ * The same rules as a client applies them before sending: req is the
+ * request as it will go on the wire (PAYLOAD_LEN set on an extended WRITE).
+ * Differences, all from the tables: rule 1 and the SERVER_MAX_BLOCK bound
+ * are the server's own defences and are not applied, and a command with
+ * served_unadvertised still needs its transmission flag.  Returns 0, or the
+ * errno of the refusal's kind with *why set to the same static message the
+ * server would send.  *no_op (may be NULL) tells that a valid request has
+ * nothing to do.
+ */
+int nbd_request_check(const NBDRequest *req, const NBDRequestLimits *lim, const char **why,
+                      bool *no_op);
 
 /*
  * BLOCK_STATUS payload (extended headers with NBD_FLAG_BLOCK_STAT_PAYLOAD):
@@ -624,10 +722,15 @@ const char *nbd_err_name(uint32_t nbd_error);
 const char *nbd_mode_name(NBDMode mode);
 
 /*
- * errno → NBD error for replies (the spec's list; EDQUOT/EFBIG → ENOSPC,
- * EROFS → EPERM, anything unknown → EIO).  0 → 0.  Accepts negative errnos.
+ * errno → NBD error for the reply to req (nbd/proto/errno.c): the spec's
+ * list, EDQUOT/EFBIG → ENOSPC, EROFS → EPERM, anything unknown → EIO.  The
+ * spec reserves two values for one request each: ENOTSUP/EOPNOTSUPP becomes
+ * NBD_ENOTSUP only for a WRITE_ZEROES with FAST_ZERO, EOVERFLOW becomes
+ * NBD_EOVERFLOW only for a READ with DF; otherwise both are NBD_EINVAL.
+ * req may be NULL (no request: neither exception applies).  0 → 0; negative
+ * errnos are accepted.
  */
-uint32_t nbd_errno_to_nbd(int err);
+uint32_t nbd_errno(int err, const NBDRequest *req);
 /* NBD error → errno for the client; unknown values → EINVAL as the spec asks. */
 int nbd_error_to_errno(uint32_t nbd_error);
 

@@ -342,7 +342,7 @@ static void reply_block_status(NBDRequestCtx *ctx)
 static void request_complete(NBDRequestCtx *ctx)
 {
     if (ctx->ret < 0) {
-        reply_error(ctx, nbd_errno_to_nbd(ctx->ret), ctx->errmsg);
+        reply_error(ctx, nbd_errno(ctx->ret, &ctx->req), ctx->errmsg);
         return;
     }
     switch (ctx->req.type) {

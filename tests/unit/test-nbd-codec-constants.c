@@ -2,7 +2,8 @@
  * Unit tests for the NBD wire codec's constants (nbd/proto/codec*.c): magics,
  * option, reply and flag values checked against the NBD specification, the
  * names of commands, options, replies and errors, and the mapping between
- * NBD error values and errno.
+ * NBD error values and errno (nbd/proto/errno.c), with the two values the
+ * spec reserves for one request each.
  */
 #include "nbd-codec-test-util.h"
 
@@ -59,22 +60,22 @@ static void test_names(void)
 
 static void test_errno_mapping(void)
 {
-    g_assert_cmpuint(nbd_errno_to_nbd(0), ==, 0);
-    g_assert_cmpuint(nbd_errno_to_nbd(EPERM), ==, NBD_EPERM);
-    g_assert_cmpuint(nbd_errno_to_nbd(-EROFS), ==, NBD_EPERM);
-    g_assert_cmpuint(nbd_errno_to_nbd(EIO), ==, NBD_EIO);
-    g_assert_cmpuint(nbd_errno_to_nbd(ENOMEM), ==, NBD_ENOMEM);
-    g_assert_cmpuint(nbd_errno_to_nbd(-EINVAL), ==, NBD_EINVAL);
-    g_assert_cmpuint(nbd_errno_to_nbd(ENOSPC), ==, NBD_ENOSPC);
-    g_assert_cmpuint(nbd_errno_to_nbd(EDQUOT), ==, NBD_ENOSPC);
-    g_assert_cmpuint(nbd_errno_to_nbd(EFBIG), ==, NBD_ENOSPC);
-    g_assert_cmpuint(nbd_errno_to_nbd(EOVERFLOW), ==, NBD_EOVERFLOW);
-    g_assert_cmpuint(nbd_errno_to_nbd(ENOTSUP), ==, NBD_ENOTSUP);
-    g_assert_cmpuint(nbd_errno_to_nbd(EOPNOTSUPP), ==, NBD_ENOTSUP);
-    g_assert_cmpuint(nbd_errno_to_nbd(ESHUTDOWN), ==, NBD_ESHUTDOWN);
-    g_assert_cmpuint(nbd_errno_to_nbd(ENOENT), ==, NBD_EIO);
-    g_assert_cmpuint(nbd_errno_to_nbd(ETIMEDOUT), ==, NBD_EIO);
-    g_assert_cmpuint(nbd_errno_to_nbd(12345), ==, NBD_EIO);
+    const NBDRequest read = { .type = NBD_CMD_READ };
+
+    g_assert_cmpuint(nbd_errno(0, &read), ==, 0);
+    g_assert_cmpuint(nbd_errno(EPERM, &read), ==, NBD_EPERM);
+    g_assert_cmpuint(nbd_errno(-EROFS, &read), ==, NBD_EPERM);
+    g_assert_cmpuint(nbd_errno(EIO, &read), ==, NBD_EIO);
+    g_assert_cmpuint(nbd_errno(ENOMEM, &read), ==, NBD_ENOMEM);
+    g_assert_cmpuint(nbd_errno(-EINVAL, &read), ==, NBD_EINVAL);
+    g_assert_cmpuint(nbd_errno(ENOSPC, &read), ==, NBD_ENOSPC);
+    g_assert_cmpuint(nbd_errno(EDQUOT, &read), ==, NBD_ENOSPC);
+    g_assert_cmpuint(nbd_errno(EFBIG, &read), ==, NBD_ENOSPC);
+    g_assert_cmpuint(nbd_errno(ESHUTDOWN, &read), ==, NBD_ESHUTDOWN);
+    g_assert_cmpuint(nbd_errno(ENOENT, &read), ==, NBD_EIO);
+    g_assert_cmpuint(nbd_errno(ETIMEDOUT, &read), ==, NBD_EIO);
+    g_assert_cmpuint(nbd_errno(12345, &read), ==, NBD_EIO);
+    g_assert_cmpuint(nbd_errno(EIO, NULL), ==, NBD_EIO);
 
     g_assert_cmpint(nbd_error_to_errno(0), ==, 0);
     g_assert_cmpint(nbd_error_to_errno(NBD_EPERM), ==, EPERM);
@@ -86,6 +87,45 @@ static void test_errno_mapping(void)
     g_assert_cmpint(nbd_error_to_errno(2), ==, EINVAL);   /* ENOENT is not an NBD value */
 }
 
+/*
+ * The spec keeps NBD_ENOTSUP for a WRITE_ZEROES with FAST_ZERO and
+ * NBD_EOVERFLOW for a READ with DF: the same errno on any other request, or
+ * on those commands without the flag, is NBD_EINVAL.
+ */
+static void test_errno_request_aware(void)
+{
+    static const struct {
+        uint16_t type, flags;
+        uint32_t enotsup, eoverflow;
+    } cases[] = {
+        { NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO, NBD_ENOTSUP, NBD_EINVAL },
+        { NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_FAST_ZERO | NBD_CMD_FLAG_NO_HOLE,
+          NBD_ENOTSUP, NBD_EINVAL },
+        { NBD_CMD_WRITE_ZEROES, 0, NBD_EINVAL, NBD_EINVAL },
+        { NBD_CMD_WRITE_ZEROES, NBD_CMD_FLAG_NO_HOLE, NBD_EINVAL, NBD_EINVAL },
+        { NBD_CMD_READ, NBD_CMD_FLAG_DF, NBD_EINVAL, NBD_EOVERFLOW },
+        { NBD_CMD_READ, NBD_CMD_FLAG_DF | NBD_CMD_FLAG_FUA, NBD_EINVAL, NBD_EOVERFLOW },
+        { NBD_CMD_READ, 0, NBD_EINVAL, NBD_EINVAL },
+        /* The flag on the wrong command does not count. */
+        { NBD_CMD_WRITE, NBD_CMD_FLAG_FAST_ZERO, NBD_EINVAL, NBD_EINVAL },
+        { NBD_CMD_WRITE, NBD_CMD_FLAG_DF, NBD_EINVAL, NBD_EINVAL },
+        { NBD_CMD_TRIM, 0, NBD_EINVAL, NBD_EINVAL },
+        { NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE, NBD_EINVAL, NBD_EINVAL },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        NBDRequest r = { .type = cases[i].type, .flags = cases[i].flags, .length = 4096 };
+        g_assert_cmpuint(nbd_errno(ENOTSUP, &r), ==, cases[i].enotsup);
+        g_assert_cmpuint(nbd_errno(-EOPNOTSUPP, &r), ==, cases[i].enotsup);
+        g_assert_cmpuint(nbd_errno(-EOVERFLOW, &r), ==, cases[i].eoverflow);
+        /* Other errors do not depend on the request. */
+        g_assert_cmpuint(nbd_errno(ENOSPC, &r), ==, NBD_ENOSPC);
+        g_assert_cmpuint(nbd_errno(EIO, &r), ==, NBD_EIO);
+    }
+    /* Without a request neither exception applies. */
+    g_assert_cmpuint(nbd_errno(ENOTSUP, NULL), ==, NBD_EINVAL);
+    g_assert_cmpuint(nbd_errno(EOVERFLOW, NULL), ==, NBD_EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -93,6 +133,7 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd/codec/constants", test_constants);
     g_test_add_func("/nbd/codec/names", test_names);
     g_test_add_func("/nbd/codec/errno", test_errno_mapping);
+    g_test_add_func("/nbd/codec/errno-request-aware", test_errno_request_aware);
 
     return g_test_run();
 }
