@@ -10,7 +10,7 @@
  */
 #include <errno.h>
 
-#include "nbd/codec.h"
+#include "nbd/proto/codec.h"
 
 uint32_t nbd_errno(int err, const NBDRequest *req)
 {

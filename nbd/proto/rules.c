@@ -14,7 +14,7 @@
  */
 #include <errno.h>
 
-#include "nbd/codec.h"
+#include "nbd/proto/codec.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
