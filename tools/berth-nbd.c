@@ -127,21 +127,19 @@ static bool add_export(const BerthNbdOptions *o, GError **errp)
                     G_GUINT64_FORMAT " bytes)", o->offset, size);
         return false;
     }
-    export = nbd_export_new(bs, o->offset, -1, o->read_only ? NBD_EXPORT_FLAG_READ_ONLY : 0,
-                            NULL, o->writethrough, NULL, errp);
-    if (!export) {
-        return false;
-    }
-    if (o->description) {
-        nbd_export_set_description(export, o->description);
-    }
+    NBDExportConfig cfg = NBD_EXPORT_CONFIG_INIT;
+    cfg.bs = bs;
+    cfg.dev_offset = o->offset;
+    cfg.read_only = o->read_only;
+    cfg.writethrough = o->writethrough;
     /* qemu-nbd's rule: multi-conn only where -e lets a client open a second
      * connection. The server's limit withholds it too, but with -c alone no
      * server runs, and the kernel must be told the same. */
-    if (o->shared == 1 && !nbd_export_set_multi_conn(export, NBD_MULTI_CONN_OFF, errp)) {
-        return false;
-    }
-    return nbd_export_set_name(export, o->export_name ? o->export_name : "", errp);
+    cfg.multi_conn = o->shared == 1 ? NBD_MULTI_CONN_OFF : NBD_MULTI_CONN_AUTO;
+    cfg.description = o->description;
+    cfg.name = o->export_name ? o->export_name : "";
+    export = nbd_export_create(&cfg, errp);
+    return export != NULL;
 }
 
 /* qemu-nbd's rule: the last client to leave, if it got as far as

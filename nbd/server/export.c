@@ -106,10 +106,12 @@ static void on_medium_ejected(BlockBackend *blk, gpointer opaque)
     nbd_export_close(exp);
 }
 
-NBDExport *nbd_export_new(BlockDriverState *bs, uint64_t dev_offset, int64_t size,
-                          uint16_t nbdflags, void (*close_cb)(NBDExport *exp),
-                          bool writethrough, BlockBackend *on_eject_blk, GError **errp)
+static NBDExport *export_open(const NBDExportConfig *cfg, GError **errp)
 {
+    BlockDriverState *bs = cfg->bs;
+    uint64_t dev_offset = cfg->dev_offset;
+    int64_t size = cfg->size;
+
     g_return_val_if_fail(bs != NULL, NULL);
     BdrvInfo info;
     bdrv_get_info(bs, &info);
@@ -128,7 +130,7 @@ NBDExport *nbd_export_new(BlockDriverState *bs, uint64_t dev_offset, int64_t siz
                     " does not fit in node '%s'", size, dev_offset, info.node_name);
         return NULL;
     }
-    bool read_only = (nbdflags & NBD_EXPORT_FLAG_READ_ONLY) != 0;
+    bool read_only = cfg->read_only;
     if (!read_only && info.read_only) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
                     "Cannot export read-only node '%s' as writable", info.node_name);
@@ -141,19 +143,60 @@ NBDExport *nbd_export_new(BlockDriverState *bs, uint64_t dev_offset, int64_t siz
     exp->info = info;
     exp->dev_offset = dev_offset;
     exp->size = size;
-    exp->writethrough = writethrough;
-    exp->close_cb = close_cb;
+    exp->writethrough = cfg->writethrough;
+    exp->close_cb = cfg->close_cb;
     exp->min_block = MAX(info.request_alignment, 1);
     exp->pref_block = MAX(exp->min_block, 4096);
     exp->max_block = NBD_MAX_PAYLOAD;
     exp->multi_conn = NBD_MULTI_CONN_AUTO;
     compute_flags(exp, read_only);
     live_exports = g_list_prepend(live_exports, exp);
-    if (on_eject_blk) {
-        exp->eject_blk = blk_ref(on_eject_blk);
-        exp->eject_notifier = blk_add_eject_notifier(on_eject_blk, on_medium_ejected, exp);
+    if (cfg->on_eject_blk) {
+        exp->eject_blk = blk_ref(cfg->on_eject_blk);
+        exp->eject_notifier = blk_add_eject_notifier(cfg->on_eject_blk, on_medium_ejected, exp);
     }
     return exp;
+}
+
+NBDExport *nbd_export_create(const NBDExportConfig *cfg, GError **errp)
+{
+    g_return_val_if_fail(cfg != NULL, NULL);
+    NBDExport *exp = export_open(cfg, errp);
+    if (!exp) {
+        return NULL;
+    }
+    if (cfg->multi_conn != NBD_MULTI_CONN_AUTO &&
+        !nbd_export_set_multi_conn(exp, cfg->multi_conn, errp)) {
+        nbd_export_put(exp);
+        return NULL;
+    }
+    if (cfg->id) {
+        nbd_export_set_id(exp, cfg->id);
+    }
+    if (cfg->description) {
+        nbd_export_set_description(exp, cfg->description);
+    }
+    if (cfg->name && !nbd_export_set_name(exp, cfg->name, errp)) {
+        nbd_export_put(exp);
+        return NULL;
+    }
+    return exp;
+}
+
+NBDExport *nbd_export_new(BlockDriverState *bs, uint64_t dev_offset, int64_t size,
+                          uint16_t nbdflags, void (*close_cb)(NBDExport *exp),
+                          bool writethrough, BlockBackend *on_eject_blk, GError **errp)
+{
+    NBDExportConfig cfg = NBD_EXPORT_CONFIG_INIT;
+
+    cfg.bs = bs;
+    cfg.dev_offset = dev_offset;
+    cfg.size = size;
+    cfg.read_only = (nbdflags & NBD_EXPORT_FLAG_READ_ONLY) != 0;
+    cfg.writethrough = writethrough;
+    cfg.close_cb = close_cb;
+    cfg.on_eject_blk = on_eject_blk;
+    return nbd_export_create(&cfg, errp);
 }
 
 NBDExport *nbd_export_get(NBDExport *exp)

@@ -155,25 +155,20 @@ static bool export_create(const ExportRequest *req, GError **errp)
         return false;
     }
 
-    NBDExport *exp = nbd_export_new(req->bs, 0, -1,
-                                    req->writable ? 0 : NBD_EXPORT_FLAG_READ_ONLY,
-                                    qmp_export_closed, req->writethrough, req->on_eject,
-                                    errp);
+    NBDExportConfig cfg = NBD_EXPORT_CONFIG_INIT;
+    cfg.bs = req->bs;
+    cfg.read_only = !req->writable;
+    cfg.writethrough = req->writethrough;
+    cfg.multi_conn = req->multi_conn;
+    cfg.close_cb = qmp_export_closed;
+    cfg.on_eject_blk = req->on_eject;
+    cfg.id = req->id;
+    cfg.description = req->description;
+    cfg.name = req->name;
+    g_autoptr(GError) local_err = NULL;
+    NBDExport *exp = nbd_export_create(&cfg, &local_err);
     if (!exp) {
-        return false;
-    }
-    g_autoptr(GError) mc_err = NULL;
-    if (!nbd_export_set_multi_conn(exp, req->multi_conn, &mc_err)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, mc_err->message);
-        nbd_export_put(exp);
-        return false;
-    }
-    nbd_export_set_id(exp, req->id);
-    if (req->description) {
-        nbd_export_set_description(exp, req->description);
-    }
-    if (!nbd_export_set_name(exp, req->name, errp)) {
-        nbd_export_put(exp);
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, local_err->message);
         return false;
     }
 

@@ -92,6 +92,53 @@ static void test_export_bounds(void)
     delete_exports_and_nodes();
 }
 
+static void test_export_create(void)
+{
+    reset_counters();
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *bs = make_node("n5", NODE_SIZE, false, NULL);
+    NBDExportConfig cfg = NBD_EXPORT_CONFIG_INIT;
+    cfg.bs = bs;
+    cfg.dev_offset = 4096;
+    cfg.read_only = true;
+    cfg.close_cb = on_export_close;
+    cfg.name = "c0";
+    cfg.id = "id-c0";
+    cfg.description = "made from a config";
+    cfg.multi_conn = NBD_MULTI_CONN_OFF;
+    NBDExport *exp = nbd_export_create(&cfg, &err);
+    g_assert_no_error(err);
+    g_assert_true(nbd_export_find("c0") == exp);
+    g_assert_cmpstr(nbd_export_get_id(exp), ==, "id-c0");
+    g_assert_cmpstr(nbd_export_get_description(exp), ==, "made from a config");
+    g_assert_true(nbd_export_is_read_only(exp));
+    g_assert_false(nbd_export_can_multi_conn(exp));
+
+    /* A taken name fails the whole creation: nothing is left in the table
+     * and the node's reference is given back. */
+    cfg.id = "id-c1";
+    cfg.multi_conn = NBD_MULTI_CONN_AUTO;
+    g_assert_null(nbd_export_create(&cfg, &err));
+    g_assert_nonnull(err);
+    g_assert_nonnull(strstr(err->message, "c0"));
+    g_clear_error(&err);
+    g_assert_true(nbd_export_find("c0") == exp);
+
+    /* The range is checked against the node, offset included. */
+    cfg.name = "c2";
+    cfg.size = NODE_SIZE;
+    g_assert_null(nbd_export_create(&cfg, &err));
+    g_assert_nonnull(err);
+    g_clear_error(&err);
+    g_assert_null(nbd_export_find("c2"));
+
+    nbd_export_close(exp);
+    g_assert_cmpint(export_closed, ==, 1);
+    nbd_export_put(exp);
+    bdrv_put(bs);
+    delete_exports_and_nodes();
+}
+
 static void test_eject_closes_export(void)
 {
     reset_counters();
@@ -384,6 +431,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/nbd/export/table", test_export_table);
     g_test_add_func("/nbd/export/bounds", test_export_bounds);
+    g_test_add_func("/nbd/export/create", test_export_create);
     g_test_add_func("/nbd/export/eject", test_eject_closes_export);
     g_test_add_func("/nbd/client/roundtrip", test_client_roundtrip);
     g_test_add_func("/nbd/client/safe-removal", test_peer_hangup_and_safe_removal);

@@ -66,9 +66,39 @@ typedef struct NBDStats {
 /* --- exports --- */
 
 /*
- * Export `size` bytes of `bs` starting at `dev_offset` (size -1: up to the end
- * of the node). writethrough: every write is made durable before its reply.
- * close_cb (may be NULL) runs once when the export closes.
+ * Everything an export is made from. Zero-initialise it (NBD_EXPORT_CONFIG_INIT
+ * gives size -1), set what you need, pass it to nbd_export_create(); new
+ * options are added here, so code written against it keeps compiling.
+ * Nothing in it is taken over: the node and drive are referenced, strings
+ * are copied.
+ */
+typedef struct NBDExportConfig {
+    BlockDriverState *bs;           /* required */
+    uint64_t dev_offset;            /* first byte of the node that is exported */
+    int64_t size;                   /* bytes; -1: up to the end of the node */
+    bool read_only;
+    bool writethrough;              /* every write durable before its reply */
+    NBDMultiConn multi_conn;        /* AUTO by default */
+    void (*close_cb)(NBDExport *exp); /* may be NULL; runs once at close */
+    BlockBackend *on_eject_blk;     /* may be NULL; see "Ownership" above */
+    const char *name;               /* NULL: not in the table (yet); "" the default export */
+    const char *description;        /* may be NULL */
+    const char *id;                 /* may be NULL */
+} NBDExportConfig;
+
+#define NBD_EXPORT_CONFIG_INIT { .size = -1, .multi_conn = NBD_MULTI_CONN_AUTO }
+
+/*
+ * Make an export from `cfg`: checks the range and the node's read-only
+ * state, applies the multi-conn mode, then the id, description and (last)
+ * the name, which makes it reachable. On failure nothing is left behind.
+ * Returns one reference, owned by the caller.
+ */
+NBDExport *nbd_export_create(const NBDExportConfig *cfg, GError **errp);
+
+/*
+ * The seed's constructor, kept as it was: nbd_export_create() with the
+ * given fields and no name. nbdflags: NBD_EXPORT_FLAG_READ_ONLY or 0.
  */
 NBDExport *nbd_export_new(BlockDriverState *bs, uint64_t dev_offset, int64_t size,
                           uint16_t nbdflags, void (*close_cb)(NBDExport *exp),
