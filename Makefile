@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Convenience wrapper over meson, in the manner of QEMU's top-level Makefile.
 #   make run    build, then serve the embedded default (1 GiB memory disk on
 #               127.0.0.1:10809, QMP on ./berth-qmp.sock)

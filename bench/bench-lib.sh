@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Shared by the bench/run-*.sh scripts (sourced, not run): the scratch
 # directory on tmpfs and the servers' clean-up, waiting for a unix socket,
 # and fio runs against two servers with the medians and their ratio printed.

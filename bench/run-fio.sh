@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # fio (ioengine=nbd) against berthd and nbdkit serving the same file on tmpfs
 # over a unix socket, in one run: 4k randread/randwrite at queue depth 32 and
 # 1M sequential read/write at depth 8. Each job runs REPS times per server,

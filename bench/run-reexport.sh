@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # The NBD client under load: berthd and qemu-storage-daemon each open the same
 # nbdkit export (memory plugin) with driver=nbd and re-export it; fio
 # (ioengine=nbd) then runs against each re-export, alternating daemons. The

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Drives (BlockBackend): named attachment points that hold at most one node
  * as their medium, like the virtual disks and CD-ROM drives of a host. Drive

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Private contract between the generic block layer (node table, request
  * dispatch, completion delivery) and the drivers. A driver is a BlockDriver

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Request dispatch: the bdrv_aio_* entry points. Each request is checked
  * here once (iovec sanity, range against the node's size, read-only, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The block layer's QMP commands: nodes (blockdev-add, blockdev-del,
  * query-named-block-nodes) and drives (drive-add, drive-del, query-block,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Nodes: the global node table, reference counting and bdrv_open(). Opening
  * decodes blockdev-add's options in one pass (the base members plus the

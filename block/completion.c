@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Completion delivery: one queue per GMainContext, so that a request's
  * callback runs on the thread that submitted it, after the submitting call

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * State shared by the two halves of the file driver: file-posix.c (options,
  * opening, request dispatch, fallocate and block status) and

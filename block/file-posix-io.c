@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Data movement for the file driver, on worker threads: vectored transfers
  * that finish what the kernel leaves short, aligned bounce buffers for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The file driver's io_uring path: reads, and O_DIRECT writes (FUA as
  * RWF_DSYNC), go to a ring owned by the submitter's GMainContext instead of

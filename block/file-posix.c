@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The file driver: a regular file (or a block device) accessed with
  * preadv/pwritev on the shared worker pool, so that a slow disk never stalls

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The memory driver: berth's sparse RAM disk. Data lives in 4 KiB pages
  * allocated on first write and found through a radix tree of 512-way nodes,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The nbd block driver's connection: each node runs one I/O thread with its
  * own GMainContext, where the NBD client session lives, so neither a slow

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Private to the nbd block driver: block/nbd.c (options, open/close, turning
  * block requests into NBD requests) and block/nbd-conn.c (the driver's I/O

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The nbd block driver: a node backed by an export on any NBD server,
  * opened with QEMU's BlockdevOptionsNbd (server, export, tls-creds,

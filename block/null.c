@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The null-co driver: a device of a given size that stores nothing, for
  * benchmarks and tests. As in QEMU 7.2, writes are dropped, reads leave the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The worker pool that runs blocking disk I/O off the event loops. One
  * GThreadPool serves every node, so the number of threads blocked in the

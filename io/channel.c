@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The channel base and the plain-socket implementation. Sockets are switched
  * to non-blocking mode once, and every read or write is a single readv/writev

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Listening sockets for the NBD server and the QMP monitors: resolve a
  * BerthSocketAddress into one or more bound sockets, watch them on a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The inside of BerthTlsCreds, shared by io/tls-creds.c (which loads it)
  * and io/tls.c (which makes sessions from it). Nothing outside io/ sees it.

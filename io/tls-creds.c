@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Loading TLS credentials and the object types that hold them. Each
  * credential object reads its directory once, when it is created, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The TLS channel: a gnutls session whose transport is another BerthChannel
  * (read and written through that channel's own non-blocking calls), so the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * A TLS session as a BerthChannel. berth_tls_channel_new() wraps an already
  * connected channel (usually a socket, after a plaintext prelude such as

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Chardevs and monitors: --chardev socket,... makes a listening socket (a
  * unix path, or a TCP host and port) and --monitor chardev=ID attaches QMP

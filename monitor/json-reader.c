@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Streaming JSON for the QMP monitor (see monitor/json-reader.h).
  * Two stages share one pass over the bytes: a lexer that cuts tokens out of

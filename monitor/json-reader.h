@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * A streaming JSON reader for QMP input: bytes go in as they arrive from a
  * socket (split anywhere, several messages per read, whitespace between

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Internals shared by monitor/: one QMP session on a connected socket
  * (session.c) and the chardevs whose listeners create them (chardev.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The monitor module's one-time setup: the command table below it, and the
  * events its sessions emit. Chardevs (chardev.c) and sessions (session.c)

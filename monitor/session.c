@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * One QMP session on a connected, non-blocking socket: the greeting, then a
  * loop of read → JSON reader → qapi_dispatch() → queued reply, with events

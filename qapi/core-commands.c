@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The commands that belong to the protocol itself rather than to a module:
  * capabilities negotiation, version and command introspection, and quit.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * One request in, one reply out. This file checks the shape of a request
  * ("execute", "arguments", "id", "exec-oob"), enforces capabilities

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Serialises json-c values the way QEMU's monitor does (see
  * qapi/json-writer.h): the monitor and berth-qmp's tests compare

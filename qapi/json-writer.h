@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * JSON text exactly as QEMU's monitor writes it, so that a reply from berth
  * and one from qemu-storage-daemon are the same bytes when they carry the

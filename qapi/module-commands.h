@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The command tables that modules define next to their code and that
  * qapi_init() registers. Each table is defined in the module named in its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * object-add and object-del over the object table of util/qmp-command.h,
  * and the "iothread" object type (a thread running its own GMainContext,

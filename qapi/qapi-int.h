@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Internals shared by the files of qapi/: the session of the request being
  * dispatched (qmp_capabilities changes it) and the quit hook.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The command registry: every module's QmpCommandDef table is entered here
  * once, by name, and the dispatcher, query-commands and berthd's option

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Installs the Debian packages berth needs to build, run and test, skipping
 # those already present. Used by `make run`, `make check` and .ci/run.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # libberth exports exactly its public API: the functions declared in the
 # installed headers (include/berth/), as listed in libberth.syms. Fails on a
 # symbol that leaks out of the library, on a public function the library

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * berth-nbd -c/-d: the Linux kernel's NBD device (nbd/kernel.h). For -c
  * the export is served over one end of a socketpair, as an ordinary

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * berth-nbd -L: connect to an NBD server (unix socket, or TCP with -b/-p),
  * list its exports with the client library's nbd_list_exports(), and print

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * berth-nbd's command line: qemu-nbd 7.2's options, parsed into
  * BerthNbdOptions and checked against each other (list mode against export

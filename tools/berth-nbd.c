@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * berth-nbd: export one raw image over NBD with qemu-nbd's command line,
  * or list another server's exports (-L), or hand an export to the kernel's

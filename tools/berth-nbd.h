@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * berth-nbd: the parts of the one-shot export tool that live in files of
  * their own. berth-nbd-options.c parses qemu-nbd's command line into

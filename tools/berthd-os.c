@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Daemonizing, the pid file and signals for berthd and berth-nbd (see
  * berthd-os.h). The parent of a daemonizing process stays until the child

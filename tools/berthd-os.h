@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The process-level chores that berthd and berth-nbd share and that have
  * nothing to do with block devices: turning into a daemon without losing

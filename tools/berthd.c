@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * berthd: the berth library as a daemon, with qemu-storage-daemon's command
  * line. Options are applied in the order given, each through the same QMP

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Private to util/: the string readers that argspec.c uses for keyval input
  * (argspec-scan.c). They return a verdict instead of a GError so that the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Reading typed values out of strings, for command-line (keyval) input and
  * for argspec_parse_size(). Each reader follows what QEMU's keyval visitor

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Table-driven argument decoding. A command or option group describes its
  * members once as ArgSpec tables; this file walks a json-c object against

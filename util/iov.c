@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * iovec helpers (util/iov.h): one slicing walk by offset, on which
  * copying and filling are built; a cursor that walks an array front to back

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Byte ranges of struct iovec arrays, walked in place (never flattened):
  * shared by the NBD client session, which lands reply data in the caller's

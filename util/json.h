@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * json-c with GLib's automatic cleanup: include this instead of
  * <json-c/json.h> to use g_autoptr(json_object). Defined once here, because

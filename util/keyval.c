@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * qemu-storage-daemon's key=value,... option syntax, turned into a json-c
  * object so that command-line options and QMP arguments meet in one decoder

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * qemu-storage-daemon's key=value option syntax, parsed into json-c objects.
  *

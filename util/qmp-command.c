@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The low half of QMP that every module may use: the error domain and its
  * class names, the event hook that the monitor fills in, and the table of

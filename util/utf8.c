@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Strict UTF-8 decoding shared by the QMP reader (which refuses malformed
  * input) and writer (which escapes what it emits). QEMU's modified UTF-8

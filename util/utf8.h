@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Strict UTF-8 decoding (see util/utf8.c). Pure, any thread.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Private to nbd/: the option-haggling steps the client shares between
  * opening an export (client-negotiate.c) and listing exports

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Linux kernel NBD attach through the ioctls of <linux/nbd.h>, every system
  * call going through a replaceable NBDKernelOps table (see nbd/kernel.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Listing a server's exports, blocking (nbd_list_exports() in
  * include/berth/nbd/client.h): the handshake a `berth-nbd -L` or `qemu-nbd -L` does.

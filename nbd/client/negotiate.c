@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Client side of the NBD handshake (fixed newstyle), blocking: see
  * include/berth/nbd/client.h. The wire format is all in the codec; this file only

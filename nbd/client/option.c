@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Client option haggling, blocking: the steps shared by opening an export
  * and listing exports (nbd/client-int.h). Replies are read with a bounded

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Reading replies for the asynchronous client session: decode a header,
  * find the request its cookie names, check the reply against that request

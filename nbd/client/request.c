@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Blocking transmission primitives of the NBD client (include/berth/nbd/client.h):
  * send a request header (plus its payload), read one reply header, move a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Private to the asynchronous client session: the request and session
  * structs shared by client-session.c (lifecycle, queueing, sending, the

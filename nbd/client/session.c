@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The asynchronous NBD client session (include/berth/nbd/client.h): requests are
  * checked against what the export advertised, given a slot (the cookie

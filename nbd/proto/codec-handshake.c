@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Handshake byte formats of the NBD wire codec: the newstyle greeting and
  * client flags, option headers and option reply headers, the reply to

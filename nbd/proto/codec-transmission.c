@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Transmission byte formats of the NBD wire codec: request headers (compact
  * and extended), reply headers (simple, structured, extended), the payloads

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The handshake-side policy of the NBD wire codec, as opposed to the byte
  * formats in codec-handshake.c and codec-transmission.c: how long each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The NBD wire codec: pure functions between bytes and structs, with no I/O,
  * no main loop and no allocation.  The server and the client share it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Between host errno values and the NBD error values the spec allows.  The
  * server's direction depends on the request being answered: the spec asks a

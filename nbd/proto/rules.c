@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The request rules of the NBD protocol, written once for both ends: a
  * table row per command (the flags it may carry, the transmission flag that

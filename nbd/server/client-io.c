@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * A connection's socket plumbing, shared by the handshake and transmission
  * phases: one long-lived GSource per client watching its fd (the events it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * NBD exports: what a node looks like to NBD clients (size window, the
  * transmission flags it can honour, block-size constraints), the table of

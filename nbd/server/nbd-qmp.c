@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The NBD server's QMP commands (nbd-server-start/stop/add/remove,
  * block-export-add/del, query-block-exports, query-nbd-clients,

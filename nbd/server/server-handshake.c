@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The server side of fixed-newstyle option haggling. A connection walks
  * through NBDHandshakeState: START (greeting sent, client flags awaited),

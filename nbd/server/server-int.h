@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Private state of the NBD server, shared by its files: export.c (exports
  * and their table), server.c (listeners, client list, client lifetime),

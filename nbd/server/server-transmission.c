@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The transmission phase: parse every request header the input buffer holds,
  * check each one in one place (nbd_request_validate), run it against the node

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The NBD server object and the lifetime of a connection: listeners that
  * accept sockets, the list of live clients with max-connections, and

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
 # Installs libberth into a scratch DESTDIR, builds the host program with
 # only `pkg-config --cflags --libs berth` from there (so it sees the
 # installed public headers, never the private ones of the source tree) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * A host program that uses berth's NBD client API (berth/nbd/client.h) with
  * nothing but `pkg-config --cflags --libs berth`.  To be self-contained it

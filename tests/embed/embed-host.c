@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * A host program that embeds libberth using nothing but what
  * `pkg-config --cflags --libs berth` gives: it opens an in-memory node,

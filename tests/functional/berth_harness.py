@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Shared helpers for berth's end-to-end tests.
 
 Every test here runs a real daemon process: berthd, or qemu-storage-daemon

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Fake NBD servers that misbehave on purpose, for testing NBD *clients*.
 
 A FakeServer listens on a unix socket in a thread of the test process.  Each

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """A deliberately small NBD client on plain sockets, for tests that must put
 exact (and wrong) bytes on the wire.  Numbers follow the NBD specification
 (doc/proto.md in NetworkBlockDevice/nbd); all integers are big-endian.  Every

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Transcript tests for berthd's QMP monitor.
 
 A transcript test is a short script in tests/functional/qmp/ that starts a

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Run the QMP transcript tests in tests/functional/qmp/.
 
 Each script NAME (no extension) prints a transcript on standard output; it

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """berth-nbd against qemu-nbd, flag by flag.
 
 Each test runs the same command line with qemu-nbd (7.2) and with

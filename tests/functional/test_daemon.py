@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The daemon as a program: command line, errors, signals, pid file,
 daemonizing, listeners (unix and TCP), connection limits and shutdown."""
 

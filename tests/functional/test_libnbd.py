@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """NBD commands and flags end to end, through libnbd's Python binding.
 
 One daemon per test class serves a sparse file-backed writable export

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """driver=nbd: the daemon under test as an NBD *client* (issue 7).
 
 The scheme of every test: a peer NBD server P serves an image; the daemon

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The NBD wire protocol byte by byte, with plain sockets (nbd_wire.py).
 
 A single daemon serves all tests of a class, so every nasty case also shows

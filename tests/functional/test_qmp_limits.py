@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The QMP monitor under pressure: replies larger than the output low mark,
 requests pipelined in one write and read at once, slowly or only at the end,
 messages over the reader's limits (size, nesting) followed by ordinary

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The same qemu-storage-daemon command line and QMP script, run unchanged
 against berthd and against qemu-storage-daemon 7.2: the replies and events
 must be the same after filtering (temporary paths, timestamps).

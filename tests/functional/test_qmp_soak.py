@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Soak test of the QMP monitor: add and remove an export 1,000 times while a
 libnbd client keeps reading and writing another export.  No command may fail,
 the client's data must stay intact, and berthd's resident memory after cycle

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """TLS for the NBD server: x509 (with and without client certificates), PSK,
 tls-authz, and the plaintext side of STARTTLS, through libnbd, qemu-img and
 raw sockets.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Real NBD clients against the daemon: qemu-img, qemu-io, nbdcopy, nbdinfo.
 
 One daemon serves a separate file-backed export per concern, so that the

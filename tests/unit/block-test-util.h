@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Scaffolding shared by the block layer's unit tests: synchronous wrappers
  * around the asynchronous request API (submit, then iterate the submitter's

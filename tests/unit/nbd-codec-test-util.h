@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Helpers shared by the NBD wire codec's unit tests (test-nbd-codec-*.c):
  * exact-size heap copies so that a decoder reading one byte too far trips

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Helpers shared by the unit tests of the NBD client's transmission phase
  * (test-nbd-client-session.c, test-nbd-client-fake.c, test-nbd-client-death.c,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Scaffolding shared by the NBD unit tests (test-nbd-client.c,
  * test-nbd-client-list.c, test-nbd-client-{session,fake,death,sync}.c,

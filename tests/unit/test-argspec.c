@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests for util/argspec: decoding of QMP arguments and keyval options
  * through ArgSpec tables into a C struct. Error texts are asserted verbatim

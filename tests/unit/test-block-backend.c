@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of drives (BlockBackend): the drive table and its shared
  * namespace with node names, inserting and removing media with QEMU's error

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of the file driver's io_uring path (block/file-posix-uring.c):
  * reads submitted from the thread that owns the context (as the NBD server

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of the file driver on real files: round trips through scattered
  * buffers, sizes rounded to sectors with zeroes past the end of file, a file

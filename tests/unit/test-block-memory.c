@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of the memory driver: round trips across page boundaries and
  * scattered buffers, zeroes where nothing was written, discard and

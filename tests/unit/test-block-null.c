@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of the null-co driver and of what every node shares: the node
  * table (names, creation order, references, deletion while in use, requests

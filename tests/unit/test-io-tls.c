@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of the TLS channel and its credentials: two channels over a
  * socketpair, driven by hand (both ends non-blocking, stepped in turn, so

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of util/iov.c: slicing an iovec array at any offset and length,
  * copying/filling across entry boundaries, including empty entries and

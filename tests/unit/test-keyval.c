@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests for util/keyval: qemu-storage-daemon's key=value,... syntax into
  * json-c objects. Results are compared as compact JSON text, which pins down

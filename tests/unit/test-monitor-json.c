@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of the monitor's streaming JSON reader: values split across
  * reads at every byte, several values per read, whitespace, QEMU's error

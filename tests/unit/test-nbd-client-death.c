@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of how the asynchronous NBD client session
  * (nbd/client/session.c, nbd/client/reply.c) dies and is freed, against

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of the asynchronous NBD client session (nbd/client/session.c,
  * nbd/client/reply.c) against scripted fake servers that answer correctly

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Seeded fuzzing of the client session's reply parser: a fake server reads a
  * batch of mixed requests (reads of several sizes, a write, a flush, block

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of export listing (nbd_list_exports(), nbd/client/list.c).
  * Against berth's own server run in-process (on the main context of the

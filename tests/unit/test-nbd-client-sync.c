@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of the blocking transmission primitives of the NBD client
  * (nbd/client/request.c), over a socketpair with the test playing the server by

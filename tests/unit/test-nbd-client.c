@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of the client half of the NBD handshake (nbd/client/negotiate.c)
  * against berth's own server run in-process: the server lives on the main

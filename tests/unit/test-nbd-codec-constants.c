@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests for the NBD wire codec's constants (nbd/proto/codec*.c): magics,
  * option, reply and flag values checked against the NBD specification, the

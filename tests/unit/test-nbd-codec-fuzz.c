@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Fuzz tests for the NBD wire codec (nbd/proto/codec*.c): a seeded loop feeds
  * random and mutated buffers to every decoder, each in a heap block of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests for the handshake part of the NBD wire codec (nbd/proto/codec*.c):
  * the greeting, client flags, option headers, option replies and their

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests for the request-rule table (nbd/proto/rules.c): the rows say
  * what the spec says about each command and flag, and the server's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests for the transmission part of the NBD wire codec (nbd/proto/codec*.c):
  * compact and extended requests, simple, structured and extended reply

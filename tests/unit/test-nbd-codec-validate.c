@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests for nbd_request_validate() and the block status payload check
  * (nbd/proto/codec*.c): each rule on commands, flags, ranges, lengths, block

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of the NBD server's objects: export get/put and the table,
  * close callbacks that run exactly once, ejecting a drive's medium closing

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of the kernel NBD attach: a fake NBDKernelOps table records
  * every ioctl (request and argument) so the exact sequences of nbd_init()

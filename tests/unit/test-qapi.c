@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of qapi/: request checking and dispatch with every error text
  * QEMU gives, capabilities negotiation, the core commands, argument

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * berth drives (BlockBackend): a named attachment point, like a virtual disk
  * or CD-ROM of the host, that holds at most one node as its medium.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * berth block layer: nodes (BlockDriverState) and their asynchronous requests.
  *

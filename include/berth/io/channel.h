@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * berth byte channels: one non-blocking interface over plain sockets and TLS
  * sessions, so protocol code (NBD, QMP) never cares which one it holds.

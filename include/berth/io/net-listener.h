@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Socket addresses (QEMU's SocketAddress: unix path, inet host+port, an
  * inherited fd) and a listener that accepts connections on a GMainContext.

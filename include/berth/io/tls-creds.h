@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * TLS credentials and authorization objects: what `--object
  * tls-creds-x509`, `tls-creds-psk` and `authz-simple` (or QMP object-add)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * berth's QMP server. A chardev is a listening socket (unix path, or TCP
  * host and port) made from qemu-storage-daemon's --chardev options; a

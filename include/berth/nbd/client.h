@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * berth's NBD client, public API: open an export on any NBD server, move
  * data with blocking primitives or through an asynchronous session on a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Attaching an NBD connection to the Linux kernel's NBD driver (/dev/nbdX),
  * using the classic ioctl interface of <linux/nbd.h>:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * NBD wire protocol numbers, as fixed by the NBD specification
  * (NetworkBlockDevice/nbd doc/proto.md, including the extended-headers

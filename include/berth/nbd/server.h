@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * berth's NBD server: exports (NBDExport), connections (NBDClient) and the
  * server object (listeners, export table, limits).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * berth's command layer: the registry of QMP commands that modules declare
  * (util/qmp-command.h), the dispatcher that turns one request object into

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Declarative argument decoding: a command or an option group declares its
  * members once, as a table of ArgSpec, and argspec_decode() checks a json-c

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The vocabulary that modules use to take part in QMP without depending on
  * the monitor: a command declaration (QmpCommandDef) that block/, nbd/ and
