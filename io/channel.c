@@ -194,6 +194,11 @@ const char *berth_channel_peer(BerthChannel *ch)
     return ch->peer;
 }
 
+int berth_channel_fd(BerthChannel *ch)
+{
+    return ch->fd;
+}
+
 static bool wait_for(BerthChannel *ch, GIOCondition cond, int timeout_ms, GError **errp)
 {
     if ((cond & G_IO_IN) && berth_channel_pending(ch) > 0) {

@@ -420,7 +420,7 @@ NBDClientSession *nbd_client_session_new(BerthChannel *ch, const NBDExportInfo *
     ((SessionSource *) src)->s = s;
     g_source_set_static_name(src, "nbd-client-session");
     s->events = G_IO_IN;
-    s->fd_tag = g_source_add_unix_fd(src, ch->fd, G_IO_IN);
+    s->fd_tag = g_source_add_unix_fd(src, berth_channel_fd(ch), G_IO_IN);
     g_source_attach(src, s->ctx);
     s->source = src;
     return s;

@@ -100,7 +100,7 @@ void nbd_client_io_start(NBDClient *client)
     ((ClientSource *) src)->client = client;
     g_source_set_static_name(src, "nbd-client");
     client->events = G_IO_IN;
-    client->fd_tag = g_source_add_unix_fd(src, client->ch->fd, G_IO_IN);
+    client->fd_tag = g_source_add_unix_fd(src, berth_channel_fd(client->ch), G_IO_IN);
     g_source_attach(src, NULL);
     client->source = src;
 }

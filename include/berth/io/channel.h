@@ -65,7 +65,15 @@ size_t berth_channel_pending(BerthChannel *ch);
 GIOCondition berth_channel_wants(BerthChannel *ch, GIOCondition for_op);
 /* Stop both directions now (peers see EOF); the fd stays until the last unref. */
 void berth_channel_shutdown(BerthChannel *ch);
+/* Who is on the other end ("unix", "127.0.0.1:5555"), for logs and QMP. */
 const char *berth_channel_peer(BerthChannel *ch);
+/*
+ * The connected socket, for polling it and for handing it to the kernel
+ * (NBD_SET_SOCK). Borrowed: the channel keeps it open until its last unref.
+ * A TLS channel answers the fd of the channel it wraps; reading or writing
+ * it directly bypasses the TLS session.
+ */
+int berth_channel_fd(BerthChannel *ch);
 
 /*
  * Blocking helpers for clients and tests: move exactly len bytes, waiting
