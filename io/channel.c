@@ -5,7 +5,7 @@
  * The blocking helpers at the bottom are for clients and tests only; the
  * server never calls them.
  */
-#include "berth/io/channel.h"
+#include "channel-int.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -28,28 +28,8 @@ G_BEGIN_DECLS
 #define BERTH_CHANNEL_AGAIN ((ssize_t) -2)
 #define BERTH_CHANNEL_ERROR ((ssize_t) -1)
 
+/* Opaque; implementations (io/) see io/channel-int.h. */
 typedef struct BerthChannel BerthChannel;
-
-typedef struct BerthChannelOps {
-    ssize_t (*readv)(BerthChannel *ch, const struct iovec *iov, int niov, GError **errp);
-    ssize_t (*writev)(BerthChannel *ch, const struct iovec *iov, int niov, GError **errp);
-    /* Bytes already buffered above the fd (TLS records); 0 for sockets. */
-    size_t (*pending)(BerthChannel *ch);
-    /* Which fd condition the last AGAIN was waiting for (TLS may need to
-     * read in order to write); sockets answer the obvious one. */
-    GIOCondition (*wants)(BerthChannel *ch, GIOCondition for_op);
-    void (*shutdown)(BerthChannel *ch);
-    void (*finalize)(BerthChannel *ch);
-} BerthChannelOps;
-
-/* Base of every channel; implementations embed it first. */
-struct BerthChannel {
-    const BerthChannelOps *ops;
-    gint refcount;
-    int fd;                 /* the connected socket, owned */
-    char *peer;             /* "unix:" or "127.0.0.1:5555", for logs and QMP */
-    char *local;            /* the listening address it came in on, may be NULL */
-};
 
 /* Wraps a connected socket; makes it non-blocking and close-on-exec. */
 BerthChannel *berth_channel_socket_new(int fd);
