@@ -199,11 +199,12 @@ int berth_channel_fd(BerthChannel *ch)
     return ch->fd;
 }
 
-static bool wait_for(BerthChannel *ch, GIOCondition cond, int timeout_ms, GError **errp)
+bool berth_channel_wait(BerthChannel *ch, GIOCondition for_op, int timeout_ms, GError **errp)
 {
-    if ((cond & G_IO_IN) && berth_channel_pending(ch) > 0) {
+    if ((for_op & G_IO_IN) && berth_channel_pending(ch) > 0) {
         return true;
     }
+    GIOCondition cond = berth_channel_wants(ch, for_op);
     struct pollfd pfd = { .fd = ch->fd, .events = (cond & G_IO_IN ? POLLIN : 0) |
                                                   (cond & G_IO_OUT ? POLLOUT : 0) };
     int r;
@@ -239,7 +240,7 @@ bool berth_channel_read_all(BerthChannel *ch, void *buf, size_t len, int timeout
             return false;
         }
         if (n == BERTH_CHANNEL_AGAIN) {
-            if (!wait_for(ch, berth_channel_wants(ch, G_IO_IN), timeout_ms, errp)) {
+            if (!berth_channel_wait(ch, G_IO_IN, timeout_ms, errp)) {
                 return false;
             }
             continue;
@@ -259,7 +260,7 @@ bool berth_channel_write_all(BerthChannel *ch, const void *buf, size_t len, int 
             return false;
         }
         if (n == BERTH_CHANNEL_AGAIN) {
-            if (!wait_for(ch, berth_channel_wants(ch, G_IO_OUT), timeout_ms, errp)) {
+            if (!berth_channel_wait(ch, G_IO_OUT, timeout_ms, errp)) {
                 return false;
             }
             continue;

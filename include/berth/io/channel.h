@@ -56,6 +56,15 @@ const char *berth_channel_peer(BerthChannel *ch);
 int berth_channel_fd(BerthChannel *ch);
 
 /*
+ * Block until a read (for_op G_IO_IN) or a write (G_IO_OUT) can make
+ * progress: the fd is ready for what the channel waits for, or input is
+ * buffered already. At most timeout_ms (-1: forever); false with errp set
+ * on timeout or poll() error. For blocking code only; event-driven owners
+ * let a GMainContext wait.
+ */
+bool berth_channel_wait(BerthChannel *ch, GIOCondition for_op, int timeout_ms, GError **errp);
+
+/*
  * Blocking helpers for clients and tests: move exactly len bytes, waiting
  * with poll() for at most timeout_ms per wait (-1: forever). Return false
  * with errp set on error, timeout or early EOF.
