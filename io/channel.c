@@ -6,7 +6,7 @@
  * The blocking helpers at the bottom are for clients and tests only; the
  * server never calls them.
  */
-#include "berth/io/channel.h"
+#include "channel-int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -195,11 +195,17 @@ const char *berth_channel_peer(BerthChannel *ch)
     return ch->peer;
 }
 
-static bool wait_for(BerthChannel *ch, GIOCondition cond, int timeout_ms, GError **errp)
+int berth_channel_fd(BerthChannel *ch)
 {
-    if ((cond & G_IO_IN) && berth_channel_pending(ch) > 0) {
+    return ch->fd;
+}
+
+bool berth_channel_wait(BerthChannel *ch, GIOCondition for_op, int timeout_ms, GError **errp)
+{
+    if ((for_op & G_IO_IN) && berth_channel_pending(ch) > 0) {
         return true;
     }
+    GIOCondition cond = berth_channel_wants(ch, for_op);
     struct pollfd pfd = { .fd = ch->fd, .events = (cond & G_IO_IN ? POLLIN : 0) |
                                                   (cond & G_IO_OUT ? POLLOUT : 0) };
     int r;
@@ -235,7 +241,7 @@ bool berth_channel_read_all(BerthChannel *ch, void *buf, size_t len, int timeout
             return false;
         }
         if (n == BERTH_CHANNEL_AGAIN) {
-            if (!wait_for(ch, berth_channel_wants(ch, G_IO_IN), timeout_ms, errp)) {
+            if (!berth_channel_wait(ch, G_IO_IN, timeout_ms, errp)) {
                 return false;
             }
             continue;
@@ -255,7 +261,7 @@ bool berth_channel_write_all(BerthChannel *ch, const void *buf, size_t len, int 
             return false;
         }
         if (n == BERTH_CHANNEL_AGAIN) {
-            if (!wait_for(ch, berth_channel_wants(ch, G_IO_OUT), timeout_ms, errp)) {
+            if (!berth_channel_wait(ch, G_IO_OUT, timeout_ms, errp)) {
                 return false;
             }
             continue;

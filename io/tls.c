@@ -10,6 +10,7 @@
  * retry with the same leading bytes anyway, so its count is theirs.
  */
 #include "io/tls.h"
+#include "channel-int.h"
 #include "tls-creds-int.h"
 
 #include <errno.h>

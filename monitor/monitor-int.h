@@ -15,7 +15,8 @@ typedef struct MonitorSession MonitorSession;
 typedef void (*MonitorSessionClosed)(MonitorSession *s, gpointer opaque);
 
 /*
- * Start a session on fd (owned from now on): the greeting is queued at
+ * Start a session on a connected socket fd (owned from now on, made
+ * non-blocking, closed when the session closes): the greeting is queued at
  * once. Returns a borrowed pointer; the session frees itself after closing.
  */
 MonitorSession *monitor_session_new(int fd, bool pretty, MonitorSessionClosed closed,

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * One QMP session on a connected, non-blocking socket: the greeting, then a
- * loop of read → JSON reader → qapi_dispatch() → queued reply, with events
+ * One QMP session on a BerthChannel watched by io/channel-watch: the
+ * greeting, then a loop of read → JSON reader → qapi_dispatch() → queued
+ * reply, with events
  * queued to every session past capabilities negotiation. Requests are
  * parsed only while the queued output is below a low mark, so a peer that
  * sends requests but never reads replies stops being read instead of
@@ -12,11 +13,7 @@
 #include "monitor/json-reader.h"
 #include "qapi/json-writer.h"
 #include "berth/qapi/qapi.h"
-
-#include <errno.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include "io/channel-watch.h"
 
 /* Bytes read per wakeup; also the most unparsed input a session holds. */
 #define READ_CHUNK 4096
@@ -25,7 +22,7 @@
 
 struct MonitorSession {
     gint refs;
-    int fd;
+    BerthChannel *ch;       /* NULL once closed */
     bool pretty;
     bool eof;        /* the peer will send nothing more */
     bool closed;
@@ -35,8 +32,7 @@ struct MonitorSession {
     GString *out;    /* queued output ... */
     gsize out_sent;  /* ... of which this much is written */
     gsize reply_end; /* ... and the last reply ends here: all after it are events */
-    GSource *source;
-    gpointer fd_tag;
+    BerthChannelWatch *watch;
     MonitorSessionClosed closed_cb;
     gpointer closed_opaque;
 };
@@ -84,17 +80,17 @@ static void session_queue(MonitorSession *s, json_object *msg)
     g_string_append(s->out, "\r\n");
 }
 
-/* Write what the socket takes now. False if the connection is gone. */
+/* Write what the channel takes now. False if the connection is gone. */
 static bool session_write(MonitorSession *s)
 {
     while (output_pending(s) > 0) {
-        ssize_t n = send(s->fd, s->out->str + s->out_sent, output_pending(s),
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = berth_channel_write(s->ch, s->out->str + s->out_sent, output_pending(s),
+                                        NULL);
+        if (n == BERTH_CHANNEL_AGAIN) {
+            return true;
+        }
         if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return errno == EAGAIN || errno == EWOULDBLOCK;
+            return false;
         }
         s->out_sent += (gsize) n;
     }
@@ -118,22 +114,18 @@ static gsize unread_events(MonitorSession *s)
 
 static void session_update_watch(MonitorSession *s)
 {
-    GIOCondition cond = 0;
     bool may_parse = output_pending(s) < OUTPUT_LOW_MARK;
 
-    if (!s->eof && s->in->len == 0 && may_parse) {
-        cond |= G_IO_IN;
-    }
-    if (output_pending(s) > 0) {
-        cond |= G_IO_OUT;
-    }
-    g_source_modify_unix_fd(s->source, s->fd_tag, cond);
+    berth_channel_watch_set_read(s->watch, !s->eof && s->in->len == 0 && may_parse);
+    berth_channel_watch_set_write(s->watch, output_pending(s) > 0);
     /*
      * Input left over when the output went above the low mark waits for no
      * socket event: the peer sent it already. Once the output is below the
      * mark again (written here, or by an event's write), dispatch at once.
      */
-    g_source_set_ready_time(s->source, s->in->len > 0 && may_parse ? 0 : -1);
+    if (s->in->len > 0 && may_parse) {
+        berth_channel_watch_kick_read(s->watch);
+    }
 }
 
 static void session_queue_reply(MonitorSession *s, json_object *reply)
@@ -183,58 +175,50 @@ static void session_process_input(MonitorSession *s)
 static bool session_read(MonitorSession *s)
 {
     guint8 buf[READ_CHUNK];
-    ssize_t n;
+    ssize_t n = berth_channel_read(s->ch, buf, sizeof(buf), NULL);
 
-    do {
-        n = recv(s->fd, buf, sizeof(buf), MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
     if (n > 0) {
         g_byte_array_append(s->in, buf, (guint) n);
     } else if (n == 0) {
         s->eof = true;
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    } else if (n == BERTH_CHANNEL_ERROR) {
         return false;
     }
     return true;
 }
 
-static gboolean session_dispatch(gpointer opaque)
+/*
+ * One turn of the session: write what is queued (when the channel can
+ * take it), read one chunk (when it has some and nothing unparsed waits),
+ * answer what was read, and after the peer's EOF hang up once all is
+ * answered. A socket error ends the session after the turn.
+ */
+static void session_ready(void *opaque, GIOCondition ready)
 {
     MonitorSession *s = session_ref(opaque);
-    GIOCondition revents = g_source_query_unix_fd(s->source, s->fd_tag);
     bool alive = true;
 
-    if (revents & G_IO_OUT) {
+    if (ready & G_IO_OUT) {
         alive = session_write(s);
     }
-    if (alive && (revents & (G_IO_IN | G_IO_HUP | G_IO_ERR)) && !s->eof && s->in->len == 0) {
+    if (alive && (ready & G_IO_IN) && !s->eof && s->in->len == 0) {
         alive = session_read(s);
     }
     if (alive) {
         session_process_input(s);
         alive = !s->closed && session_write(s);
     }
-    /* After the peer's EOF: answer what was read, then hang up. */
     if (alive && s->eof && s->in->len == 0 && output_pending(s) == 0) {
         alive = false;
     }
-    if (!alive || (revents & G_IO_ERR)) {
+    if (!alive || (ready & G_IO_ERR)) {
         monitor_session_close(s);
     } else if (!s->closed) {
         session_update_watch(s);
     }
     session_unref(s);
-    return G_SOURCE_CONTINUE;
 }
 
-static gboolean session_source_dispatch(GSource *source, GSourceFunc cb, gpointer data)
-{
-    return cb(data);
-}
-
-static GSourceFuncs session_source_funcs = {
-    .dispatch = session_source_dispatch,
-};
 
 static json_object *greeting(void)
 {
@@ -261,18 +245,15 @@ MonitorSession *monitor_session_new(int fd, bool pretty, MonitorSessionClosed cl
 
     monitor_init();
     s->refs = 1;
-    s->fd = fd;
+    s->ch = berth_channel_socket_new(fd);
     s->pretty = pretty;
     s->reader = json_reader_new(0, 0, 0);
     s->in = g_byte_array_new();
     s->out = g_string_new(NULL);
     s->closed_cb = closed;
     s->closed_opaque = opaque;
-    s->source = g_source_new(&session_source_funcs, sizeof(GSource));
-    g_source_set_name(s->source, "berth-qmp-session");
-    g_source_set_callback(s->source, session_dispatch, s, NULL);
-    s->fd_tag = g_source_add_unix_fd(s->source, fd, G_IO_IN);
-    g_source_attach(s->source, g_main_context_get_thread_default());
+    s->watch = berth_channel_watch_new(s->ch, g_main_context_get_thread_default(),
+                                       "berth-qmp-session", session_ready, s);
     sessions = g_list_append(sessions, s);
 
     json_object *hello = greeting();
@@ -293,11 +274,9 @@ void monitor_session_close(MonitorSession *s)
     }
     s->closed = true;
     sessions = g_list_remove(sessions, s);
-    g_source_destroy(s->source);
-    g_source_unref(s->source);
-    s->source = NULL;
-    close(s->fd);
-    s->fd = -1;
+    /* The last references: the socket closes here. */
+    g_clear_pointer(&s->watch, berth_channel_watch_free);
+    g_clear_pointer(&s->ch, berth_channel_unref);
     if (s->closed_cb) {
         s->closed_cb(s, s->closed_opaque);
     }
@@ -308,9 +287,8 @@ void monitor_session_flush(MonitorSession *s, gint64 deadline)
 {
     while (!s->closed && output_pending(s) > 0) {
         gint64 left_ms = (deadline - g_get_monotonic_time()) / 1000;
-        struct pollfd pfd = { .fd = s->fd, .events = POLLOUT };
 
-        if (left_ms <= 0 || poll(&pfd, 1, (int) MIN(left_ms, 1000)) <= 0 ||
+        if (left_ms <= 0 || !berth_channel_wait(s->ch, G_IO_OUT, (int) MIN(left_ms, 1000), NULL) ||
             !session_write(s)) {
             return;
         }
@@ -322,7 +300,7 @@ void monitor_session_flush(MonitorSession *s, gint64 deadline)
      */
     for (int i = 0; !s->closed && i < 16; i++) {
         char buf[READ_CHUNK];
-        if (recv(s->fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0) {
+        if (berth_channel_read(s->ch, buf, sizeof(buf), NULL) <= 0) {
             break;
         }
     }

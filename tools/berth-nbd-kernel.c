@@ -116,11 +116,12 @@ static gpointer kernel_thread(gpointer opaque)
     uint16_t flags = info.flags;
     nbd_export_info_clear(&info);
     /* The kernel does blocking I/O on the socket. */
-    int fl = fcntl(k->ch->fd, F_GETFL);
+    int sock = berth_channel_fd(k->ch);
+    int fl = fcntl(sock, F_GETFL);
     if (fl >= 0) {
-        fcntl(k->ch->fd, F_SETFL, fl & ~O_NONBLOCK);
+        fcntl(sock, F_SETFL, fl & ~O_NONBLOCK);
     }
-    if (!nbd_init(k->fd, k->ch->fd, size, 0, flags, &err)) {
+    if (!nbd_init(k->fd, sock, size, 0, flags, &err)) {
         berth_nbd_error("%s: %s", k->dev, err->message);
         goto out;
     }

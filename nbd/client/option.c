@@ -247,7 +247,7 @@ bool nbd_client_start_tls(NBDClientNeg *n, BerthChannel *plain, BerthTlsCreds *c
         case BERTH_TLS_HANDSHAKE_AGAIN:
             break;
         }
-        if (!wait_fd(tls->fd, berth_channel_wants(tls, G_IO_IN), deadline, errp)) {
+        if (!wait_fd(berth_channel_fd(tls), berth_channel_wants(tls, G_IO_IN), deadline, errp)) {
             berth_channel_unref(tls);
             return false;
         }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Private to the asynchronous client session: the request and session
- * structs shared by client-session.c (lifecycle, queueing, sending, the
- * GSource) and client-reply.c (reading and validating replies).  Everything
+ * structs shared by session.c (lifecycle, queueing, sending, the channel
+ * watch) and reply.c (reading and validating replies).  Everything
  * runs on the session's GMainContext thread; nothing here takes a lock.
  */
 #ifndef BERTH_NBD_CLIENT_SESSION_INT_H
@@ -10,6 +10,7 @@
 
 #include "berth/nbd/client.h"
 #include "nbd/proto/codec.h"
+#include "io/channel-watch.h"
 
 G_BEGIN_DECLS
 
@@ -69,9 +70,7 @@ struct NBDClientSession {
     NBDExportInfo info;
     NBDMode mode;
     GMainContext *ctx;
-    GSource *source;
-    gpointer fd_tag;
-    GIOCondition events;
+    BerthChannelWatch *watch;       /* NULL once the user let go */
     NBDClientSessionDeadFunc dead_cb;
     void *dead_opaque;
     bool dead;

@@ -4,9 +4,10 @@
  * checked against what the export advertised, given a slot (the cookie
  * carries the slot and a generation, so a stale or invented cookie from the
  * server is caught), and written in batches with one vectored write per
- * loop iteration; client-reply.c matches replies to slots.  One GSource per
- * session watches the socket and also delivers callbacks, so a callback
- * never runs inside nbd_client_session_submit().  A session that sees an
+ * loop iteration; client-reply.c matches replies to slots.  One channel
+ * watch (io/channel-watch.h) per session serves the socket and also
+ * delivers callbacks, so a callback never runs inside
+ * nbd_client_session_submit().  A session that sees an
  * I/O error or a protocol violation dies: every pending request fails with
  * EIO and the owner hears about it once.
  */
@@ -16,32 +17,14 @@
 
 #include <errno.h>
 #include <gio/gio.h>
-#include <glib-unix.h>
 #include <string.h>
 
 #define MAX_WRITE_IOV 64
 /* Reads per dispatch before other sources get a turn. */
 #define MAX_READS_PER_DISPATCH 16
 
-typedef struct {
-    GSource base;
-    NBDClientSession *s;
-} SessionSource;
-
 static void session_unref(NBDClientSession *s);
 static void update_events(NBDClientSession *s);
-
-/*
- * A shut-down socket polls as HUP forever: once the session is dead its fd
- * leaves the source, which then wakes only for callbacks (ready time).
- */
-static void stop_watching(NBDClientSession *s)
-{
-    if (s->source && s->fd_tag) {
-        g_source_remove_unix_fd(s->source, s->fd_tag);
-        s->fd_tag = NULL;
-    }
-}
 
 /* ---- request lists -------------------------------------------------------- */
 
@@ -69,10 +52,12 @@ static NBDSessionReq *list_pop(NBDSessionReq **head, NBDSessionReq **tail)
     return req;
 }
 
+/* Wake the write side: it puts waiting requests on the wire and delivers
+ * finished ones, never inside the call that kicked. */
 static void kick(NBDClientSession *s)
 {
-    if (s->source) {
-        g_source_set_ready_time(s->source, 0);
+    if (s->watch) {
+        berth_channel_watch_kick_write(s->watch);
     }
 }
 
@@ -178,7 +163,6 @@ void nbd_session_die(NBDClientSession *s, GError *err)
     s->dead = true;
     g_message("NBD client: connection to %s lost: %s", berth_channel_peer(s->ch), err->message);
     berth_channel_shutdown(s->ch);
-    stop_watching(s);
     fail_all(s, EIO, err->message);
     update_events(s);
     if (s->dead_cb && !s->freed) {
@@ -307,23 +291,18 @@ static void flush_output(NBDClientSession *s)
     }
 }
 
-/* ---- the GSource ------------------------------------------------------------- */
+/* ---- the watch --------------------------------------------------------------- */
 
+/*
+ * Reading while alive, writing while requests are queued. Once the session
+ * is dead, its shut-down socket interests nobody: the watch stops polling
+ * it and wakes for kicks (callbacks) only.
+ */
 static void update_events(NBDClientSession *s)
 {
-    if (!s->source || !s->fd_tag) {
-        return;
-    }
-    GIOCondition ev = 0;
-    if (!s->dead) {
-        ev = berth_channel_wants(s->ch, G_IO_IN);
-        if (s->send_head) {
-            ev |= berth_channel_wants(s->ch, G_IO_OUT);
-        }
-    }
-    if (ev != s->events) {
-        s->events = ev;
-        g_source_modify_unix_fd(s->source, s->fd_tag, ev);
+    if (s->watch) {
+        berth_channel_watch_set_read(s->watch, !s->dead);
+        berth_channel_watch_set_write(s->watch, !s->dead && s->send_head);
     }
 }
 
@@ -368,36 +347,27 @@ static void read_input(NBDClientSession *s)
             return;
         }
     }
-    if (!s->dead && berth_channel_pending(s->ch) > 0) {
-        kick(s);    /* TLS records already decrypted: poll() cannot see them */
-    }
 }
 
-static gboolean session_source_dispatch(GSource *source, GSourceFunc cb, gpointer data)
+/* Send, receive, then run the callbacks of what finished and tell the
+ * watch what we wait for now. */
+static void session_ready(void *opaque, GIOCondition ready)
 {
-    NBDClientSession *s = ((SessionSource *) source)->s;
-    GIOCondition rev = s->fd_tag ? g_source_query_unix_fd(source, s->fd_tag) : 0;
-    g_source_set_ready_time(source, -1);
+    NBDClientSession *s = opaque;
     s->ref++;
-    if (!s->dead) {
+    if (!s->dead && (ready & G_IO_OUT)) {
         fill_slots(s);
         if (s->send_head) {
             flush_output(s);
         }
-        if (!s->dead && (rev & (G_IO_IN | G_IO_HUP | G_IO_ERR | G_IO_OUT) ||
-                         berth_channel_pending(s->ch) > 0)) {
-            read_input(s);
-        }
+    }
+    if (!s->dead && (ready & G_IO_IN)) {
+        read_input(s);
     }
     run_done_callbacks(s);
     update_events(s);
     session_unref(s);
-    return G_SOURCE_CONTINUE;
 }
-
-static GSourceFuncs session_source_funcs = {
-    .dispatch = session_source_dispatch,
-};
 
 /* ---- public API ---------------------------------------------------------------- */
 
@@ -416,14 +386,7 @@ NBDClientSession *nbd_client_session_new(BerthChannel *ch, const NBDExportInfo *
     s->dead_cb = dead_cb;
     s->dead_opaque = opaque;
     s->inbuf = g_malloc(NBD_SESSION_INBUF_SIZE);
-
-    GSource *src = g_source_new(&session_source_funcs, sizeof(SessionSource));
-    ((SessionSource *) src)->s = s;
-    g_source_set_static_name(src, "nbd-client-session");
-    s->events = G_IO_IN;
-    s->fd_tag = g_source_add_unix_fd(src, ch->fd, G_IO_IN);
-    g_source_attach(src, s->ctx);
-    s->source = src;
+    s->watch = berth_channel_watch_new(ch, s->ctx, "nbd-client-session", session_ready, s);
     return s;
 }
 
@@ -531,10 +494,7 @@ static void session_unref(NBDClientSession *s)
     if (--s->ref > 0) {
         return;
     }
-    if (s->source) {
-        g_source_destroy(s->source);
-        g_source_unref(s->source);
-    }
+    berth_channel_watch_free(s->watch);
     g_free(s->small);
     g_free(s->inbuf);
     nbd_export_info_clear(&s->info);
@@ -561,16 +521,11 @@ void nbd_client_session_free(NBDClientSession *s)
         }
         s->dead = true;
         berth_channel_shutdown(s->ch);
-        stop_watching(s);
     }
     fail_all(s, ESHUTDOWN, "NBD client session closed");
     s->ref++;
     run_done_callbacks(s);
-    if (s->source) {
-        g_source_destroy(s->source);
-        g_source_unref(s->source);
-        s->source = NULL;
-    }
+    g_clear_pointer(&s->watch, berth_channel_watch_free);
     session_unref(s);
     session_unref(s);
 }

@@ -1,45 +1,31 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * A connection's socket plumbing, shared by the handshake and transmission
- * phases: one long-lived GSource per client watching its fd (the events it
- * waits for are switched in place, never re-created), an input buffer that a
- * single readv fills - optionally together with a write payload that is read
- * straight into its own buffer - and an output queue flushed with one
- * vectored write for as many replies as are ready.
+ * phases: one channel watch per client (io/channel-watch.h: it polls for
+ * what the channel - plain or TLS - needs, and serves input TLS already
+ * holds), an input buffer that a single readv fills - optionally together
+ * with a write payload that is read straight into its own buffer - and an
+ * output queue flushed with one vectored write for as many replies as are
+ * ready.
  */
 #include "server-int.h"
 
 #include <gio/gio.h>
-#include <glib-unix.h>
 #include <string.h>
 
 #define NBD_MAX_WRITE_IOV 64
-
-typedef struct {
-    GSource base;
-    NBDClient *client;
-} ClientSource;
 
 static void flush_output(NBDClient *client);
 
 static void update_events(NBDClient *client)
 {
-    if (!client->source) {
+    if (!client->watch) {
         return;
     }
-    GIOCondition ev = 0;
     bool reading = client->phase == NBD_CLIENT_HANDSHAKE ||
                    client->phase == NBD_CLIENT_TRANSMISSION;
-    if (reading && !client->read_paused) {
-        ev |= berth_channel_wants(client->ch, G_IO_IN);
-    }
-    if (client->out_head) {
-        ev |= berth_channel_wants(client->ch, G_IO_OUT);
-    }
-    if (ev != client->events) {
-        client->events = ev;
-        g_source_modify_unix_fd(client->source, client->fd_tag, ev);
-    }
+    berth_channel_watch_set_read(client->watch, reading && !client->read_paused);
+    berth_channel_watch_set_write(client->watch, client->out_head != NULL);
 }
 
 static void read_input(NBDClient *client)
@@ -56,54 +42,32 @@ static void read_input(NBDClient *client)
     }
 }
 
-static gboolean client_source_dispatch(GSource *source, GSourceFunc cb, gpointer data)
+/* Replies go out before more requests come in. */
+static void client_ready(void *opaque, GIOCondition ready)
 {
-    NBDClient *client = ((ClientSource *) source)->client;
-    GIOCondition rev = g_source_query_unix_fd(source, client->fd_tag);
-    bool kick_read = client->kick_read, kick_flush = client->kick_flush;
-    client->kick_read = client->kick_flush = false;
-    g_source_set_ready_time(source, -1);
-    /* TLS may need the other direction to make progress (a read that must
-     * write, a handshake step that must wait for room): serve each side on
-     * the condition its channel asked for. */
-    GIOCondition hangup = G_IO_ERR | G_IO_HUP;
-    GIOCondition rd = client->read_paused ? hangup
-                      : berth_channel_wants(client->ch, G_IO_IN) | hangup;
-    GIOCondition wr = berth_channel_wants(client->ch, G_IO_OUT) | hangup;
-    nbd_client_get(client);
-    if (((rev & wr) || kick_flush) && client->out_head) {
+    NBDClient *client = nbd_client_get(opaque);
+    if ((ready & G_IO_OUT) && client->out_head) {
         flush_output(client);
     }
-    if ((rev & rd) || kick_read) {
+    if (ready & G_IO_IN) {
         read_input(client);
     }
-    if (client->phase != NBD_CLIENT_CLOSED) {
-        /* Records already decrypted inside the TLS layer are invisible to
-         * poll(): keep reading without waiting for the fd. */
-        if ((client->phase == NBD_CLIENT_HANDSHAKE || client->phase == NBD_CLIENT_TRANSMISSION) &&
-            !client->read_paused && berth_channel_pending(client->ch) > 0) {
-            nbd_client_kick_read(client);
-        }
-        update_events(client);
-    }
     nbd_client_put(client);
-    return G_SOURCE_CONTINUE;
 }
-
-static GSourceFuncs client_source_funcs = {
-    .dispatch = client_source_dispatch,
-};
 
 void nbd_client_io_start(NBDClient *client)
 {
     client->inbuf = g_malloc(NBD_CLIENT_INBUF_SIZE);
-    GSource *src = g_source_new(&client_source_funcs, sizeof(ClientSource));
-    ((ClientSource *) src)->client = client;
-    g_source_set_static_name(src, "nbd-client");
-    client->events = G_IO_IN;
-    client->fd_tag = g_source_add_unix_fd(src, client->ch->fd, G_IO_IN);
-    g_source_attach(src, NULL);
-    client->source = src;
+    client->watch = berth_channel_watch_new(client->ch, NULL, "nbd-client", client_ready, client);
+}
+
+void nbd_client_use_channel(NBDClient *client, BerthChannel *ch)
+{
+    berth_channel_unref(client->ch);
+    client->ch = ch;
+    if (client->watch) {
+        berth_channel_watch_set_channel(client->watch, ch);
+    }
 }
 
 static size_t item_length(const NBDOutItem *it)
@@ -128,11 +92,7 @@ static void drop_output(NBDClient *client)
 
 void nbd_client_io_stop(NBDClient *client)
 {
-    if (client->source) {
-        g_source_destroy(client->source);
-        g_source_unref(client->source);
-        client->source = NULL;
-    }
+    g_clear_pointer(&client->watch, berth_channel_watch_free);
     drop_output(client);
 }
 
@@ -142,9 +102,9 @@ void nbd_client_pause_reading(NBDClient *client, bool paused)
         return;
     }
     client->read_paused = paused;
-    if (!paused && client->source) {
-        /* Input may already sit in our buffer or in the TLS layer, where
-         * poll() cannot see it: dispatch once without waiting for the fd. */
+    if (!paused) {
+        /* Input may already sit in our buffer, where poll() cannot see it:
+         * dispatch once without waiting for the fd. */
         nbd_client_kick_read(client);
     }
     update_events(client);
@@ -152,9 +112,8 @@ void nbd_client_pause_reading(NBDClient *client, bool paused)
 
 void nbd_client_kick_read(NBDClient *client)
 {
-    if (client->source && !client->kick_read) {
-        client->kick_read = true;
-        g_source_set_ready_time(client->source, 0);
+    if (client->watch) {
+        berth_channel_watch_kick_read(client->watch);
     }
 }
 
@@ -287,9 +246,8 @@ void nbd_client_send_item(NBDClient *client, NBDOutItem *item)
     client->out_tail = item;
     /* Replies that complete in the same main-loop iteration leave together:
      * the write happens once, at the client's next dispatch. */
-    if (client->out_head == item && client->source && !client->kick_flush) {
-        client->kick_flush = true;
-        g_source_set_ready_time(client->source, 0);
+    if (client->out_head == item && client->watch) {
+        berth_channel_watch_kick_write(client->watch);
     }
 }
 

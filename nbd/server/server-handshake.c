@@ -268,8 +268,7 @@ static bool starttls_step(NBDClient *client)
             nbd_client_close(client);
             return false;
         }
-        berth_channel_unref(client->ch);
-        client->ch = tls;
+        nbd_client_use_channel(client, tls);
     }
     switch (berth_tls_handshake(client->ch, &err)) {
     case BERTH_TLS_HANDSHAKE_AGAIN:

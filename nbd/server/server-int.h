@@ -12,6 +12,7 @@
 #include "berth/nbd/server.h"
 #include "berth/nbd/proto.h"
 #include "nbd/proto/codec.h"
+#include "io/channel-watch.h"
 
 /* Bytes of socket input read per wakeup; request headers are parsed from it
  * in one go. Small write payloads are copied out of it, large ones are read
@@ -96,9 +97,7 @@ struct NBDClient {
     gint64 connected_since;
 
     /* socket plumbing (client-io.c) */
-    GSource *source;
-    gpointer fd_tag;
-    GIOCondition events;
+    BerthChannelWatch *watch;   /* NULL once closed */
     guint handshake_timer;
     uint8_t *inbuf;
     size_t in_start, in_end;
@@ -106,8 +105,6 @@ struct NBDClient {
     size_t out_bytes;           /* queued and not yet written */
     bool read_paused;
     bool out_backlog;           /* handshake reading stopped until output drains */
-    bool kick_read;             /* dispatch a read without waiting for poll */
-    bool kick_flush;            /* flush queued replies at the next dispatch */
 
     /* handshake (server-handshake.c) */
     NBDHandshakeState hs;
@@ -148,6 +145,9 @@ void nbd_export_connection_limit_changed(void);
 /* client-io.c */
 void nbd_client_io_start(NBDClient *client);
 void nbd_client_io_stop(NBDClient *client);
+/* Go on over `ch` (same fd: a TLS session on the plaintext channel);
+ * takes the caller's reference and drops the old channel's. */
+void nbd_client_use_channel(NBDClient *client, BerthChannel *ch);
 /* Queue bytes (copied) or an item (kept until sent) and try writing now. */
 void nbd_client_send_copy(NBDClient *client, const void *buf, size_t len);
 void nbd_client_send_item(NBDClient *client, NBDOutItem *item);

@@ -71,7 +71,7 @@ static void script_queue(Fake *f)
         }
     }
     /* Nothing more may come until a reply frees a slot. */
-    struct pollfd pfd = { .fd = f->ch->fd, .events = POLLIN };
+    struct pollfd pfd = { .fd = berth_channel_fd(f->ch), .events = POLLIN };
     g_assert_cmpint(poll(&pfd, 1, 200), ==, 0);
     for (int i = NBD_CLIENT_SESSION_MAX_IN_FLIGHT - 1; i >= 0; i--) {
         fake_data(f, &r[i], r[i].offset, r[i].length, NBD_REPLY_FLAG_DONE);

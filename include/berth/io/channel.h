@@ -29,28 +29,8 @@ G_BEGIN_DECLS
 #define BERTH_CHANNEL_AGAIN ((ssize_t) -2)
 #define BERTH_CHANNEL_ERROR ((ssize_t) -1)
 
+/* Opaque; implementations (io/) see io/channel-int.h. */
 typedef struct BerthChannel BerthChannel;
-
-typedef struct BerthChannelOps {
-    ssize_t (*readv)(BerthChannel *ch, const struct iovec *iov, int niov, GError **errp);
-    ssize_t (*writev)(BerthChannel *ch, const struct iovec *iov, int niov, GError **errp);
-    /* Bytes already buffered above the fd (TLS records); 0 for sockets. */
-    size_t (*pending)(BerthChannel *ch);
-    /* Which fd condition the last AGAIN was waiting for (TLS may need to
-     * read in order to write); sockets answer the obvious one. */
-    GIOCondition (*wants)(BerthChannel *ch, GIOCondition for_op);
-    void (*shutdown)(BerthChannel *ch);
-    void (*finalize)(BerthChannel *ch);
-} BerthChannelOps;
-
-/* Base of every channel; implementations embed it first. */
-struct BerthChannel {
-    const BerthChannelOps *ops;
-    gint refcount;
-    int fd;                 /* the connected socket, owned */
-    char *peer;             /* "unix:" or "127.0.0.1:5555", for logs and QMP */
-    char *local;            /* the listening address it came in on, may be NULL */
-};
 
 /* Wraps a connected socket; makes it non-blocking and close-on-exec. */
 BerthChannel *berth_channel_socket_new(int fd);
@@ -66,7 +46,24 @@ size_t berth_channel_pending(BerthChannel *ch);
 GIOCondition berth_channel_wants(BerthChannel *ch, GIOCondition for_op);
 /* Stop both directions now (peers see EOF); the fd stays until the last unref. */
 void berth_channel_shutdown(BerthChannel *ch);
+/* Who is on the other end ("unix", "127.0.0.1:5555"), for logs and QMP. */
 const char *berth_channel_peer(BerthChannel *ch);
+/*
+ * The connected socket, for polling it and for handing it to the kernel
+ * (NBD_SET_SOCK). Borrowed: the channel keeps it open until its last unref.
+ * A TLS channel answers the fd of the channel it wraps; reading or writing
+ * it directly bypasses the TLS session.
+ */
+int berth_channel_fd(BerthChannel *ch);
+
+/*
+ * Block until a read (for_op G_IO_IN) or a write (G_IO_OUT) can make
+ * progress: the fd is ready for what the channel waits for, or input is
+ * buffered already. At most timeout_ms (-1: forever); false with errp set
+ * on timeout or poll() error. For blocking code only; event-driven owners
+ * let a GMainContext wait.
+ */
+bool berth_channel_wait(BerthChannel *ch, GIOCondition for_op, int timeout_ms, GError **errp);
 
 /*
  * Blocking helpers for clients and tests: move exactly len bytes, waiting

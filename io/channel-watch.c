@@ -1,0 +1,169 @@
+/*
+ * The channel watch (io/channel-watch.h): a GSource with one unix fd whose
+ * polled condition is switched in place (never re-created), and a ready
+ * time for kicks. Modifying the condition or the ready time from inside a
+ * dispatch costs no syscall: GLib only wakes a context that is polling.
+ */
+#include "io/channel-watch.h"
+
+#include <glib-unix.h>
+
+#define HANGUP (G_IO_HUP | G_IO_ERR)
+
+struct BerthChannelWatch {
+    GSource source;
+    BerthChannel *ch;                   /* referenced; NULL once freed */
+    BerthChannelWatchFunc func;
+    void *opaque;
+    gpointer fd_tag;                    /* NULL while the fd is out of the poll set */
+    GIOCondition events;                /* what the fd is polled for */
+    bool read_on, write_on;
+    bool kick_read, kick_write;
+};
+
+/* The fd condition that the interests need now, as the channel says. */
+static void watch_arm(BerthChannelWatch *w)
+{
+    GIOCondition ev = 0;
+    if (w->read_on) {
+        ev |= berth_channel_wants(w->ch, G_IO_IN);
+    }
+    if (w->write_on) {
+        ev |= berth_channel_wants(w->ch, G_IO_OUT);
+    }
+    if (!w->fd_tag) {
+        if (ev) {
+            w->fd_tag = g_source_add_unix_fd(&w->source, berth_channel_fd(w->ch), ev);
+            w->events = ev;
+        }
+        return;
+    }
+    if (ev != w->events) {
+        w->events = ev;
+        g_source_modify_unix_fd(&w->source, w->fd_tag, ev);
+    }
+}
+
+/* Records already decrypted by TLS are invisible to poll(): read them
+ * without waiting for the fd. */
+static void watch_check_pending(BerthChannelWatch *w)
+{
+    if (w->read_on && berth_channel_pending(w->ch) > 0) {
+        berth_channel_watch_kick_read(w);
+    }
+}
+
+static gboolean watch_dispatch(GSource *source, GSourceFunc cb, gpointer data)
+{
+    BerthChannelWatch *w = (BerthChannelWatch *) source;
+    GIOCondition rev = w->fd_tag ? g_source_query_unix_fd(source, w->fd_tag) : 0;
+    bool kick_read = w->kick_read, kick_write = w->kick_write;
+    w->kick_read = w->kick_write = false;
+    g_source_set_ready_time(source, -1);
+    /* Serve each side on the condition its channel asked for: a TLS read
+     * may be waiting for room to write, a write for input to read. */
+    GIOCondition rd = berth_channel_wants(w->ch, G_IO_IN) | HANGUP;
+    GIOCondition wr = berth_channel_wants(w->ch, G_IO_OUT) | HANGUP;
+
+    GIOCondition ready = rev & HANGUP;
+    if (kick_read || (w->read_on && (rev & rd))) {
+        ready |= G_IO_IN;
+    }
+    if (kick_write || (w->write_on && (rev & wr))) {
+        ready |= G_IO_OUT;
+    }
+    if (ready) {
+        w->func(w->opaque, ready);
+        if (g_source_is_destroyed(source)) {
+            return G_SOURCE_REMOVE;     /* freed by its owner */
+        }
+    }
+    watch_check_pending(w);
+    if ((rev & HANGUP) && !w->read_on && !w->write_on) {
+        /* Nobody will read or write: stop polling a fd that is always ready. */
+        g_source_remove_unix_fd(source, w->fd_tag);
+        w->fd_tag = NULL;
+    }
+    watch_arm(w);
+    return G_SOURCE_CONTINUE;
+}
+
+static void watch_finalize(GSource *source)
+{
+    BerthChannelWatch *w = (BerthChannelWatch *) source;
+    berth_channel_unref(w->ch);
+}
+
+static GSourceFuncs watch_funcs = {
+    .dispatch = watch_dispatch,
+    .finalize = watch_finalize,
+};
+
+BerthChannelWatch *berth_channel_watch_new(BerthChannel *ch, GMainContext *ctx, const char *name,
+                                           BerthChannelWatchFunc func, void *opaque)
+{
+    g_return_val_if_fail(ch && func, NULL);
+    BerthChannelWatch *w = (BerthChannelWatch *) g_source_new(&watch_funcs, sizeof(*w));
+    g_source_set_static_name(&w->source, name);
+    w->ch = berth_channel_ref(ch);
+    w->func = func;
+    w->opaque = opaque;
+    w->read_on = true;
+    watch_arm(w);
+    watch_check_pending(w);
+    g_source_attach(&w->source, ctx);
+    return w;
+}
+
+void berth_channel_watch_free(BerthChannelWatch *w)
+{
+    if (!w) {
+        return;
+    }
+    g_source_destroy(&w->source);
+    /* Now, not when GLib lets go of a source that is dispatching. */
+    g_clear_pointer(&w->ch, berth_channel_unref);
+    g_source_unref(&w->source);
+}
+
+void berth_channel_watch_set_channel(BerthChannelWatch *w, BerthChannel *ch)
+{
+    g_return_if_fail(berth_channel_fd(ch) == berth_channel_fd(w->ch));
+    berth_channel_ref(ch);
+    berth_channel_unref(w->ch);
+    w->ch = ch;
+    watch_check_pending(w);
+    watch_arm(w);
+}
+
+void berth_channel_watch_set_read(BerthChannelWatch *w, bool on)
+{
+    bool was = w->read_on;
+    w->read_on = on;
+    if (on && !was) {
+        watch_check_pending(w);
+    }
+    watch_arm(w);
+}
+
+void berth_channel_watch_set_write(BerthChannelWatch *w, bool on)
+{
+    w->write_on = on;
+    watch_arm(w);
+}
+
+void berth_channel_watch_kick_read(BerthChannelWatch *w)
+{
+    if (!w->kick_read) {
+        w->kick_read = true;
+        g_source_set_ready_time(&w->source, 0);
+    }
+}
+
+void berth_channel_watch_kick_write(BerthChannelWatch *w)
+{
+    if (!w->kick_write) {
+        w->kick_write = true;
+        g_source_set_ready_time(&w->source, 0);
+    }
+}
