@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Inside a channel: the operations table and the base struct that every
  * implementation (io/channel.c's sockets, io/tls.c's sessions) embeds

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The channel watch (io/channel-watch.h): a GSource with one unix fd whose
  * polled condition is switched in place (never re-created), and a ready

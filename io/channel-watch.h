@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * A channel watch: the one GSource through which the owner of a
  * BerthChannel (an NBD server connection, an NBD client session, a QMP

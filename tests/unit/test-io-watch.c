@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of the channel watch: one end of a socketpair watched on a
  * private GMainContext, the other end driven by the test, and the context
