@@ -200,6 +200,29 @@ int berth_channel_fd(BerthChannel *ch)
     return ch->fd;
 }
 
+bool berth_channel_peer_cred(BerthChannel *ch, pid_t *pid, uid_t *uid, gid_t *gid,
+                             GError **errp)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    int fd = berth_channel_fd(ch);
+    if (getsockname(fd, (struct sockaddr *) &sa, &len) < 0 || sa.ss_family != AF_UNIX) {
+        return false;
+    }
+    struct ucred cred;
+    socklen_t clen = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+        int err = errno;
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err),
+                    "Unable to get the peer's credentials: %s", g_strerror(err));
+        return false;
+    }
+    *pid = cred.pid;
+    *uid = cred.uid;
+    *gid = cred.gid;
+    return true;
+}
+
 bool berth_channel_wait(BerthChannel *ch, GIOCondition for_op, int timeout_ms, GError **errp)
 {
     if ((for_op & G_IO_IN) && berth_channel_pending(ch) > 0) {

@@ -57,6 +57,14 @@ const char *berth_channel_peer(BerthChannel *ch);
 int berth_channel_fd(BerthChannel *ch);
 
 /*
+ * The credentials of the process on the other end of a unix socket
+ * (SO_PEERCRED, as the kernel recorded them at connect time). False for
+ * other sockets, or with errp set if the kernel would not say.
+ */
+bool berth_channel_peer_cred(BerthChannel *ch, pid_t *pid, uid_t *uid, gid_t *gid,
+                             GError **errp);
+
+/*
  * Block until a read (for_op G_IO_IN) or a write (G_IO_OUT) can make
  * progress: the fd is ready for what the channel waits for, or input is
  * buffered already. At most timeout_ms (-1: forever); false with errp set
