@@ -1,33 +1,57 @@
 /*
- * The nbd block driver's connection: each node runs one I/O thread with its
- * own GMainContext, where the NBD client session lives, so neither a slow
- * server nor a reconnect ever blocks the main loop or the monitor.
- * Submitters hand requests over through a locked inbox.  When the session
- * dies, requests in flight are held and retried on a new connection if one
- * comes up within reconnect-delay, and fail with EIO otherwise; the blocking
- * connect + negotiate of a reconnect runs on a short-lived thread of its own
- * so that the deadline timer keeps ticking.
+ * The reconnecting NBD connection of berth/nbd/client-connection.h: a
+ * client session on one context, and what happens when it dies.  Requests
+ * in flight when it does are held and resent on a new connection if one
+ * comes up within reconnect-delay, and fail with EIO otherwise; the
+ * blocking connect + negotiate of a reconnect runs on a short-lived thread
+ * of its own so that the deadline timer keeps ticking.
  */
-#include "nbd-int.h"
+#include "berth/nbd/client-connection.h"
 
 #include <errno.h>
 #include <gio/gio.h>
-#include <sys/socket.h>
 
 /* Between background reconnect attempts while reconnect-delay is set. */
 #define RETRY_INTERVAL_MS 1000
 
+typedef enum {
+    LINK_UP,                    /* a session is running */
+    LINK_WAITING,               /* down; requests wait until the reconnect deadline */
+    LINK_FAILING,               /* down; requests fail at once (a reconnect may run) */
+    LINK_GONE,                  /* the export changed under us: fail for good */
+} LinkState;
+
+typedef struct ConnectAttempt ConnectAttempt;
+
+struct NBDClientConnection {
+    NBDClientTarget *target;
+    uint64_t reconnect_delay;   /* seconds; 0 = fail at once, reconnect on demand */
+    uint64_t size;              /* what a new connection must offer */
+    uint16_t flags;
+    GMainContext *ctx;          /* a reference */
+
+    NBDClientSession *session;
+    LinkState link;
+    NBDClientConnRequest *held_head, *held_tail;
+    GSource *deadline_timer;
+    GSource *retry_timer;
+    ConnectAttempt *attempt;
+    bool closing;
+};
+
 /*
- * A reconnect attempt outlives its node when the node closes mid-attempt:
- * it keeps its own reference to the target, and reports to the node's
- * context only while `ctx` is set (the node clears it, under the lock, when
- * it stops).  It touches the node only from attempt_done(), which runs on
- * the node's I/O thread and never after that thread has stopped.
+ * A reconnect attempt outlives its connection when that is freed
+ * mid-attempt: it keeps its own reference to the target, and reports to the
+ * connection's context only while `ctx` is set (the connection clears it,
+ * under the lock, when it goes).  It touches the connection only from
+ * attempt_done(), which runs on the connection's context and finds `conn`
+ * cleared (on that context) if the connection went after the report was
+ * queued.
  */
-struct NbdConnectAttempt {
+struct ConnectAttempt {
     gint ref;                   /* atomic */
-    NbdState *st;
-    NbdTarget *target;
+    NBDClientConnection *conn;
+    NBDClientTarget *target;
     GMutex lock;
     GMainContext *ctx;          /* borrowed; NULL once cancelled */
     /* Result. */
@@ -38,7 +62,7 @@ struct NbdConnectAttempt {
 
 static void attempt_unref(gpointer p)
 {
-    NbdConnectAttempt *a = p;
+    ConnectAttempt *a = p;
     if (!g_atomic_int_dec_and_test(&a->ref)) {
         return;
     }
@@ -47,18 +71,27 @@ static void attempt_unref(gpointer p)
     }
     nbd_export_info_clear(&a->info);
     g_clear_error(&a->err);
-    nbd_target_unref(a->target);
+    nbd_client_target_unref(a->target);
     g_mutex_clear(&a->lock);
     g_free(a);
 }
 
-NbdTarget *nbd_target_ref(NbdTarget *t)
+/* ---- the target --------------------------------------------------------------- */
+
+NBDClientTarget *nbd_client_target_new(void)
+{
+    NBDClientTarget *t = g_new0(NBDClientTarget, 1);
+    t->ref = 1;
+    return t;
+}
+
+NBDClientTarget *nbd_client_target_ref(NBDClientTarget *t)
 {
     g_atomic_int_inc(&t->ref);
     return t;
 }
 
-void nbd_target_unref(NbdTarget *t)
+void nbd_client_target_unref(NBDClientTarget *t)
 {
     if (!t || !g_atomic_int_dec_and_test(&t->ref)) {
         return;
@@ -73,8 +106,8 @@ void nbd_target_unref(NbdTarget *t)
     g_free(t);
 }
 
-bool nbd_conn_establish(const NbdTarget *t, BerthChannel **out_ch, NBDExportInfo *info,
-                        GError **errp)
+bool nbd_client_target_connect(const NBDClientTarget *t, BerthChannel **out_ch,
+                               NBDExportInfo *info, GError **errp)
 {
     GError *err = NULL;
     /* berth_socket_connect's errors already name the address, as QEMU's do. */
@@ -93,98 +126,131 @@ bool nbd_conn_establish(const NbdTarget *t, BerthChannel **out_ch, NBDExportInfo
     return true;
 }
 
-/* ---- the inbox --------------------------------------------------------------- */
+typedef struct {
+    const NBDClientTarget *target;
+    BerthChannel *ch;
+    NBDExportInfo *info;
+    GError *err;
+    GMainContext *ctx;
+    uint64_t open_timeout;      /* seconds */
+    gint done;
+} OpenWait;
 
-static gboolean inbox_dispatch(GSource *source, GSourceFunc cb, gpointer data)
+/* Between attempts of the first connection while open-timeout runs. */
+#define OPEN_RETRY_US G_USEC_PER_SEC
+
+static gpointer open_thread(gpointer opaque)
 {
-    NbdState *st = data;
-    g_source_set_ready_time(source, -1);
-    g_mutex_lock(&st->lock);
-    GQueue batch = st->inbox;
-    g_queue_init(&st->inbox);
-    g_mutex_unlock(&st->lock);
-    BdrvRequest *req;
-    while ((req = g_queue_pop_head(&batch))) {
-        nbd_driver_start_request(st, req);
+    OpenWait *w = opaque;
+    /* open-timeout: keep trying until it runs out (0: one attempt), as QEMU. */
+    gint64 deadline = g_get_monotonic_time() + (gint64) w->open_timeout * G_USEC_PER_SEC;
+    while (!nbd_client_target_connect(w->target, &w->ch, w->info, &w->err)) {
+        gint64 left = deadline - g_get_monotonic_time();
+        if (left <= 0) {
+            break;
+        }
+        g_clear_error(&w->err);
+        g_usleep(MIN(left, OPEN_RETRY_US));
     }
-    return G_SOURCE_CONTINUE;
+    g_atomic_int_set(&w->done, 1);
+    g_main_context_wakeup(w->ctx);
+    return NULL;
 }
 
-static GSourceFuncs inbox_funcs = {
-    .dispatch = inbox_dispatch,
-};
+bool nbd_client_target_open(const NBDClientTarget *t, uint64_t open_timeout,
+                            BerthChannel **out_ch, NBDExportInfo *info, GError **errp)
+{
+    OpenWait w = { .target = t, .info = info, .open_timeout = open_timeout,
+                   .ctx = g_main_context_ref_thread_default() };
+    GThread *thread = g_thread_new("nbd-open", open_thread, &w);
+    if (g_main_context_acquire(w.ctx)) {
+        while (!g_atomic_int_get(&w.done)) {
+            g_main_context_iteration(w.ctx, TRUE);
+        }
+        g_main_context_release(w.ctx);
+    }
+    g_thread_join(thread);
+    g_main_context_unref(w.ctx);
+    if (!w.ch) {
+        g_propagate_error(errp, w.err);
+        return false;
+    }
+    *out_ch = w.ch;
+    return true;
+}
 
 /* ---- sending and holding ------------------------------------------------------- */
 
-static void sub_reply(const NBDClientResult *res, void *opaque);
+static void req_reply(const NBDClientResult *res, void *opaque);
 
-static void hold(NbdState *st, NbdSub *sub)
+static void hold(NBDClientConnection *conn, NBDClientConnRequest *req)
 {
-    sub->next = NULL;
-    if (st->held_tail) {
-        st->held_tail->next = sub;
+    req->next = NULL;
+    if (conn->held_tail) {
+        conn->held_tail->next = req;
     } else {
-        st->held_head = sub;
+        conn->held_head = req;
     }
-    st->held_tail = sub;
+    conn->held_tail = req;
 }
 
-static void fail_sub(NbdSub *sub, int errno_value, const char *msg)
+static void fail_req(NBDClientConnRequest *req, int errno_value, const char *msg)
 {
     g_autoptr(GError) err = g_error_new_literal(G_IO_ERROR, g_io_error_from_errno(errno_value),
                                                 msg);
     NBDClientResult res = { .ret = -errno_value, .err = err };
-    nbd_sub_done(sub, &res);
+    req->cb(&res, req->opaque);
 }
 
-static void start_attempt(NbdState *st);
+static void start_attempt(NBDClientConnection *conn);
 
-void nbd_conn_send(NbdState *st, NbdSub *sub)
+void nbd_client_connection_submit(NBDClientConnection *conn, NBDClientConnRequest *req)
 {
-    switch (st->link) {
-    case NBD_LINK_UP:
-        nbd_client_session_submit(st->session, sub->cmd, sub->flags, sub->offset, sub->length,
-                                  sub->iov, sub->niov, sub_reply, sub);
+    req->conn = conn;
+    switch (conn->link) {
+    case LINK_UP:
+        nbd_client_session_submit(conn->session, req->cmd, req->flags, req->offset,
+                                  req->length, req->iov, req->niov, req_reply, req);
         return;
-    case NBD_LINK_WAITING:
-        hold(st, sub);
+    case LINK_WAITING:
+        hold(conn, req);
         return;
-    case NBD_LINK_FAILING: {
+    case LINK_FAILING: {
         g_autofree char *msg = g_strdup_printf("NBD server '%s' is not connected",
-                                               st->target->addr_str);
-        start_attempt(st);      /* on demand, as without reconnect-delay */
-        fail_sub(sub, EIO, msg);
+                                               conn->target->addr_str);
+        start_attempt(conn);    /* on demand, as without reconnect-delay */
+        fail_req(req, EIO, msg);
         return;
     }
-    case NBD_LINK_GONE:
+    case LINK_GONE:
     default: {
         g_autofree char *msg = g_strdup_printf("NBD export on '%s' is no longer usable",
-                                               st->target->addr_str);
-        fail_sub(sub, EIO, msg);
+                                               conn->target->addr_str);
+        fail_req(req, EIO, msg);
         return;
     }
     }
 }
 
-static void fail_held(NbdState *st, int errno_value, const char *msg)
+static void fail_held(NBDClientConnection *conn, int errno_value, const char *msg)
 {
-    NbdSub *sub = st->held_head;
-    st->held_head = st->held_tail = NULL;
-    while (sub) {
-        NbdSub *next = sub->next;
-        fail_sub(sub, errno_value, msg);
-        sub = next;
+    NBDClientConnRequest *req = conn->held_head;
+    conn->held_head = conn->held_tail = NULL;
+    while (req) {
+        NBDClientConnRequest *next = req->next;
+        fail_req(req, errno_value, msg);
+        req = next;
     }
 }
 
-static void resend_held(NbdState *st)
+static void resend_held(NBDClientConnection *conn)
 {
-    NbdSub *sub = st->held_head;
-    st->held_head = st->held_tail = NULL;
-    while (sub) {
-        NbdSub *next = sub->next;
-        nbd_conn_send(st, sub);
-        sub = next;
+    NBDClientConnRequest *req = conn->held_head;
+    conn->held_head = conn->held_tail = NULL;
+    while (req) {
+        NBDClientConnRequest *next = req->next;
+        nbd_client_connection_submit(conn, req);
+        req = next;
     }
 }
 
@@ -193,17 +259,17 @@ static void resend_held(NbdState *st)
  * waits for the next connection instead (QEMU resends in-flight requests
  * the same way).
  */
-static void sub_reply(const NBDClientResult *res, void *opaque)
+static void req_reply(const NBDClientResult *res, void *opaque)
 {
-    NbdSub *sub = opaque;
-    NbdState *st = sub->parent->st;
-    if (res->ret == -EIO && st->reconnect_delay && !st->closing && st->session &&
-        nbd_client_session_is_dead(st->session) &&
-        (st->link == NBD_LINK_UP || st->link == NBD_LINK_WAITING)) {
-        hold(st, sub);
+    NBDClientConnRequest *req = opaque;
+    NBDClientConnection *conn = req->conn;
+    if (res->ret == -EIO && conn->reconnect_delay && !conn->closing && conn->session &&
+        nbd_client_session_is_dead(conn->session) &&
+        (conn->link == LINK_UP || conn->link == LINK_WAITING)) {
+        hold(conn, req);
         return;
     }
-    nbd_sub_done(sub, res);
+    req->cb(res, req->opaque);
 }
 
 /* ---- reconnecting ------------------------------------------------------------- */
@@ -217,76 +283,76 @@ static void clear_timer(GSource **t)
     }
 }
 
-static GSource *add_timer(NbdState *st, guint ms, GSourceFunc fn)
+static GSource *add_timer(NBDClientConnection *conn, guint ms, GSourceFunc fn)
 {
     GSource *t = g_timeout_source_new(ms);
-    g_source_set_callback(t, fn, st, NULL);
-    g_source_attach(t, st->ctx);
+    g_source_set_callback(t, fn, conn, NULL);
+    g_source_attach(t, conn->ctx);
     return t;
 }
 
 static gboolean deadline_expired(gpointer opaque)
 {
-    NbdState *st = opaque;
-    g_source_unref(st->deadline_timer);
-    st->deadline_timer = NULL;
-    if (st->link == NBD_LINK_WAITING) {
+    NBDClientConnection *conn = opaque;
+    g_source_unref(conn->deadline_timer);
+    conn->deadline_timer = NULL;
+    if (conn->link == LINK_WAITING) {
         g_autofree char *msg = g_strdup_printf("NBD server '%s' did not come back within "
                                                "reconnect-delay (%" G_GUINT64_FORMAT " s)",
-                                               st->target->addr_str, st->reconnect_delay);
+                                               conn->target->addr_str, conn->reconnect_delay);
         g_message("%s", msg);
-        st->link = NBD_LINK_FAILING;
-        fail_held(st, EIO, msg);
+        conn->link = LINK_FAILING;
+        fail_held(conn, EIO, msg);
     }
     return G_SOURCE_REMOVE;
 }
 
 static gboolean retry_now(gpointer opaque)
 {
-    NbdState *st = opaque;
-    g_source_unref(st->retry_timer);
-    st->retry_timer = NULL;
-    start_attempt(st);
+    NBDClientConnection *conn = opaque;
+    g_source_unref(conn->retry_timer);
+    conn->retry_timer = NULL;
+    start_attempt(conn);
     return G_SOURCE_REMOVE;
 }
 
 static void session_dead(NBDClientSession *s, const GError *why, void *opaque);
 
-static bool adopt_connection(NbdState *st, NbdConnectAttempt *a)
+static bool adopt_connection(NBDClientConnection *conn, ConnectAttempt *a)
 {
-    if (a->info.size != st->info.size ||
-        ((a->info.flags ^ st->info.flags) & NBD_FLAG_READ_ONLY)) {
+    if (a->info.size != conn->size || ((a->info.flags ^ conn->flags) & NBD_FLAG_READ_ONLY)) {
         g_message("NBD server '%s' came back with a different export (size %" G_GUINT64_FORMAT
-                  ", flags 0x%x): giving up on it", st->target->addr_str, a->info.size, a->info.flags);
+                  ", flags 0x%x): giving up on it", conn->target->addr_str, a->info.size,
+                  a->info.flags);
         return false;
     }
-    if (st->session) {
-        nbd_client_session_free(st->session);
+    if (conn->session) {
+        nbd_client_session_free(conn->session);
     }
-    st->session = nbd_client_session_new(a->ch, &a->info, st->ctx, session_dead, st);
-    st->link = NBD_LINK_UP;
-    clear_timer(&st->deadline_timer);
-    g_message("NBD client: reconnected to '%s'", st->target->addr_str);
-    resend_held(st);
+    conn->session = nbd_client_session_new(a->ch, &a->info, conn->ctx, session_dead, conn);
+    conn->link = LINK_UP;
+    clear_timer(&conn->deadline_timer);
+    g_message("NBD client: reconnected to '%s'", conn->target->addr_str);
+    resend_held(conn);
     return true;
 }
 
 static gboolean attempt_done(gpointer opaque)
 {
-    NbdConnectAttempt *a = opaque;
-    NbdState *st = a->st;
-    if (st->attempt != a) {
-        return G_SOURCE_REMOVE;     /* cancelled */
+    ConnectAttempt *a = opaque;
+    NBDClientConnection *conn = a->conn;
+    if (!conn) {
+        return G_SOURCE_REMOVE;     /* cancelled after it reported */
     }
-    st->attempt = NULL;
+    conn->attempt = NULL;
     if (a->ch) {
-        if (!adopt_connection(st, a)) {
-            st->link = NBD_LINK_GONE;
-            clear_timer(&st->deadline_timer);
-            fail_held(st, EIO, "NBD export changed while reconnecting");
+        if (!adopt_connection(conn, a)) {
+            conn->link = LINK_GONE;
+            clear_timer(&conn->deadline_timer);
+            fail_held(conn, EIO, "NBD export changed while reconnecting");
         }
-    } else if (st->reconnect_delay && !st->closing) {
-        st->retry_timer = add_timer(st, RETRY_INTERVAL_MS, retry_now);
+    } else if (conn->reconnect_delay && !conn->closing) {
+        conn->retry_timer = add_timer(conn, RETRY_INTERVAL_MS, retry_now);
     }
     attempt_unref(a);
     return G_SOURCE_REMOVE;
@@ -294,11 +360,11 @@ static gboolean attempt_done(gpointer opaque)
 
 static gpointer attempt_thread(gpointer opaque)
 {
-    NbdConnectAttempt *a = opaque;
+    ConnectAttempt *a = opaque;
     BerthChannel *ch = NULL;
     NBDExportInfo info = { 0 };
     GError *err = NULL;
-    if (nbd_conn_establish(a->target, &ch, &info, &err)) {
+    if (nbd_client_target_connect(a->target, &ch, &info, &err)) {
         a->ch = ch;
         a->info = info;
     } else {
@@ -314,106 +380,81 @@ static gpointer attempt_thread(gpointer opaque)
     return NULL;
 }
 
-static void start_attempt(NbdState *st)
+static void start_attempt(NBDClientConnection *conn)
 {
-    if (st->attempt || st->retry_timer || st->closing || st->link == NBD_LINK_GONE) {
+    if (conn->attempt || conn->retry_timer || conn->closing || conn->link == LINK_GONE) {
         return;
     }
-    NbdConnectAttempt *a = g_new0(NbdConnectAttempt, 1);
-    a->ref = 2;                 /* st->attempt and the thread */
-    a->st = st;
-    a->target = nbd_target_ref(st->target);
+    ConnectAttempt *a = g_new0(ConnectAttempt, 1);
+    a->ref = 2;                 /* conn->attempt and the thread */
+    a->conn = conn;
+    a->target = nbd_client_target_ref(conn->target);
     g_mutex_init(&a->lock);
-    a->ctx = st->ctx;
-    st->attempt = a;
+    a->ctx = conn->ctx;
+    conn->attempt = a;
     g_thread_unref(g_thread_new("nbd-reconnect", attempt_thread, a));
 }
 
 static void session_dead(NBDClientSession *s, const GError *why, void *opaque)
 {
-    NbdState *st = opaque;
-    if (st->closing) {
+    NBDClientConnection *conn = opaque;
+    if (conn->closing) {
         return;
     }
-    if (st->reconnect_delay) {
-        st->link = NBD_LINK_WAITING;
-        clear_timer(&st->deadline_timer);
-        st->deadline_timer = add_timer(st, (guint) MIN(st->reconnect_delay * 1000, G_MAXUINT),
-                                       deadline_expired);
+    if (conn->reconnect_delay) {
+        conn->link = LINK_WAITING;
+        clear_timer(&conn->deadline_timer);
+        conn->deadline_timer = add_timer(conn,
+                                         (guint) MIN(conn->reconnect_delay * 1000, G_MAXUINT),
+                                         deadline_expired);
     } else {
-        st->link = NBD_LINK_FAILING;
+        conn->link = LINK_FAILING;
     }
-    start_attempt(st);
+    start_attempt(conn);
 }
 
-/* ---- thread lifecycle ---------------------------------------------------------- */
+/* ---- lifecycle ------------------------------------------------------------------ */
 
-static gpointer io_thread(gpointer opaque)
+NBDClientConnection *nbd_client_connection_new(NBDClientTarget *t, BerthChannel *ch,
+                                               const NBDExportInfo *info,
+                                               uint64_t reconnect_delay, GMainContext *ctx)
 {
-    NbdState *st = opaque;
-    g_main_context_push_thread_default(st->ctx);
-    g_main_loop_run(st->loop);
-    g_main_context_pop_thread_default(st->ctx);
-    return NULL;
-}
-
-void nbd_conn_start(NbdState *st, BerthChannel *ch)
-{
-    st->ctx = g_main_context_new();
-    st->loop = g_main_loop_new(st->ctx, FALSE);
-    st->inbox_source = g_source_new(&inbox_funcs, sizeof(GSource));
-    g_source_set_callback(st->inbox_source, NULL, st, NULL);
-    g_source_set_static_name(st->inbox_source, "nbd-driver-inbox");
-    g_source_attach(st->inbox_source, st->ctx);
-    st->session = nbd_client_session_new(ch, &st->info, st->ctx, session_dead, st);
+    NBDClientConnection *conn = g_new0(NBDClientConnection, 1);
+    conn->target = nbd_client_target_ref(t);
+    conn->reconnect_delay = reconnect_delay;
+    conn->size = info->size;
+    conn->flags = info->flags;
+    conn->ctx = g_main_context_ref(ctx);
+    conn->session = nbd_client_session_new(ch, info, ctx, session_dead, conn);
     berth_channel_unref(ch);
-    st->link = NBD_LINK_UP;
-    st->thread = g_thread_new("nbd-client", io_thread, st);
+    conn->link = LINK_UP;
+    return conn;
 }
 
-static gboolean stop_on_thread(gpointer opaque)
+void nbd_client_connection_free(NBDClientConnection *conn)
 {
-    NbdState *st = opaque;
-    st->closing = true;
-    if (st->attempt) {
+    if (!conn) {
+        return;
+    }
+    conn->closing = true;
+    if (conn->attempt) {
         /* Its thread finishes on its own (bounded by the negotiation
          * timeout) and reports to nobody. */
-        g_mutex_lock(&st->attempt->lock);
-        st->attempt->ctx = NULL;
-        g_mutex_unlock(&st->attempt->lock);
-        attempt_unref(st->attempt);
-        st->attempt = NULL;
+        g_mutex_lock(&conn->attempt->lock);
+        conn->attempt->ctx = NULL;
+        g_mutex_unlock(&conn->attempt->lock);
+        conn->attempt->conn = NULL; /* in case its report is already queued */
+        attempt_unref(conn->attempt);
+        conn->attempt = NULL;
     }
-    clear_timer(&st->deadline_timer);
-    clear_timer(&st->retry_timer);
-    fail_held(st, ESHUTDOWN, "NBD node is closing");
-    if (st->session) {
-        nbd_client_session_free(st->session);
-        st->session = NULL;
+    clear_timer(&conn->deadline_timer);
+    clear_timer(&conn->retry_timer);
+    fail_held(conn, ESHUTDOWN, "NBD node is closing");
+    if (conn->session) {
+        nbd_client_session_free(conn->session);
+        conn->session = NULL;
     }
-    g_main_loop_quit(st->loop);
-    return G_SOURCE_REMOVE;
-}
-
-void nbd_conn_stop(NbdState *st)
-{
-    if (!st->thread) {
-        return;
-    }
-    g_main_context_invoke(st->ctx, stop_on_thread, st);
-    g_thread_join(st->thread);
-    st->thread = NULL;
-    g_source_destroy(st->inbox_source);
-    g_source_unref(st->inbox_source);
-    g_main_loop_unref(st->loop);
-    g_main_context_unref(st->ctx);
-}
-
-/* Submitters, any thread. */
-void nbd_conn_queue(NbdState *st, BdrvRequest *req)
-{
-    g_mutex_lock(&st->lock);
-    g_queue_push_tail(&st->inbox, req);
-    g_mutex_unlock(&st->lock);
-    g_source_set_ready_time(st->inbox_source, 0);
+    g_main_context_unref(conn->ctx);
+    nbd_client_target_unref(conn->target);
+    g_free(conn);
 }
