@@ -372,8 +372,14 @@ static gpointer attempt_thread(gpointer opaque)
     }
     g_mutex_lock(&a->lock);
     if (a->ctx) {
+        /* A source, not g_main_context_invoke(): that would run attempt_done
+         * right here whenever nobody holds the context at this moment. */
+        GSource *report = g_idle_source_new();
         g_atomic_int_inc(&a->ref);
-        g_main_context_invoke_full(a->ctx, G_PRIORITY_DEFAULT, attempt_done, a, attempt_unref);
+        g_source_set_priority(report, G_PRIORITY_DEFAULT);
+        g_source_set_callback(report, attempt_done, a, attempt_unref);
+        g_source_attach(report, a->ctx);
+        g_source_unref(report);
     }
     g_mutex_unlock(&a->lock);
     attempt_unref(a);

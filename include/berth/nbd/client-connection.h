@@ -74,7 +74,9 @@ typedef struct NBDClientConnection NBDClientConnection;
 /*
  * One request as the connection carries it: the caller fills the fields
  * down to `opaque` and keeps the struct (and what `iov` points at) alive
- * until `cb` has run, exactly once, on the connection's context. The rest
+ * until `cb` has run, exactly once, on the connection's context: later, or
+ * from inside nbd_client_connection_submit() when the connection is down
+ * without a reconnect delay (or has given up) and fails it at once. The rest
  * belongs to the connection.
  */
 typedef struct NBDClientConnRequest NBDClientConnRequest;
@@ -100,7 +102,12 @@ NBDClientConnection *nbd_client_connection_new(NBDClientTarget *t, BerthChannel 
                                                const NBDExportInfo *info,
                                                uint64_t reconnect_delay, GMainContext *ctx);
 
-/* Send `req`, or hold or fail it as the connection's state allows. */
+/*
+ * Send `req`, or hold or fail it as the connection's state allows: -EIO
+ * when the server is not connected (and no reconnect delay holds it), when
+ * it did not come back within the delay, or when it came back with another
+ * export; otherwise what the session answers (see nbd_client_session_submit).
+ */
 void nbd_client_connection_submit(NBDClientConnection *conn, NBDClientConnRequest *req);
 
 /*
