@@ -10,6 +10,7 @@
  */
 #include "berth/nbd/server.h"
 #include "berth/util/qmp-command.h"
+#include "util/named-table.h"
 
 #include <string.h>
 
@@ -21,12 +22,11 @@ typedef struct {
     QmpObject *iothread;  /* pinned while the export lives, or NULL */
 } QmpExport;
 
-static GHashTable *exports_by_id; /* id -> QmpExport */
-static GQueue export_order = G_QUEUE_INIT;
+static BerthNamedTable exports_by_id = BERTH_NAMED_TABLE_INIT; /* id -> QmpExport */
 
 static QmpExport *find_export(const char *id)
 {
-    return exports_by_id && id ? g_hash_table_lookup(exports_by_id, id) : NULL;
+    return berth_named_table_find(&exports_by_id, id);
 }
 
 /* close_cb of every QMP export: however it ends (del, eject, server stop). */
@@ -38,8 +38,7 @@ static void qmp_export_closed(NBDExport *exp)
         return;
     }
     nbd_export_set_owner_data(exp, NULL, NULL);
-    g_hash_table_remove(exports_by_id, rec->id);
-    g_queue_remove(&export_order, rec);
+    berth_named_table_remove(&exports_by_id, rec->id);
     if (rec->iothread) {
         qmp_object_unpin(rec->iothread);
     }
@@ -187,11 +186,7 @@ static bool export_create(const ExportRequest *req, GError **errp)
         warn_iothread_not_used(req->iothread, req->id);
     }
     nbd_export_set_owner_data(exp, rec, NULL);
-    if (!exports_by_id) {
-        exports_by_id = g_hash_table_new(g_str_hash, g_str_equal);
-    }
-    g_hash_table_insert(exports_by_id, rec->id, rec);
-    g_queue_push_tail(&export_order, rec);
+    berth_named_table_add(&exports_by_id, rec->id, rec);
     return true;
 }
 
@@ -249,7 +244,7 @@ static void close_all_qmp_exports(void)
     QmpExport *rec;
 
     /* Oldest first, as QEMU reports them. Each close unlinks its record. */
-    while ((rec = g_queue_peek_head(&export_order))) {
+    while ((rec = berth_named_table_nth(&exports_by_id, 0))) {
         nbd_export_close(rec->exp);
     }
 }
@@ -666,8 +661,8 @@ static bool qmp_query_block_exports(void *opaque, json_object **ret, GError **er
     json_object *list = json_object_new_array();
 
     /* Newest first, as QEMU lists them. */
-    for (GList *l = export_order.tail; l; l = l->prev) {
-        QmpExport *rec = l->data;
+    for (guint i = berth_named_table_size(&exports_by_id); i-- > 0;) {
+        QmpExport *rec = berth_named_table_nth(&exports_by_id, i);
         json_object *info = json_object_new_object();
 
         json_object_object_add(info, "type", json_object_new_string("nbd"));
