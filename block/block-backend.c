@@ -10,6 +10,7 @@
  */
 #include "berth/block/block-backend.h"
 #include "block/block-int.h"
+#include "util/id.h"
 #include "util/named-table.h"
 
 typedef struct EjectNotifier {
@@ -47,7 +48,7 @@ BlockBackend *blk_new(const char *id, BlockDriverState *medium, GError **errp)
 {
     BlockBackend *blk;
 
-    if (!id || !bdrv_node_name_is_wellformed(id)) {
+    if (!berth_id_wellformed(id)) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                             "Invalid device name");
         return NULL;

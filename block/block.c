@@ -8,6 +8,7 @@
  */
 #include "block/block-int.h"
 #include "berth/block/block-backend.h"
+#include "util/id.h"
 #include "util/named-table.h"
 
 #include <errno.h>
@@ -48,23 +49,9 @@ static const ArgSpec base_members[] = {
 /* node-name -> bs, in creation order; the table's reference */
 static BerthNamedTable node_table = BERTH_NAMED_TABLE_INIT;
 
-/* QEMU's id_wellformed(): a letter, then letters, digits, '-', '.', '_'. */
-bool bdrv_node_name_is_wellformed(const char *name)
-{
-    if (!g_ascii_isalpha(name[0])) {
-        return false;
-    }
-    for (const char *p = name + 1; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static bool check_node_name(const char *name, GError **errp)
 {
-    if (!bdrv_node_name_is_wellformed(name)) {
+    if (!berth_id_wellformed(name)) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "Invalid node-name: '%s'", name);
         return false;

@@ -10,6 +10,7 @@
  */
 #include "berth/nbd/server.h"
 #include "berth/util/qmp-command.h"
+#include "util/id.h"
 #include "util/named-table.h"
 
 #include <string.h>
@@ -52,21 +53,6 @@ static void qmp_export_closed(NBDExport *exp)
     nbd_export_put(exp);
 }
 
-/* A block export id is a QEMU identifier: a letter, then letters, digits,
- * '-', '.', '_'. */
-static bool export_id_wellformed(const char *id)
-{
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (const char *p = id + 1; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
-}
-
 typedef struct {
     const char *id;
     BlockDriverState *bs;      /* borrowed */
@@ -102,7 +88,7 @@ static bool export_create(const ExportRequest *req, GError **errp)
 {
     QmpObject *iothread = NULL;
 
-    if (!export_id_wellformed(req->id)) {
+    if (!berth_id_wellformed(req->id)) {
         g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Invalid block export id");
         return false;
     }
@@ -615,7 +601,7 @@ static bool qmp_block_export_add(void *opaque, json_object **ret, GError **errp)
     if (args->has_bitmaps && !first_bitmap(args->bitmaps, &bitmap, errp)) {
         return false;
     }
-    if (!export_id_wellformed(args->id)) {
+    if (!berth_id_wellformed(args->id)) {
         g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Invalid block export id");
         return false;
     }
