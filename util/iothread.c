@@ -95,6 +95,17 @@ static gpointer iothread_run(gpointer opaque)
     return NULL;
 }
 
+/* What berth_iothread_new() made, once no thread runs the context. */
+static void iothread_release(BerthIOThread *iot)
+{
+    g_source_destroy(iot->work_source);
+    g_source_unref(iot->work_source);
+    g_main_context_unref(iot->ctx);
+    g_cond_clear(&iot->cond);
+    g_mutex_clear(&iot->lock);
+    g_free(iot);
+}
+
 BerthIOThread *berth_iothread_new(const char *name, GError **errp)
 {
     g_return_val_if_fail(name != NULL, NULL);
@@ -111,12 +122,7 @@ BerthIOThread *berth_iothread_new(const char *name, GError **errp)
 
     iot->thread = g_thread_try_new(name, iothread_run, iot, errp);
     if (!iot->thread) {
-        g_source_destroy(iot->work_source);
-        g_source_unref(iot->work_source);
-        g_main_context_unref(iot->ctx);
-        g_cond_clear(&iot->cond);
-        g_mutex_clear(&iot->lock);
-        g_free(iot);
+        iothread_release(iot);
         return NULL;
     }
     g_mutex_lock(&iot->lock);
@@ -203,10 +209,5 @@ void berth_iothread_free(BerthIOThread *iot)
     enqueue(iot, g_new0(Work, 1), true);
     g_thread_join(iot->thread);
     g_assert(g_queue_is_empty(&iot->work));
-    g_source_destroy(iot->work_source);
-    g_source_unref(iot->work_source);
-    g_main_context_unref(iot->ctx);
-    g_cond_clear(&iot->cond);
-    g_mutex_clear(&iot->lock);
-    g_free(iot);
+    iothread_release(iot);
 }
