@@ -104,6 +104,15 @@ static void write_and_check(Conn *c, uint64_t off, unsigned seed)
     g_assert_true(memcmp(wbuf, rbuf, sizeof(wbuf)) == 0);
 }
 
+/* Serve and wait for about `ms` milliseconds, whatever happens meanwhile. */
+static void turn_for_ms(int ms)
+{
+    for (int i = 0; i < ms / 10; i++) {
+        g_main_context_iteration(NULL, FALSE);
+        g_usleep(10 * 1000);
+    }
+}
+
 /* Until the session has noticed that the server hung up. */
 static void server_away(void)
 {
@@ -147,10 +156,7 @@ static void test_reconnect_delay(void)
     fill_pattern(wbuf, 8192, sizeof(wbuf), 12);
     ConnReq cr;
     conn_submit(&c, &cr, NBD_CMD_WRITE, 8192, wbuf, sizeof(wbuf));
-    for (int i = 0; i < 20; i++) {
-        g_main_context_iteration(NULL, FALSE);
-        g_usleep(10 * 1000);
-    }
+    turn_for_ms(200);
     g_assert_cmpint(cr.r.calls, ==, 0);
     server_restart(sock_path, NULL);
     RUN_UNTIL(cr.r.calls);
@@ -179,10 +185,7 @@ static void test_no_delay(void)
     gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
     while (conn_run(&c, NBD_CMD_READ, 0, buf, sizeof(buf), NULL) != 0) {
         g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-        for (int i = 0; i < 5; i++) {
-            g_main_context_iteration(NULL, FALSE);
-            g_usleep(10 * 1000);
-        }
+        turn_for_ms(50);
     }
     write_and_check(&c, 4096, 22);
     conn_close(&c);
@@ -240,10 +243,7 @@ static void test_free_while_held(void)
     nbd_client_target_unref(c.target);
     nbd_export_info_clear(&c.info);
     /* A reconnect attempt may still be running: it reports to nobody. */
-    for (int i = 0; i < 20; i++) {
-        g_main_context_iteration(NULL, FALSE);
-        g_usleep(10 * 1000);
-    }
+    turn_for_ms(200);
     server_restart(sock_path, NULL);
 }
 
