@@ -9,7 +9,7 @@
  * (size and read-only flag), or the connection gives up for good. The
  * blocking connect + negotiate of an attempt runs on a short-lived thread
  * of its own, so the context keeps turning meanwhile. This is what the nbd
- * block driver uses, on an I/O thread (util/iothread.h).
+ * block driver uses, on each node's I/O thread.
  *
  * Ownership: an NBDClientTarget is reference counted and immutable once
  * shared; it owns its strings, its address and its reference to the TLS
