@@ -11,6 +11,8 @@
  */
 #include "berth/block/block-backend.h"
 #include "block/block-int.h"
+#include "util/id.h"
+#include "util/named-table.h"
 
 typedef struct EjectNotifier {
     gulong id;
@@ -29,8 +31,8 @@ struct BlockBackend {
     gulong last_notifier_id;
 };
 
-static GHashTable *drive_table;  /* id -> drive; the table's reference */
-static GPtrArray *drive_order;
+/* id -> drive, in creation order; the table's reference */
+static BerthNamedTable drive_table = BERTH_NAMED_TABLE_INIT;
 
 static BlockBackend *blk_new_unlisted(const char *id, BlockDriverState *medium)
 {
@@ -47,7 +49,7 @@ BlockBackend *blk_new(const char *id, BlockDriverState *medium, GError **errp)
 {
     BlockBackend *blk;
 
-    if (!id || !bdrv_node_name_is_wellformed(id)) {
+    if (!berth_id_wellformed(id)) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                             "Invalid device name");
         return NULL;
@@ -62,22 +64,14 @@ BlockBackend *blk_new(const char *id, BlockDriverState *medium, GError **errp)
                     "Device name '%s' conflicts with an existing node name", id);
         return NULL;
     }
-    if (!drive_table) {
-        drive_table = g_hash_table_new(g_str_hash, g_str_equal);
-        drive_order = g_ptr_array_new();
-    }
     blk = blk_new_unlisted(id, medium);
-    g_hash_table_insert(drive_table, blk->id, blk);
-    g_ptr_array_add(drive_order, blk);
+    berth_named_table_add(&drive_table, blk->id, blk);
     return blk;
 }
 
 BlockBackend *blk_find(const char *id)
 {
-    if (!drive_table || !id) {
-        return NULL;
-    }
-    return g_hash_table_lookup(drive_table, id);
+    return berth_named_table_find(&drive_table, id);
 }
 
 BlockBackend *blk_ref(BlockBackend *blk)
@@ -166,31 +160,25 @@ bool blk_delete(const char *id, GError **errp)
     if (blk->medium && !blk->ejecting) {
         blk_remove_medium(blk, NULL);
     }
-    g_hash_table_remove(drive_table, blk->id);
-    g_ptr_array_remove(drive_order, blk);
+    berth_named_table_remove(&drive_table, blk->id);
     blk_unref(blk);
     return true;
 }
 
 void blk_delete_all(void)
 {
-    while (drive_order && drive_order->len > 0) {
-        BlockBackend *blk = drive_order->pdata[drive_order->len - 1];
+    BlockBackend *blk;
+
+    while ((blk = berth_named_table_newest(&drive_table))) {
         blk_delete(blk->id, NULL);
     }
 }
 
 void blk_foreach(void (*fn)(BlockBackend *blk, gpointer opaque), gpointer opaque)
 {
-    g_autoptr(GPtrArray) snapshot = NULL;
+    g_autoptr(GPtrArray) snapshot = berth_named_table_snapshot(
+        &drive_table, (BerthNamedTableCopyFunc) blk_ref, (GDestroyNotify) blk_unref);
 
-    if (!drive_order) {
-        return;
-    }
-    snapshot = g_ptr_array_new_full(drive_order->len, (GDestroyNotify) blk_unref);
-    for (guint i = 0; i < drive_order->len; i++) {
-        g_ptr_array_add(snapshot, blk_ref(drive_order->pdata[i]));
-    }
     for (guint i = 0; i < snapshot->len; i++) {
         fn(snapshot->pdata[i], opaque);
     }

@@ -253,10 +253,6 @@ void bdrv_request_deliver(BdrvRequest *req);
 /* Free a request without running its callback. */
 void bdrv_request_free(BdrvRequest *req);
 
-/* --- node table internals used by block-backend.c ----------------------- */
-
-bool bdrv_node_name_is_wellformed(const char *name);
-
 G_END_DECLS
 
 #endif

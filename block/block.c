@@ -9,6 +9,8 @@
  */
 #include "block/block-int.h"
 #include "berth/block/block-backend.h"
+#include "util/id.h"
+#include "util/named-table.h"
 
 #include <errno.h>
 #include <string.h>
@@ -45,34 +47,12 @@ static const ArgSpec base_members[] = {
     ARG_TABLE_END
 };
 
-static GHashTable *node_table;  /* node-name -> bs; the table's reference */
-static GPtrArray *node_order;   /* the same nodes in creation order */
-
-static void node_table_init(void)
-{
-    if (!node_table) {
-        node_table = g_hash_table_new(g_str_hash, g_str_equal);
-        node_order = g_ptr_array_new();
-    }
-}
-
-/* QEMU's id_wellformed(): a letter, then letters, digits, '-', '.', '_'. */
-bool bdrv_node_name_is_wellformed(const char *name)
-{
-    if (!g_ascii_isalpha(name[0])) {
-        return false;
-    }
-    for (const char *p = name + 1; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
-}
+/* node-name -> bs, in creation order; the table's reference */
+static BerthNamedTable node_table = BERTH_NAMED_TABLE_INIT;
 
 static bool check_node_name(const char *name, GError **errp)
 {
-    if (!bdrv_node_name_is_wellformed(name)) {
+    if (!berth_id_wellformed(name)) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "Invalid node-name: '%s'", name);
         return false;
@@ -204,19 +184,14 @@ BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
         bdrv_free(bs);
         return NULL;
     }
-    node_table_init();
     bs->in_table = true;
-    g_hash_table_insert(node_table, bs->node_name, bs);
-    g_ptr_array_add(node_order, bs);
+    berth_named_table_add(&node_table, bs->node_name, bs);
     return bdrv_get(bs);
 }
 
 BlockDriverState *bdrv_find_node(const char *node_name)
 {
-    if (!node_table || !node_name) {
-        return NULL;
-    }
-    return g_hash_table_lookup(node_table, node_name);
+    return berth_named_table_find(&node_table, node_name);
 }
 
 BlockDriverState *bdrv_get(BlockDriverState *bs)
@@ -238,8 +213,7 @@ void bdrv_put(BlockDriverState *bs)
 
 static void node_table_remove(BlockDriverState *bs)
 {
-    g_hash_table_remove(node_table, bs->node_name);
-    g_ptr_array_remove(node_order, bs);
+    berth_named_table_remove(&node_table, bs->node_name);
     bs->in_table = false;
     bdrv_put(bs);
 }
@@ -262,23 +236,20 @@ bool bdrv_delete(const char *node_name, GError **errp)
     return true;
 }
 
+static gpointer copy_node_name(gpointer bs)
+{
+    return g_strdup(((BlockDriverState *) bs)->node_name);
+}
+
 void bdrv_foreach(void (*fn)(BlockDriverState *bs, gpointer opaque), gpointer opaque)
 {
-    g_autoptr(GPtrArray) names = NULL;
-
-    if (!node_order) {
-        return;
-    }
     /*
      * fn may open or delete nodes. Walk a copy of the names, not references:
      * a reference held here would make every node look in use to a fn that
      * deletes.
      */
-    names = g_ptr_array_new_full(node_order->len, g_free);
-    for (guint i = 0; i < node_order->len; i++) {
-        BlockDriverState *bs = node_order->pdata[i];
-        g_ptr_array_add(names, g_strdup(bs->node_name));
-    }
+    g_autoptr(GPtrArray) names = berth_named_table_snapshot(&node_table, copy_node_name,
+                                                            g_free);
     for (guint i = 0; i < names->len; i++) {
         BlockDriverState *bs = bdrv_find_node(names->pdata[i]);
         if (bs) {
@@ -289,8 +260,10 @@ void bdrv_foreach(void (*fn)(BlockDriverState *bs, gpointer opaque), gpointer op
 
 void bdrv_delete_all(void)
 {
-    while (node_order && node_order->len > 0) {
-        node_table_remove(node_order->pdata[node_order->len - 1]);
+    BlockDriverState *bs;
+
+    while ((bs = berth_named_table_newest(&node_table))) {
+        node_table_remove(bs);
     }
 }
 

@@ -5,8 +5,8 @@
  * tls-hostname, reconnect-delay, open-timeout).  This file decodes the
  * options, connects once at open (so blockdev-add fails with an error that
  * names the address), and turns each block request into NBD requests that
- * fit the export's limits; nbd-conn.c runs them on the node's I/O thread
- * through the client session of include/berth/nbd/client.h.
+ * fit the export's limits; the node's I/O thread runs them through the
+ * reconnecting connection of include/berth/nbd/client-connection.h.
  */
 #include "nbd-int.h"
 
@@ -97,17 +97,21 @@ static struct iovec *iov_slice(const struct iovec *iov, int niov, uint64_t off, 
     return out;
 }
 
+static void sub_done(const NBDClientResult *res, void *opaque);
+
 static void add_sub(NbdParent *p, GQueue *subs, uint16_t cmd, uint16_t flags, uint64_t offset,
                     uint64_t length, struct iovec *iov, int niov)
 {
     NbdSub *sub = g_new0(NbdSub, 1);
     sub->parent = p;
-    sub->cmd = cmd;
-    sub->flags = flags;
-    sub->offset = offset;
-    sub->length = length;
-    sub->iov = iov;
-    sub->niov = niov;
+    sub->req.cmd = cmd;
+    sub->req.flags = flags;
+    sub->req.offset = offset;
+    sub->req.length = length;
+    sub->req.iov = iov;
+    sub->req.niov = niov;
+    sub->req.cb = sub_done;
+    sub->req.opaque = sub;
     p->pending++;
     g_queue_push_tail(subs, sub);
 }
@@ -155,14 +159,16 @@ static void parent_complete(NbdParent *p)
     g_free(p);
 }
 
-void nbd_sub_done(NbdSub *sub, const NBDClientResult *res)
+/* A sub-request's outcome (frees the sub); completes its parent when last. */
+static void sub_done(const NBDClientResult *res, void *opaque)
 {
+    NbdSub *sub = opaque;
     NbdParent *p = sub->parent;
     if (res->ret < 0 && p->ret == 0) {
         p->ret = res->ret;
         p->err = res->err ? g_error_copy(res->err) : NULL;
     }
-    if (res->ret == 0 && sub->cmd == NBD_CMD_BLOCK_STATUS) {
+    if (res->ret == 0 && sub->req.cmd == NBD_CMD_BLOCK_STATUS) {
         for (uint32_t i = 0; i < res->n_extents; i++) {
             uint32_t f = res->extents[i].flags;
             uint32_t status = ((f & NBD_STATE_HOLE) ? 0 : BDRV_BLOCK_DATA) |
@@ -172,15 +178,18 @@ void nbd_sub_done(NbdSub *sub, const NBDClientResult *res)
             }
         }
     }
-    g_free(sub->iov);
+    g_free(sub->req.iov);
     g_free(sub);
     if (--p->pending == 0) {
         parent_complete(p);
     }
 }
 
-void nbd_driver_start_request(NbdState *st, BdrvRequest *req)
+/* I/O thread: turn one block request into sub-requests and send them. */
+static void start_request(gpointer opaque)
 {
+    BdrvRequest *req = opaque;
+    NbdState *st = req->bs->opaque;
     const NBDExportInfo *in = &st->info;
     NbdParent *p = g_new0(NbdParent, 1);
     p->req = req;
@@ -243,21 +252,24 @@ void nbd_driver_start_request(NbdState *st, BdrvRequest *req)
     }
     NbdSub *sub;
     while ((sub = g_queue_pop_head(&subs))) {
-        nbd_conn_send(st, sub);
+        nbd_client_connection_submit(st->conn, &sub->req);
     }
 }
 
+/* Any thread: hand the request to the node's I/O thread. */
 static void nbd_submit(BdrvRequest *req)
 {
-    nbd_conn_queue(req->bs->opaque, req);
+    NbdState *st = req->bs->opaque;
+    if (!berth_iothread_invoke(st->iothread, start_request, req, NULL)) {
+        bdrv_request_fail(req, ESHUTDOWN, "NBD node is closing");
+    }
 }
 
 /* ---- open / close ----------------------------------------------------------------- */
 
-static NbdTarget *target_new(const BdrvOptions *opts, GError **errp)
+static NBDClientTarget *target_new(const BdrvOptions *opts, GError **errp)
 {
-    NbdTarget *t = g_new0(NbdTarget, 1);
-    t->ref = 1;
+    NBDClientTarget *t = nbd_client_target_new();
     t->addr = g_new0(BerthSocketAddress, 1);
     switch (opts->nbd.server_type) {
     case SERVER_UNIX:
@@ -276,26 +288,26 @@ static NbdTarget *target_new(const BdrvOptions *opts, GError **errp)
     default:
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
                             "NBD server address type 'fd' is not supported");
-        nbd_target_unref(t);
+        nbd_client_target_unref(t);
         return NULL;
     }
     if (opts->nbd.has_abstract && opts->nbd.abstract) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
                             "Abstract unix sockets are not supported");
-        nbd_target_unref(t);
+        nbd_client_target_unref(t);
         return NULL;
     }
     t->export_name = g_strdup(opts->nbd.has_export_name ? opts->nbd.export_name : "");
     if (opts->nbd.has_tls_creds) {
         BerthTlsCreds *creds = berth_tls_creds_find(opts->nbd.tls_creds, errp);
         if (!creds) {
-            nbd_target_unref(t);
+            nbd_client_target_unref(t);
             return NULL;
         }
         if (berth_tls_creds_get_endpoint(creds) != BERTH_TLS_ENDPOINT_CLIENT) {
             g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                                 "Expecting TLS credentials with a client endpoint");
-            nbd_target_unref(t);
+            nbd_client_target_unref(t);
             return NULL;
         }
         t->tls_creds = berth_tls_creds_ref(creds);
@@ -306,7 +318,7 @@ static NbdTarget *target_new(const BdrvOptions *opts, GError **errp)
     } else if (opts->nbd.has_tls_hostname) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                             "tls-hostname requires tls-creds");
-        nbd_target_unref(t);
+        nbd_client_target_unref(t);
         return NULL;
     }
     return t;
@@ -321,76 +333,56 @@ static void state_free(NbdState *st)
         }
         g_free(st->tls_creds_id);
     }
-    nbd_target_unref(st->target);
+    nbd_client_target_unref(st->target);
     nbd_export_info_clear(&st->info);
     g_free(st->zero_buf);
-    g_mutex_clear(&st->lock);
     g_free(st);
 }
 
-/*
- * The first connection runs on a thread while the caller's context keeps
- * turning, so a daemon that connects to one of its own exports (or whose
- * peer is slow) goes on serving its other clients meanwhile.
- */
 typedef struct {
-    NbdTarget *target;
+    NbdState *st;
     BerthChannel *ch;
-    NBDExportInfo *info;
-    GError *err;
-    GMainContext *ctx;
-    uint64_t open_timeout;      /* seconds */
-    gint done;
-} OpenWait;
+} ConnStart;
 
-/* Between attempts of the first connection while open-timeout runs. */
-#define OPEN_RETRY_US G_USEC_PER_SEC
-
-static gpointer open_thread(gpointer opaque)
+static void start_on_thread(gpointer opaque)
 {
-    OpenWait *w = opaque;
-    /* open-timeout: keep trying until it runs out (0: one attempt), as QEMU. */
-    gint64 deadline = g_get_monotonic_time() + (gint64) w->open_timeout * G_USEC_PER_SEC;
-    while (!nbd_conn_establish(w->target, &w->ch, w->info, &w->err)) {
-        gint64 left = deadline - g_get_monotonic_time();
-        if (left <= 0) {
-            break;
-        }
-        g_clear_error(&w->err);
-        g_usleep(MIN(left, OPEN_RETRY_US));
-    }
-    g_atomic_int_set(&w->done, 1);
-    g_main_context_wakeup(w->ctx);
-    return NULL;
+    ConnStart *cs = opaque;
+    NbdState *st = cs->st;
+    st->conn = nbd_client_connection_new(st->target, cs->ch, &st->info, st->reconnect_delay,
+                                         berth_iothread_get_context(st->iothread));
 }
 
-static bool connect_first(NbdState *st, uint64_t open_timeout, BerthChannel **ch,
-                          GError **errp)
+/* Start the I/O thread with a connection on `ch` (taken over). */
+static bool nbd_conn_start(NbdState *st, BerthChannel *ch, GError **errp)
 {
-    OpenWait w = { .target = st->target, .info = &st->info, .open_timeout = open_timeout,
-                   .ctx = g_main_context_ref_thread_default() };
-    GThread *t = g_thread_new("nbd-open", open_thread, &w);
-    if (g_main_context_acquire(w.ctx)) {
-        while (!g_atomic_int_get(&w.done)) {
-            g_main_context_iteration(w.ctx, TRUE);
-        }
-        g_main_context_release(w.ctx);
-    }
-    g_thread_join(t);
-    g_main_context_unref(w.ctx);
-    if (!w.ch) {
-        g_propagate_error(errp, w.err);
+    st->iothread = berth_iothread_new("nbd-client", errp);
+    if (!st->iothread) {
+        berth_channel_unref(ch);
         return false;
     }
-    *ch = w.ch;
+    ConnStart cs = { .st = st, .ch = ch };
+    berth_iothread_run_sync(st->iothread, start_on_thread, &cs);
     return true;
+}
+
+static void stop_on_thread(gpointer opaque)
+{
+    NbdState *st = opaque;
+    nbd_client_connection_free(st->conn);
+    st->conn = NULL;
+}
+
+/* Stop the I/O thread: DISC, cancel attempts, join.  No request may be pending. */
+static void nbd_conn_stop(NbdState *st)
+{
+    berth_iothread_run_sync(st->iothread, stop_on_thread, st);
+    berth_iothread_free(st->iothread);
+    st->iothread = NULL;
 }
 
 static bool nbd_open(BlockDriverState *bs, const BdrvOptions *opts, GError **errp)
 {
     NbdState *st = g_new0(NbdState, 1);
-    g_mutex_init(&st->lock);
-    g_queue_init(&st->inbox);
     st->target = target_new(opts, errp);
     if (!st->target) {
         state_free(st);
@@ -399,7 +391,10 @@ static bool nbd_open(BlockDriverState *bs, const BdrvOptions *opts, GError **err
     st->reconnect_delay = opts->nbd.reconnect_delay;
 
     BerthChannel *ch = NULL;
-    if (!connect_first(st, MIN(opts->nbd.open_timeout, (uint64_t) G_MAXINT32), &ch, errp)) {
+    /* The daemon goes on serving its other clients meanwhile: it may be
+     * connecting to one of its own exports, or to a slow peer. */
+    if (!nbd_client_target_open(st->target, MIN(opts->nbd.open_timeout, (uint64_t) G_MAXINT32),
+                                &ch, &st->info, errp)) {
         state_free(st);
         return false;
     }
@@ -434,7 +429,11 @@ static bool nbd_open(BlockDriverState *bs, const BdrvOptions *opts, GError **err
     bs->has_block_status = in->base_allocation;
     bs->coherent = in->flags & NBD_FLAG_CAN_MULTI_CONN;
     bs->request_alignment = in->min_block;
-    nbd_conn_start(st, ch);
+    if (!nbd_conn_start(st, ch, errp)) {
+        bs->opaque = NULL;
+        state_free(st);
+        return false;
+    }
     return true;
 }
 
@@ -448,7 +447,7 @@ static void nbd_close(BlockDriverState *bs)
 /* QEMU's pseudo-URI for the node, as query-named-block-nodes shows it. */
 static char *nbd_describe(BlockDriverState *bs, const BdrvOptions *opts)
 {
-    const NbdTarget *t = ((NbdState *) bs->opaque)->target;
+    const NBDClientTarget *t = ((NbdState *) bs->opaque)->target;
     if (t->addr->type == BERTH_ADDR_UNIX) {
         return g_strdup_printf("nbd+unix:///%s?socket=%s", t->export_name, t->addr->path);
     }

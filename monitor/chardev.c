@@ -12,6 +12,7 @@
 #include "berth/qapi/qapi.h"
 #include "berth/util/argspec.h"
 #include "util/json.h"
+#include "util/named-table.h"
 
 #include <gio/gio.h>
 #include <string.h>
@@ -25,12 +26,11 @@ typedef struct {
     GList *sessions; /* MonitorSession * */
 } Chardev;
 
-static GHashTable *chardevs; /* id -> Chardev */
-static GQueue chardev_order = G_QUEUE_INIT;
+static BerthNamedTable chardevs = BERTH_NAMED_TABLE_INIT; /* id -> Chardev */
 
 static Chardev *chardev_find(const char *id)
 {
-    return chardevs && id ? g_hash_table_lookup(chardevs, id) : NULL;
+    return berth_named_table_find(&chardevs, id);
 }
 
 /* --- --chardev --- */
@@ -185,11 +185,7 @@ static bool chardev_create(const ChardevArgs *a, GError **errp)
     }
     /* Nobody answers until --monitor attaches QMP. */
     berth_listener_pause(chr->listener, true);
-    if (!chardevs) {
-        chardevs = g_hash_table_new(g_str_hash, g_str_equal);
-    }
-    g_hash_table_insert(chardevs, chr->id, chr);
-    g_queue_push_tail(&chardev_order, chr);
+    berth_named_table_add(&chardevs, chr->id, chr);
     return true;
 }
 
@@ -300,8 +296,7 @@ bool monitor_chardev_remove(const char *id, GError **errp)
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "Chardev '%s' not found", id);
         return false;
     }
-    g_hash_table_remove(chardevs, chr->id);
-    g_queue_remove(&chardev_order, chr);
+    berth_named_table_remove(&chardevs, chr->id);
     chardev_free(chr);
     return true;
 }
@@ -310,8 +305,8 @@ void monitor_chardev_remove_all(void)
 {
     Chardev *chr;
 
-    while ((chr = g_queue_pop_tail(&chardev_order))) {
-        g_hash_table_remove(chardevs, chr->id);
+    while ((chr = berth_named_table_newest(&chardevs))) {
+        berth_named_table_remove(&chardevs, chr->id);
         chardev_free(chr);
     }
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * object-add and object-del over the object table of util/qmp-command.h,
- * and the "iothread" object type (a thread running its own GMainContext,
- * which exports may move their data path to). TLS credentials and authz
+ * and the "iothread" object type (an I/O thread of util/iothread.h, whose
+ * context exports may move their data path to). TLS credentials and authz
  * objects belong to io/ (io/tls-creds.c) and are registered from here with
  * the rest.
  */
@@ -10,6 +10,7 @@
 #include "qapi/module-commands.h"
 
 #include "berth/io/tls-creds.h"
+#include "util/iothread.h"
 
 #include <string.h>
 
@@ -141,67 +142,35 @@ static const ArgSpec iothread_members[] = {
 static const ArgSpec *const iothread_args[] = { iothread_members, NULL };
 
 /*
- * The object's data is its GMainContext (see the iothread note in
- * util/qmp-command.h); the thread and loop that run it are found again
- * through this table when the object is destroyed.
+ * The object's data is its thread's GMainContext (see the iothread note in
+ * util/qmp-command.h); the thread itself is found again through this table
+ * when the object is destroyed.
  */
-typedef struct {
-    GMainContext *context;
-    GMainLoop *loop;
-    GThread *thread;
-} IOThread;
-
-static GHashTable *iothreads; /* GMainContext * -> IOThread * */
-
-static gpointer iothread_run(gpointer opaque)
-{
-    IOThread *iot = opaque;
-
-    g_main_context_push_thread_default(iot->context);
-    g_main_loop_run(iot->loop);
-    g_main_context_pop_thread_default(iot->context);
-    return NULL;
-}
+static GHashTable *iothreads; /* GMainContext * -> BerthIOThread * */
 
 static gpointer iothread_create(const char *id, void *args, GError **errp)
 {
-    IOThread *iot = g_new0(IOThread, 1);
     g_autofree char *name = g_strdup_printf("iothread-%s", id);
+    BerthIOThread *iot = berth_iothread_new(name, errp);
 
-    iot->context = g_main_context_new();
-    iot->loop = g_main_loop_new(iot->context, FALSE);
-    iot->thread = g_thread_try_new(name, iothread_run, iot, errp);
-    if (!iot->thread) {
-        g_main_loop_unref(iot->loop);
-        g_main_context_unref(iot->context);
-        g_free(iot);
+    if (!iot) {
         return NULL;
     }
     if (!iothreads) {
         iothreads = g_hash_table_new(NULL, NULL);
     }
-    g_hash_table_insert(iothreads, iot->context, iot);
-    return iot->context;
-}
-
-static gboolean iothread_stop(gpointer opaque)
-{
-    g_main_loop_quit(opaque);
-    return G_SOURCE_REMOVE;
+    GMainContext *ctx = berth_iothread_get_context(iot);
+    g_hash_table_insert(iothreads, ctx, iot);
+    return ctx;
 }
 
 static void iothread_destroy(gpointer data)
 {
-    IOThread *iot = g_hash_table_lookup(iothreads, data);
+    BerthIOThread *iot = iothreads ? g_hash_table_lookup(iothreads, data) : NULL;
 
     g_return_if_fail(iot != NULL);
     g_hash_table_remove(iothreads, data);
-    /* Quit from inside the thread so the loop cannot miss the request. */
-    g_main_context_invoke(iot->context, iothread_stop, iot->loop);
-    g_thread_join(iot->thread);
-    g_main_loop_unref(iot->loop);
-    g_main_context_unref(iot->context);
-    g_free(iot);
+    berth_iothread_free(iot);
 }
 
 static const QmpObjectType iothread_type = {

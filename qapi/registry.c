@@ -7,45 +7,32 @@
  */
 #include "berth/qapi/qapi.h"
 #include "qapi/module-commands.h"
+#include "util/named-table.h"
 
-static GHashTable *commands_by_name;
-static GPtrArray *commands_in_order;
+static BerthNamedTable commands = BERTH_NAMED_TABLE_INIT; /* by name, in registration order */
 
 void qapi_register_commands(const QmpCommandDef *table)
 {
     g_return_if_fail(table != NULL);
 
-    if (!commands_by_name) {
-        commands_by_name = g_hash_table_new(g_str_hash, g_str_equal);
-        commands_in_order = g_ptr_array_new();
-    }
     for (const QmpCommandDef *cmd = table; cmd->name; cmd++) {
-        if (!cmd->handler || g_hash_table_contains(commands_by_name, cmd->name)) {
+        if (!cmd->handler || !berth_named_table_add(&commands, cmd->name, (gpointer) cmd)) {
             g_critical("QMP command '%s' declared twice or without handler; ignored",
                        cmd->name);
-            continue;
         }
-        g_hash_table_insert(commands_by_name, (gpointer) cmd->name, (gpointer) cmd);
-        g_ptr_array_add(commands_in_order, (gpointer) cmd);
     }
 }
 
 const QmpCommandDef *qapi_find_command(const char *name)
 {
-    if (!commands_by_name || !name) {
-        return NULL;
-    }
-    return g_hash_table_lookup(commands_by_name, name);
+    return berth_named_table_find(&commands, name);
 }
 
 void qapi_foreach_command(void (*fn)(const QmpCommandDef *cmd, gpointer opaque),
                           gpointer opaque)
 {
-    if (!commands_in_order) {
-        return;
-    }
-    for (guint i = 0; i < commands_in_order->len; i++) {
-        fn(g_ptr_array_index(commands_in_order, i), opaque);
+    for (guint i = 0; i < berth_named_table_size(&commands); i++) {
+        fn(berth_named_table_nth(&commands, i), opaque);
     }
 }
 

@@ -7,6 +7,7 @@
  * knowing that a monitor exists.
  */
 #include "berth/util/qmp-command.h"
+#include "util/named-table.h"
 
 #include <string.h>
 
@@ -65,10 +66,9 @@ struct QmpObject {
     guint pins;
 };
 
-/* Types by name; objects by id, plus their creation order for shutdown. */
+/* Types by name; objects by id, in creation order (for shutdown). */
 static GHashTable *object_types;
-static GHashTable *objects;
-static GQueue object_order = G_QUEUE_INIT;
+static BerthNamedTable objects = BERTH_NAMED_TABLE_INIT;
 
 void qmp_object_type_register(const QmpObjectType *type)
 {
@@ -112,10 +112,7 @@ bool qmp_object_add(const char *id, const QmpObjectType *type, gpointer data,
 {
     g_return_val_if_fail(id && type, false);
 
-    if (!objects) {
-        objects = g_hash_table_new(g_str_hash, g_str_equal);
-    }
-    if (g_hash_table_contains(objects, id)) {
+    if (berth_named_table_find(&objects, id)) {
         /* QEMU's text: objects are QOM children of one container. */
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
                     "attempt to add duplicate property '%s' to object (type 'container')",
@@ -129,14 +126,13 @@ bool qmp_object_add(const char *id, const QmpObjectType *type, gpointer data,
     obj->id = g_strdup(id);
     obj->type = type;
     obj->data = data;
-    g_hash_table_insert(objects, obj->id, obj);
-    g_queue_push_tail(&object_order, obj);
+    berth_named_table_add(&objects, obj->id, obj);
     return true;
 }
 
 QmpObject *qmp_object_find(const char *id, const char *type_name)
 {
-    QmpObject *obj = objects && id ? g_hash_table_lookup(objects, id) : NULL;
+    QmpObject *obj = berth_named_table_find(&objects, id);
 
     if (obj && type_name && strcmp(obj->type->name, type_name) != 0) {
         return NULL;
@@ -183,8 +179,7 @@ bool qmp_object_del(const char *id, GError **errp)
                     id);
         return false;
     }
-    g_hash_table_remove(objects, obj->id);
-    g_queue_remove(&object_order, obj);
+    berth_named_table_remove(&objects, obj->id);
     qmp_object_destroy(obj);
     return true;
 }
@@ -194,8 +189,8 @@ void qmp_object_del_all(void)
     QmpObject *obj;
 
     /* Newest first: a later object may refer to an earlier one. */
-    while ((obj = g_queue_pop_tail(&object_order))) {
-        g_hash_table_remove(objects, obj->id);
+    while ((obj = berth_named_table_newest(&objects))) {
+        berth_named_table_remove(&objects, obj->id);
         qmp_object_destroy(obj);
     }
 }

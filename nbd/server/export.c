@@ -8,25 +8,18 @@
  * waits for the last client to leave.
  */
 #include "server-int.h"
+#include "util/named-table.h"
 
 #include <errno.h>
 #include <gio/gio.h>
 #include <string.h>
 
-/* name -> NBDExport (one reference each), plus creation order for LIST */
-static GHashTable *export_table;
-static GList *export_order;
+/* name -> NBDExport (one reference each), in creation order for LIST */
+static BerthNamedTable export_table = BERTH_NAMED_TABLE_INIT;
 /* Every export not yet freed, named or not (borrowed): a change of the
  * server's connection limit must reach all of them, including those that
  * serve a channel handed over by the host (nbd_client_new with an export). */
 static GList *live_exports;
-
-static void ensure_table(void)
-{
-    if (!export_table) {
-        export_table = g_hash_table_new(g_str_hash, g_str_equal);
-    }
-}
 
 /*
  * Every connection goes through the same node in this process, so a flush on
@@ -233,15 +226,13 @@ static void leave_table(NBDExport *exp)
     if (!exp->in_table) {
         return;
     }
-    g_hash_table_remove(export_table, exp->name);
-    export_order = g_list_remove(export_order, exp);
+    berth_named_table_remove(&export_table, exp->name);
     exp->in_table = false;
     nbd_export_put(exp);
 }
 
 bool nbd_export_set_name(NBDExport *exp, const char *name, GError **errp)
 {
-    ensure_table();
     if (name && exp->in_table && strcmp(name, exp->name) == 0) {
         return true;
     }
@@ -251,7 +242,7 @@ bool nbd_export_set_name(NBDExport *exp, const char *name, GError **errp)
                         "Export name is longer than %u bytes", NBD_MAX_STRING);
             return false;
         }
-        if (g_hash_table_contains(export_table, name)) {
+        if (berth_named_table_find(&export_table, name)) {
             g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
                         "NBD server already has export named '%s'", name);
             return false;
@@ -266,8 +257,7 @@ bool nbd_export_set_name(NBDExport *exp, const char *name, GError **errp)
     if (name) {
         g_free(exp->name);
         exp->name = g_strdup(name);
-        g_hash_table_insert(export_table, exp->name, nbd_export_get(exp));
-        export_order = g_list_append(export_order, exp);
+        berth_named_table_add(&export_table, exp->name, nbd_export_get(exp));
         exp->in_table = true;
     }
     nbd_export_put(exp);
@@ -299,12 +289,16 @@ gpointer nbd_export_get_owner_data(NBDExport *exp)
 
 NBDExport *nbd_export_find(const char *name)
 {
-    return export_table && name ? g_hash_table_lookup(export_table, name) : NULL;
+    return berth_named_table_find(&export_table, name);
 }
 
 GList *nbd_export_list(void)
 {
-    return g_list_copy(export_order);
+    GList *list = NULL;
+    for (guint i = berth_named_table_size(&export_table); i-- > 0;) {
+        list = g_list_prepend(list, berth_named_table_nth(&export_table, i));
+    }
+    return list;
 }
 
 void nbd_export_foreach(void (*fn)(NBDExport *exp, gpointer opaque), gpointer opaque)

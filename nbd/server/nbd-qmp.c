@@ -11,6 +11,8 @@
  */
 #include "berth/nbd/server.h"
 #include "berth/util/qmp-command.h"
+#include "util/id.h"
+#include "util/named-table.h"
 
 #include <string.h>
 
@@ -22,12 +24,11 @@ typedef struct {
     QmpObject *iothread;  /* pinned while the export lives, or NULL */
 } QmpExport;
 
-static GHashTable *exports_by_id; /* id -> QmpExport */
-static GQueue export_order = G_QUEUE_INIT;
+static BerthNamedTable exports_by_id = BERTH_NAMED_TABLE_INIT; /* id -> QmpExport */
 
 static QmpExport *find_export(const char *id)
 {
-    return exports_by_id && id ? g_hash_table_lookup(exports_by_id, id) : NULL;
+    return berth_named_table_find(&exports_by_id, id);
 }
 
 /* close_cb of every QMP export: however it ends (del, eject, server stop). */
@@ -39,8 +40,7 @@ static void qmp_export_closed(NBDExport *exp)
         return;
     }
     nbd_export_set_owner_data(exp, NULL, NULL);
-    g_hash_table_remove(exports_by_id, rec->id);
-    g_queue_remove(&export_order, rec);
+    berth_named_table_remove(&exports_by_id, rec->id);
     if (rec->iothread) {
         qmp_object_unpin(rec->iothread);
     }
@@ -52,21 +52,6 @@ static void qmp_export_closed(NBDExport *exp)
     g_free(rec->id);
     g_free(rec);
     nbd_export_put(exp);
-}
-
-/* A block export id is a QEMU identifier: a letter, then letters, digits,
- * '-', '.', '_'. */
-static bool export_id_wellformed(const char *id)
-{
-    if (!g_ascii_isalpha(id[0])) {
-        return false;
-    }
-    for (const char *p = id + 1; *p; p++) {
-        if (!g_ascii_isalnum(*p) && !strchr("-._", *p)) {
-            return false;
-        }
-    }
-    return true;
 }
 
 typedef struct {
@@ -104,7 +89,7 @@ static bool export_create(const ExportRequest *req, GError **errp)
 {
     QmpObject *iothread = NULL;
 
-    if (!export_id_wellformed(req->id)) {
+    if (!berth_id_wellformed(req->id)) {
         g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Invalid block export id");
         return false;
     }
@@ -183,11 +168,7 @@ static bool export_create(const ExportRequest *req, GError **errp)
         warn_iothread_not_used(req->iothread, req->id);
     }
     nbd_export_set_owner_data(exp, rec, NULL);
-    if (!exports_by_id) {
-        exports_by_id = g_hash_table_new(g_str_hash, g_str_equal);
-    }
-    g_hash_table_insert(exports_by_id, rec->id, rec);
-    g_queue_push_tail(&export_order, rec);
+    berth_named_table_add(&exports_by_id, rec->id, rec);
     return true;
 }
 
@@ -245,7 +226,7 @@ static void close_all_qmp_exports(void)
     QmpExport *rec;
 
     /* Oldest first, as QEMU reports them. Each close unlinks its record. */
-    while ((rec = g_queue_peek_head(&export_order))) {
+    while ((rec = berth_named_table_nth(&exports_by_id, 0))) {
         nbd_export_close(rec->exp);
     }
 }
@@ -616,7 +597,7 @@ static bool qmp_block_export_add(void *opaque, json_object **ret, GError **errp)
     if (args->has_bitmaps && !first_bitmap(args->bitmaps, &bitmap, errp)) {
         return false;
     }
-    if (!export_id_wellformed(args->id)) {
+    if (!berth_id_wellformed(args->id)) {
         g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Invalid block export id");
         return false;
     }
@@ -662,8 +643,8 @@ static bool qmp_query_block_exports(void *opaque, json_object **ret, GError **er
     json_object *list = json_object_new_array();
 
     /* Newest first, as QEMU lists them. */
-    for (GList *l = export_order.tail; l; l = l->prev) {
-        QmpExport *rec = l->data;
+    for (guint i = berth_named_table_size(&exports_by_id); i-- > 0;) {
+        QmpExport *rec = berth_named_table_nth(&exports_by_id, i);
         json_object *info = json_object_new_object();
 
         json_object_object_add(info, "type", json_object_new_string("nbd"));

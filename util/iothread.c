@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The I/O thread of util/iothread.h. Work from other threads goes through a
+ * mutex-protected FIFO that one GSource of the thread's context drains: a
+ * producer appends and makes the source ready, the dispatch takes items one
+ * at a time and runs each with the lock dropped. Stopping is an item of the
+ * same FIFO, queued last under the lock that also refuses later work, so
+ * everything accepted before berth_iothread_free() runs before the thread
+ * leaves its loop.
+ */
+#include "util/iothread.h"
+
+typedef struct {
+    BerthIOThreadFunc fn;       /* NULL: the stop marker */
+    gpointer opaque;
+    GDestroyNotify notify;
+    bool sync;                  /* a caller waits on `done` (the item is on its stack) */
+    bool done;
+} Work;
+
+struct BerthIOThread {
+    GMainContext *ctx;
+    GThread *thread;
+
+    GMutex lock;
+    GCond cond;                 /* `started`, and sync items' `done` */
+    GQueue work;                /* of Work * */
+    bool started;
+    bool stopping;              /* no more work accepted */
+    GSource *work_source;
+
+    bool quit;                  /* the thread only */
+};
+
+static void work_finish(BerthIOThread *iot, Work *w)
+{
+    if (w->sync) {
+        g_mutex_lock(&iot->lock);
+        w->done = true;
+        g_cond_broadcast(&iot->cond);
+        g_mutex_unlock(&iot->lock);
+        return;
+    }
+    if (w->notify) {
+        w->notify(w->opaque);
+    }
+    g_free(w);
+}
+
+static gboolean work_dispatch(GSource *source, GSourceFunc cb, gpointer data)
+{
+    BerthIOThread *iot = data;
+
+    /* Unready before looking, so a producer that appends after the last
+     * look makes the source ready again. */
+    g_source_set_ready_time(source, -1);
+    for (;;) {
+        g_mutex_lock(&iot->lock);
+        Work *w = g_queue_pop_head(&iot->work);
+        g_mutex_unlock(&iot->lock);
+        if (!w) {
+            break;
+        }
+        if (!w->fn) {
+            g_free(w);
+            iot->quit = true;   /* nothing can follow the marker */
+            break;
+        }
+        w->fn(w->opaque);
+        work_finish(iot, w);
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs work_funcs = {
+    .dispatch = work_dispatch,
+};
+
+static gpointer iothread_run(gpointer opaque)
+{
+    BerthIOThread *iot = opaque;
+
+    /* Held for the whole run, as g_main_loop_run() would. */
+    g_main_context_acquire(iot->ctx);
+    g_main_context_push_thread_default(iot->ctx);
+    g_mutex_lock(&iot->lock);
+    iot->started = true;
+    g_cond_broadcast(&iot->cond);
+    g_mutex_unlock(&iot->lock);
+
+    while (!iot->quit) {
+        g_main_context_iteration(iot->ctx, TRUE);
+    }
+    g_main_context_pop_thread_default(iot->ctx);
+    g_main_context_release(iot->ctx);
+    return NULL;
+}
+
+/* What berth_iothread_new() made, once no thread runs the context. */
+static void iothread_release(BerthIOThread *iot)
+{
+    g_source_destroy(iot->work_source);
+    g_source_unref(iot->work_source);
+    g_main_context_unref(iot->ctx);
+    g_cond_clear(&iot->cond);
+    g_mutex_clear(&iot->lock);
+    g_free(iot);
+}
+
+BerthIOThread *berth_iothread_new(const char *name, GError **errp)
+{
+    g_return_val_if_fail(name != NULL, NULL);
+
+    BerthIOThread *iot = g_new0(BerthIOThread, 1);
+    g_mutex_init(&iot->lock);
+    g_cond_init(&iot->cond);
+    g_queue_init(&iot->work);
+    iot->ctx = g_main_context_new();
+    iot->work_source = g_source_new(&work_funcs, sizeof(GSource));
+    g_source_set_callback(iot->work_source, NULL, iot, NULL);
+    g_source_set_static_name(iot->work_source, "iothread-work");
+    g_source_attach(iot->work_source, iot->ctx);
+
+    iot->thread = g_thread_try_new(name, iothread_run, iot, errp);
+    if (!iot->thread) {
+        iothread_release(iot);
+        return NULL;
+    }
+    g_mutex_lock(&iot->lock);
+    while (!iot->started) {
+        g_cond_wait(&iot->cond, &iot->lock);
+    }
+    g_mutex_unlock(&iot->lock);
+    return iot;
+}
+
+GMainContext *berth_iothread_get_context(BerthIOThread *iot)
+{
+    return iot->ctx;
+}
+
+bool berth_iothread_is_current(BerthIOThread *iot)
+{
+    return g_thread_self() == iot->thread;
+}
+
+/* Append unless stopping; `stop` appends the marker and starts stopping. */
+static bool enqueue(BerthIOThread *iot, Work *w, bool stop)
+{
+    g_mutex_lock(&iot->lock);
+    bool accepted = !iot->stopping;
+    if (accepted) {
+        g_queue_push_tail(&iot->work, w);
+        iot->stopping = stop;
+    }
+    g_mutex_unlock(&iot->lock);
+    if (accepted) {
+        g_source_set_ready_time(iot->work_source, 0);
+    }
+    return accepted;
+}
+
+bool berth_iothread_invoke(BerthIOThread *iot, BerthIOThreadFunc fn, gpointer opaque,
+                           GDestroyNotify notify)
+{
+    g_return_val_if_fail(iot != NULL && fn != NULL, false);
+
+    Work *w = g_new0(Work, 1);
+    w->fn = fn;
+    w->opaque = opaque;
+    w->notify = notify;
+    if (!enqueue(iot, w, false)) {
+        g_free(w);
+        if (notify) {
+            notify(opaque);
+        }
+        return false;
+    }
+    return true;
+}
+
+bool berth_iothread_run_sync(BerthIOThread *iot, BerthIOThreadFunc fn, gpointer opaque)
+{
+    g_return_val_if_fail(iot != NULL && fn != NULL, false);
+
+    if (berth_iothread_is_current(iot)) {
+        fn(opaque);
+        return true;
+    }
+    Work w = { .fn = fn, .opaque = opaque, .sync = true };
+    if (!enqueue(iot, &w, false)) {
+        return false;
+    }
+    g_mutex_lock(&iot->lock);
+    while (!w.done) {
+        g_cond_wait(&iot->cond, &iot->lock);
+    }
+    g_mutex_unlock(&iot->lock);
+    return true;
+}
+
+void berth_iothread_free(BerthIOThread *iot)
+{
+    if (!iot) {
+        return;
+    }
+    g_return_if_fail(!berth_iothread_is_current(iot));
+
+    /* Only this function sets `stopping`, so the marker is always taken. */
+    enqueue(iot, g_new0(Work, 1), true);
+    g_thread_join(iot->thread);
+    g_assert(g_queue_is_empty(&iot->work));
+    iothread_release(iot);
+}
