@@ -80,7 +80,9 @@ static bool qmp_object_add_cmd(void *opaque, json_object **ret, GError **errp)
                     "attempt to add duplicate property '%s' to object (type 'container')",
                     base->id);
     } else {
-        gpointer data = type->create(base->id, decoded, errp);
+        gpointer data = type->create_ex
+                        ? type->create_ex(base->id, decoded, raw->keyval, errp)
+                        : type->create(base->id, decoded, errp);
         ok = data && qmp_object_add(base->id, type, data, errp);
     }
     argspec_clear(table_list, decoded);
