@@ -66,7 +66,7 @@ class CommandLine(bh.DaemonTestCase):
         rc, types_out, err = self.run_once("--object", "help")
         self.assertEqual(rc, 0, err)
         types = set(types_out.split()[4:])     # after "Object types for --object:"
-        self.assertEqual(types, {"iothread", "tls-creds-x509", "tls-creds-psk",
+        self.assertEqual(types, {"iothread", "tls-creds-x509", "tls-creds-psk", "secret",
                                  "authz-simple"})
         documented = set(re.findall(r"^  --object ([a-z][a-z0-9-]*),", out, re.M))
         self.assertEqual(documented, types)
