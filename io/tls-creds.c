@@ -4,9 +4,8 @@
  * credential object reads its directory once, when it is created, and
  * reports a missing or unreadable file with QEMU's wording; the gnutls
  * credentials and the compiled priority string then live, reference
- * counted, as long as any session made from them. authz-simple is the one
- * authorization object: it names the single identity (x509 distinguished
- * name or PSK username) allowed in.
+ * counted, as long as any session made from them. Authorization objects
+ * are in io/authz*.c.
  */
 #include "tls-creds-int.h"
 
@@ -314,28 +313,6 @@ BerthTlsCreds *berth_tls_creds_find(const char *id, GError **errp)
     return qmp_object_get_data(obj);
 }
 
-/* --- authz-simple --- */
-
-struct BerthAuthz {
-    char *identity;
-};
-
-BerthAuthz *berth_authz_find(const char *id, GError **errp)
-{
-    QmpObject *obj = qmp_object_find(id, BERTH_TYPE_AUTHZ_SIMPLE);
-    if (!obj) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "No authorization object with id '%s'", id);
-        return NULL;
-    }
-    return qmp_object_get_data(obj);
-}
-
-bool berth_authz_is_allowed(BerthAuthz *authz, const char *identity)
-{
-    return authz && identity && g_strcmp0(authz->identity, identity) == 0;
-}
-
 /* --- object types --- */
 
 typedef struct {
@@ -415,31 +392,6 @@ static void tls_creds_destroy(gpointer data)
     berth_tls_creds_unref(data);
 }
 
-typedef struct {
-    char *identity;
-} AuthzSimpleArgs;
-
-static const ArgSpec authz_simple_members[] = {
-    ARG_REQUIRED("identity", ARG_STR, AuthzSimpleArgs, identity),
-    ARG_TABLE_END
-};
-static const ArgSpec *const authz_simple_args[] = { authz_simple_members, NULL };
-
-static gpointer authz_simple_create(const char *id, void *opaque, GError **errp)
-{
-    AuthzSimpleArgs *a = opaque;
-    BerthAuthz *authz = g_new0(BerthAuthz, 1);
-    authz->identity = g_strdup(a->identity);
-    return authz;
-}
-
-static void authz_simple_destroy(gpointer data)
-{
-    BerthAuthz *authz = data;
-    g_free(authz->identity);
-    g_free(authz);
-}
-
 static const QmpObjectType tls_x509_type = {
     .name = BERTH_TYPE_TLS_CREDS_X509,
     .args = tls_x509_args,
@@ -456,17 +408,10 @@ static const QmpObjectType tls_psk_type = {
     .destroy = tls_creds_destroy,
 };
 
-static const QmpObjectType authz_simple_type = {
-    .name = BERTH_TYPE_AUTHZ_SIMPLE,
-    .args = authz_simple_args,
-    .args_size = sizeof(AuthzSimpleArgs),
-    .create = authz_simple_create,
-    .destroy = authz_simple_destroy,
-};
-
 void berth_tls_object_types_init(void)
 {
     qmp_object_type_register(&tls_x509_type);
     qmp_object_type_register(&tls_psk_type);
-    qmp_object_type_register(&authz_simple_type);
+    /* What the credentials work with: tls-authz=. */
+    berth_authz_object_types_init();
 }

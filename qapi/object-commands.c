@@ -9,6 +9,7 @@
 #include "berth/qapi/qapi.h"
 #include "qapi/module-commands.h"
 
+#include "berth/io/authz.h"
 #include "berth/io/secret.h"
 #include "berth/io/tls-creds.h"
 
@@ -220,5 +221,6 @@ void qapi_object_types_init(void)
     qmp_object_type_register(&iothread_type);
     /* TLS credentials, secrets and authz live with the channels that use them. */
     berth_secret_object_type_init();
+    berth_authz_object_types_init();
     berth_tls_object_types_init();
 }
