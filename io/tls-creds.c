@@ -4,11 +4,13 @@
  * credential object reads its directory once, when it is created, and
  * reports a missing or unreadable file with QEMU's wording; the gnutls
  * credentials and the compiled priority string then live, reference
- * counted, as long as any session made from them. Authorization objects
- * are in io/authz*.c.
+ * counted, as long as any session made from them. An encrypted private
+ * key is opened with the password that a secret object holds (passwordid=,
+ * io/secret.c). Authorization objects are in io/authz*.c.
  */
 #include "tls-creds-int.h"
 
+#include "berth/io/secret.h"
 #include "berth/util/qmp-command.h"
 
 #include <errno.h>
@@ -101,9 +103,10 @@ static bool load_dh_params(BerthTlsCreds *creds, GError **errp)
     return true;
 }
 
-BerthTlsCreds *berth_tls_creds_new_x509(const char *dir, BerthTlsEndpoint endpoint,
-                                        bool verify_peer, const char *priority,
-                                        GError **errp)
+/* passwordid: the id of the secret that decrypts the private key, or NULL. */
+static BerthTlsCreds *creds_new_x509(const char *dir, BerthTlsEndpoint endpoint,
+                                     bool verify_peer, const char *priority,
+                                     const char *passwordid, GError **errp)
 {
     g_return_val_if_fail(dir != NULL, NULL);
     bool server = endpoint == BERTH_TLS_ENDPOINT_SERVER;
@@ -153,9 +156,20 @@ BerthTlsCreds *berth_tls_creds_new_x509(const char *dir, BerthTlsEndpoint endpoi
         return NULL;
     }
     if (cert) {
-        rc = gnutls_certificate_set_x509_key_file(creds->x509, cert, key, GNUTLS_X509_FMT_PEM);
+        char *password = NULL;
+        if (passwordid) {
+            password = berth_secret_lookup_as_utf8(passwordid, errp);
+            if (!password) {
+                return NULL;
+            }
+        }
+        rc = gnutls_certificate_set_x509_key_file2(creds->x509, cert, key, GNUTLS_X509_FMT_PEM,
+                                                   password, 0);
+        berth_secret_free(password, password ? strlen(password) : 0);
         if (rc < 0) {
-            set_gnutls_error(errp, rc, "certificate and key", cert);
+            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                        "Cannot load certificate '%s' & key '%s': %s", cert, key,
+                        gnutls_strerror(rc));
             return NULL;
         }
     }
@@ -180,6 +194,13 @@ BerthTlsCreds *berth_tls_creds_new_x509(const char *dir, BerthTlsEndpoint endpoi
         return NULL;
     }
     return g_steal_pointer(&creds);
+}
+
+BerthTlsCreds *berth_tls_creds_new_x509(const char *dir, BerthTlsEndpoint endpoint,
+                                        bool verify_peer, const char *priority,
+                                        GError **errp)
+{
+    return creds_new_x509(dir, endpoint, verify_peer, priority, NULL, errp);
 }
 
 /* The hex key of `username` in a psktool file, or NULL with errp set. */
@@ -356,11 +377,6 @@ static bool creds_args_check(const TlsCredsArgs *a, BerthTlsEndpoint *endpoint, 
         g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Missing 'dir' property value");
         return false;
     }
-    if (a->has_passwordid) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Encrypted private keys (passwordid) are not supported");
-        return false;
-    }
     return true;
 }
 
@@ -372,8 +388,8 @@ static gpointer tls_x509_create(const char *id, void *opaque, GError **errp)
         return NULL;
     }
     bool verify = a->has_verify_peer ? a->verify_peer : true;
-    return berth_tls_creds_new_x509(a->dir, endpoint, verify,
-                                    a->has_priority ? a->priority : NULL, errp);
+    return creds_new_x509(a->dir, endpoint, verify, a->has_priority ? a->priority : NULL,
+                          a->has_passwordid ? a->passwordid : NULL, errp);
 }
 
 static gpointer tls_psk_create(const char *id, void *opaque, GError **errp)
@@ -412,6 +428,7 @@ void berth_tls_object_types_init(void)
 {
     qmp_object_type_register(&tls_x509_type);
     qmp_object_type_register(&tls_psk_type);
-    /* What the credentials work with: tls-authz=. */
+    /* What the credentials work with: passwordid= and tls-authz=. */
+    berth_secret_object_type_init();
     berth_authz_object_types_init();
 }

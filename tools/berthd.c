@@ -107,7 +107,7 @@ static void usage(void)
 "                         an I/O thread object; an export may name it\n"
 "                         (iothread=ID) but still runs on the main loop\n"
 "  --object tls-creds-x509,id=ID,dir=DIR[,endpoint=server|client]\n"
-"           [,verify-peer=on|off][,priority=STRING]\n"
+"           [,verify-peer=on|off][,priority=STRING][,passwordid=SECRET]\n"
 "  --object tls-creds-psk,id=ID,dir=DIR[,endpoint=server|client]\n"
 "           [,username=NAME][,priority=STRING]\n"
 "                         TLS credentials (tls-creds=ID)\n"

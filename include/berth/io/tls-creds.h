@@ -5,7 +5,9 @@
  * laid out as QEMU expects (ca-cert.pem, server-cert.pem, server-key.pem,
  * optional ca-crl.pem and dh-params.pem; client-cert.pem and client-key.pem
  * for a client; keys.psk in psktool's `username:hexkey` format), so a bad
- * file is reported to whoever added the object, not to the first peer. The
+ * file is reported to whoever added the object, not to the first peer. An
+ * x509 private key may be encrypted (PKCS#8): `passwordid=ID` names the
+ * secret object (berth/io/secret.h) that holds its password. The
  * authorization objects that `tls-authz=` names are in berth/io/authz.h.
  *
  * Ownership: BerthTlsCreds is reference counted; the object table holds one
@@ -65,8 +67,8 @@ BerthTlsCredsKind berth_tls_creds_get_kind(BerthTlsCreds *creds);
  */
 BerthTlsCreds *berth_tls_creds_find(const char *id, GError **errp);
 
-/* Register the two credential types with the object table, and the authz
- * types that they work with (idempotent). */
+/* Register the two credential types with the object table, and the secret
+ * and authz types that they work with (idempotent). */
 void berth_tls_object_types_init(void);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BerthTlsCreds, berth_tls_creds_unref)
