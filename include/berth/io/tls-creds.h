@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * TLS credentials objects: what `--object tls-creds-x509` and
- * `tls-creds-psk` (or QMP object-add) create. Credentials load their files once, at creation, from a directory
- * laid out as QEMU expects (ca-cert.pem, server-cert.pem, server-key.pem,
- * optional ca-crl.pem and dh-params.pem; client-cert.pem and client-key.pem
- * for a client; keys.psk in psktool's `username:hexkey` format), so a bad
- * file is reported to whoever added the object, not to the first peer. An
+ * `tls-creds-psk` (or QMP object-add) create. Credentials load their files
+ * once, at creation, from a directory laid out as QEMU expects (ca-cert.pem,
+ * server-cert.pem, server-key.pem, optional ca-crl.pem and dh-params.pem;
+ * client-cert.pem and client-key.pem for a client; keys.psk in psktool's
+ * `username:hexkey` format), so a bad file is reported to whoever added the
+ * object, not to the first peer. An
  * x509 private key may be encrypted (PKCS#8): `passwordid=ID` names the
  * secret object (berth/io/secret.h) that holds its password. The
  * authorization objects that `tls-authz=` names are in berth/io/authz.h.
