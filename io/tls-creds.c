@@ -4,12 +4,13 @@
  * credential object reads its directory once, when it is created, and
  * reports a missing or unreadable file with QEMU's wording; the gnutls
  * credentials and the compiled priority string then live, reference
- * counted, as long as any session made from them. authz-simple is the one
- * authorization object: it names the single identity (x509 distinguished
- * name or PSK username) allowed in.
+ * counted, as long as any session made from them. An encrypted private
+ * key is opened with the password that a secret object holds (passwordid=,
+ * io/secret.c). Authorization objects are in io/authz*.c.
  */
 #include "tls-creds-int.h"
 
+#include "berth/io/secret.h"
 #include "berth/util/qmp-command.h"
 
 #include <errno.h>
@@ -102,9 +103,10 @@ static bool load_dh_params(BerthTlsCreds *creds, GError **errp)
     return true;
 }
 
-BerthTlsCreds *berth_tls_creds_new_x509(const char *dir, BerthTlsEndpoint endpoint,
-                                        bool verify_peer, const char *priority,
-                                        GError **errp)
+/* passwordid: the id of the secret that decrypts the private key, or NULL. */
+static BerthTlsCreds *creds_new_x509(const char *dir, BerthTlsEndpoint endpoint,
+                                     bool verify_peer, const char *priority,
+                                     const char *passwordid, GError **errp)
 {
     g_return_val_if_fail(dir != NULL, NULL);
     bool server = endpoint == BERTH_TLS_ENDPOINT_SERVER;
@@ -154,9 +156,20 @@ BerthTlsCreds *berth_tls_creds_new_x509(const char *dir, BerthTlsEndpoint endpoi
         return NULL;
     }
     if (cert) {
-        rc = gnutls_certificate_set_x509_key_file(creds->x509, cert, key, GNUTLS_X509_FMT_PEM);
+        char *password = NULL;
+        if (passwordid) {
+            password = berth_secret_lookup_as_utf8(passwordid, errp);
+            if (!password) {
+                return NULL;
+            }
+        }
+        rc = gnutls_certificate_set_x509_key_file2(creds->x509, cert, key, GNUTLS_X509_FMT_PEM,
+                                                   password, 0);
+        berth_secret_free(password, password ? strlen(password) : 0);
         if (rc < 0) {
-            set_gnutls_error(errp, rc, "certificate and key", cert);
+            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                        "Cannot load certificate '%s' & key '%s': %s", cert, key,
+                        gnutls_strerror(rc));
             return NULL;
         }
     }
@@ -181,6 +194,13 @@ BerthTlsCreds *berth_tls_creds_new_x509(const char *dir, BerthTlsEndpoint endpoi
         return NULL;
     }
     return g_steal_pointer(&creds);
+}
+
+BerthTlsCreds *berth_tls_creds_new_x509(const char *dir, BerthTlsEndpoint endpoint,
+                                        bool verify_peer, const char *priority,
+                                        GError **errp)
+{
+    return creds_new_x509(dir, endpoint, verify_peer, priority, NULL, errp);
 }
 
 /* The hex key of `username` in a psktool file, or NULL with errp set. */
@@ -314,28 +334,6 @@ BerthTlsCreds *berth_tls_creds_find(const char *id, GError **errp)
     return qmp_object_get_data(obj);
 }
 
-/* --- authz-simple --- */
-
-struct BerthAuthz {
-    char *identity;
-};
-
-BerthAuthz *berth_authz_find(const char *id, GError **errp)
-{
-    QmpObject *obj = qmp_object_find(id, BERTH_TYPE_AUTHZ_SIMPLE);
-    if (!obj) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "No authorization object with id '%s'", id);
-        return NULL;
-    }
-    return qmp_object_get_data(obj);
-}
-
-bool berth_authz_is_allowed(BerthAuthz *authz, const char *identity)
-{
-    return authz && identity && g_strcmp0(authz->identity, identity) == 0;
-}
-
 /* --- object types --- */
 
 typedef struct {
@@ -379,11 +377,6 @@ static bool creds_args_check(const TlsCredsArgs *a, BerthTlsEndpoint *endpoint, 
         g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Missing 'dir' property value");
         return false;
     }
-    if (a->has_passwordid) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Encrypted private keys (passwordid) are not supported");
-        return false;
-    }
     return true;
 }
 
@@ -395,8 +388,8 @@ static gpointer tls_x509_create(const char *id, void *opaque, GError **errp)
         return NULL;
     }
     bool verify = a->has_verify_peer ? a->verify_peer : true;
-    return berth_tls_creds_new_x509(a->dir, endpoint, verify,
-                                    a->has_priority ? a->priority : NULL, errp);
+    return creds_new_x509(a->dir, endpoint, verify, a->has_priority ? a->priority : NULL,
+                          a->has_passwordid ? a->passwordid : NULL, errp);
 }
 
 static gpointer tls_psk_create(const char *id, void *opaque, GError **errp)
@@ -415,31 +408,6 @@ static void tls_creds_destroy(gpointer data)
     berth_tls_creds_unref(data);
 }
 
-typedef struct {
-    char *identity;
-} AuthzSimpleArgs;
-
-static const ArgSpec authz_simple_members[] = {
-    ARG_REQUIRED("identity", ARG_STR, AuthzSimpleArgs, identity),
-    ARG_TABLE_END
-};
-static const ArgSpec *const authz_simple_args[] = { authz_simple_members, NULL };
-
-static gpointer authz_simple_create(const char *id, void *opaque, GError **errp)
-{
-    AuthzSimpleArgs *a = opaque;
-    BerthAuthz *authz = g_new0(BerthAuthz, 1);
-    authz->identity = g_strdup(a->identity);
-    return authz;
-}
-
-static void authz_simple_destroy(gpointer data)
-{
-    BerthAuthz *authz = data;
-    g_free(authz->identity);
-    g_free(authz);
-}
-
 static const QmpObjectType tls_x509_type = {
     .name = BERTH_TYPE_TLS_CREDS_X509,
     .args = tls_x509_args,
@@ -456,17 +424,11 @@ static const QmpObjectType tls_psk_type = {
     .destroy = tls_creds_destroy,
 };
 
-static const QmpObjectType authz_simple_type = {
-    .name = BERTH_TYPE_AUTHZ_SIMPLE,
-    .args = authz_simple_args,
-    .args_size = sizeof(AuthzSimpleArgs),
-    .create = authz_simple_create,
-    .destroy = authz_simple_destroy,
-};
-
 void berth_tls_object_types_init(void)
 {
     qmp_object_type_register(&tls_x509_type);
     qmp_object_type_register(&tls_psk_type);
-    qmp_object_type_register(&authz_simple_type);
+    /* What the credentials work with: passwordid= and tls-authz=. */
+    berth_secret_object_type_init();
+    berth_authz_object_types_init();
 }

@@ -9,6 +9,8 @@
 #include "berth/qapi/qapi.h"
 #include "qapi/module-commands.h"
 
+#include "berth/io/authz.h"
+#include "berth/io/secret.h"
 #include "berth/io/tls-creds.h"
 #include "util/iothread.h"
 
@@ -81,7 +83,9 @@ static bool qmp_object_add_cmd(void *opaque, json_object **ret, GError **errp)
                     "attempt to add duplicate property '%s' to object (type 'container')",
                     base->id);
     } else {
-        gpointer data = type->create(base->id, decoded, errp);
+        gpointer data = type->create_ex
+                        ? type->create_ex(base->id, decoded, raw->keyval, errp)
+                        : type->create(base->id, decoded, errp);
         ok = data && qmp_object_add(base->id, type, data, errp);
     }
     argspec_clear(table_list, decoded);
@@ -184,6 +188,8 @@ static const QmpObjectType iothread_type = {
 void qapi_object_types_init(void)
 {
     qmp_object_type_register(&iothread_type);
-    /* TLS credentials and authz live with the channels that use them. */
+    /* TLS credentials, secrets and authz live with the channels that use them. */
+    berth_secret_object_type_init();
+    berth_authz_object_types_init();
     berth_tls_object_types_init();
 }

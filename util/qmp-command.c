@@ -72,7 +72,7 @@ static BerthNamedTable objects = BERTH_NAMED_TABLE_INIT;
 
 void qmp_object_type_register(const QmpObjectType *type)
 {
-    g_return_if_fail(type && type->name && type->create);
+    g_return_if_fail(type && type->name && (type->create || type->create_ex));
 
     if (!object_types) {
         object_types = g_hash_table_new(g_str_hash, g_str_equal);

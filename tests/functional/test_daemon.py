@@ -66,8 +66,8 @@ class CommandLine(bh.DaemonTestCase):
         rc, types_out, err = self.run_once("--object", "help")
         self.assertEqual(rc, 0, err)
         types = set(types_out.split()[4:])     # after "Object types for --object:"
-        self.assertEqual(types, {"iothread", "tls-creds-x509", "tls-creds-psk",
-                                 "authz-simple"})
+        self.assertEqual(types, {"iothread", "tls-creds-x509", "tls-creds-psk", "secret",
+                                 "authz-simple", "authz-list", "authz-listfile"})
         documented = set(re.findall(r"^  --object ([a-z][a-z0-9-]*),", out, re.M))
         self.assertEqual(documented, types)
         # the drivers: the table lists exactly those --blockdev accepts

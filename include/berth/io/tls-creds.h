@@ -1,17 +1,19 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * TLS credentials and authorization objects: what `--object
- * tls-creds-x509`, `tls-creds-psk` and `authz-simple` (or QMP object-add)
- * create. Credentials load their files once, at creation, from a directory
- * laid out as QEMU expects (ca-cert.pem, server-cert.pem, server-key.pem,
- * optional ca-crl.pem and dh-params.pem; client-cert.pem and client-key.pem
- * for a client; keys.psk in psktool's `username:hexkey` format), so a bad
- * file is reported to whoever added the object, not to the first peer.
+ * TLS credentials objects: what `--object tls-creds-x509` and
+ * `tls-creds-psk` (or QMP object-add) create. Credentials load their files
+ * once, at creation, from a directory laid out as QEMU expects (ca-cert.pem,
+ * server-cert.pem, server-key.pem, optional ca-crl.pem and dh-params.pem;
+ * client-cert.pem and client-key.pem for a client; keys.psk in psktool's
+ * `username:hexkey` format), so a bad file is reported to whoever added the
+ * object, not to the first peer. An
+ * x509 private key may be encrypted (PKCS#8): `passwordid=ID` names the
+ * secret object (berth/io/secret.h) that holds its password. The
+ * authorization objects that `tls-authz=` names are in berth/io/authz.h.
  *
  * Ownership: BerthTlsCreds is reference counted; the object table holds one
  * reference and every TLS channel made from the credentials holds another,
  * so deleting the object never pulls credentials from under a live session.
- * An "authz-simple" object's data is a BerthAuthz owned by the object table.
  *
  * Threads: created and destroyed on the control plane; a reference may be
  * used from any thread (gnutls credentials are read-only once loaded).
@@ -21,6 +23,8 @@
 
 #include <glib.h>
 #include <stdbool.h>
+
+#include "berth/io/authz.h"
 
 G_BEGIN_DECLS
 
@@ -35,12 +39,10 @@ typedef enum {
 } BerthTlsCredsKind;
 
 typedef struct BerthTlsCreds BerthTlsCreds;
-typedef struct BerthAuthz BerthAuthz;
 
 /* Object type names, as QEMU spells them. */
 #define BERTH_TYPE_TLS_CREDS_X509 "tls-creds-x509"
 #define BERTH_TYPE_TLS_CREDS_PSK "tls-creds-psk"
-#define BERTH_TYPE_AUTHZ_SIMPLE "authz-simple"
 
 /*
  * Load x509 credentials from `dir`. verify_peer: a server requires and
@@ -66,11 +68,8 @@ BerthTlsCredsKind berth_tls_creds_get_kind(BerthTlsCreds *creds);
  */
 BerthTlsCreds *berth_tls_creds_find(const char *id, GError **errp);
 
-/* An authz-simple object: exactly one identity is allowed. */
-BerthAuthz *berth_authz_find(const char *id, GError **errp);
-bool berth_authz_is_allowed(BerthAuthz *authz, const char *identity);
-
-/* Register the three object types with the object table (idempotent). */
+/* Register the two credential types with the object table, and the secret
+ * and authz types that they work with (idempotent). */
 void berth_tls_object_types_init(void);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BerthTlsCreds, berth_tls_creds_unref)

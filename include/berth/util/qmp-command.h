@@ -114,8 +114,9 @@ typedef struct QmpObject QmpObject;
 
 /*
  * An object type that object-add can create. `args` describes the members
- * besides qom-type and id. create() receives the decoded struct and returns
- * the object's private data (or NULL + errp); destroy() frees it.
+ * besides qom-type and id. create() (or create_ex()) receives the decoded
+ * struct and returns the object's private data (or NULL + errp); destroy()
+ * frees it.
  */
 typedef struct QmpObjectType {
     const char *name;             /* qom-type, e.g. "iothread" */
@@ -123,6 +124,13 @@ typedef struct QmpObjectType {
     size_t args_size;
     gpointer (*create)(const char *id, void *args, GError **errp);
     void (*destroy)(gpointer data);
+    /*
+     * Optional, called instead of create(): also told whether the members
+     * came from the command line (keyval), for a type whose messages name
+     * list elements, which QEMU spells 'rules[0]' in QMP and 'rules.0' on
+     * the command line.
+     */
+    gpointer (*create_ex)(const char *id, void *args, bool keyval, GError **errp);
 } QmpObjectType;
 
 /*
