@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build_pkgs="meson ninja-build pkg-config gcc libglib2.0-dev libgnutls28-dev libjson-c-dev liburing-dev"
-test_pkgs="python3 python3-docutils python3-libnbd libnbd-bin qemu-utils qemu-system-common nbdkit nbd-server fio gnutls-bin"
+test_pkgs="python3 python3-docutils systemd python3-libnbd libnbd-bin qemu-utils qemu-system-common nbdkit nbd-server fio gnutls-bin"
 
 case "${1:-all}" in
     build) pkgs="$build_pkgs" ;;

@@ -13,6 +13,7 @@
  * far as transmission end the process with status 0.
  */
 #include "berth-nbd.h"
+#include "io/socket-activation.h"
 #include "berthd-os.h"
 #include "berth/block/block.h"
 #include "berth/block/block-backend.h"
@@ -96,7 +97,11 @@ static bool start_server(const BerthNbdOptions *o, GError **errp)
     g_autoptr(json_object) args = json_object_new_object();
     json_object *addr = json_object_new_object();
 
-    if (o->sockpath) {
+    if (o->activated) {
+        g_autofree char *fd = g_strdup_printf("%d", BERTH_LISTEN_FDS_START);
+        json_object_object_add(addr, "type", json_object_new_string("fd"));
+        json_object_object_add(addr, "str", json_object_new_string(fd));
+    } else if (o->sockpath) {
         json_object_object_add(addr, "type", json_object_new_string("unix"));
         json_object_object_add(addr, "path", json_object_new_string(o->sockpath));
     } else {
@@ -261,6 +266,37 @@ static int serve(const BerthNbdOptions *o)
     return exit_status;
 }
 
+/*
+ * Under socket activation (systemd-socket-activate, a .socket unit) serve
+ * on the passed socket; like qemu-nbd, refuse the options that would name
+ * another one.
+ */
+static bool take_activation(BerthNbdOptions *o)
+{
+    g_autoptr(GError) err = NULL;
+    int n = berth_socket_activation_take(&err);
+    if (n < 0) {
+        berth_nbd_error("%s", err->message);
+        return false;
+    }
+    if (n == 0) {
+        return true;
+    }
+    const char *refusal = o->sockpath ? "Unix socket can't be set when using socket activation"
+                        : o->port ? "TCP port number can't be set when using socket activation"
+                        : o->bind ? "The interface can't be set when using socket activation"
+                        : o->device ? "NBD device can't be set when using socket activation"
+                        : n > 1 ? "Socket activation passed more than one socket; "
+                                  "berth-nbd serves exactly one"
+                        : NULL;
+    if (refusal) {
+        berth_nbd_error("%s", refusal);
+        return false;
+    }
+    o->activated = true;
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     g_autoptr(GPtrArray) objects = g_ptr_array_new();
@@ -273,6 +309,9 @@ int main(int argc, char **argv)
     }
     if (o.disconnect) {
         return berth_nbd_kernel_disconnect(o.filename);
+    }
+    if (!o.list && !take_activation(&o)) {
+        return 1;
     }
     if (o.list) {
         signal(SIGPIPE, SIG_IGN);

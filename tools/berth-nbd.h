@@ -26,6 +26,7 @@ typedef struct BerthNbdOptions {
     const char *sockpath;       /* -k */
     const char *bind;           /* -b; NULL: 0.0.0.0 */
     const char *port;           /* -p; NULL: 10809 */
+    bool activated;             /* serve on the socket a service manager passed (fd 3) */
     /* the export */
     const char *filename;       /* the one argument (the device for -d) */
     const char *export_name;    /* -x; NULL: "" */

@@ -8,6 +8,7 @@
  * option is one line on stderr and exit status 1 before anything is
  * served; SIGINT, SIGTERM and the quit command shut down in order.
  */
+#include "io/socket-activation.h"
 #include "berth-config.h"
 #include "berthd-os.h"
 #include "berth/block/block.h"
@@ -149,6 +150,30 @@ static bool run_keyval_command(const QmpCommandDef *cmd, const char *arg,
     return qapi_run_command(cmd, opts, true, NULL, errp);
 }
 
+/* Sockets a service manager passed (LISTEN_FDS), taken at start-up. */
+static int activated_fds;
+
+/*
+ * --nbd-server: nbd-server-start. Under socket activation an option
+ * without addr serves on the passed socket (as addr.type=fd,addr.str=3).
+ */
+static bool start_nbd_server(const char *arg, GError **errp)
+{
+    g_autoptr(json_object) opts = keyval_parse(arg, NULL, errp);
+
+    if (!opts) {
+        return false;
+    }
+    if (activated_fds > 0 && !json_object_object_get_ex(opts, "addr", NULL)) {
+        json_object *addr = json_object_new_object();
+        json_object_object_add(addr, "type", json_object_new_string("fd"));
+        json_object_object_add(addr, "str",
+                               json_object_new_string(G_STRINGIFY(BERTH_LISTEN_FDS_START)));
+        json_object_object_add(opts, "addr", addr);
+    }
+    return qapi_run_command(&nbd_qmp_server_options, opts, true, NULL, errp);
+}
+
 static void print_object_type(const QmpObjectType *type, gpointer opaque)
 {
     printf("  %s\n", type->name);
@@ -207,7 +232,7 @@ static bool apply_option(const Option *o, bool *helped, GError **errp)
         return opts && monitor_add(opts, true, errp);
     }
     case OPT_NBD_SERVER:
-        return run_keyval_command(&nbd_qmp_server_options, o->arg, NULL, errp);
+        return start_nbd_server(o->arg, errp);
     case OPT_EXPORT:
         return run_keyval_command(qapi_find_command("block-export-add"), o->arg, "type",
                                   errp);
@@ -227,6 +252,8 @@ static GPtrArray *default_options(void)
         /* --- NBD: the default export on 127.0.0.1:10809 --- */
         { OPT_NBD_SERVER, "nbd-server",
           "addr.type=inet,addr.host=127.0.0.1,addr.port=10809" },
+        /* Under socket activation: the passed socket instead. */
+        { OPT_NBD_SERVER, "nbd-server", "" },
         { OPT_EXPORT, "export", "type=nbd,id=disk,node-name=disk,name=disk,writable=on" },
         { OPT_EXPORT, "export", "type=nbd,id=default,node-name=disk,name=,writable=on" },
         /* --- end of NBD part --- */
@@ -236,11 +263,17 @@ static GPtrArray *default_options(void)
     GPtrArray *list = g_ptr_array_new();
 
     for (size_t i = 0; i < G_N_ELEMENTS(defaults); i++) {
+        bool activation_only = defaults[i].opt == OPT_NBD_SERVER && !defaults[i].arg[0];
+        if (defaults[i].opt == OPT_NBD_SERVER && activation_only != (activated_fds > 0)) {
+            continue;
+        }
         g_ptr_array_add(list, (gpointer) &defaults[i]);
     }
     fprintf(stderr, "berthd: no options given, serving the default: a 1 GiB memory disk "
-                    "exported writable as 'disk' and as the default export on "
-                    "nbd://127.0.0.1:10809, QMP on ./berth-qmp.sock\n");
+                    "exported writable as 'disk' and as the default export on %s, "
+                    "QMP on ./berth-qmp.sock\n",
+            activated_fds > 0 ? "the socket passed by socket activation"
+                              : "nbd://127.0.0.1:10809");
     return list;
 }
 
@@ -323,6 +356,15 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* Before daemonizing changes our pid, which LISTEN_PID names. */
+    {
+        g_autoptr(GError) err = NULL;
+        activated_fds = berth_socket_activation_take(&err);
+        if (activated_fds < 0) {
+            fprintf(stderr, "berthd: %s\n", err->message);
+            return 1;
+        }
+    }
     /* Before any thread or socket exists. */
     if (daemonize) {
         berthd_daemonize();
