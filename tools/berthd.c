@@ -8,6 +8,7 @@
  * option is one line on stderr and exit status 1 before anything is
  * served; SIGINT, SIGTERM and the quit command shut down in order.
  */
+#include "monitor/json-reader.h"
 #include "io/socket-activation.h"
 #include "berth-config.h"
 #include "berthd-os.h"
@@ -138,18 +139,6 @@ static void version(void)
            "Follows the command line and QMP of qemu-storage-daemon 7.2\n");
 }
 
-/* Parse an option's key=value string and run a registered command on it. */
-static bool run_keyval_command(const QmpCommandDef *cmd, const char *arg,
-                               const char *implied_key, GError **errp)
-{
-    g_autoptr(json_object) opts = keyval_parse(arg, implied_key, errp);
-
-    if (!opts) {
-        return false;
-    }
-    return qapi_run_command(cmd, opts, true, NULL, errp);
-}
-
 /* Sockets a service manager passed (LISTEN_FDS), taken at start-up. */
 static int activated_fds;
 
@@ -157,13 +146,8 @@ static int activated_fds;
  * --nbd-server: nbd-server-start. Under socket activation an option
  * without addr serves on the passed socket (as addr.type=fd,addr.str=3).
  */
-static bool start_nbd_server(const char *arg, GError **errp)
+static bool start_nbd_server(json_object *opts, bool keyval, GError **errp)
 {
-    g_autoptr(json_object) opts = keyval_parse(arg, NULL, errp);
-
-    if (!opts) {
-        return false;
-    }
     if (activated_fds > 0 && !json_object_object_get_ex(opts, "addr", NULL)) {
         json_object *addr = json_object_new_object();
         json_object_object_add(addr, "type", json_object_new_string("fd"));
@@ -171,7 +155,7 @@ static bool start_nbd_server(const char *arg, GError **errp)
                                json_object_new_string(G_STRINGIFY(BERTH_LISTEN_FDS_START)));
         json_object_object_add(opts, "addr", addr);
     }
-    return qapi_run_command(&nbd_qmp_server_options, opts, true, NULL, errp);
+    return qapi_run_command(&nbd_qmp_server_options, opts, keyval, NULL, errp);
 }
 
 static void print_object_type(const QmpObjectType *type, gpointer opaque)
@@ -207,38 +191,91 @@ static bool apply_object(const char *arg, bool *helped, GError **errp)
     return true;
 }
 
-/* The implied keys are qemu-storage-daemon's; --nbd-server has none. */
+/*
+ * An option's value in qemu-storage-daemon's JSON form (it starts with
+ * '{'): exactly one JSON object, with QEMU's parse-error texts.
+ */
+static json_object *parse_json_option(const char *arg, GError **errp)
+{
+    g_autoptr(JsonReader) reader = json_reader_new(0, 0, 0);
+    json_object *value = NULL;
+    size_t len = strlen(arg), used = 0;
+
+    switch (json_reader_feed(reader, arg, len, &used, &value, errp)) {
+    case JSON_READER_ERROR:
+        return NULL;
+    case JSON_READER_NEED_MORE:
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                            "JSON parse error, premature EOI");
+        return NULL;
+    case JSON_READER_VALUE:
+        break;
+    }
+    if (strspn(arg + used, " \t\r\n") != len - used) {
+        json_object_put(value);
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                            "Expecting at most one JSON value");
+        return NULL;
+    }
+    return value;
+}
+
+/* Run an option once parsed: keyval tells the commands whether scalars
+ * are key=value strings or real JSON types. */
+static bool apply_parsed(int opt, json_object *opts, bool keyval, GError **errp)
+{
+    switch (opt) {
+    case OPT_BLOCKDEV:
+        return qapi_run_command(qapi_find_command("blockdev-add"), opts, keyval, NULL, errp);
+    case OPT_OBJECT:
+        return qapi_run_command(qapi_find_command("object-add"), opts, keyval, NULL, errp);
+    case OPT_MONITOR:
+        return monitor_add(opts, keyval, errp);
+    case OPT_NBD_SERVER:
+        return start_nbd_server(opts, keyval, errp);
+    case OPT_EXPORT:
+        return qapi_run_command(qapi_find_command("block-export-add"), opts, keyval, NULL,
+                                errp);
+    default:
+        g_assert_not_reached();
+    }
+}
+
+/*
+ * The implied keys are qemu-storage-daemon's; --nbd-server has none. As in
+ * qemu-storage-daemon, a value starting with '{' is JSON, except for
+ * --chardev, which is always key=value.
+ */
 static bool apply_option(const Option *o, bool *helped, GError **errp)
 {
-    /*
-     * qemu-storage-daemon also takes these options as JSON objects; berthd
-     * does not yet, and read as key=value the text would fail with a
-     * baffling message about its first fragment.
-     */
-    if (o->opt != OPT_CHARDEV && o->arg && o->arg[0] == '{') {
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                    "JSON syntax is not supported for --%s; write key=value,...", o->name);
-        return false;
-    }
+    const char *implied = NULL;
+
     switch (o->opt) {
-    case OPT_BLOCKDEV:
-        return run_keyval_command(qapi_find_command("blockdev-add"), o->arg, "driver", errp);
-    case OPT_OBJECT:
-        return apply_object(o->arg, helped, errp);
     case OPT_CHARDEV:
         return monitor_chardev_add_str(o->arg, errp);
-    case OPT_MONITOR: {
-        g_autoptr(json_object) opts = keyval_parse(o->arg, "chardev", errp);
-        return opts && monitor_add(opts, true, errp);
-    }
-    case OPT_NBD_SERVER:
-        return start_nbd_server(o->arg, errp);
+    case OPT_BLOCKDEV:
+        implied = "driver";
+        break;
+    case OPT_OBJECT:
+        if (o->arg[0] != '{') {
+            return apply_object(o->arg, helped, errp);
+        }
+        break;
+    case OPT_MONITOR:
+        implied = "chardev";
+        break;
     case OPT_EXPORT:
-        return run_keyval_command(qapi_find_command("block-export-add"), o->arg, "type",
-                                  errp);
+        implied = "type";
+        break;
+    case OPT_NBD_SERVER:
+        break;
     default:
         return true; /* handled before start-up */
     }
+    bool json = o->arg[0] == '{';
+    g_autoptr(json_object) opts = json ? parse_json_option(o->arg, errp)
+                                       : keyval_parse(o->arg, implied, errp);
+    return opts && apply_parsed(o->opt, opts, !json, errp);
 }
 
 /*

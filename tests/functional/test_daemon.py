@@ -416,15 +416,6 @@ class ImpliedKeys(bh.DaemonTestCase):
                     if os.path.exists(leftover):
                         os.unlink(leftover)
 
-    @bh.berth_only
-    def test_json_syntax_refused(self):
-        """qemu-storage-daemon also reads these options as JSON objects;
-        berthd says plainly that it does not."""
-        for opt in ("--blockdev", "--export", "--monitor", "--nbd-server", "--object"):
-            with self.subTest(opt):
-                self.assert_one_line_error([opt, '{"driver": "null-co"}'],
-                                           [opt, "JSON", "key=value"])
-
     def test_object_help(self):
         for arg in ("help", "?"):
             with self.subTest(arg):
