@@ -7,6 +7,7 @@
  * them. Options berth-nbd does not have (snapshots, bitmaps, tracing,
  * image-opts) are named as unsupported rather than silently ignored.
  */
+#include "berth-log.h"
 #include "berth-config.h"
 #include "berth-nbd.h"
 
@@ -115,7 +116,11 @@ static void usage(void)
 "                            (endpoint=client with -L)\n"
 "      --tls-authz=ID        admit only identities that authz object ID allows\n"
 "      --tls-hostname=NAME   with -L: the name the server certificate must show\n"
-"  -v, --verbose             with -c: stay in the foreground and say so\n"
+"  -v, --verbose             log clients connecting and leaving; with -c: stay in\n"
+"                            the foreground and say so\n"
+"  -T, --trace [enable=]PATTERN[,file=FILE]\n"
+"                            info and debug lines of the log domains matching\n"
+"                            PATTERN (berth-nbd-server, or nbd-*, block, ...)\n"
 "\n"
 "Other modes:\n"
 "  -L, --list                list the exports of the server at -k or -b/-p\n"
@@ -188,7 +193,6 @@ static const char *unsupported_option(int c)
     case 'l': return "-l/--load-snapshot";
     case 'A': return "-A/--allocation-depth";
     case 'B': return "-B/--bitmap";
-    case 'T': return "-T/--trace";
     case OPT_IMAGE_OPTS: return "--image-opts";
     case OPT_SELINUX_LABEL: return "--selinux-label";
     default: return NULL;
@@ -210,7 +214,18 @@ static bool take_option(int c, const char *arg, BerthNbdOptions *o)
     case 'c': o->device = arg; break;
     case 'd': o->disconnect = true; break;
     case 't': o->persistent = true; break;
-    case 'v': o->verbose = true; break;
+    case 'v':
+        o->verbose = true;
+        berth_log_set_verbosity(1);
+        break;
+    case 'T': {
+        g_autoptr(GError) err = NULL;
+        if (!berth_log_add_trace(arg, &err)) {
+            berth_nbd_error("--trace %s: %s", arg, err->message);
+            return false;
+        }
+        break;
+    }
     case 'f': o->format = arg; break;
     case OPT_FORK: o->fork = true; break;
     case OPT_PID_FILE: o->pid_file = arg; break;

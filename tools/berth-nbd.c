@@ -12,6 +12,7 @@
  * and, without --persistent, the departure of the last client that got as
  * far as transmission end the process with status 0.
  */
+#include "berth-log.h"
 #include "berth-nbd.h"
 #include "io/socket-activation.h"
 #include "berthd-os.h"
@@ -303,6 +304,7 @@ int main(int argc, char **argv)
     BerthNbdOptions o = { .shared = 1, .objects = objects };
 
     g_set_prgname(BERTH_NBD_PROG);
+    berth_log_init(BERTH_NBD_PROG);
     int rc = berth_nbd_parse_options(argc, argv, &o);
     if (rc >= 0) {
         return rc;

@@ -8,6 +8,7 @@
  * option is one line on stderr and exit status 1 before anything is
  * served; SIGINT, SIGTERM and the quit command shut down in order.
  */
+#include "berth-log.h"
 #include "monitor/json-reader.h"
 #include "io/socket-activation.h"
 #include "berth-config.h"
@@ -48,6 +49,8 @@ static const struct option long_options[] = {
     { "nbd-server", required_argument, NULL, OPT_NBD_SERVER },
     { "object", required_argument, NULL, OPT_OBJECT },
     { "pidfile", required_argument, NULL, OPT_PIDFILE },
+    { "trace", required_argument, NULL, 'T' },
+    { "verbose", no_argument, NULL, 'v' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
 };
@@ -70,6 +73,10 @@ static void usage(void)
 "\n"
 "  -h, --help             show this help and exit\n"
 "  -V, --version          show the version and exit\n"
+"  -v, --verbose          log clients connecting and leaving; twice: debug too\n"
+"  -T, --trace [enable=]PATTERN[,file=FILE]\n"
+"                         info and debug lines of the log domains matching\n"
+"                         PATTERN (berth-nbd-server, or nbd-*, block, ...)\n"
 "\n"
 "  --blockdev [driver=]DRIVER,node-name=NAME[,read-only=on|off]\n"
 "             [,auto-read-only=on|off][,force-share=on|off]\n"
@@ -350,8 +357,21 @@ int main(int argc, char **argv)
     int c, index;
 
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":hV", long_options, &index)) != -1) {
+    int verbosity = 0;
+    berth_log_init("berthd");
+    while ((c = getopt_long(argc, argv, ":hVvT:", long_options, &index)) != -1) {
         switch (c) {
+        case 'v':
+            berth_log_set_verbosity(++verbosity);
+            break;
+        case 'T': {
+            g_autoptr(GError) err = NULL;
+            if (!berth_log_add_trace(optarg, &err)) {
+                fprintf(stderr, "berthd: --trace %s: %s\n", optarg, err->message);
+                return 1;
+            }
+            break;
+        }
         case 'h':
             usage();
             return 0;

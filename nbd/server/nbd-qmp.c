@@ -701,6 +701,13 @@ static void describe_client(NBDClient *client, gpointer opaque)
     json_object_object_add(o, "connected-since",
                            json_object_new_int64(info.connected_since / G_USEC_PER_SEC));
     json_object_object_add(o, "in-flight", json_object_new_int64(info.in_flight));
+    if (info.tls_identity) {
+        json_object_object_add(o, "tls-identity", json_object_new_string(info.tls_identity));
+    }
+    if (info.has_peer_cred) {
+        json_object_object_add(o, "peer-pid", json_object_new_int64(info.peer_pid));
+        json_object_object_add(o, "peer-uid", json_object_new_int64(info.peer_uid));
+    }
     json_object_object_add(o, "stats", stats_to_json(&info.stats));
     json_object_array_add(opaque, o);
 }

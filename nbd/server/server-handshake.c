@@ -95,9 +95,13 @@ static void enter_transmission(NBDClient *client, NBDExport *exp)
     }
     client->negotiated = true;
     client->phase = NBD_CLIENT_TRANSMISSION;
-    g_debug("NBD client %s: serving export '%s' (%s replies)", berth_channel_peer(client->ch),
-            exp->name ? exp->name : "", client->extended ? "extended" :
-            client->structured ? "structured" : "simple");
+    const char *identity = client->tls_active ? berth_tls_peer_identity(client->ch) : NULL;
+    g_info("NBD client %s connected to export '%s' (%s replies%s%s%s)",
+           berth_channel_peer(client->ch), exp->name ? exp->name : "",
+           client->extended ? "extended" : client->structured ? "structured" : "simple",
+           client->tls_active ? ", TLS identity '" : "",
+           client->tls_active ? (identity ? identity : "(none)") : "",
+           client->tls_active ? "'" : "");
     nbd_transmission_start(client);
 }
 

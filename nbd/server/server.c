@@ -5,6 +5,7 @@
  * nbd_client_new/close, which tie a connection to its channel, its export
  * and its close callback (run exactly once, whoever ends the connection).
  */
+#include "io/tls.h"
 #include "server-int.h"
 
 #include "berth/io/tls-creds.h"
@@ -197,6 +198,10 @@ static void nbd_client_closed(NBDClient *client)
         return;
     }
     client->close_cb_done = true;
+    if (client->negotiated) {
+        g_info("NBD client %s disconnected from export '%s'", berth_channel_peer(client->ch),
+               client->exp && client->exp->name ? client->exp->name : "");
+    }
     if (client->close_cb) {
         client->close_cb(client, client->negotiated);
     }
@@ -272,4 +277,11 @@ void nbd_client_get_info(NBDClient *client, NBDClientInfo *info)
     info->connected_since = client->connected_since;
     info->in_flight = client->in_flight;
     info->stats = client->stats;
+    info->tls_identity = client->tls_active ? berth_tls_peer_identity(client->ch) : NULL;
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    info->has_peer_cred = berth_channel_peer_cred(client->ch, &pid, &uid, &gid, NULL);
+    info->peer_pid = info->has_peer_cred ? pid : 0;
+    info->peer_uid = info->has_peer_cred ? uid : 0;
 }

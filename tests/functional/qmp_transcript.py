@@ -161,6 +161,8 @@ class Transcript:
         text = re.sub(r'"actual-size": \d+', '"actual-size": SIZE', text)
         text = re.sub(r'127\.0\.0\.1:\d+', '127.0.0.1:PORT', text)
         text = re.sub(r'"port": "?\d+"?', '"port": PORT', text)
+        text = re.sub(r'"peer-pid": \d+, "peer-uid": \d+', '"peer-pid": PID, "peer-uid": UID',
+                      text)
         for rx, repl in self.filters:
             text = rx.sub(repl, text)
         return text

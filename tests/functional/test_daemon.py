@@ -86,8 +86,8 @@ class CommandLine(bh.DaemonTestCase):
         named = set(re.findall(r"^  (?:-[a-zA-Z], )?(--[a-z][a-z-]*)", out, re.M))
         self.assertEqual(named, {"--help", "--version", "--blockdev", "--chardev",
                                  "--monitor", "--nbd-server", "--export", "--object",
-                                 "--pidfile", "--daemonize"})
-        for opt in named - {"--help", "--version", "--daemonize"}:
+                                 "--pidfile", "--daemonize", "--trace", "--verbose"})
+        for opt in named - {"--help", "--version", "--daemonize", "--verbose"}:
             rc, _, err = self.run_once(opt)
             with self.subTest(opt):
                 self.assertEqual(rc, 1)

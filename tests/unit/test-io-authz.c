@@ -353,7 +353,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     logged = g_string_new(NULL);
-    g_log_set_handler("berth", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE, record_log, NULL);
+    g_log_set_handler("berth-io", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE, record_log, NULL);
     g_log_set_always_fatal(G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
 #define ADD(path, fn) \
     g_test_add("/io/authz/" path, Fixture, NULL, fixture_setup, fn, fixture_teardown)

@@ -171,6 +171,9 @@ typedef struct NBDClientInfo {
     gint64 connected_since;    /* g_get_real_time() at accept */
     guint in_flight;
     NBDStats stats;
+    const char *tls_identity;  /* the peer's x509 DN or PSK user; NULL without TLS */
+    bool has_peer_cred;        /* a unix socket: the peer process, as the kernel saw it */
+    int64_t peer_pid, peer_uid;
 } NBDClientInfo;
 
 void nbd_client_get_info(NBDClient *client, NBDClientInfo *info);
