@@ -682,6 +682,8 @@ static bool qmp_query_block_exports(void *opaque, json_object **ret, GError **er
         json_object_object_add(info, "name", json_object_new_string(
                                    nbd_export_get_name(rec->exp) ? nbd_export_get_name(rec->exp)
                                                                  : ""));
+        json_object_object_add(info, "writethrough",
+                               json_object_new_boolean(nbd_export_is_writethrough(rec->exp)));
         json_object_object_add(info, "clients",
                                json_object_new_int(nbd_export_client_count(rec->exp)));
         json_object_object_add(info, "stats", stats_to_json(&st));

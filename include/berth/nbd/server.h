@@ -105,6 +105,7 @@ const char *nbd_export_get_id(NBDExport *exp);
 const char *nbd_export_get_description(NBDExport *exp);
 BlockDriverState *nbd_export_get_blockdev(NBDExport *exp);
 bool nbd_export_is_read_only(NBDExport *exp);
+bool nbd_export_is_writethrough(NBDExport *exp);
 guint nbd_export_client_count(NBDExport *exp);
 void nbd_export_get_stats(NBDExport *exp, NBDStats *stats);
 
