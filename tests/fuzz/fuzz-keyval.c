@@ -2,7 +2,7 @@
  * libFuzzer target: the command line's option syntax. The input (after its
  * first byte, which picks the implied key: none as for --nbd-server,
  * "driver" as --blockdev, "qom-type" as --object, "type" as --export,
- * "chardev" as --monitor) is one option string for keyval_parse_with_help().
+ * "chardev" as --monitor, "backend" as --chardev) is one option string for keyval_parse_with_help().
  * What it yields is then decoded, keyval=true, against the argument tables
  * of every QMP command that has them (what berthd does with an option, for
  * every table at once), and, where that stays inside the process, run: a
@@ -20,7 +20,8 @@
 #include "berth/util/qmp-command.h"
 #include "util/keyval.h"
 
-static const char *const implied_keys[] = { NULL, "driver", "qom-type", "type", "chardev" };
+static const char *const implied_keys[] = { NULL, "driver", "qom-type", "type", "chardev",
+                                             "backend" };
 
 static void decode_with(const QmpCommandDef *cmd, gpointer opaque)
 {
