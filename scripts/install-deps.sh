@@ -5,11 +5,13 @@
 set -euo pipefail
 
 build_pkgs="meson ninja-build pkg-config gcc libglib2.0-dev libgnutls28-dev libjson-c-dev liburing-dev"
+# The fuzz targets (.ci/run, docs/security.rst): clang and libFuzzer.
+fuzz_pkgs="clang libclang-rt-14-dev"
 test_pkgs="python3 python3-docutils systemd python3-libnbd libnbd-bin qemu-utils qemu-system-common nbdkit nbd-server fio gnutls-bin"
 
 case "${1:-all}" in
     build) pkgs="$build_pkgs" ;;
-    *) pkgs="$build_pkgs $test_pkgs" ;;
+    *) pkgs="$build_pkgs $test_pkgs $fuzz_pkgs" ;;
 esac
 
 missing=""

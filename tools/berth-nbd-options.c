@@ -29,6 +29,7 @@ enum {
     OPT_DETECT_ZEROES,
     OPT_FORK,
     OPT_PID_FILE,
+    OPT_HANDSHAKE_LIMIT,
     /* qemu-nbd options berth-nbd does not have */
     OPT_IMAGE_OPTS,
     OPT_SELINUX_LABEL,
@@ -70,6 +71,7 @@ static const struct option long_options[] = {
     { "trace", required_argument, NULL, 'T' },
     { "fork", no_argument, NULL, OPT_FORK },
     { "pid-file", required_argument, NULL, OPT_PID_FILE },
+    { "handshake-limit", required_argument, NULL, OPT_HANDSHAKE_LIMIT },
     { "selinux-label", required_argument, NULL, OPT_SELINUX_LABEL },
     { NULL, 0, NULL, 0 },
 };
@@ -107,6 +109,9 @@ static void usage(void)
 "  -e, --shared=NUM          serve up to NUM clients at once (default 1,\n"
 "                            0 for no limit)\n"
 "  -t, --persistent          keep running after the last client leaves\n"
+"      --handshake-limit=N   drop a client that has not finished its\n"
+"                            handshake after N seconds (default 10,\n"
+"                            0 for no limit)\n"
 "      --fork                run in the background once listening\n"
 "      --pid-file=PATH       write the server's process id to PATH\n"
 "      --object TYPE,id=ID,...\n"
@@ -246,6 +251,15 @@ static bool take_option(int c, const char *arg, BerthNbdOptions *o)
             return false;
         }
         o->shared = (int) n;
+        break;
+    }
+    case OPT_HANDSHAKE_LIMIT: {
+        uint64_t n;
+        if (!parse_u64(arg, &n) || n > G_MAXINT) {
+            berth_nbd_error("Invalid handshake limit '%s'", arg);
+            return false;
+        }
+        o->handshake_limit = (int) n;
         break;
     }
     case 'x':

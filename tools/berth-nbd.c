@@ -120,6 +120,10 @@ static bool start_server(const BerthNbdOptions *o, GError **errp)
         json_object_object_add(args, "tls-authz", json_object_new_string(o->tls_authz));
     }
     json_object_object_add(args, "max-connections", json_object_new_int64(o->shared));
+    if (o->handshake_limit >= 0) {
+        json_object_object_add(args, "handshake-max-seconds",
+                               json_object_new_int64(o->handshake_limit));
+    }
     return qapi_run_command(&nbd_qmp_server_options, args, false, NULL, errp);
 }
 
@@ -301,7 +305,7 @@ static bool take_activation(BerthNbdOptions *o)
 int main(int argc, char **argv)
 {
     g_autoptr(GPtrArray) objects = g_ptr_array_new();
-    BerthNbdOptions o = { .shared = 1, .objects = objects };
+    BerthNbdOptions o = { .shared = 1, .handshake_limit = -1, .objects = objects };
 
     g_set_prgname(BERTH_NBD_PROG);
     berth_log_init(BERTH_NBD_PROG);

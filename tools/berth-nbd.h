@@ -41,6 +41,7 @@ typedef struct BerthNbdOptions {
     const char *detect_zeroes;  /* off, on or unmap, or NULL */
     /* the process */
     int shared;                 /* -e: max clients at once, 0 unlimited */
+    int handshake_limit;        /* --handshake-limit: seconds, 0 none; -1 unset */
     bool persistent;            /* -t */
     bool fork;                  /* --fork */
     bool verbose;               /* -v */

@@ -401,6 +401,11 @@ bool nbd_export_is_read_only(NBDExport *exp)
     return (exp->tx_flags & NBD_FLAG_READ_ONLY) != 0;
 }
 
+bool nbd_export_is_writethrough(NBDExport *exp)
+{
+    return exp->writethrough;
+}
+
 guint nbd_export_client_count(NBDExport *exp)
 {
     return g_list_length(exp->clients);

@@ -247,8 +247,9 @@ typedef struct {
     char *fd;
     char *tls_creds, *tls_authz;
     bool has_tls_creds, has_tls_authz;
-    int64_t max_connections; /* QEMU's uint32, range-checked by hand for its text */
-    bool has_max_connections;
+    /* QEMU's uint32s, range-checked by hand for its text */
+    int64_t max_connections, handshake_max_seconds;
+    bool has_max_connections, has_handshake_max_seconds;
 } ServerArgs;
 
 #define ADDR_TYPE_MEMBER \
@@ -274,7 +275,9 @@ typedef struct {
     ARG_OPTIONAL("tls-creds", ARG_STR, ServerArgs, tls_creds, has_tls_creds), \
     ARG_OPTIONAL("tls-authz", ARG_STR, ServerArgs, tls_authz, has_tls_authz), \
     ARG_OPTIONAL("max-connections", ARG_INT, ServerArgs, max_connections, \
-                 has_max_connections)
+                 has_max_connections), \
+    ARG_OPTIONAL("handshake-max-seconds", ARG_INT, ServerArgs, handshake_max_seconds, \
+                 has_handshake_max_seconds)
 
 /*
  * Per address type, two layouts: nbd-server-start's legacy addr
@@ -315,13 +318,23 @@ static const ArgSpec *const *const flat_tables[] = {
  */
 #define NBD_DEFAULT_MAX_CONNECTIONS 100
 
+static bool check_uint32(const char *name, bool present, int64_t value, GError **errp)
+{
+    if (present && (value < 0 || value > UINT32_MAX)) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Parameter '%s' expects uint32_t",
+                    name);
+        return false;
+    }
+    return true;
+}
+
 static bool server_start(const ServerArgs *args, GError **errp)
 {
-    /* A decoding error in QEMU, so it comes before every other check. */
-    if (args->has_max_connections &&
-        (args->max_connections < 0 || args->max_connections > UINT32_MAX)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Parameter 'max-connections' expects uint32_t");
+    /* Decoding errors in QEMU, so they come before every other check. */
+    if (!check_uint32("handshake-max-seconds", args->has_handshake_max_seconds,
+                      args->handshake_max_seconds, errp) ||
+        !check_uint32("max-connections", args->has_max_connections, args->max_connections,
+                      errp)) {
         return false;
     }
     if (nbd_server_is_running()) {
@@ -370,6 +383,11 @@ static bool server_start(const ServerArgs *args, GError **errp)
         .tls_authz = args->has_tls_authz ? args->tls_authz : NULL,
         .max_connections = args->has_max_connections ? (guint) args->max_connections
                                                      : NBD_DEFAULT_MAX_CONNECTIONS,
+        /* QEMU's 0 is no limit; absent is the default (10 s). */
+        .handshake_max_seconds = !args->has_handshake_max_seconds ? 0
+                               : args->handshake_max_seconds == 0
+                                   ? NBD_HANDSHAKE_NO_LIMIT
+                                   : (guint) args->handshake_max_seconds,
     };
     return nbd_server_start(&cfg, errp);
 }
@@ -659,6 +677,8 @@ static bool qmp_query_block_exports(void *opaque, json_object **ret, GError **er
         json_object_object_add(info, "name", json_object_new_string(
                                    nbd_export_get_name(rec->exp) ? nbd_export_get_name(rec->exp)
                                                                  : ""));
+        json_object_object_add(info, "writethrough",
+                               json_object_new_boolean(nbd_export_is_writethrough(rec->exp)));
         json_object_object_add(info, "clients",
                                json_object_new_int(nbd_export_client_count(rec->exp)));
         json_object_object_add(info, "stats", stats_to_json(&st));

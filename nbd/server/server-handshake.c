@@ -34,8 +34,10 @@ bool nbd_handshake_start(NBDClient *client)
     uint8_t buf[NBD_GREETING_SIZE];
     size_t n = nbd_encode_greeting(buf, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
     client->hs = NBD_HS_START;
-    client->handshake_timer = g_timeout_add_seconds(NBD_HANDSHAKE_TIMEOUT_SEC,
-                                                    on_handshake_timeout, client);
+    if (client->handshake_max_seconds != NBD_HANDSHAKE_NO_LIMIT) {
+        client->handshake_timer = g_timeout_add_seconds(client->handshake_max_seconds,
+                                                        on_handshake_timeout, client);
+    }
     nbd_client_send_copy(client, buf, n);
     return client->phase != NBD_CLIENT_CLOSED;
 }

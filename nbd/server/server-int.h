@@ -28,8 +28,6 @@
  * options while this much output is queued, so its memory stays bounded
  * whatever it sends (one option's replies may go past it once). */
 #define NBD_HANDSHAKE_MAX_OUTPUT (64 * 1024)
-/* Handshakes must finish within this time. */
-#define NBD_HANDSHAKE_TIMEOUT_SEC 30
 
 struct NBDExport {
     gint refcount;
@@ -99,6 +97,7 @@ struct NBDClient {
     /* socket plumbing (client-io.c) */
     BerthChannelWatch *watch;   /* NULL once closed */
     guint handshake_timer;
+    guint handshake_max_seconds; /* NBD_HANDSHAKE_NO_LIMIT: no timer */
     uint8_t *inbuf;
     size_t in_start, in_end;
     NBDOutItem *out_head, *out_tail;

@@ -19,6 +19,7 @@ static struct {
     char *tls_creds;
     char *tls_authz;
     guint max_connections;
+    guint handshake_max_seconds;
     GList *clients;         /* NBDClient *, one reference each */
     guint n_clients;
 } server;
@@ -61,11 +62,15 @@ static void on_server_client_closed(NBDClient *client, bool negotiated)
     }
 }
 
+static NBDClient *client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
+                             const char *tls_authz, guint handshake_max_seconds,
+                             void (*close_cb)(NBDClient *client, bool negotiated));
+
 static void on_accept(int fd, gpointer opaque)
 {
     BerthChannel *ch = berth_channel_socket_new(fd);
-    NBDClient *client = nbd_client_new(NULL, ch, server.tls_creds, server.tls_authz,
-                                       on_server_client_closed);
+    NBDClient *client = client_new(NULL, ch, server.tls_creds, server.tls_authz,
+                                   server.handshake_max_seconds, on_server_client_closed);
     berth_channel_unref(ch);
     /* The client may already have failed and closed inside nbd_client_new. */
     if (client->phase != NBD_CLIENT_CLOSED) {
@@ -127,6 +132,8 @@ bool nbd_server_start(const NBDServerConfig *cfg, GError **errp)
     server.tls_creds = g_strdup(cfg->tls_creds);
     server.tls_authz = g_strdup(cfg->tls_authz);
     server.max_connections = cfg->max_connections;
+    server.handshake_max_seconds = cfg->handshake_max_seconds ? cfg->handshake_max_seconds
+                                                              : NBD_HANDSHAKE_DEFAULT_SECONDS;
     server.running = true;
     nbd_export_connection_limit_changed();
     return true;
@@ -150,6 +157,7 @@ void nbd_server_stop(void)
     g_clear_pointer(&server.tls_authz, g_free);
     server.running = false;
     server.max_connections = 0;
+    server.handshake_max_seconds = 0;
     nbd_export_connection_limit_changed();
 }
 
@@ -169,6 +177,11 @@ int nbd_server_get_port(void)
 guint nbd_server_get_max_connections(void)
 {
     return server.running ? server.max_connections : 0;
+}
+
+guint nbd_server_get_handshake_max_seconds(void)
+{
+    return server.running ? server.handshake_max_seconds : 0;
 }
 
 void nbd_server_foreach_client(void (*fn)(NBDClient *client, gpointer opaque), gpointer opaque)
@@ -207,9 +220,9 @@ static void nbd_client_closed(NBDClient *client)
     }
 }
 
-NBDClient *nbd_client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
-                          const char *tls_authz,
-                          void (*close_cb)(NBDClient *client, bool negotiated))
+static NBDClient *client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
+                             const char *tls_authz, guint handshake_max_seconds,
+                             void (*close_cb)(NBDClient *client, bool negotiated))
 {
     NBDClient *client = g_new0(NBDClient, 1);
     client->refcount = 1;
@@ -220,6 +233,7 @@ NBDClient *nbd_client_new(NBDExport *exp, BerthChannel *channel, const char *tls
     client->close_cb = close_cb;
     client->connected_since = g_get_real_time();
     client->phase = NBD_CLIENT_HANDSHAKE;
+    client->handshake_max_seconds = handshake_max_seconds;
     if (exp) {
         client->exp = nbd_export_get(exp);
         nbd_export_attach_client(exp, client);
@@ -227,6 +241,14 @@ NBDClient *nbd_client_new(NBDExport *exp, BerthChannel *channel, const char *tls
     nbd_client_io_start(client);
     nbd_handshake_start(client);
     return client;
+}
+
+NBDClient *nbd_client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
+                          const char *tls_authz,
+                          void (*close_cb)(NBDClient *client, bool negotiated))
+{
+    return client_new(exp, channel, tls_creds, tls_authz, NBD_HANDSHAKE_DEFAULT_SECONDS,
+                      close_cb);
 }
 
 NBDClient *nbd_client_get(NBDClient *client)

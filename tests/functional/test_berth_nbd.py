@@ -268,6 +268,41 @@ class Lifetime(ToolTestCase):
                     c.disconnect()
                 self.assert_stops(d)
 
+    def test_handshake_limit(self):
+        """Both drop a client that stays silent after the greeting within
+        10 s or so; berth-nbd has qemu-nbd 10.0's --handshake-limit (7.2
+        has none), and the client that finished its handshake stays. The
+        servers run side by side, so the test waits about 10 s in all."""
+        cases = []
+        for tool, exe, args, limit in (("qemu-nbd", QEMU_NBD, [], 10),
+                                       ("berth-nbd", BERTH_NBD, [], 10),
+                                       ("berth-nbd", BERTH_NBD, ["--handshake-limit=1"], 1)):
+            name = "%s-%d" % (tool, limit)
+            sock = self.sock(name)
+            d = self.serve(exe, args + ["-t", "-e", "2", "-k", sock, self.image],
+                           sock=sock, name=name)
+            served = w.connect_when_served(sock)
+            self.addCleanup(served.close)
+            silent = w.RawClient(sock, timeout=30)
+            self.addCleanup(silent.close)
+            silent.read_greeting()
+            cases.append((name, d, served, silent, time.monotonic(), limit))
+        for name, d, served, silent, since, limit in sorted(cases, key=lambda c: c[-1]):
+            with self.subTest(name):
+                silent.wait_closed(timeout=limit + 8)
+                took = time.monotonic() - since
+                self.assertGreater(took, limit - 0.5)
+                self.assertLess(took, limit + 3)
+                err, data, _ = served.command(w.CMD_READ, 1, 0, 4096)
+                self.assertEqual((err, data), (0, self.image_data[:4096]))
+                served.disconnect()
+                self.assert_stops(d)
+        for bad in ("x", "-1", "99999999999"):
+            rc, out, err = run([BERTH_NBD, "--handshake-limit=" + bad, self.image], timeout=10)
+            self.assertEqual(rc, 1)
+            self.assertEqual(stderr_lines(err),
+                             ["berth-nbd: Invalid handshake limit '%s'" % bad])
+
     def test_multi_conn_follows_shared(self):
         """qemu-nbd 7.2 advertises multi-conn exactly when -e lets a second
         client in, read-only or not."""

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -299,6 +300,107 @@ class ConnectionLimits(bh.DaemonTestCase):
         finally:
             for c in clients:
                 c.close()
+
+
+class HandshakeLimit(bh.DaemonTestCase):
+    """A client must finish its handshake within handshake-max-seconds
+    (QEMU 10.0's name; 10 s by default, as in QEMU since the fix for
+    CVE-2024-7409; 0 for no limit), so that silent peers cannot hold the
+    server's connection slots; a client that got through is unaffected."""
+
+    def silent_peer(self, sock):
+        """Connected and greeted, then says nothing."""
+        c = w.RawClient(sock, timeout=30)
+        self.addCleanup(c.close)
+        c.read_greeting()
+        return c, time.monotonic()
+
+    def assert_dropped_after(self, peer, since, limit, slack=2.5):
+        peer.wait_closed(timeout=limit + slack + 5)
+        took = time.monotonic() - since
+        self.assertGreater(took, limit - 0.5, "dropped before the limit")
+        self.assertLess(took, limit + slack, "dropped long after the limit")
+
+    def test_default_is_10_seconds(self):
+        sock = self.path("nbd.sock")
+        self.start_daemon(bh.blockdev_null("n0", MiB) + bh.nbd_server_unix(sock)
+                          + bh.nbd_export("e0", "n0", "null"), wait_for=sock)
+        unlimited = None
+        if not bh.is_qsd():
+            # the same wait against a server without a limit
+            free = self.path("free.sock")
+            self.start_daemon(bh.blockdev_null("n0", MiB)
+                              + ["--nbd-server", "addr.type=unix,addr.path=%s,"
+                                 "handshake-max-seconds=0" % free]
+                              + bh.nbd_export("e0", "n0", "null"), wait_for=free, name="free")
+            unlimited, _ = self.silent_peer(free)
+        peer, since = self.silent_peer(sock)
+        self.assert_dropped_after(peer, since, 10)
+        if unlimited:
+            self.assertTrue(unlimited.is_silent(0.5), "dropped with no limit")
+            unlimited.send(struct.pack(">I", w.FLAG_FIXED_NEWSTYLE | w.FLAG_NO_ZEROES))
+            t, _ = unlimited.go("null")
+            self.assertEqual(t, w.REP_ACK)
+
+    @bh.berth_only
+    def test_short_limit(self):
+        sock = self.path("nbd.sock")
+        self.start_daemon(bh.blockdev_null("n0", MiB)
+                          + ["--nbd-server", "addr.type=unix,addr.path=%s,max-connections=3,"
+                             "handshake-max-seconds=1" % sock]
+                          + bh.nbd_export("e0", "n0", "null"), wait_for=sock)
+        normal = w.connect_when_served(sock, "null")
+        self.addCleanup(normal.close)
+        silent, since = self.silent_peer(sock)
+        # one that trickles an option: the limit is on the whole handshake
+        slow = w.RawClient(sock, timeout=30)
+        self.addCleanup(slow.close)
+        slow.start()
+        slow_since = time.monotonic()
+        slow.send(w.pack_option(w.OPT_GO, w.info_payload("null"))[:10])
+        # both slots held by stalled peers: a fourth client waits
+        waiting = w.RawClient(sock, timeout=30)
+        self.addCleanup(waiting.close)
+        self.assert_dropped_after(silent, since, 1)
+        self.assert_dropped_after(slow, slow_since, 1)
+        # their slots are free again: the waiting client is served
+        waiting.read_greeting()
+        # the client that finished its handshake long ago is still served
+        time.sleep(0.5)
+        err, data, _ = normal.command(w.CMD_READ, 1, 0, 4096)
+        self.assertEqual((err, data), (0, bytes(4096)))
+
+    @bh.berth_only
+    def test_nbd_server_start(self):
+        sock, qmp = self.path("nbd.sock"), self.path("qmp.sock")
+        d = self.start_daemon(bh.blockdev_null("n0", MiB) + bh.qmp_monitor(qmp),
+                              wait_for=qmp)
+        q = self.connect_qmp(qmp)
+        addr = {"type": "unix", "data": {"path": sock}}
+        for bad in (-1, 1 << 32):
+            r = q.cmd("nbd-server-start", addr=addr, **{"handshake-max-seconds": bad})
+            self.assertEqual(r["error"]["desc"],
+                             "Parameter 'handshake-max-seconds' expects uint32_t")
+        self.assertEqual(q.cmd("nbd-server-start", addr=addr,
+                               **{"handshake-max-seconds": 1}), {"return": {}})
+        d.wait_unix(sock)
+        peer, since = self.silent_peer(sock)
+        self.assert_dropped_after(peer, since, 1)
+
+    @bh.berth_only
+    def test_bad_values(self):
+        sock = self.path("s")
+        server = "addr.type=unix,addr.path=%s,handshake-max-seconds=" % sock
+        for value in ("abc", "-1", "4294967296"):
+            with self.subTest(value):
+                rc, out, err = bh.run_daemon_once(["--nbd-server", server + value],
+                                                  self.tmpdir)
+                self.assertEqual(rc, 1, err)
+                lines = stderr_lines(err)
+                self.assertEqual(len(lines), 1, err)
+                self.assertIn("handshake-max-seconds", lines[0])
+                if os.path.exists(sock):
+                    os.unlink(sock)
 
 
 class ImpliedKeys(bh.DaemonTestCase):

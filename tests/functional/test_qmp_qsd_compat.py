@@ -99,7 +99,7 @@ class Compat(bh.DaemonTestCase):
             if isinstance(obj, dict) and isinstance(obj.get("return"), list):
                 for item in obj["return"]:
                     if isinstance(item, dict) and item.get("type") == "nbd":
-                        for extra in ("name", "clients", "stats"):
+                        for extra in ("name", "writethrough", "clients", "stats"):
                             item.pop(extra, None)
             s = json.dumps(obj, sort_keys=True).replace(d, "DIR")
             return re.sub(r'"timestamp": \{[^}]*\}', '"timestamp": T', s)

@@ -171,6 +171,7 @@ static void test_help(void)
     bool help = true;
     g_autoptr(json_object) obj = keyval_parse_with_help("help=1", "driver", &help, &err);
     g_assert_no_error(err);
+    g_assert_nonnull(obj);
     g_assert_false(help);
 
     /* Callers that offer no help get QEMU's error, after any syntax error. */

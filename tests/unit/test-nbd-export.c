@@ -427,6 +427,30 @@ static void test_multi_conn(void)
     rm_rf(dir);
 }
 
+/* handshake_max_seconds: 0 is the default, NO_LIMIT none; a value is kept. */
+static void test_handshake_limit_config(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = g_dir_make_tmp("berth-export-XXXXXX", &err);
+    g_assert_no_error(err);
+    g_autofree char *sock = g_build_filename(dir, "nbd.sock", NULL);
+    BerthSocketAddress addr = { .type = BERTH_ADDR_UNIX, .path = sock };
+    static const guint given[] = { 0, 1, NBD_HANDSHAKE_NO_LIMIT };
+    static const guint want[] = { NBD_HANDSHAKE_DEFAULT_SECONDS, 1, NBD_HANDSHAKE_NO_LIMIT };
+
+    g_assert_cmpuint(nbd_server_get_handshake_max_seconds(), ==, 0);
+    for (size_t i = 0; i < G_N_ELEMENTS(given); i++) {
+        NBDServerConfig cfg = { .addr = &addr, .handshake_max_seconds = given[i] };
+        g_assert_true(nbd_server_start(&cfg, &err));
+        g_assert_no_error(err);
+        g_assert_cmpuint(nbd_server_get_handshake_max_seconds(), ==, want[i]);
+        nbd_server_stop();
+        g_assert_cmpuint(nbd_server_get_handshake_max_seconds(), ==, 0);
+    }
+    g_assert_cmpint(NBD_HANDSHAKE_DEFAULT_SECONDS, ==, 10);
+    rm_rf(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -438,5 +462,6 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd/client/safe-removal", test_peer_hangup_and_safe_removal);
     g_test_add_func("/nbd/client/garbage", test_garbage_closes_client);
     g_test_add_func("/nbd/export/multi-conn", test_multi_conn);
+    g_test_add_func("/nbd/server/handshake-limit", test_handshake_limit_config);
     return g_test_run();
 }

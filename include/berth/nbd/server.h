@@ -136,6 +136,7 @@ const char *nbd_export_get_id(NBDExport *exp);
 const char *nbd_export_get_description(NBDExport *exp);
 BlockDriverState *nbd_export_get_blockdev(NBDExport *exp);
 bool nbd_export_is_read_only(NBDExport *exp);
+bool nbd_export_is_writethrough(NBDExport *exp);
 guint nbd_export_client_count(NBDExport *exp);
 void nbd_export_get_stats(NBDExport *exp, NBDStats *stats);
 
@@ -154,7 +155,9 @@ bool nbd_export_is_shutting_down(NBDExport *exp);
  * one from the table. tls_creds / tls_authz are object ids or NULL; with
  * tls_creds the client must negotiate STARTTLS before anything else, and
  * the objects are looked up by id when it does. close_cb runs once when
- * the connection ends.
+ * the connection ends. The handshake must finish within
+ * NBD_HANDSHAKE_DEFAULT_SECONDS (clients the server accepts get its own
+ * limit instead).
  */
 NBDClient *nbd_client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
                           const char *tls_authz, void (*close_cb)(NBDClient *client,
@@ -185,7 +188,16 @@ typedef struct NBDServerConfig {
     const char *tls_creds;  /* object id or NULL */
     const char *tls_authz;  /* object id or NULL */
     guint max_connections;  /* 0: unlimited (QMP's default is 100, not 0) */
+    /* A connection that has not finished its handshake (TLS included) this
+     * many seconds after it was accepted is dropped. 0 picks the default,
+     * NBD_HANDSHAKE_DEFAULT_SECONDS; NBD_HANDSHAKE_NO_LIMIT turns the limit
+     * off (QMP's handshake-max-seconds=0). */
+    guint handshake_max_seconds;
 } NBDServerConfig;
+
+/* QEMU's default; also the limit of clients made with nbd_client_new(). */
+#define NBD_HANDSHAKE_DEFAULT_SECONDS 10
+#define NBD_HANDSHAKE_NO_LIMIT G_MAXUINT
 
 bool nbd_server_start(const NBDServerConfig *cfg, GError **errp);
 /* Close listeners and every client; exports made over QMP are the QMP
@@ -196,6 +208,9 @@ bool nbd_server_is_running(void);
 int nbd_server_get_port(void);
 /* The running server's max_connections (0: unlimited), or 0 when stopped. */
 guint nbd_server_get_max_connections(void);
+/* The running server's handshake limit in seconds (NBD_HANDSHAKE_NO_LIMIT
+ * for none), or 0 when stopped. */
+guint nbd_server_get_handshake_max_seconds(void);
 
 void nbd_server_foreach_client(void (*fn)(NBDClient *client, gpointer opaque),
                                gpointer opaque);
