@@ -291,7 +291,8 @@ def render(res: Results, out: str, meta: dict) -> str:
               + scaling_tables(res, meta["all_backends"], meta["load"])
               + nbdcopy_tables(res, meta["multi_conn"])
               + qmp_tables(res, meta["load"]))
-    notes = list(meta["notes"])
+    # Notes quote servers' messages: no markup characters in them.
+    notes = [n.replace("`", "'").replace("*", "") for n in meta["notes"]]
     why = plot(res, meta["backends"], out, "berth benchmark")
     if why:
         notes.append(why)
