@@ -134,7 +134,7 @@ class Bench:
         if argv is None:
             return None
         try:
-            s = Server(server, argv, sock, os.path.join(d, f"{server}.log"), qsock)
+            s = Server(server, argv, sock, os.path.join(d, f"{server}{tag}.log"), qsock)
         except (ServerError, OSError) as e:
             self.note(f"{LABELS[server]}: {e}")
             return None
