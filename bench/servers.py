@@ -26,9 +26,9 @@ QMP_SERVERS = ["berthd", "qsd"]
 @dataclass
 class Export:
     name: str                     # NBD export name ("" for the default)
-    kind: str                     # "file", "null" or "nbd"
+    kind: str                     # "file", "null", "nbd" or "memory" (nbdkit only)
     path: str = ""                # file: the image; nbd: the upstream socket
-    size: int = 0                 # null: the device size in bytes
+    size: int = 0                 # null, memory: the device size in bytes
     direct: bool = False          # file: bypass the page cache
     writable: bool = True
     iothread: Optional[str] = None
@@ -75,8 +75,8 @@ def _nbdkit(exports: List[Export], sock: str) -> Optional[List[str]]:
         # cache=none is nbdkit's nearest to O_DIRECT: it evicts what it read
         # or wrote from the page cache rather than bypassing it.
         argv += ["file", e.path] + (["cache=none"] if e.direct else [])
-    elif e.kind == "null":
-        argv += ["null", str(e.size)]
+    elif e.kind in ("null", "memory"):
+        argv += [e.kind, str(e.size)]
     else:
         argv += ["nbd", f"socket={e.path}"]
     return argv
@@ -102,6 +102,8 @@ def server_argv(server: str, berthd: str, exports: List[Export], sock: str,
                 qmp: Optional[str] = None) -> Optional[List[str]]:
     """The command line serving EXPORTS on unix socket SOCK (and a QMP
     monitor on QMP), or None if SERVER cannot do it."""
+    if server != "nbdkit" and any(e.kind == "memory" for e in exports):
+        return None
     if server in QMP_SERVERS:
         binary = berthd if server == "berthd" else "qemu-storage-daemon"
         return _qsd_style(binary, exports, sock, qmp)
