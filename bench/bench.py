@@ -176,8 +176,8 @@ class Bench:
                 paths = self.images(disk or d, self.servers)
             elif backend == "nbd":
                 # An nbdkit memory disk filled with random data. (Not nbdkit's
-                # file plugin: QEMU's NBD client asks it for block status on
-                # every read, which it answers slowly on tmpfs.)
+                # file plugin: QSD and qemu-nbd ask the upstream for block
+                # status before each read, which it answers slowly on tmpfs.)
                 img = self.images(d, ["upstream"])["upstream"]
                 up = self.start("nbdkit", d, [Export("", "memory", size=self.size)],
                                 tag="-upstream")
