@@ -34,7 +34,6 @@ class Row:
 class Results:
     def __init__(self):
         self.rows: List[Row] = []
-        self.notes: List[str] = []
 
     def add(self, *args) -> None:
         self.rows.append(Row(*args))
