@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Installs the Debian packages berth needs to build, run and test, skipping
-# those already present. Used by `make run`, `make check` and .ci/run.
+# those already present. Used by `make run`, `make check`, `make bench` and
+# .ci/run. Usage: scripts/install-deps.sh [build|bench|all]
 set -euo pipefail
 
 build_pkgs="meson ninja-build pkg-config gcc libglib2.0-dev libgnutls28-dev libjson-c-dev liburing-dev"
 # The fuzz targets (.ci/run, docs/security.rst): clang and libFuzzer.
 fuzz_pkgs="clang libclang-rt-14-dev"
 test_pkgs="python3 python3-docutils systemd python3-libnbd libnbd-bin qemu-utils qemu-system-common nbdkit nbd-server fio gnutls-bin"
+# bench/run.sh: the peers and fio are test packages already; the plot needs gnuplot.
+bench_pkgs="gnuplot-nox"
 
 case "${1:-all}" in
     build) pkgs="$build_pkgs" ;;
-    *) pkgs="$build_pkgs $test_pkgs $fuzz_pkgs" ;;
+    *) pkgs="$build_pkgs $test_pkgs $fuzz_pkgs $bench_pkgs" ;;
 esac
 
 missing=""
