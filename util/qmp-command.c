@@ -9,6 +9,7 @@
 #include "berth/util/qmp-command.h"
 #include "util/named-table.h"
 
+#include <stdarg.h>
 #include <string.h>
 
 G_DEFINE_QUARK(berth-qmp-error-quark, qmp_error)
@@ -31,6 +32,24 @@ const char *qmp_error_class_name(const GError *err)
         break;
     }
     return "GenericError";
+}
+
+void qmp_error_setg(GError **errp, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, msg);
+}
+
+void qmp_error_set_class(GError **errp, QmpErrorClass cls, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_set_error_literal(errp, QMP_ERROR, cls, msg);
 }
 
 /* --- events --- */

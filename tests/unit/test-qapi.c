@@ -333,6 +333,16 @@ static void test_error_classes(void)
     g_assert_cmpstr(qmp_error_class_name(device), ==, "DeviceNotFound");
     g_assert_cmpstr(qmp_error_class_name(NULL), ==, "GenericError");
 
+    g_autoptr(GError) setg = NULL;
+    qmp_error_setg(&setg, "Node '%s' is %d%% busy", "n0", 100);
+    g_assert_error(setg, QMP_ERROR, QMP_ERROR_GENERIC);
+    g_assert_cmpstr(setg->message, ==, "Node 'n0' is 100% busy");
+    g_autoptr(GError) cls = NULL;
+    qmp_error_set_class(&cls, QMP_ERROR_DEVICE_NOT_FOUND, "Device '%s' not found", "d0");
+    g_assert_cmpstr(qmp_error_class_name(cls), ==, "DeviceNotFound");
+    g_assert_cmpstr(cls->message, ==, "Device 'd0' not found");
+    qmp_error_setg(NULL, "ignored %s", "quietly");
+
     g_autoptr(json_object) id = json_object_new_int(7);
     g_autoptr(json_object) reply = qapi_error_reply(device, id);
     g_autofree char *text = qapi_json_to_string(reply, false);

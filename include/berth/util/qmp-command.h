@@ -50,6 +50,17 @@ GQuark qmp_error_quark(void);
 /* The wire name of an error's class ("GenericError" for foreign domains). */
 const char *qmp_error_class_name(const GError *err);
 
+/*
+ * The one rule for QMP errors: code that answers a command reports a
+ * GenericError with qmp_error_setg() (printf-style, like g_set_error), and
+ * any other class with qmp_error_set_class(). Lower layers keep their own
+ * domains (G_IO_ERROR...), which QMP reports as GenericError with the same
+ * text, so they never need this domain.
+ */
+void qmp_error_setg(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+void qmp_error_set_class(GError **errp, QmpErrorClass cls, const char *fmt, ...)
+    G_GNUC_PRINTF(3, 4);
+
 /* --- commands --- */
 
 typedef enum {
