@@ -254,7 +254,7 @@ static bool decode_member(const ArgSpec *spec, json_object *obj, const char *pre
             type_error(errp, name, "object");
             return false;
         }
-        if (!decode_set(&nested, v, name, keyval, out, errp)) {
+        if (!decode_set(&nested, v, name, keyval, field, errp)) {
             return false;
         }
         break;
@@ -404,7 +404,7 @@ static void clear_table(const ArgSpec *table, void *out)
             g_clear_pointer((json_object **) field, json_object_put);
             break;
         case ARG_OBJECT:
-            clear_table(spec->members, out);
+            clear_table(spec->members, field);
             break;
         default:
             break;
