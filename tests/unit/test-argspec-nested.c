@@ -4,7 +4,10 @@
  * one table (an address, say) is reused inside different outer structs and
  * at different depths. Errors keep QEMU's dotted names ('server.addr.port'),
  * keyval strings convert inside nested objects as at the top, and a failed
- * or cleared decode leaves nothing behind at any depth.
+ * or cleared decode leaves nothing behind at any depth. Also: one object
+ * decoded against several tables that each fill a struct of their own
+ * (argspec_decode_targets), as blockdev-add does with the common members
+ * and the driver's.
  */
 #include <glib.h>
 #include <string.h>
@@ -285,6 +288,91 @@ static void test_discriminator_in_nested(void)
     g_assert_cmpstr(err->message, ==, "Parameter 'server.addr.type' is missing");
 }
 
+/* Common members in one struct, a "driver's" members in another. */
+typedef struct {
+    char *id;
+    bool ro, has_ro;
+} Common;
+
+static const ArgSpec common_members[] = {
+    ARG_REQUIRED("id", ARG_STR, Common, id),
+    ARG_OPTIONAL("read-only", ARG_BOOL, Common, ro, has_ro),
+    ARG_TABLE_END,
+};
+
+static bool decode_targets(const char *text, bool keyval, Common *c, Server *s, GError **errp)
+{
+    g_autoptr(json_object) args = json_tokener_parse(text);
+    const ArgSpecTarget targets[] = { { common_members, c }, { server_members, s } };
+
+    g_assert_nonnull(args);
+    return argspec_decode_targets(targets, G_N_ELEMENTS(targets), args, keyval, errp);
+}
+
+static void test_targets(void)
+{
+    Common c = { 0 };
+    Server s = { 0 };
+    ArgSpecTarget targets[] = { { common_members, &c }, { server_members, &s } };
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(decode_targets("{\"id\":\"x\",\"name\":\"n\",\"read-only\":\"on\","
+                                 "\"addr\":{\"host\":\"h\"}}", true, &c, &s, &err));
+    g_assert_no_error(err);
+    g_assert_cmpstr(c.id, ==, "x");
+    g_assert_true(c.has_ro && c.ro);
+    g_assert_cmpstr(s.name, ==, "n");
+    g_assert_cmpstr(s.addr.host, ==, "h");
+
+    argspec_clear_targets(targets, G_N_ELEMENTS(targets));
+    g_assert_null(c.id);
+    g_assert_false(c.has_ro);
+    g_assert_null(s.name);
+    assert_addr_cleared(&s.addr);
+
+    /* A NULL table is an empty one. */
+    targets[1] = (ArgSpecTarget) { NULL, NULL };
+    g_autoptr(json_object) only_id = json_tokener_parse("{\"id\":\"y\"}");
+    g_assert_true(argspec_decode_targets(targets, 2, only_id, false, &err));
+    g_assert_cmpstr(c.id, ==, "y");
+    argspec_clear_targets(targets, 2);
+    g_assert_null(c.id);
+}
+
+static void test_targets_errors(void)
+{
+    static const char *const cases[][2] = {
+        /* Tables are checked in order: the first table's members first. */
+        { "{\"read-only\":1,\"weight\":\"w\"}", "Parameter 'id' is missing" },
+        { "{\"id\":\"x\",\"read-only\":1,\"weight\":\"w\"}",
+          "Invalid parameter type for 'read-only', expected: boolean" },
+        { "{\"id\":\"x\",\"weight\":\"w\"}", "Parameter 'name' is missing" },
+        { "{\"id\":\"x\",\"name\":\"n\",\"addr\":{\"host\":\"h\"},\"weight\":\"w\"}",
+          "Invalid parameter type for 'weight', expected: integer" },
+        /* Unknown members: only after every table's members, across all tables. */
+        { "{\"id\":\"x\",\"bogus\":1,\"name\":\"n\",\"addr\":{\"host\":\"h\",\"q\":1}}",
+          "Parameter 'addr.q' is unexpected" },
+        { "{\"id\":\"x\",\"bogus\":1,\"name\":\"n\",\"addr\":{\"host\":\"h\"}}",
+          "Parameter 'bogus' is unexpected" },
+        { "[]", "Invalid parameter type, expected: object" },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        Common c = { 0 };
+        Server s = { 0 };
+        g_autoptr(GError) err = NULL;
+
+        g_assert_false(decode_targets(cases[i][0], false, &c, &s, &err));
+        g_assert_cmpstr(err->message, ==, cases[i][1]);
+        /* Both structs are cleared, not only the one that failed. */
+        g_assert_null(c.id);
+        g_assert_false(c.has_ro);
+        g_assert_null(s.name);
+        g_assert_null(s.label);
+        assert_addr_cleared(&s.addr);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -295,5 +383,7 @@ int main(int argc, char **argv)
     g_test_add_func("/argspec/nested/errors", test_nested_errors);
     g_test_add_func("/argspec/nested/keyval", test_nested_keyval);
     g_test_add_func("/argspec/nested/discriminator", test_discriminator_in_nested);
+    g_test_add_func("/argspec/targets/decode", test_targets);
+    g_test_add_func("/argspec/targets/errors", test_targets_errors);
     return g_test_run();
 }

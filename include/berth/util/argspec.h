@@ -115,6 +115,26 @@ bool argspec_decode(const ArgSpec *const *tables, json_object *args, bool keyval
                     void *out, GError **errp);
 
 /*
+ * One table and the struct its offsets refer to, for decoding one object
+ * into several structs: blockdev-add's common members into the block
+ * layer's struct and the chosen driver's members into the driver's own.
+ * A NULL `members` is an empty table (and `out` may then be NULL).
+ */
+typedef struct ArgSpecTarget {
+    const ArgSpec *members;
+    void *out;
+} ArgSpecTarget;
+
+/*
+ * argspec_decode() with each of the `n_targets` tables filling its own
+ * struct. The object is checked against the union of the tables, in their
+ * order, exactly as argspec_decode() does (same errors, same order); on
+ * failure every target is cleared again.
+ */
+bool argspec_decode_targets(const ArgSpecTarget *targets, size_t n_targets, json_object *args,
+                            bool keyval, GError **errp);
+
+/*
  * The member that selects a union's variant, such as blockdev-add's "driver"
  * or nbd-server-start's "addr.type" (`path` may be dotted to reach into
  * nested objects): returns its index in the NULL-terminated `values`, or -1
@@ -131,6 +151,8 @@ int argspec_discriminator(json_object *args, const char *path,
  * set them to NULL and every presence flag to false. Fields of type ARG_STR
  * must hold NULL or g_malloc()ed memory. */
 void argspec_clear(const ArgSpec *const *tables, void *out);
+/* The same for what argspec_decode_targets() filled. */
+void argspec_clear_targets(const ArgSpecTarget *targets, size_t n_targets);
 
 /* Parse a size as QEMU does: a decimal (or 0x hex) number, for decimals an
  * optional fraction, then an optional suffix B, K, M, G, T, P or E in either
