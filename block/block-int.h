@@ -13,6 +13,7 @@
 
 #include "berth/block/block.h"
 #include "berth/util/argspec.h"
+#include "io/socket-address.h"
 #include "util/iov.h"
 
 #include <gio/gio.h>
@@ -81,15 +82,7 @@ typedef struct BdrvOptions {
         uint64_t size;
     } memory;
     struct {
-        int server_type;            /* index in the driver's address types */
-        char *path;                 /* unix */
-        bool abstract, has_abstract, tight, has_tight;
-        char *host, *port;          /* inet */
-        bool numeric, has_numeric, ipv4, has_ipv4, ipv6, has_ipv6;
-        bool keep_alive, has_keep_alive;
-        char *to;
-        bool has_to;
-        char *str;                  /* fd */
+        BerthSocketAddressArgs server;
         char *export_name;
         bool has_export_name;
         char *tls_creds, *tls_hostname;

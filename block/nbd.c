@@ -22,13 +22,6 @@
 
 /* ---- options ------------------------------------------------------------------ */
 
-enum { SERVER_UNIX, SERVER_INET, SERVER_FD };
-static const char *const server_types[] = { "unix", "inet", "fd", NULL };
-
-#define NBD_SERVER_TYPE \
-    { .name = "type", .type = ARG_ENUM, .offset = offsetof(BdrvOptions, nbd.server_type), \
-      .present_offset = ARG_NO_PRESENCE, .enum_values = server_types }
-
 /* BlockdevOptionsNbd's members after server, in QEMU's order. */
 #define NBD_COMMON_MEMBERS \
     ARG_OPTIONAL("export", ARG_STR, BdrvOptions, nbd.export_name, nbd.has_export_name), \
@@ -38,52 +31,38 @@ static const char *const server_types[] = { "unix", "inet", "fd", NULL };
                  nbd.has_reconnect_delay), \
     ARG_OPTIONAL("open-timeout", ARG_UINT, BdrvOptions, nbd.open_timeout, nbd.has_open_timeout)
 
-static const ArgSpec server_unix[] = {
-    NBD_SERVER_TYPE,
-    ARG_REQUIRED("path", ARG_STR, BdrvOptions, nbd.path),
-    ARG_OPTIONAL("abstract", ARG_BOOL, BdrvOptions, nbd.abstract, nbd.has_abstract),
-    ARG_OPTIONAL("tight", ARG_BOOL, BdrvOptions, nbd.tight, nbd.has_tight),
-    ARG_TABLE_END
-};
-static const ArgSpec server_inet[] = {
-    NBD_SERVER_TYPE,
-    ARG_REQUIRED("host", ARG_STR, BdrvOptions, nbd.host),
-    ARG_REQUIRED("port", ARG_STR, BdrvOptions, nbd.port),
-    ARG_OPTIONAL("numeric", ARG_BOOL, BdrvOptions, nbd.numeric, nbd.has_numeric),
-    ARG_OPTIONAL("to", ARG_STR, BdrvOptions, nbd.to, nbd.has_to),
-    ARG_OPTIONAL("ipv4", ARG_BOOL, BdrvOptions, nbd.ipv4, nbd.has_ipv4),
-    ARG_OPTIONAL("ipv6", ARG_BOOL, BdrvOptions, nbd.ipv6, nbd.has_ipv6),
-    ARG_OPTIONAL("keep-alive", ARG_BOOL, BdrvOptions, nbd.keep_alive, nbd.has_keep_alive),
-    ARG_TABLE_END
-};
-static const ArgSpec server_fd[] = {
-    NBD_SERVER_TYPE,
-    ARG_REQUIRED("str", ARG_STR, BdrvOptions, nbd.str),
-    ARG_TABLE_END
-};
-
+/* server is a flat SocketAddress: one table per address type. */
 static const ArgSpec nbd_unix_members[] = {
-    ARG_NESTED("server", server_unix, false), NBD_COMMON_MEMBERS, ARG_TABLE_END
+    ARG_NESTED_AT("server", berth_socket_address_flat_unix, BdrvOptions, nbd.server),
+    NBD_COMMON_MEMBERS, ARG_TABLE_END
 };
 static const ArgSpec nbd_inet_members[] = {
-    ARG_NESTED("server", server_inet, false), NBD_COMMON_MEMBERS, ARG_TABLE_END
+    ARG_NESTED_AT("server", berth_socket_address_flat_inet, BdrvOptions, nbd.server),
+    NBD_COMMON_MEMBERS, ARG_TABLE_END
 };
 static const ArgSpec nbd_fd_members[] = {
-    ARG_NESTED("server", server_fd, false), NBD_COMMON_MEMBERS, ARG_TABLE_END
+    ARG_NESTED_AT("server", berth_socket_address_flat_fd, BdrvOptions, nbd.server),
+    NBD_COMMON_MEMBERS, ARG_TABLE_END
 };
 
 static const ArgSpec *nbd_select_options(json_object *options, GError **errp)
 {
-    static const ArgSpec *const tables[] = { nbd_unix_members, nbd_inet_members,
-                                             nbd_fd_members };
     json_object *server = NULL;
     if (!json_object_object_get_ex(options, "server", &server)) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                             "Parameter 'server' is missing");
         return NULL;
     }
-    int variant = argspec_discriminator(options, "server.type", server_types, errp);
-    return variant < 0 ? NULL : tables[variant];
+    switch (berth_socket_address_args_type(options, "server.type", errp)) {
+    case BERTH_ADDR_UNIX:
+        return nbd_unix_members;
+    case BERTH_ADDR_INET:
+        return nbd_inet_members;
+    case BERTH_ADDR_FD:
+        return nbd_fd_members;
+    default:
+        return NULL;
+    }
 }
 
 /* ---- requests ----------------------------------------------------------------- */
@@ -257,20 +236,16 @@ static NbdTarget *target_new(const BdrvOptions *opts, GError **errp)
 {
     NbdTarget *t = g_new0(NbdTarget, 1);
     t->ref = 1;
-    t->addr = g_new0(BerthSocketAddress, 1);
-    switch (opts->nbd.server_type) {
-    case SERVER_UNIX:
-        t->addr->type = BERTH_ADDR_UNIX;
-        t->addr->path = g_strdup(opts->nbd.path);
-        t->addr_str = g_strdup(opts->nbd.path);
+    const BerthSocketAddressArgs *server = &opts->nbd.server;
+    BerthSocketAddress view = berth_socket_address_args_view(server);
+    switch (view.type) {
+    case BERTH_ADDR_UNIX:
+        t->addr_str = g_strdup(view.path);
         break;
-    case SERVER_INET:
-        t->addr->type = BERTH_ADDR_INET;
-        t->addr->host = g_strdup(opts->nbd.host);
-        t->addr->port = g_strdup(opts->nbd.port);
-        t->addr_str = strchr(opts->nbd.host, ':')
-            ? g_strdup_printf("[%s]:%s", opts->nbd.host, opts->nbd.port)
-            : g_strdup_printf("%s:%s", opts->nbd.host, opts->nbd.port);
+    case BERTH_ADDR_INET:
+        t->addr_str = strchr(view.host, ':')
+            ? g_strdup_printf("[%s]:%s", view.host, view.port)
+            : g_strdup_printf("%s:%s", view.host, view.port);
         break;
     default:
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
@@ -278,7 +253,8 @@ static NbdTarget *target_new(const BdrvOptions *opts, GError **errp)
         nbd_target_unref(t);
         return NULL;
     }
-    if (opts->nbd.has_abstract && opts->nbd.abstract) {
+    t->addr = berth_socket_address_copy(&view);
+    if (server->un.has_abstract && server->un.abstract) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
                             "Abstract unix sockets are not supported");
         nbd_target_unref(t);
@@ -300,7 +276,7 @@ static NbdTarget *target_new(const BdrvOptions *opts, GError **errp)
         t->tls_creds = berth_tls_creds_ref(creds);
         /* As QEMU: the host name to check defaults to the host connected to. */
         t->tls_hostname = g_strdup(opts->nbd.has_tls_hostname ? opts->nbd.tls_hostname
-                                   : opts->nbd.server_type == SERVER_INET ? opts->nbd.host
+                                   : view.type == BERTH_ADDR_INET ? view.host
                                    : NULL);
     } else if (opts->nbd.has_tls_hostname) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
