@@ -1,7 +1,8 @@
 /*
  * Nodes: the global node table, reference counting and bdrv_open(). Opening
- * decodes blockdev-add's options in one pass (the base members plus the
- * chosen driver's, via argspec), applies QEMU's checks in QEMU's order so
+ * decodes blockdev-add's options in one pass (the common members into this
+ * file's struct, the chosen driver's into a struct of the driver's own, via
+ * argspec), applies QEMU's checks in QEMU's order so
  * that every error text matches qemu-storage-daemon 7.2, and only then lets
  * the driver touch the outside world. The table lives on the main context's
  * thread; references are atomic because requests from I/O threads hold them.
@@ -23,23 +24,46 @@ static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_null_co, &bdrv_m
 static const char *const discard_values[] = { "ignore", "unmap", NULL };
 static const char *const detect_zeroes_values[] = { "off", "on", "unmap", NULL };
 
+/* BlockdevCacheOptions */
+typedef struct {
+    bool direct, has_direct;
+    bool no_flush, has_no_flush;
+} BdrvCacheOptions;
+
 static const ArgSpec cache_members[] = {
-    ARG_OPTIONAL("direct", ARG_BOOL, BdrvOptions, cache_direct, has_cache_direct),
-    ARG_OPTIONAL("no-flush", ARG_BOOL, BdrvOptions, cache_no_flush, has_cache_no_flush),
+    ARG_OPTIONAL("direct", ARG_BOOL, BdrvCacheOptions, direct, has_direct),
+    ARG_OPTIONAL("no-flush", ARG_BOOL, BdrvCacheOptions, no_flush, has_no_flush),
     ARG_TABLE_END
 };
 
+/* BlockdevOptionsBase: the members every driver has, decoded here. */
+typedef struct {
+    int driver;
+    char *node_name;
+    bool has_node_name;
+    bool read_only, has_read_only;
+    bool auto_read_only, has_auto_read_only;
+    bool force_share, has_force_share;
+    int discard;
+    bool has_discard;
+    int detect_zeroes;
+    bool has_detect_zeroes;
+    BdrvCacheOptions cache;
+    bool has_cache;
+} BdrvCommonOptions;
+
 /* BlockdevOptionsBase, in QEMU's order (errors are reported in that order). */
-static const ArgSpec base_members[] = {
-    { .name = "driver", .type = ARG_ENUM, .offset = offsetof(BdrvOptions, driver),
+static const ArgSpec common_members[] = {
+    { .name = "driver", .type = ARG_ENUM, .offset = offsetof(BdrvCommonOptions, driver),
       .present_offset = ARG_NO_PRESENCE, .enum_values = driver_names },
-    ARG_OPTIONAL("node-name", ARG_STR, BdrvOptions, node_name, has_node_name),
-    ARG_ENUM_OPTIONAL("discard", discard_values, BdrvOptions, discard, has_discard),
-    ARG_NESTED("cache", cache_members, true),
-    ARG_OPTIONAL("read-only", ARG_BOOL, BdrvOptions, read_only, has_read_only),
-    ARG_OPTIONAL("auto-read-only", ARG_BOOL, BdrvOptions, auto_read_only, has_auto_read_only),
-    ARG_OPTIONAL("force-share", ARG_BOOL, BdrvOptions, force_share, has_force_share),
-    ARG_ENUM_OPTIONAL("detect-zeroes", detect_zeroes_values, BdrvOptions, detect_zeroes,
+    ARG_OPTIONAL("node-name", ARG_STR, BdrvCommonOptions, node_name, has_node_name),
+    ARG_ENUM_OPTIONAL("discard", discard_values, BdrvCommonOptions, discard, has_discard),
+    ARG_NESTED_OPTIONAL("cache", cache_members, BdrvCommonOptions, cache, has_cache),
+    ARG_OPTIONAL("read-only", ARG_BOOL, BdrvCommonOptions, read_only, has_read_only),
+    ARG_OPTIONAL("auto-read-only", ARG_BOOL, BdrvCommonOptions, auto_read_only,
+                 has_auto_read_only),
+    ARG_OPTIONAL("force-share", ARG_BOOL, BdrvCommonOptions, force_share, has_force_share),
+    ARG_ENUM_OPTIONAL("detect-zeroes", detect_zeroes_values, BdrvCommonOptions, detect_zeroes,
                       has_detect_zeroes),
     ARG_TABLE_END
 };
@@ -95,7 +119,7 @@ static bool check_node_name(const char *name, GError **errp)
 }
 
 /* Checks between options that QEMU makes before opening anything. */
-static bool check_base_options(const BdrvOptions *opts, GError **errp)
+static bool check_common_options(const BdrvCommonOptions *opts, GError **errp)
 {
     if (!opts->has_node_name) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
@@ -132,8 +156,9 @@ static void bdrv_free(BlockDriverState *bs)
 
 BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
 {
-    BdrvOptions opts = { 0 };
-    const ArgSpec *tables[3] = { base_members, NULL, NULL };
+    BdrvCommonOptions common = { 0 };
+    g_autofree void *drv_opts = NULL;
+    ArgSpecTarget targets[2] = { { common_members, &common } };
     const BlockDriver *drv;
     BlockDriverState *bs;
     int idx;
@@ -148,33 +173,37 @@ BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
                     "Driver '%s' is not supported yet", driver_names[idx]);
         return NULL;
     }
-    tables[1] = drv->select_options ? drv->select_options(options, errp) : drv->options;
-    if (!tables[1]) {
+    targets[1].members = drv->select_options ? drv->select_options(options, errp)
+                                             : drv->options;
+    if (!targets[1].members) {
         return NULL;
     }
-    if (!argspec_decode(tables, options, keyval, &opts, errp)) {
+    /* The driver's struct; never NULL, so that open() need not check. */
+    targets[1].out = drv_opts = g_malloc0(MAX(drv->options_size, 1));
+    if (!argspec_decode_targets(targets, G_N_ELEMENTS(targets), options, keyval, errp)) {
         return NULL;
     }
-    if (!check_base_options(&opts, errp)) {
-        argspec_clear(tables, &opts);
+    if (!check_common_options(&common, errp)) {
+        argspec_clear_targets(targets, G_N_ELEMENTS(targets));
         return NULL;
     }
 
     bs = g_new0(BlockDriverState, 1);
     bs->refcnt = 1;
-    bs->node_name = g_strdup(opts.node_name);
-    bs->read_only = opts.read_only;
-    bs->auto_read_only = opts.auto_read_only;
-    bs->force_share = opts.force_share;
-    bs->discard = opts.has_discard ? opts.discard : BDRV_DISCARD_IGNORE;
-    bs->detect_zeroes = opts.has_detect_zeroes ? opts.detect_zeroes : BDRV_DETECT_ZEROES_OFF;
-    bs->cache_direct = opts.cache_direct;
-    bs->cache_no_flush = opts.cache_no_flush;
+    bs->node_name = g_strdup(common.node_name);
+    bs->read_only = common.read_only;
+    bs->auto_read_only = common.auto_read_only;
+    bs->force_share = common.force_share;
+    bs->discard = common.has_discard ? common.discard : BDRV_DISCARD_IGNORE;
+    bs->detect_zeroes = common.has_detect_zeroes ? common.detect_zeroes
+                                                 : BDRV_DETECT_ZEROES_OFF;
+    bs->cache_direct = common.cache.direct;
+    bs->cache_no_flush = common.cache.no_flush;
     bs->request_alignment = 1;
 
-    if (!drv->open(bs, &opts, errp)) {
+    if (!drv->open(bs, drv_opts, errp)) {
         /* The driver cleaned up after itself; close() must not run. */
-        argspec_clear(tables, &opts);
+        argspec_clear_targets(targets, G_N_ELEMENTS(targets));
         g_free(bs->node_name);
         g_free(bs);
         return NULL;
@@ -183,7 +212,7 @@ BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
     if (bs->size > (uint64_t) BDRV_MAX_LENGTH) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                             "Could not refresh total sector count: File too large");
-        argspec_clear(tables, &opts);
+        argspec_clear_targets(targets, G_N_ELEMENTS(targets));
         bdrv_free(bs);
         return NULL;
     }
@@ -192,8 +221,8 @@ BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
     if (!drv->exact_size) {
         bs->size = (bs->size + BDRV_SECTOR_SIZE - 1) & ~(uint64_t) (BDRV_SECTOR_SIZE - 1);
     }
-    bs->filename = drv->describe ? drv->describe(bs, &opts) : NULL;
-    argspec_clear(tables, &opts);
+    bs->filename = drv->describe ? drv->describe(bs, drv_opts) : NULL;
+    argspec_clear_targets(targets, G_N_ELEMENTS(targets));
 
     /* A driver may turn the caller's loop while it opens (nbd connects on a
      * thread meanwhile): another monitor could have taken the name. */

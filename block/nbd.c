@@ -9,6 +9,7 @@
  */
 #include "nbd-int.h"
 
+#include "io/socket-address.h"
 #include "util/iov.h"
 #include "berth/util/qmp-command.h"
 
@@ -22,26 +23,37 @@
 
 /* ---- options ------------------------------------------------------------------ */
 
+/* BlockdevOptionsNbd */
+typedef struct {
+    BerthSocketAddressArgs server;
+    char *export_name;
+    bool has_export_name;
+    char *tls_creds, *tls_hostname;
+    bool has_tls_creds, has_tls_hostname;
+    uint64_t reconnect_delay, open_timeout;
+    bool has_reconnect_delay, has_open_timeout;
+} NbdOptions;
+
 /* BlockdevOptionsNbd's members after server, in QEMU's order. */
 #define NBD_COMMON_MEMBERS \
-    ARG_OPTIONAL("export", ARG_STR, BdrvOptions, nbd.export_name, nbd.has_export_name), \
-    ARG_OPTIONAL("tls-creds", ARG_STR, BdrvOptions, nbd.tls_creds, nbd.has_tls_creds), \
-    ARG_OPTIONAL("tls-hostname", ARG_STR, BdrvOptions, nbd.tls_hostname, nbd.has_tls_hostname), \
-    ARG_OPTIONAL("reconnect-delay", ARG_UINT, BdrvOptions, nbd.reconnect_delay, \
-                 nbd.has_reconnect_delay), \
-    ARG_OPTIONAL("open-timeout", ARG_UINT, BdrvOptions, nbd.open_timeout, nbd.has_open_timeout)
+    ARG_OPTIONAL("export", ARG_STR, NbdOptions, export_name, has_export_name), \
+    ARG_OPTIONAL("tls-creds", ARG_STR, NbdOptions, tls_creds, has_tls_creds), \
+    ARG_OPTIONAL("tls-hostname", ARG_STR, NbdOptions, tls_hostname, has_tls_hostname), \
+    ARG_OPTIONAL("reconnect-delay", ARG_UINT, NbdOptions, reconnect_delay, \
+                 has_reconnect_delay), \
+    ARG_OPTIONAL("open-timeout", ARG_UINT, NbdOptions, open_timeout, has_open_timeout)
 
 /* server is a flat SocketAddress: one table per address type. */
 static const ArgSpec nbd_unix_members[] = {
-    ARG_NESTED_AT("server", berth_socket_address_flat_unix, BdrvOptions, nbd.server),
+    ARG_NESTED_AT("server", berth_socket_address_flat_unix, NbdOptions, server),
     NBD_COMMON_MEMBERS, ARG_TABLE_END
 };
 static const ArgSpec nbd_inet_members[] = {
-    ARG_NESTED_AT("server", berth_socket_address_flat_inet, BdrvOptions, nbd.server),
+    ARG_NESTED_AT("server", berth_socket_address_flat_inet, NbdOptions, server),
     NBD_COMMON_MEMBERS, ARG_TABLE_END
 };
 static const ArgSpec nbd_fd_members[] = {
-    ARG_NESTED_AT("server", berth_socket_address_flat_fd, BdrvOptions, nbd.server),
+    ARG_NESTED_AT("server", berth_socket_address_flat_fd, NbdOptions, server),
     NBD_COMMON_MEMBERS, ARG_TABLE_END
 };
 
@@ -232,11 +244,11 @@ static void nbd_submit(BdrvRequest *req)
 
 /* ---- open / close ----------------------------------------------------------------- */
 
-static NbdTarget *target_new(const BdrvOptions *opts, GError **errp)
+static NbdTarget *target_new(const NbdOptions *opts, GError **errp)
 {
     NbdTarget *t = g_new0(NbdTarget, 1);
     t->ref = 1;
-    const BerthSocketAddressArgs *server = &opts->nbd.server;
+    const BerthSocketAddressArgs *server = &opts->server;
     BerthSocketAddress view = berth_socket_address_args_view(server);
     switch (view.type) {
     case BERTH_ADDR_UNIX:
@@ -260,9 +272,9 @@ static NbdTarget *target_new(const BdrvOptions *opts, GError **errp)
         nbd_target_unref(t);
         return NULL;
     }
-    t->export_name = g_strdup(opts->nbd.has_export_name ? opts->nbd.export_name : "");
-    if (opts->nbd.has_tls_creds) {
-        BerthTlsCreds *creds = berth_tls_creds_find(opts->nbd.tls_creds, errp);
+    t->export_name = g_strdup(opts->has_export_name ? opts->export_name : "");
+    if (opts->has_tls_creds) {
+        BerthTlsCreds *creds = berth_tls_creds_find(opts->tls_creds, errp);
         if (!creds) {
             nbd_target_unref(t);
             return NULL;
@@ -275,10 +287,10 @@ static NbdTarget *target_new(const BdrvOptions *opts, GError **errp)
         }
         t->tls_creds = berth_tls_creds_ref(creds);
         /* As QEMU: the host name to check defaults to the host connected to. */
-        t->tls_hostname = g_strdup(opts->nbd.has_tls_hostname ? opts->nbd.tls_hostname
+        t->tls_hostname = g_strdup(opts->has_tls_hostname ? opts->tls_hostname
                                    : view.type == BERTH_ADDR_INET ? view.host
                                    : NULL);
-    } else if (opts->nbd.has_tls_hostname) {
+    } else if (opts->has_tls_hostname) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                             "tls-hostname requires tls-creds");
         nbd_target_unref(t);
@@ -361,8 +373,9 @@ static bool connect_first(NbdState *st, uint64_t open_timeout, BerthChannel **ch
     return true;
 }
 
-static bool nbd_open(BlockDriverState *bs, const BdrvOptions *opts, GError **errp)
+static bool nbd_open(BlockDriverState *bs, const void *options, GError **errp)
 {
+    const NbdOptions *opts = options;
     NbdState *st = g_new0(NbdState, 1);
     g_mutex_init(&st->lock);
     g_queue_init(&st->inbox);
@@ -371,10 +384,10 @@ static bool nbd_open(BlockDriverState *bs, const BdrvOptions *opts, GError **err
         state_free(st);
         return false;
     }
-    st->reconnect_delay = opts->nbd.reconnect_delay;
+    st->reconnect_delay = opts->reconnect_delay;
 
     BerthChannel *ch = NULL;
-    if (!connect_first(st, MIN(opts->nbd.open_timeout, (uint64_t) G_MAXINT32), &ch, errp)) {
+    if (!connect_first(st, MIN(opts->open_timeout, (uint64_t) G_MAXINT32), &ch, errp)) {
         state_free(st);
         return false;
     }
@@ -390,8 +403,8 @@ static bool nbd_open(BlockDriverState *bs, const BdrvOptions *opts, GError **err
         }
         bs->read_only = true;
     }
-    if (opts->nbd.has_tls_creds) {
-        st->tls_creds_id = g_strdup(opts->nbd.tls_creds);
+    if (opts->has_tls_creds) {
+        st->tls_creds_id = g_strdup(opts->tls_creds);
         QmpObject *obj = qmp_object_find(st->tls_creds_id, NULL);
         if (obj) {
             qmp_object_pin(obj);
@@ -421,7 +434,7 @@ static void nbd_close(BlockDriverState *bs)
 }
 
 /* QEMU's pseudo-URI for the node, as query-named-block-nodes shows it. */
-static char *nbd_describe(BlockDriverState *bs, const BdrvOptions *opts)
+static char *nbd_describe(BlockDriverState *bs, const void *opts)
 {
     const NbdTarget *t = ((NbdState *) bs->opaque)->target;
     if (t->addr->type == BERTH_ADDR_UNIX) {
@@ -433,6 +446,7 @@ static char *nbd_describe(BlockDriverState *bs, const BdrvOptions *opts)
 const BlockDriver bdrv_nbd = {
     .name = "nbd",
     .options = nbd_unix_members,
+    .options_size = sizeof(NbdOptions),
     .select_options = nbd_select_options,
     .exact_size = true,
     .open = nbd_open,
