@@ -149,10 +149,8 @@ struct BlockDriverState {
 
 /* --- drivers ---------------------------------------------------------- */
 
-extern const BlockDriver bdrv_file;
-extern const BlockDriver bdrv_null_co;
-extern const BlockDriver bdrv_memory;
-extern const BlockDriver bdrv_nbd;
+/* Every driver, NULL-terminated (drivers.c). */
+extern const BlockDriver *const bdrv_drivers[];
 
 /* --- helpers for drivers ------------------------------------------------ */
 

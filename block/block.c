@@ -16,10 +16,29 @@
 /* QEMU's node names are at most 31 characters (a 32-byte buffer). */
 #define NODE_NAME_MAX 31
 
-static const char *const driver_names[] = { "file", "null-co", "memory", "nbd", NULL };
+/*
+ * The values of the "driver" member: the names of bdrv_drivers, in its
+ * order, so that an index into one is an index into the other. Made once
+ * and kept for the process's life.
+ */
+static const char *const *driver_names(void)
+{
+    static const char **names;
 
-/* Parallel to driver_names; NULL marks a driver berth knows but lacks. */
-static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_null_co, &bdrv_memory, &bdrv_nbd };
+    if (g_once_init_enter(&names)) {
+        size_t n = 0;
+
+        while (bdrv_drivers[n]) {
+            n++;
+        }
+        const char **list = g_new0(const char *, n + 1);
+        for (size_t i = 0; i < n; i++) {
+            list[i] = bdrv_drivers[i]->name;
+        }
+        g_once_init_leave(&names, list);
+    }
+    return names;
+}
 
 static const char *const discard_values[] = { "ignore", "unmap", NULL };
 static const char *const detect_zeroes_values[] = { "off", "on", "unmap", NULL };
@@ -52,10 +71,12 @@ typedef struct {
     bool has_cache;
 } BdrvCommonOptions;
 
-/* BlockdevOptionsBase, in QEMU's order (errors are reported in that order). */
+/*
+ * BlockdevOptionsBase after "driver", in QEMU's order (errors are reported
+ * in that order). bdrv_open() checks "driver" first, with a table of its
+ * own because its values come from bdrv_drivers at run time.
+ */
 static const ArgSpec common_members[] = {
-    { .name = "driver", .type = ARG_ENUM, .offset = offsetof(BdrvCommonOptions, driver),
-      .present_offset = ARG_NO_PRESENCE, .enum_values = driver_names },
     ARG_OPTIONAL("node-name", ARG_STR, BdrvCommonOptions, node_name, has_node_name),
     ARG_ENUM_OPTIONAL("discard", discard_values, BdrvCommonOptions, discard, has_discard),
     ARG_NESTED_OPTIONAL("cache", cache_members, BdrvCommonOptions, cache, has_cache),
@@ -157,29 +178,31 @@ static void bdrv_free(BlockDriverState *bs)
 BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
 {
     BdrvCommonOptions common = { 0 };
+    const ArgSpec driver_member[] = {
+        { .name = "driver", .type = ARG_ENUM, .offset = offsetof(BdrvCommonOptions, driver),
+          .present_offset = ARG_NO_PRESENCE, .enum_values = driver_names() },
+        ARG_TABLE_END
+    };
     g_autofree void *drv_opts = NULL;
-    ArgSpecTarget targets[2] = { { common_members, &common } };
+    ArgSpecTarget targets[] = {
+        { driver_member, &common }, { common_members, &common }, { NULL, NULL },
+    };
     const BlockDriver *drv;
     BlockDriverState *bs;
     int idx;
 
-    idx = argspec_discriminator(options, "driver", driver_names, errp);
+    idx = argspec_discriminator(options, "driver", driver_names(), errp);
     if (idx < 0) {
         return NULL;
     }
-    drv = drivers[idx];
-    if (!drv) {
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                    "Driver '%s' is not supported yet", driver_names[idx]);
-        return NULL;
-    }
-    targets[1].members = drv->select_options ? drv->select_options(options, errp)
+    drv = bdrv_drivers[idx];
+    targets[2].members = drv->select_options ? drv->select_options(options, errp)
                                              : drv->options;
-    if (!targets[1].members) {
+    if (!targets[2].members) {
         return NULL;
     }
     /* The driver's struct; never NULL, so that open() need not check. */
-    targets[1].out = drv_opts = g_malloc0(MAX(drv->options_size, 1));
+    targets[2].out = drv_opts = g_malloc0(MAX(drv->options_size, 1));
     if (!argspec_decode_targets(targets, G_N_ELEMENTS(targets), options, keyval, errp)) {
         return NULL;
     }
