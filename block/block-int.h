@@ -116,6 +116,13 @@ typedef struct BlockDriver {
     bool exact_size;
     /* A description for BdrvInfo.filename / query-named-block-nodes. */
     char *(*describe)(BlockDriverState *bs, const void *opts);
+    /*
+     * Optional: add the driver's own members of QEMU's ImageInfo to `image`
+     * (query-named-block-nodes, query-block), after the common virtual-size,
+     * filename and format; the file driver adds actual-size and dirty-flag.
+     * Main context.
+     */
+    void (*image_info)(BlockDriverState *bs, json_object *image);
 } BlockDriver;
 
 struct BlockDriverState {

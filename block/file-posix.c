@@ -458,6 +458,19 @@ static char *file_describe(BlockDriverState *bs, const void *opts)
     return g_strdup(((const FileOptions *) opts)->filename);
 }
 
+/* ImageInfo: the space the file takes, and QEMU's dirty-flag (never set). */
+static void file_image_info(BlockDriverState *bs, json_object *image)
+{
+    FileState *s = bs->opaque;
+    struct stat st;
+
+    if (stat(s->filename, &st) == 0) {
+        json_object_object_add(image, "actual-size",
+                               json_object_new_int64((int64_t) st.st_blocks * 512));
+    }
+    json_object_object_add(image, "dirty-flag", json_object_new_boolean(false));
+}
+
 const BlockDriver bdrv_file = {
     .name = "file",
     .options = file_members,
@@ -466,4 +479,5 @@ const BlockDriver bdrv_file = {
     .close = file_close,
     .submit = file_submit,
     .describe = file_describe,
+    .image_info = file_image_info,
 };

@@ -115,6 +115,12 @@ static char *null_describe(BlockDriverState *bs, const void *opts)
     return g_strdup("null-co://");
 }
 
+/* ImageInfo: a null device takes no space. */
+static void null_image_info(BlockDriverState *bs, json_object *image)
+{
+    json_object_object_add(image, "actual-size", json_object_new_int64(0));
+}
+
 const BlockDriver bdrv_null_co = {
     .name = "null-co",
     .options = null_members,
@@ -123,4 +129,5 @@ const BlockDriver bdrv_null_co = {
     .close = null_close,
     .submit = null_submit,
     .describe = null_describe,
+    .image_info = null_image_info,
 };
