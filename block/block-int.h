@@ -2,9 +2,10 @@
 /*
  * Private contract between the generic block layer (node table, request
  * dispatch, completion delivery) and the drivers. A driver is a BlockDriver
- * vtable plus an options table; the generic layer decodes and checks every
- * option and request (range, read-only, discard policy) before a driver sees
- * it, so drivers trust their input and only do I/O. A driver finishes every
+ * vtable plus an options table and the struct of its own that the table
+ * fills; the generic layer decodes and checks every option and request
+ * (range, read-only, discard policy) before a driver sees it, so drivers
+ * trust their input and only do I/O. A driver finishes every
  * request it is given exactly once with bdrv_request_complete(), from any
  * thread; the generic layer then delivers the callback on the submitter's
  * GMainContext. Nothing here is installed or visible outside block/.
@@ -35,70 +36,6 @@ typedef enum {
     BDRV_DETECT_ZEROES_ON,
     BDRV_DETECT_ZEROES_UNMAP,
 } BdrvDetectZeroes;
-
-typedef enum {
-    BDRV_FILE_AIO_THREADS,
-    BDRV_FILE_AIO_NATIVE,
-    BDRV_FILE_AIO_IO_URING,
-} BdrvFileAio;
-
-/*
- * Everything blockdev-add can say, decoded by argspec into one struct: the
- * base members and, for each driver, the members of its variant (only the
- * chosen driver's table is used, so the others stay zero).
- */
-typedef struct BdrvOptions {
-    int driver;
-    char *node_name;
-    bool has_node_name;
-    bool read_only, has_read_only;
-    bool auto_read_only, has_auto_read_only;
-    bool force_share, has_force_share;
-    int discard;
-    bool has_discard;
-    int detect_zeroes;
-    bool has_detect_zeroes;
-    bool cache_direct, has_cache_direct;
-    bool cache_no_flush, has_cache_no_flush;
-
-    struct {
-        char *filename;
-        int aio;
-        bool has_aio;
-        int64_t aio_max_batch;
-        bool has_aio_max_batch;
-        int locking;
-        bool has_locking;
-        bool drop_cache, has_drop_cache;
-    } file;
-    struct {
-        uint64_t size;
-        bool has_size;
-        bool read_zeroes, has_read_zeroes;
-        uint64_t latency_ns;
-        bool has_latency_ns;
-    } null;
-    struct {
-        uint64_t size;
-    } memory;
-    struct {
-        int server_type;            /* index in the driver's address types */
-        char *path;                 /* unix */
-        bool abstract, has_abstract, tight, has_tight;
-        char *host, *port;          /* inet */
-        bool numeric, has_numeric, ipv4, has_ipv4, ipv6, has_ipv6;
-        bool keep_alive, has_keep_alive;
-        char *to;
-        bool has_to;
-        char *str;                  /* fd */
-        char *export_name;
-        bool has_export_name;
-        char *tls_creds, *tls_hostname;
-        bool has_tls_creds, has_tls_hostname;
-        uint64_t reconnect_delay, open_timeout;
-        bool has_reconnect_delay, has_open_timeout;
-    } nbd;
-} BdrvOptions;
 
 typedef enum {
     BDRV_OP_READ,
@@ -148,17 +85,28 @@ struct BdrvRequest {
 
 typedef struct BlockDriver {
     const char *name;               /* as in driver=... */
-    const ArgSpec *options;         /* the variant's members */
+    /*
+     * The driver's own members of blockdev-add (its variant of QEMU's
+     * BlockdevOptions), with offsets into the driver's options struct of
+     * options_size bytes. The generic layer decodes the common members
+     * (node-name, read-only, cache, discard, ...) into its own struct and
+     * these into a zeroed struct it allocates, hands that to open() and
+     * describe(), and clears and frees it after: the driver keeps nothing
+     * of it but copies.
+     */
+    const ArgSpec *options;
+    size_t options_size;
     /*
      * Optional, for a driver whose members depend on a nested union (nbd's
      * server.type): pick the table from the raw options, or NULL with errp.
+     * Every table it returns fills the same options struct.
      */
     const ArgSpec *(*select_options)(json_object *options, GError **errp);
     /*
-     * Fill the driver's fields of bs (size, opaque, capabilities) from opts.
-     * bs->read_only, discard and cache flags are already set.
+     * Fill the driver's fields of bs (size, opaque, capabilities) from its
+     * options struct. bs->read_only, discard and cache flags are already set.
      */
-    bool (*open)(BlockDriverState *bs, const BdrvOptions *opts, GError **errp);
+    bool (*open)(BlockDriverState *bs, const void *opts, GError **errp);
     void (*close)(BlockDriverState *bs);
     /* Start a checked request; finish it with bdrv_request_complete(). */
     void (*submit)(BdrvRequest *req);
@@ -168,7 +116,14 @@ typedef struct BlockDriver {
      */
     bool exact_size;
     /* A description for BdrvInfo.filename / query-named-block-nodes. */
-    char *(*describe)(BlockDriverState *bs, const BdrvOptions *opts);
+    char *(*describe)(BlockDriverState *bs, const void *opts);
+    /*
+     * Optional: add the driver's own members of QEMU's ImageInfo to `image`
+     * (query-named-block-nodes, query-block), after the common virtual-size,
+     * filename and format; the file driver adds actual-size and dirty-flag.
+     * Main context.
+     */
+    void (*image_info)(BlockDriverState *bs, json_object *image);
 } BlockDriver;
 
 struct BlockDriverState {
@@ -202,10 +157,8 @@ struct BlockDriverState {
 
 /* --- drivers ---------------------------------------------------------- */
 
-extern const BlockDriver bdrv_file;
-extern const BlockDriver bdrv_null_co;
-extern const BlockDriver bdrv_memory;
-extern const BlockDriver bdrv_nbd;
+/* Every driver, NULL-terminated (drivers.c). */
+extern const BlockDriver *const bdrv_drivers[];
 
 /* --- helpers for drivers ------------------------------------------------ */
 

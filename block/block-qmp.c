@@ -4,18 +4,16 @@
  * query-named-block-nodes) and drives (drive-add, drive-del, query-block,
  * eject, the tray and medium commands), with QEMU's argument names, result
  * layout and error texts, and the DEVICE_TRAY_MOVED event. Handlers only
- * translate between QMP and the C API of block.h and block-backend.h.
+ * translate between QMP and the C API of block.h and block-backend.h (and
+ * ask a node's driver for its own members of ImageInfo).
  */
-#include "berth/block/block.h"
+#include "block/block-int.h"
 #include "berth/block/block-backend.h"
 #include "berth/util/qmp-command.h"
 
-#include <string.h>
-#include <sys/stat.h>
-
 /* --- node description, shared by query-named-block-nodes and query-block --- */
 
-static json_object *node_image_info(const BdrvInfo *info)
+static json_object *node_image_info(BlockDriverState *bs, const BdrvInfo *info)
 {
     json_object *image = json_object_new_object();
     const char *filename = info->filename ? info->filename : "";
@@ -23,16 +21,8 @@ static json_object *node_image_info(const BdrvInfo *info)
     json_object_object_add(image, "virtual-size", json_object_new_int64((int64_t) info->size));
     json_object_object_add(image, "filename", json_object_new_string(filename));
     json_object_object_add(image, "format", json_object_new_string(info->driver));
-    if (strcmp(info->driver, "file") == 0) {
-        struct stat st;
-
-        if (stat(filename, &st) == 0) {
-            json_object_object_add(image, "actual-size",
-                                   json_object_new_int64((int64_t) st.st_blocks * 512));
-        }
-        json_object_object_add(image, "dirty-flag", json_object_new_boolean(false));
-    } else if (strcmp(info->driver, "null-co") == 0) {
-        json_object_object_add(image, "actual-size", json_object_new_int64(0));
+    if (bs->drv->image_info) {
+        bs->drv->image_info(bs, image);
     }
     return image;
 }
@@ -61,7 +51,7 @@ static json_object *node_device_info(BlockDriverState *bs)
     for (size_t i = 0; i < G_N_ELEMENTS(zero_members); i++) {
         json_object_object_add(node, zero_members[i], json_object_new_int(0));
     }
-    json_object_object_add(node, "image", node_image_info(&info));
+    json_object_object_add(node, "image", node_image_info(bs, &info));
     json_object_object_add(cache, "writeback", json_object_new_boolean(true));
     json_object_object_add(cache, "direct", json_object_new_boolean(info.cache_direct));
     json_object_object_add(cache, "no-flush", json_object_new_boolean(info.cache_no_flush));

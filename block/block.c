@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Nodes: the global node table, reference counting and bdrv_open(). Opening
- * decodes blockdev-add's options in one pass (the base members plus the
- * chosen driver's, via argspec), applies QEMU's checks in QEMU's order so
+ * decodes blockdev-add's options in one pass (the common members into this
+ * file's struct, the chosen driver's into a struct of the driver's own, via
+ * argspec), applies QEMU's checks in QEMU's order so
  * that every error text matches qemu-storage-daemon 7.2, and only then lets
  * the driver touch the outside world. The table lives on the main context's
  * thread; references are atomic because requests from I/O threads hold them.
@@ -18,31 +19,75 @@
 /* QEMU's node names are at most 31 characters (a 32-byte buffer). */
 #define NODE_NAME_MAX 31
 
-static const char *const driver_names[] = { "file", "null-co", "memory", "nbd", NULL };
+/*
+ * The values of the "driver" member: the names of bdrv_drivers, in its
+ * order, so that an index into one is an index into the other. Made once
+ * and kept for the process's life.
+ */
+static const char *const *driver_names(void)
+{
+    static const char **names;
 
-/* Parallel to driver_names; NULL marks a driver berth knows but lacks. */
-static const BlockDriver *const drivers[] = { &bdrv_file, &bdrv_null_co, &bdrv_memory, &bdrv_nbd };
+    if (g_once_init_enter(&names)) {
+        size_t n = 0;
+
+        while (bdrv_drivers[n]) {
+            n++;
+        }
+        const char **list = g_new0(const char *, n + 1);
+        for (size_t i = 0; i < n; i++) {
+            list[i] = bdrv_drivers[i]->name;
+        }
+        g_once_init_leave(&names, list);
+    }
+    return names;
+}
 
 static const char *const discard_values[] = { "ignore", "unmap", NULL };
 static const char *const detect_zeroes_values[] = { "off", "on", "unmap", NULL };
 
+/* BlockdevCacheOptions */
+typedef struct {
+    bool direct, has_direct;
+    bool no_flush, has_no_flush;
+} BdrvCacheOptions;
+
 static const ArgSpec cache_members[] = {
-    ARG_OPTIONAL("direct", ARG_BOOL, BdrvOptions, cache_direct, has_cache_direct),
-    ARG_OPTIONAL("no-flush", ARG_BOOL, BdrvOptions, cache_no_flush, has_cache_no_flush),
+    ARG_OPTIONAL("direct", ARG_BOOL, BdrvCacheOptions, direct, has_direct),
+    ARG_OPTIONAL("no-flush", ARG_BOOL, BdrvCacheOptions, no_flush, has_no_flush),
     ARG_TABLE_END
 };
 
-/* BlockdevOptionsBase, in QEMU's order (errors are reported in that order). */
-static const ArgSpec base_members[] = {
-    { .name = "driver", .type = ARG_ENUM, .offset = offsetof(BdrvOptions, driver),
-      .present_offset = ARG_NO_PRESENCE, .enum_values = driver_names },
-    ARG_OPTIONAL("node-name", ARG_STR, BdrvOptions, node_name, has_node_name),
-    ARG_ENUM_OPTIONAL("discard", discard_values, BdrvOptions, discard, has_discard),
-    ARG_NESTED("cache", cache_members, true),
-    ARG_OPTIONAL("read-only", ARG_BOOL, BdrvOptions, read_only, has_read_only),
-    ARG_OPTIONAL("auto-read-only", ARG_BOOL, BdrvOptions, auto_read_only, has_auto_read_only),
-    ARG_OPTIONAL("force-share", ARG_BOOL, BdrvOptions, force_share, has_force_share),
-    ARG_ENUM_OPTIONAL("detect-zeroes", detect_zeroes_values, BdrvOptions, detect_zeroes,
+/* BlockdevOptionsBase: the members every driver has, decoded here. */
+typedef struct {
+    int driver;
+    char *node_name;
+    bool has_node_name;
+    bool read_only, has_read_only;
+    bool auto_read_only, has_auto_read_only;
+    bool force_share, has_force_share;
+    int discard;
+    bool has_discard;
+    int detect_zeroes;
+    bool has_detect_zeroes;
+    BdrvCacheOptions cache;
+    bool has_cache;
+} BdrvCommonOptions;
+
+/*
+ * BlockdevOptionsBase after "driver", in QEMU's order (errors are reported
+ * in that order). bdrv_open() checks "driver" first, with a table of its
+ * own because its values come from bdrv_drivers at run time.
+ */
+static const ArgSpec common_members[] = {
+    ARG_OPTIONAL("node-name", ARG_STR, BdrvCommonOptions, node_name, has_node_name),
+    ARG_ENUM_OPTIONAL("discard", discard_values, BdrvCommonOptions, discard, has_discard),
+    ARG_NESTED_OPTIONAL("cache", cache_members, BdrvCommonOptions, cache, has_cache),
+    ARG_OPTIONAL("read-only", ARG_BOOL, BdrvCommonOptions, read_only, has_read_only),
+    ARG_OPTIONAL("auto-read-only", ARG_BOOL, BdrvCommonOptions, auto_read_only,
+                 has_auto_read_only),
+    ARG_OPTIONAL("force-share", ARG_BOOL, BdrvCommonOptions, force_share, has_force_share),
+    ARG_ENUM_OPTIONAL("detect-zeroes", detect_zeroes_values, BdrvCommonOptions, detect_zeroes,
                       has_detect_zeroes),
     ARG_TABLE_END
 };
@@ -76,7 +121,7 @@ static bool check_node_name(const char *name, GError **errp)
 }
 
 /* Checks between options that QEMU makes before opening anything. */
-static bool check_base_options(const BdrvOptions *opts, GError **errp)
+static bool check_common_options(const BdrvCommonOptions *opts, GError **errp)
 {
     if (!opts->has_node_name) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
@@ -113,49 +158,56 @@ static void bdrv_free(BlockDriverState *bs)
 
 BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
 {
-    BdrvOptions opts = { 0 };
-    const ArgSpec *tables[3] = { base_members, NULL, NULL };
+    BdrvCommonOptions common = { 0 };
+    const ArgSpec driver_member[] = {
+        { .name = "driver", .type = ARG_ENUM, .offset = offsetof(BdrvCommonOptions, driver),
+          .present_offset = ARG_NO_PRESENCE, .enum_values = driver_names() },
+        ARG_TABLE_END
+    };
+    g_autofree void *drv_opts = NULL;
+    ArgSpecTarget targets[] = {
+        { driver_member, &common }, { common_members, &common }, { NULL, NULL },
+    };
     const BlockDriver *drv;
     BlockDriverState *bs;
     int idx;
 
-    idx = argspec_discriminator(options, "driver", driver_names, errp);
+    idx = argspec_discriminator(options, "driver", driver_names(), errp);
     if (idx < 0) {
         return NULL;
     }
-    drv = drivers[idx];
-    if (!drv) {
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                    "Driver '%s' is not supported yet", driver_names[idx]);
+    drv = bdrv_drivers[idx];
+    targets[2].members = drv->select_options ? drv->select_options(options, errp)
+                                             : drv->options;
+    if (!targets[2].members) {
         return NULL;
     }
-    tables[1] = drv->select_options ? drv->select_options(options, errp) : drv->options;
-    if (!tables[1]) {
+    /* The driver's struct; never NULL, so that open() need not check. */
+    targets[2].out = drv_opts = g_malloc0(MAX(drv->options_size, 1));
+    if (!argspec_decode_targets(targets, G_N_ELEMENTS(targets), options, keyval, errp)) {
         return NULL;
     }
-    if (!argspec_decode(tables, options, keyval, &opts, errp)) {
-        return NULL;
-    }
-    if (!check_base_options(&opts, errp)) {
-        argspec_clear(tables, &opts);
+    if (!check_common_options(&common, errp)) {
+        argspec_clear_targets(targets, G_N_ELEMENTS(targets));
         return NULL;
     }
 
     bs = g_new0(BlockDriverState, 1);
     bs->refcnt = 1;
-    bs->node_name = g_strdup(opts.node_name);
-    bs->read_only = opts.read_only;
-    bs->auto_read_only = opts.auto_read_only;
-    bs->force_share = opts.force_share;
-    bs->discard = opts.has_discard ? opts.discard : BDRV_DISCARD_IGNORE;
-    bs->detect_zeroes = opts.has_detect_zeroes ? opts.detect_zeroes : BDRV_DETECT_ZEROES_OFF;
-    bs->cache_direct = opts.cache_direct;
-    bs->cache_no_flush = opts.cache_no_flush;
+    bs->node_name = g_strdup(common.node_name);
+    bs->read_only = common.read_only;
+    bs->auto_read_only = common.auto_read_only;
+    bs->force_share = common.force_share;
+    bs->discard = common.has_discard ? common.discard : BDRV_DISCARD_IGNORE;
+    bs->detect_zeroes = common.has_detect_zeroes ? common.detect_zeroes
+                                                 : BDRV_DETECT_ZEROES_OFF;
+    bs->cache_direct = common.cache.direct;
+    bs->cache_no_flush = common.cache.no_flush;
     bs->request_alignment = 1;
 
-    if (!drv->open(bs, &opts, errp)) {
+    if (!drv->open(bs, drv_opts, errp)) {
         /* The driver cleaned up after itself; close() must not run. */
-        argspec_clear(tables, &opts);
+        argspec_clear_targets(targets, G_N_ELEMENTS(targets));
         g_free(bs->node_name);
         g_free(bs);
         return NULL;
@@ -164,7 +216,7 @@ BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
     if (bs->size > (uint64_t) BDRV_MAX_LENGTH) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                             "Could not refresh total sector count: File too large");
-        argspec_clear(tables, &opts);
+        argspec_clear_targets(targets, G_N_ELEMENTS(targets));
         bdrv_free(bs);
         return NULL;
     }
@@ -173,8 +225,8 @@ BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
     if (!drv->exact_size) {
         bs->size = (bs->size + BDRV_SECTOR_SIZE - 1) & ~(uint64_t) (BDRV_SECTOR_SIZE - 1);
     }
-    bs->filename = drv->describe ? drv->describe(bs, &opts) : NULL;
-    argspec_clear(tables, &opts);
+    bs->filename = drv->describe ? drv->describe(bs, drv_opts) : NULL;
+    argspec_clear_targets(targets, G_N_ELEMENTS(targets));
 
     /* A driver may turn the caller's loop while it opens (nbd connects on a
      * thread meanwhile): another monitor could have taken the name. */

@@ -29,18 +29,30 @@
  * copies are better spread over the workers. */
 #define FILE_INLINE_READ_MAX (64 * 1024)
 
+/* BlockdevOptionsFile (pr-manager and x- options omitted). */
+typedef struct {
+    char *filename;
+    int aio;                    /* FileAio */
+    bool has_aio;
+    int64_t aio_max_batch;
+    bool has_aio_max_batch;
+    int locking;                /* FileLocking */
+    bool has_locking;
+    bool drop_cache, has_drop_cache;
+} FileOptions;
+
+typedef enum { FILE_AIO_THREADS, FILE_AIO_NATIVE, FILE_AIO_IO_URING } FileAio;
 static const char *const aio_values[] = { "threads", "native", "io_uring", NULL };
-enum { FILE_LOCKING_AUTO, FILE_LOCKING_ON, FILE_LOCKING_OFF };
+typedef enum { FILE_LOCKING_AUTO, FILE_LOCKING_ON, FILE_LOCKING_OFF } FileLocking;
 static const char *const locking_values[] = { "auto", "on", "off", NULL };
 
-/* BlockdevOptionsFile, in QEMU's order (pr-manager and x- options omitted). */
+/* In QEMU's order. */
 static const ArgSpec file_members[] = {
-    ARG_REQUIRED("filename", ARG_STR, BdrvOptions, file.filename),
-    ARG_ENUM_OPTIONAL("locking", locking_values, BdrvOptions, file.locking, file.has_locking),
-    ARG_ENUM_OPTIONAL("aio", aio_values, BdrvOptions, file.aio, file.has_aio),
-    ARG_OPTIONAL("aio-max-batch", ARG_INT, BdrvOptions, file.aio_max_batch,
-                 file.has_aio_max_batch),
-    ARG_OPTIONAL("drop-cache", ARG_BOOL, BdrvOptions, file.drop_cache, file.has_drop_cache),
+    ARG_REQUIRED("filename", ARG_STR, FileOptions, filename),
+    ARG_ENUM_OPTIONAL("locking", locking_values, FileOptions, locking, has_locking),
+    ARG_ENUM_OPTIONAL("aio", aio_values, FileOptions, aio, has_aio),
+    ARG_OPTIONAL("aio-max-batch", ARG_INT, FileOptions, aio_max_batch, has_aio_max_batch),
+    ARG_OPTIONAL("drop-cache", ARG_BOOL, FileOptions, drop_cache, has_drop_cache),
     ARG_TABLE_END
 };
 
@@ -343,9 +355,10 @@ static int file_open_fd(const char *filename, bool read_only, bool direct)
     return fd;
 }
 
-static bool file_open(BlockDriverState *bs, const BdrvOptions *opts, GError **errp)
+static bool file_open(BlockDriverState *bs, const void *options, GError **errp)
 {
-    const char *filename = opts->file.filename;
+    const FileOptions *opts = options;
+    const char *filename = opts->filename;
     g_autofree FileState *s = NULL;
     uint64_t size;
     struct stat st;
@@ -357,14 +370,14 @@ static bool file_open(BlockDriverState *bs, const BdrvOptions *opts, GError **er
                             "The 'file' block driver requires a file name");
         return false;
     }
-    if (opts->file.has_aio && opts->file.aio == BDRV_FILE_AIO_NATIVE && !opts->cache_direct) {
+    if (opts->has_aio && opts->aio == FILE_AIO_NATIVE && !bs->cache_direct) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                             "aio=native was specified, but it requires cache.direct=on, "
                             "which was not specified.");
         return false;
     }
     /* Promising a lock we do not take would be worse than refusing. */
-    if (opts->file.has_locking && opts->file.locking == FILE_LOCKING_ON) {
+    if (opts->has_locking && opts->locking == FILE_LOCKING_ON) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
                             "locking=on is not supported: berth does not lock images");
         return false;
@@ -405,7 +418,7 @@ static bool file_open(BlockDriverState *bs, const BdrvOptions *opts, GError **er
     s->direct = bs->cache_direct;
     /* Default and aio=io_uring: the ring (for reads, O_DIRECT writes) when
      * the kernel lets us have one. */
-    s->use_uring = !opts->file.has_aio || opts->file.aio == BDRV_FILE_AIO_IO_URING;
+    s->use_uring = !opts->has_aio || opts->aio == FILE_AIO_IO_URING;
     s->no_flush = bs->cache_no_flush;
     s->req_align = s->mem_align = 1;
     s->nowait_ok = s->dsync_ok = s->zero_range_ok = s->punch_ok = 1;
@@ -441,16 +454,31 @@ static void file_close(BlockDriverState *bs)
     g_free(s);
 }
 
-static char *file_describe(BlockDriverState *bs, const BdrvOptions *opts)
+static char *file_describe(BlockDriverState *bs, const void *opts)
 {
-    return g_strdup(opts->file.filename);
+    return g_strdup(((const FileOptions *) opts)->filename);
+}
+
+/* ImageInfo: the space the file takes, and QEMU's dirty-flag (never set). */
+static void file_image_info(BlockDriverState *bs, json_object *image)
+{
+    FileState *s = bs->opaque;
+    struct stat st;
+
+    if (stat(s->filename, &st) == 0) {
+        json_object_object_add(image, "actual-size",
+                               json_object_new_int64((int64_t) st.st_blocks * 512));
+    }
+    json_object_object_add(image, "dirty-flag", json_object_new_boolean(false));
 }
 
 const BlockDriver bdrv_file = {
     .name = "file",
     .options = file_members,
+    .options_size = sizeof(FileOptions),
     .open = file_open,
     .close = file_close,
     .submit = file_submit,
     .describe = file_describe,
+    .image_info = file_image_info,
 };

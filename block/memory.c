@@ -36,8 +36,13 @@ typedef struct MemoryState {
     uint64_t npages;
 } MemoryState;
 
+/* berth's own driver: the disk's size is all there is to say. */
+typedef struct {
+    uint64_t size;
+} MemoryOptions;
+
 static const ArgSpec memory_members[] = {
-    ARG_REQUIRED("size", ARG_SIZE, BdrvOptions, memory.size),
+    ARG_REQUIRED("size", ARG_SIZE, MemoryOptions, size),
     ARG_TABLE_END
 };
 
@@ -174,10 +179,10 @@ static uint64_t find_page(MemoryState *s, uint64_t pg, uint64_t end, bool want_a
     return find_in(s->root, s->levels - 1, 0, pg, end, want_allocated);
 }
 
-static bool memory_open(BlockDriverState *bs, const BdrvOptions *opts, GError **errp)
+static bool memory_open(BlockDriverState *bs, const void *opts, GError **errp)
 {
     MemoryState *s = g_new0(MemoryState, 1);
-    uint64_t size = opts->memory.size;
+    uint64_t size = ((const MemoryOptions *) opts)->size;
 
     g_rw_lock_init(&s->lock);
     s->npages = size / PAGE_SIZE + (size % PAGE_SIZE != 0);
@@ -366,14 +371,15 @@ static void memory_submit(BdrvRequest *req)
     }
 }
 
-static char *memory_describe(BlockDriverState *bs, const BdrvOptions *opts)
+static char *memory_describe(BlockDriverState *bs, const void *opts)
 {
-    return g_strdup_printf("memory:%" G_GUINT64_FORMAT, opts->memory.size);
+    return g_strdup_printf("memory:%" G_GUINT64_FORMAT, ((const MemoryOptions *) opts)->size);
 }
 
 const BlockDriver bdrv_memory = {
     .name = "memory",
     .options = memory_members,
+    .options_size = sizeof(MemoryOptions),
     .open = memory_open,
     .close = memory_close,
     .submit = memory_submit,

@@ -10,6 +10,7 @@
  */
 #include "nbd-int.h"
 
+#include "io/socket-address.h"
 #include "util/iov.h"
 #include "berth/util/qmp-command.h"
 
@@ -23,68 +24,58 @@
 
 /* ---- options ------------------------------------------------------------------ */
 
-enum { SERVER_UNIX, SERVER_INET, SERVER_FD };
-static const char *const server_types[] = { "unix", "inet", "fd", NULL };
-
-#define NBD_SERVER_TYPE \
-    { .name = "type", .type = ARG_ENUM, .offset = offsetof(BdrvOptions, nbd.server_type), \
-      .present_offset = ARG_NO_PRESENCE, .enum_values = server_types }
+/* BlockdevOptionsNbd */
+typedef struct {
+    BerthSocketAddressArgs server;
+    char *export_name;
+    bool has_export_name;
+    char *tls_creds, *tls_hostname;
+    bool has_tls_creds, has_tls_hostname;
+    uint64_t reconnect_delay, open_timeout;
+    bool has_reconnect_delay, has_open_timeout;
+} NbdOptions;
 
 /* BlockdevOptionsNbd's members after server, in QEMU's order. */
 #define NBD_COMMON_MEMBERS \
-    ARG_OPTIONAL("export", ARG_STR, BdrvOptions, nbd.export_name, nbd.has_export_name), \
-    ARG_OPTIONAL("tls-creds", ARG_STR, BdrvOptions, nbd.tls_creds, nbd.has_tls_creds), \
-    ARG_OPTIONAL("tls-hostname", ARG_STR, BdrvOptions, nbd.tls_hostname, nbd.has_tls_hostname), \
-    ARG_OPTIONAL("reconnect-delay", ARG_UINT, BdrvOptions, nbd.reconnect_delay, \
-                 nbd.has_reconnect_delay), \
-    ARG_OPTIONAL("open-timeout", ARG_UINT, BdrvOptions, nbd.open_timeout, nbd.has_open_timeout)
+    ARG_OPTIONAL("export", ARG_STR, NbdOptions, export_name, has_export_name), \
+    ARG_OPTIONAL("tls-creds", ARG_STR, NbdOptions, tls_creds, has_tls_creds), \
+    ARG_OPTIONAL("tls-hostname", ARG_STR, NbdOptions, tls_hostname, has_tls_hostname), \
+    ARG_OPTIONAL("reconnect-delay", ARG_UINT, NbdOptions, reconnect_delay, \
+                 has_reconnect_delay), \
+    ARG_OPTIONAL("open-timeout", ARG_UINT, NbdOptions, open_timeout, has_open_timeout)
 
-static const ArgSpec server_unix[] = {
-    NBD_SERVER_TYPE,
-    ARG_REQUIRED("path", ARG_STR, BdrvOptions, nbd.path),
-    ARG_OPTIONAL("abstract", ARG_BOOL, BdrvOptions, nbd.abstract, nbd.has_abstract),
-    ARG_OPTIONAL("tight", ARG_BOOL, BdrvOptions, nbd.tight, nbd.has_tight),
-    ARG_TABLE_END
-};
-static const ArgSpec server_inet[] = {
-    NBD_SERVER_TYPE,
-    ARG_REQUIRED("host", ARG_STR, BdrvOptions, nbd.host),
-    ARG_REQUIRED("port", ARG_STR, BdrvOptions, nbd.port),
-    ARG_OPTIONAL("numeric", ARG_BOOL, BdrvOptions, nbd.numeric, nbd.has_numeric),
-    ARG_OPTIONAL("to", ARG_STR, BdrvOptions, nbd.to, nbd.has_to),
-    ARG_OPTIONAL("ipv4", ARG_BOOL, BdrvOptions, nbd.ipv4, nbd.has_ipv4),
-    ARG_OPTIONAL("ipv6", ARG_BOOL, BdrvOptions, nbd.ipv6, nbd.has_ipv6),
-    ARG_OPTIONAL("keep-alive", ARG_BOOL, BdrvOptions, nbd.keep_alive, nbd.has_keep_alive),
-    ARG_TABLE_END
-};
-static const ArgSpec server_fd[] = {
-    NBD_SERVER_TYPE,
-    ARG_REQUIRED("str", ARG_STR, BdrvOptions, nbd.str),
-    ARG_TABLE_END
-};
-
+/* server is a flat SocketAddress: one table per address type. */
 static const ArgSpec nbd_unix_members[] = {
-    ARG_NESTED("server", server_unix, false), NBD_COMMON_MEMBERS, ARG_TABLE_END
+    ARG_NESTED_AT("server", berth_socket_address_flat_unix, NbdOptions, server),
+    NBD_COMMON_MEMBERS, ARG_TABLE_END
 };
 static const ArgSpec nbd_inet_members[] = {
-    ARG_NESTED("server", server_inet, false), NBD_COMMON_MEMBERS, ARG_TABLE_END
+    ARG_NESTED_AT("server", berth_socket_address_flat_inet, NbdOptions, server),
+    NBD_COMMON_MEMBERS, ARG_TABLE_END
 };
 static const ArgSpec nbd_fd_members[] = {
-    ARG_NESTED("server", server_fd, false), NBD_COMMON_MEMBERS, ARG_TABLE_END
+    ARG_NESTED_AT("server", berth_socket_address_flat_fd, NbdOptions, server),
+    NBD_COMMON_MEMBERS, ARG_TABLE_END
 };
 
 static const ArgSpec *nbd_select_options(json_object *options, GError **errp)
 {
-    static const ArgSpec *const tables[] = { nbd_unix_members, nbd_inet_members,
-                                             nbd_fd_members };
     json_object *server = NULL;
     if (!json_object_object_get_ex(options, "server", &server)) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                             "Parameter 'server' is missing");
         return NULL;
     }
-    int variant = argspec_discriminator(options, "server.type", server_types, errp);
-    return variant < 0 ? NULL : tables[variant];
+    switch (berth_socket_address_args_type(options, "server.type", errp)) {
+    case BERTH_ADDR_UNIX:
+        return nbd_unix_members;
+    case BERTH_ADDR_INET:
+        return nbd_inet_members;
+    case BERTH_ADDR_FD:
+        return nbd_fd_members;
+    default:
+        return NULL;
+    }
 }
 
 /* ---- requests ----------------------------------------------------------------- */
@@ -267,23 +258,19 @@ static void nbd_submit(BdrvRequest *req)
 
 /* ---- open / close ----------------------------------------------------------------- */
 
-static NBDClientTarget *target_new(const BdrvOptions *opts, GError **errp)
+static NBDClientTarget *target_new(const NbdOptions *opts, GError **errp)
 {
     NBDClientTarget *t = nbd_client_target_new();
-    t->addr = g_new0(BerthSocketAddress, 1);
-    switch (opts->nbd.server_type) {
-    case SERVER_UNIX:
-        t->addr->type = BERTH_ADDR_UNIX;
-        t->addr->path = g_strdup(opts->nbd.path);
-        t->addr_str = g_strdup(opts->nbd.path);
+    const BerthSocketAddressArgs *server = &opts->server;
+    BerthSocketAddress view = berth_socket_address_args_view(server);
+    switch (view.type) {
+    case BERTH_ADDR_UNIX:
+        t->addr_str = g_strdup(view.path);
         break;
-    case SERVER_INET:
-        t->addr->type = BERTH_ADDR_INET;
-        t->addr->host = g_strdup(opts->nbd.host);
-        t->addr->port = g_strdup(opts->nbd.port);
-        t->addr_str = strchr(opts->nbd.host, ':')
-            ? g_strdup_printf("[%s]:%s", opts->nbd.host, opts->nbd.port)
-            : g_strdup_printf("%s:%s", opts->nbd.host, opts->nbd.port);
+    case BERTH_ADDR_INET:
+        t->addr_str = strchr(view.host, ':')
+            ? g_strdup_printf("[%s]:%s", view.host, view.port)
+            : g_strdup_printf("%s:%s", view.host, view.port);
         break;
     default:
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
@@ -291,15 +278,16 @@ static NBDClientTarget *target_new(const BdrvOptions *opts, GError **errp)
         nbd_client_target_unref(t);
         return NULL;
     }
-    if (opts->nbd.has_abstract && opts->nbd.abstract) {
+    t->addr = berth_socket_address_copy(&view);
+    if (server->un.has_abstract && server->un.abstract) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
                             "Abstract unix sockets are not supported");
         nbd_client_target_unref(t);
         return NULL;
     }
-    t->export_name = g_strdup(opts->nbd.has_export_name ? opts->nbd.export_name : "");
-    if (opts->nbd.has_tls_creds) {
-        BerthTlsCreds *creds = berth_tls_creds_find(opts->nbd.tls_creds, errp);
+    t->export_name = g_strdup(opts->has_export_name ? opts->export_name : "");
+    if (opts->has_tls_creds) {
+        BerthTlsCreds *creds = berth_tls_creds_find(opts->tls_creds, errp);
         if (!creds) {
             nbd_client_target_unref(t);
             return NULL;
@@ -312,10 +300,10 @@ static NBDClientTarget *target_new(const BdrvOptions *opts, GError **errp)
         }
         t->tls_creds = berth_tls_creds_ref(creds);
         /* As QEMU: the host name to check defaults to the host connected to. */
-        t->tls_hostname = g_strdup(opts->nbd.has_tls_hostname ? opts->nbd.tls_hostname
-                                   : opts->nbd.server_type == SERVER_INET ? opts->nbd.host
+        t->tls_hostname = g_strdup(opts->has_tls_hostname ? opts->tls_hostname
+                                   : view.type == BERTH_ADDR_INET ? view.host
                                    : NULL);
-    } else if (opts->nbd.has_tls_hostname) {
+    } else if (opts->has_tls_hostname) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                             "tls-hostname requires tls-creds");
         nbd_client_target_unref(t);
@@ -380,20 +368,21 @@ static void nbd_conn_stop(NbdState *st)
     st->iothread = NULL;
 }
 
-static bool nbd_open(BlockDriverState *bs, const BdrvOptions *opts, GError **errp)
+static bool nbd_open(BlockDriverState *bs, const void *options, GError **errp)
 {
+    const NbdOptions *opts = options;
     NbdState *st = g_new0(NbdState, 1);
     st->target = target_new(opts, errp);
     if (!st->target) {
         state_free(st);
         return false;
     }
-    st->reconnect_delay = opts->nbd.reconnect_delay;
+    st->reconnect_delay = opts->reconnect_delay;
 
     BerthChannel *ch = NULL;
     /* The daemon goes on serving its other clients meanwhile: it may be
      * connecting to one of its own exports, or to a slow peer. */
-    if (!nbd_client_target_open(st->target, MIN(opts->nbd.open_timeout, (uint64_t) G_MAXINT32),
+    if (!nbd_client_target_open(st->target, MIN(opts->open_timeout, (uint64_t) G_MAXINT32),
                                 &ch, &st->info, errp)) {
         state_free(st);
         return false;
@@ -410,8 +399,8 @@ static bool nbd_open(BlockDriverState *bs, const BdrvOptions *opts, GError **err
         }
         bs->read_only = true;
     }
-    if (opts->nbd.has_tls_creds) {
-        st->tls_creds_id = g_strdup(opts->nbd.tls_creds);
+    if (opts->has_tls_creds) {
+        st->tls_creds_id = g_strdup(opts->tls_creds);
         QmpObject *obj = qmp_object_find(st->tls_creds_id, NULL);
         if (obj) {
             qmp_object_pin(obj);
@@ -445,7 +434,7 @@ static void nbd_close(BlockDriverState *bs)
 }
 
 /* QEMU's pseudo-URI for the node, as query-named-block-nodes shows it. */
-static char *nbd_describe(BlockDriverState *bs, const BdrvOptions *opts)
+static char *nbd_describe(BlockDriverState *bs, const void *opts)
 {
     const NBDClientTarget *t = ((NbdState *) bs->opaque)->target;
     if (t->addr->type == BERTH_ADDR_UNIX) {
@@ -457,6 +446,7 @@ static char *nbd_describe(BlockDriverState *bs, const BdrvOptions *opts)
 const BlockDriver bdrv_nbd = {
     .name = "nbd",
     .options = nbd_unix_members,
+    .options_size = sizeof(NbdOptions),
     .select_options = nbd_select_options,
     .exact_size = true,
     .open = nbd_open,

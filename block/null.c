@@ -16,22 +16,32 @@ typedef struct NullState {
     uint64_t latency_ns;
 } NullState;
 
-/* BlockdevOptionsNull, in QEMU's order. */
+/* BlockdevOptionsNull */
+typedef struct {
+    uint64_t size;
+    bool has_size;
+    bool read_zeroes, has_read_zeroes;
+    uint64_t latency_ns;
+    bool has_latency_ns;
+} NullOptions;
+
+/* In QEMU's order. */
 static const ArgSpec null_members[] = {
-    ARG_OPTIONAL("size", ARG_SIZE, BdrvOptions, null.size, null.has_size),
-    ARG_OPTIONAL("latency-ns", ARG_UINT, BdrvOptions, null.latency_ns, null.has_latency_ns),
-    ARG_OPTIONAL("read-zeroes", ARG_BOOL, BdrvOptions, null.read_zeroes, null.has_read_zeroes),
+    ARG_OPTIONAL("size", ARG_SIZE, NullOptions, size, has_size),
+    ARG_OPTIONAL("latency-ns", ARG_UINT, NullOptions, latency_ns, has_latency_ns),
+    ARG_OPTIONAL("read-zeroes", ARG_BOOL, NullOptions, read_zeroes, has_read_zeroes),
     ARG_TABLE_END
 };
 
-static bool null_open(BlockDriverState *bs, const BdrvOptions *opts, GError **errp)
+static bool null_open(BlockDriverState *bs, const void *options, GError **errp)
 {
+    const NullOptions *opts = options;
     NullState *s = g_new0(NullState, 1);
 
-    s->read_zeroes = opts->null.read_zeroes;
-    s->latency_ns = opts->null.latency_ns;
+    s->read_zeroes = opts->read_zeroes;
+    s->latency_ns = opts->latency_ns;
     bs->opaque = s;
-    bs->size = opts->null.has_size ? opts->null.size : NULL_DEFAULT_SIZE;
+    bs->size = opts->has_size ? opts->size : NULL_DEFAULT_SIZE;
     bs->can_flush = false;
     bs->can_fua = true;
     bs->can_discard = false;
@@ -101,16 +111,24 @@ static void null_submit(BdrvRequest *req)
     null_finish(s, req);
 }
 
-static char *null_describe(BlockDriverState *bs, const BdrvOptions *opts)
+static char *null_describe(BlockDriverState *bs, const void *opts)
 {
     return g_strdup("null-co://");
+}
+
+/* ImageInfo: a null device takes no space. */
+static void null_image_info(BlockDriverState *bs, json_object *image)
+{
+    json_object_object_add(image, "actual-size", json_object_new_int64(0));
 }
 
 const BlockDriver bdrv_null_co = {
     .name = "null-co",
     .options = null_members,
+    .options_size = sizeof(NullOptions),
     .open = null_open,
     .close = null_close,
     .submit = null_submit,
     .describe = null_describe,
+    .image_info = null_image_info,
 };

@@ -11,6 +11,7 @@
 #include "berth/io/net-listener.h"
 #include "berth/qapi/qapi.h"
 #include "berth/util/argspec.h"
+#include "io/socket-address.h"
 #include "util/json.h"
 #include "util/named-table.h"
 
@@ -35,24 +36,31 @@ static Chardev *chardev_find(const char *id)
 
 /* --- --chardev --- */
 
+/*
+ * QemuOpts, not QAPI: a flat list without a type, the address members of
+ * both kinds mixed with the socket's own. The address lands in the shared
+ * BerthSocketAddressArgs (its type is set once path or host is known), so
+ * the checks and the conversion are io/socket-address's.
+ */
 typedef struct {
-    char *backend, *id, *path, *host, *port, *to;
-    bool has_id, has_path, has_host, has_port, has_to;
+    char *backend, *id;
+    bool has_id, has_path, has_host, has_port;
+    BerthSocketAddressArgs addr;
     bool server, has_server, wait, has_wait;
-    bool ipv4, has_ipv4, ipv6, has_ipv6, nodelay, has_nodelay;
+    bool nodelay, has_nodelay;
 } ChardevArgs;
 
 static const ArgSpec chardev_members[] = {
     ARG_REQUIRED("backend", ARG_STR, ChardevArgs, backend),
     ARG_OPTIONAL("id", ARG_STR, ChardevArgs, id, has_id),
-    ARG_OPTIONAL("path", ARG_STR, ChardevArgs, path, has_path),
-    ARG_OPTIONAL("host", ARG_STR, ChardevArgs, host, has_host),
-    ARG_OPTIONAL("port", ARG_STR, ChardevArgs, port, has_port),
-    ARG_OPTIONAL("to", ARG_STR, ChardevArgs, to, has_to),
+    ARG_OPTIONAL("path", ARG_STR, ChardevArgs, addr.un.path, has_path),
+    ARG_OPTIONAL("host", ARG_STR, ChardevArgs, addr.inet.host, has_host),
+    ARG_OPTIONAL("port", ARG_STR, ChardevArgs, addr.inet.port, has_port),
+    ARG_OPTIONAL("to", ARG_STR, ChardevArgs, addr.inet.to, addr.inet.has_to),
     ARG_OPTIONAL("server", ARG_BOOL, ChardevArgs, server, has_server),
     ARG_OPTIONAL("wait", ARG_BOOL, ChardevArgs, wait, has_wait),
-    ARG_OPTIONAL("ipv4", ARG_BOOL, ChardevArgs, ipv4, has_ipv4),
-    ARG_OPTIONAL("ipv6", ARG_BOOL, ChardevArgs, ipv6, has_ipv6),
+    ARG_OPTIONAL("ipv4", ARG_BOOL, ChardevArgs, addr.inet.ipv4, addr.inet.has_ipv4),
+    ARG_OPTIONAL("ipv6", ARG_BOOL, ChardevArgs, addr.inet.ipv6, addr.inet.has_ipv6),
     ARG_OPTIONAL("nodelay", ARG_BOOL, ChardevArgs, nodelay, has_nodelay),
     ARG_TABLE_END
 };
@@ -106,7 +114,7 @@ static bool chardev_check_members(json_object *opts, GError **errp)
     return true;
 }
 
-static bool chardev_create(const ChardevArgs *a, GError **errp)
+static bool chardev_create(ChardevArgs *a, GError **errp)
 {
     if (!a->has_id) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
@@ -137,11 +145,11 @@ static bool chardev_create(const ChardevArgs *a, GError **errp)
     /* Socket options the monitor's listener does not implement: refused
      * rather than ignored. wait=on would hold start-up until a client
      * connects; berth's monitors never wait. */
-    const char *unsupported = a->has_to ? "to"
-                            : a->has_ipv4 ? "ipv4"
-                            : a->has_ipv6 ? "ipv6"
-                            : a->has_wait && a->wait ? "wait=on"
-                            : a->has_nodelay && a->nodelay ? "nodelay=on" : NULL;
+    const char *unsupported = berth_socket_address_args_unsupported(&a->addr);
+    if (!unsupported) {
+        unsupported = a->has_wait && a->wait ? "wait=on"
+                    : a->has_nodelay && a->nodelay ? "nodelay=on" : NULL;
+    }
     if (unsupported) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
                     "chardev '%s': '%s' is not supported", a->id, unsupported);
@@ -160,20 +168,16 @@ static bool chardev_create(const ChardevArgs *a, GError **errp)
 
     if (a->has_port) {
         char *end;
-        guint64 port = g_ascii_strtoull(a->port, &end, 10);
+        guint64 port = g_ascii_strtoull(a->addr.inet.port, &end, 10);
         if (*end == '\0' && port > 65535) {
             g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                        "chardev '%s': port '%s' is out of range", a->id, a->port);
+                        "chardev '%s': port '%s' is out of range", a->id, a->addr.inet.port);
             return false;
         }
     }
 
-    BerthSocketAddress addr = {
-        .type = a->has_path ? BERTH_ADDR_UNIX : BERTH_ADDR_INET,
-        .path = a->path,
-        .host = a->host,
-        .port = a->port,
-    };
+    a->addr.type = a->has_path ? BERTH_ADDR_UNIX : BERTH_ADDR_INET;
+    BerthSocketAddress addr = berth_socket_address_args_view(&a->addr);
     Chardev *chr = g_new0(Chardev, 1);
     chr->id = g_strdup(a->id);
     chr->listener = berth_listener_new(&addr, g_main_context_get_thread_default(),

@@ -177,15 +177,32 @@ static bool lookup_enum(const char *name, const char *const *values, json_object
 
 /* ---- tables -------------------------------------------------------------- */
 
+/*
+ * The tables that one JSON object is checked against, each with the struct
+ * it fills: either `tables` all into `out`, or `targets`, each its own.
+ */
 typedef struct {
-    const ArgSpec *const *tables; /* not NULL-terminated: see ntables */
-    size_t ntables;
+    const ArgSpec *const *tables; /* not NULL-terminated: see n */
+    void *out;
+    const ArgSpecTarget *targets;
+    size_t n;
 } TableSet;
+
+static const ArgSpec *tableset_table(const TableSet *set, size_t t)
+{
+    return set->targets ? set->targets[t].members : set->tables[t];
+}
+
+static void *tableset_out(const TableSet *set, size_t t)
+{
+    return set->targets ? set->targets[t].out : set->out;
+}
 
 static bool tableset_declares(const TableSet *set, const char *name)
 {
-    for (size_t t = 0; t < set->ntables; t++) {
-        for (const ArgSpec *spec = set->tables[t]; spec && spec->type != ARG_END; spec++) {
+    for (size_t t = 0; t < set->n; t++) {
+        for (const ArgSpec *spec = tableset_table(set, t); spec && spec->type != ARG_END;
+             spec++) {
             if (!strcmp(spec->name, name)) {
                 return true;
             }
@@ -195,7 +212,7 @@ static bool tableset_declares(const TableSet *set, const char *name)
 }
 
 static bool decode_set(const TableSet *set, json_object *obj, const char *prefix,
-                       bool keyval, void *out, GError **errp);
+                       bool keyval, GError **errp);
 
 static bool decode_member(const ArgSpec *spec, json_object *obj, const char *prefix,
                           bool keyval, void *out, GError **errp)
@@ -248,14 +265,14 @@ static bool decode_member(const ArgSpec *spec, json_object *obj, const char *pre
         }
         break;
     case ARG_OBJECT: {
-        TableSet nested = { .tables = &spec->members, .ntables = 1 };
+        TableSet nested = { .tables = &spec->members, .out = field, .n = 1 };
 
         /* QEMU rejects null here too: an absent object is written by omission. */
         if (!json_object_is_type(v, json_type_object)) {
             type_error(errp, name, "object");
             return false;
         }
-        if (!decode_set(&nested, v, name, keyval, out, errp)) {
+        if (!decode_set(&nested, v, name, keyval, errp)) {
             return false;
         }
         break;
@@ -326,8 +343,9 @@ static const char *qemu_first_unexpected(const TableSet *set, json_object *obj)
     for (i = 0; i < n; i++) {
         g_hash_table_insert(pending, (gpointer) slots[i].key, NULL);
     }
-    for (size_t t = 0; t < set->ntables; t++) {
-        for (const ArgSpec *spec = set->tables[t]; spec && spec->type != ARG_END; spec++) {
+    for (size_t t = 0; t < set->n; t++) {
+        for (const ArgSpec *spec = tableset_table(set, t); spec && spec->type != ARG_END;
+             spec++) {
             g_hash_table_remove(pending, spec->name);
         }
     }
@@ -336,11 +354,12 @@ static const char *qemu_first_unexpected(const TableSet *set, json_object *obj)
 }
 
 static bool decode_set(const TableSet *set, json_object *obj, const char *prefix,
-                       bool keyval, void *out, GError **errp)
+                       bool keyval, GError **errp)
 {
-    for (size_t t = 0; t < set->ntables; t++) {
-        for (const ArgSpec *spec = set->tables[t]; spec && spec->type != ARG_END; spec++) {
-            if (!decode_member(spec, obj, prefix, keyval, out, errp)) {
+    for (size_t t = 0; t < set->n; t++) {
+        for (const ArgSpec *spec = tableset_table(set, t); spec && spec->type != ARG_END;
+             spec++) {
+            if (!decode_member(spec, obj, prefix, keyval, tableset_out(set, t), errp)) {
                 return false;
             }
         }
@@ -370,13 +389,18 @@ static size_t count_tables(const ArgSpec *const *tables)
     return n;
 }
 
-bool argspec_decode(const ArgSpec *const *tables, json_object *args, bool keyval,
-                    void *out, GError **errp)
-{
-    TableSet set = { .tables = tables, .ntables = count_tables(tables) };
-    g_autoptr(json_object) empty = NULL;
+static void clear_table(const ArgSpec *table, void *out);
 
-    g_return_val_if_fail(out != NULL, false);
+static void clear_set(const TableSet *set)
+{
+    for (size_t t = 0; t < set->n; t++) {
+        clear_table(tableset_table(set, t), tableset_out(set, t));
+    }
+}
+
+static bool decode_top(const TableSet *set, json_object *args, bool keyval, GError **errp)
+{
+    g_autoptr(json_object) empty = NULL;
 
     if (!args) {
         args = empty = json_object_new_object();
@@ -385,11 +409,32 @@ bool argspec_decode(const ArgSpec *const *tables, json_object *args, bool keyval
         set_error(errp, "Invalid parameter type, expected: object");
         return false;
     }
-    if (!decode_set(&set, args, NULL, keyval, out, errp)) {
-        argspec_clear(tables, out);
+    if (!decode_set(set, args, NULL, keyval, errp)) {
+        clear_set(set);
         return false;
     }
     return true;
+}
+
+bool argspec_decode(const ArgSpec *const *tables, json_object *args, bool keyval,
+                    void *out, GError **errp)
+{
+    TableSet set = { .tables = tables, .out = out, .n = count_tables(tables) };
+
+    g_return_val_if_fail(out != NULL, false);
+    return decode_top(&set, args, keyval, errp);
+}
+
+bool argspec_decode_targets(const ArgSpecTarget *targets, size_t n_targets, json_object *args,
+                            bool keyval, GError **errp)
+{
+    TableSet set = { .targets = targets, .n = n_targets };
+
+    g_return_val_if_fail(targets != NULL || n_targets == 0, false);
+    for (size_t t = 0; t < n_targets; t++) {
+        g_return_val_if_fail(targets[t].out != NULL || !targets[t].members, false);
+    }
+    return decode_top(&set, args, keyval, errp);
 }
 
 static void clear_table(const ArgSpec *table, void *out)
@@ -405,7 +450,7 @@ static void clear_table(const ArgSpec *table, void *out)
             g_clear_pointer((json_object **) field, json_object_put);
             break;
         case ARG_OBJECT:
-            clear_table(spec->members, out);
+            clear_table(spec->members, field);
             break;
         default:
             break;
@@ -416,11 +461,18 @@ static void clear_table(const ArgSpec *table, void *out)
 
 void argspec_clear(const ArgSpec *const *tables, void *out)
 {
-    g_return_if_fail(out != NULL);
+    TableSet set = { .tables = tables, .out = out, .n = count_tables(tables) };
 
-    for (size_t t = 0; tables && tables[t]; t++) {
-        clear_table(tables[t], out);
-    }
+    g_return_if_fail(out != NULL);
+    clear_set(&set);
+}
+
+void argspec_clear_targets(const ArgSpecTarget *targets, size_t n_targets)
+{
+    TableSet set = { .targets = targets, .n = n_targets };
+
+    g_return_if_fail(targets != NULL || n_targets == 0);
+    clear_set(&set);
 }
 
 /* ---- union discriminators ---------------------------------------------- */

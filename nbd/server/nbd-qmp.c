@@ -13,6 +13,7 @@
 #include "berth/util/qmp-command.h"
 #include "util/id.h"
 #include "util/named-table.h"
+#include "io/socket-address.h"
 
 #include <string.h>
 
@@ -231,84 +232,17 @@ static void close_all_qmp_exports(void)
     }
 }
 
-/* --- addresses --- */
-
-typedef enum { ADDR_UNIX, ADDR_INET, ADDR_FD } AddrKind;
-static const char *const addr_types[] = { "unix", "inet", "fd", NULL };
+/* --- nbd-server-start and --nbd-server --- */
 
 /* Members of nbd-server-start and --nbd-server, decoded into one struct. */
 typedef struct {
-    int type;
-    char *path;
-    bool abstract, has_abstract, tight, has_tight;
-    char *host, *port, *to;
-    bool has_to;
-    bool numeric, has_numeric, ipv4, has_ipv4, ipv6, has_ipv6, keep_alive, has_keep_alive;
-    char *fd;
+    BerthSocketAddressArgs addr;
     char *tls_creds, *tls_authz;
     bool has_tls_creds, has_tls_authz;
     /* QEMU's uint32s, range-checked by hand for its text */
     int64_t max_connections, handshake_max_seconds;
     bool has_max_connections, has_handshake_max_seconds;
 } ServerArgs;
-
-#define ADDR_TYPE_MEMBER \
-    { .name = "type", .type = ARG_ENUM, .offset = offsetof(ServerArgs, type), \
-      .present_offset = ARG_NO_PRESENCE, .enum_values = addr_types }
-
-#define UNIX_MEMBERS \
-    ARG_REQUIRED("path", ARG_STR, ServerArgs, path), \
-    ARG_OPTIONAL("abstract", ARG_BOOL, ServerArgs, abstract, has_abstract), \
-    ARG_OPTIONAL("tight", ARG_BOOL, ServerArgs, tight, has_tight)
-#define INET_MEMBERS \
-    ARG_REQUIRED("host", ARG_STR, ServerArgs, host), \
-    ARG_REQUIRED("port", ARG_STR, ServerArgs, port), \
-    ARG_OPTIONAL("numeric", ARG_BOOL, ServerArgs, numeric, has_numeric), \
-    ARG_OPTIONAL("to", ARG_STR, ServerArgs, to, has_to), \
-    ARG_OPTIONAL("ipv4", ARG_BOOL, ServerArgs, ipv4, has_ipv4), \
-    ARG_OPTIONAL("ipv6", ARG_BOOL, ServerArgs, ipv6, has_ipv6), \
-    ARG_OPTIONAL("keep-alive", ARG_BOOL, ServerArgs, keep_alive, has_keep_alive)
-#define FD_MEMBERS \
-    ARG_REQUIRED("str", ARG_STR, ServerArgs, fd)
-
-#define SERVER_COMMON_MEMBERS \
-    ARG_OPTIONAL("tls-creds", ARG_STR, ServerArgs, tls_creds, has_tls_creds), \
-    ARG_OPTIONAL("tls-authz", ARG_STR, ServerArgs, tls_authz, has_tls_authz), \
-    ARG_OPTIONAL("max-connections", ARG_INT, ServerArgs, max_connections, \
-                 has_max_connections), \
-    ARG_OPTIONAL("handshake-max-seconds", ARG_INT, ServerArgs, handshake_max_seconds, \
-                 has_handshake_max_seconds)
-
-/*
- * Per address type, two layouts: nbd-server-start's legacy addr
- * {"type": T, "data": {...}} and --nbd-server's flat {"type": T, ...}.
- */
-#define ADDR_TABLES(VARIANT, MEMBERS) \
-    static const ArgSpec VARIANT##_members[] = { MEMBERS, ARG_TABLE_END }; \
-    static const ArgSpec legacy_addr_##VARIANT[] = { \
-        ADDR_TYPE_MEMBER, ARG_NESTED("data", VARIANT##_members, false), ARG_TABLE_END }; \
-    static const ArgSpec legacy_server_##VARIANT[] = { \
-        ARG_NESTED("addr", legacy_addr_##VARIANT, false), SERVER_COMMON_MEMBERS, \
-        ARG_TABLE_END }; \
-    static const ArgSpec *const legacy_tables_##VARIANT[] = { legacy_server_##VARIANT, NULL }; \
-    static const ArgSpec flat_addr_##VARIANT[] = { \
-        ADDR_TYPE_MEMBER, MEMBERS, ARG_TABLE_END }; \
-    static const ArgSpec flat_server_##VARIANT[] = { \
-        ARG_NESTED("addr", flat_addr_##VARIANT, false), SERVER_COMMON_MEMBERS, \
-        ARG_TABLE_END }; \
-    static const ArgSpec *const flat_tables_##VARIANT[] = { flat_server_##VARIANT, NULL };
-
-ADDR_TABLES(unix, UNIX_MEMBERS)
-ADDR_TABLES(inet, INET_MEMBERS)
-ADDR_TABLES(fd, FD_MEMBERS)
-
-/* Indexed by AddrKind. */
-static const ArgSpec *const *const legacy_tables[] = {
-    legacy_tables_unix, legacy_tables_inet, legacy_tables_fd,
-};
-static const ArgSpec *const *const flat_tables[] = {
-    flat_tables_unix, flat_tables_inet, flat_tables_fd,
-};
 
 /*
  * Without max-connections, qemu-storage-daemon 7.2 (its stable releases
@@ -352,31 +286,20 @@ static bool server_start(const ServerArgs *args, GError **errp)
                             "TLS authorization is incompatible with no TLS credentials");
         return false;
     }
-    if (args->has_abstract && args->abstract) {
+    if (args->addr.un.has_abstract && args->addr.un.abstract) {
         g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
                             "Abstract unix sockets are not supported");
         return false;
     }
     /* Inet options the listener does not implement: refused, not ignored. */
-    const char *unsupported = args->has_to ? "to"
-                            : args->has_ipv4 ? "ipv4"
-                            : args->has_ipv6 ? "ipv6"
-                            : args->has_numeric && args->numeric ? "numeric"
-                            : args->has_keep_alive && args->keep_alive ? "keep-alive" : NULL;
+    const char *unsupported = berth_socket_address_args_unsupported(&args->addr);
     if (unsupported) {
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
                     "Parameter 'addr.%s' is not supported by berth's NBD server", unsupported);
         return false;
     }
 
-    BerthSocketAddress addr = {
-        .type = args->type == ADDR_UNIX ? BERTH_ADDR_UNIX
-              : args->type == ADDR_INET ? BERTH_ADDR_INET : BERTH_ADDR_FD,
-        .path = args->path,
-        .host = args->host,
-        .port = args->port,
-        .fd = args->fd,
-    };
+    BerthSocketAddress addr = berth_socket_address_args_view(&args->addr);
     NBDServerConfig cfg = {
         .addr = &addr,
         .tls_creds = args->has_tls_creds ? args->tls_creds : NULL,
@@ -390,6 +313,33 @@ static bool server_start(const ServerArgs *args, GError **errp)
                                    : (guint) args->handshake_max_seconds,
     };
     return nbd_server_start(&cfg, errp);
+}
+
+/*
+ * The two commands differ only in the layout of addr: nbd-server-start's is
+ * SocketAddressLegacy, --nbd-server's (NbdServerOptions) the flat one.
+ */
+static bool server_start_with(QmpRawArgs *raw, BerthAddrType type, bool legacy, GError **errp)
+{
+    const ArgSpec members[] = {
+        ARG_NESTED_AT("addr", berth_socket_address_table(type, legacy), ServerArgs, addr),
+        ARG_OPTIONAL("tls-creds", ARG_STR, ServerArgs, tls_creds, has_tls_creds),
+        ARG_OPTIONAL("tls-authz", ARG_STR, ServerArgs, tls_authz, has_tls_authz),
+        ARG_OPTIONAL("max-connections", ARG_INT, ServerArgs, max_connections,
+                     has_max_connections),
+        ARG_OPTIONAL("handshake-max-seconds", ARG_INT, ServerArgs, handshake_max_seconds,
+                     has_handshake_max_seconds),
+        ARG_TABLE_END
+    };
+    const ArgSpec *const tables[] = { members, NULL };
+    ServerArgs args = { 0 };
+
+    if (!argspec_decode(tables, raw->args, raw->keyval, &args, errp)) {
+        return false;
+    }
+    bool ok = server_start(&args, errp);
+    argspec_clear(tables, &args);
+    return ok;
 }
 
 static bool qmp_nbd_server_start(void *opaque, json_object **ret, GError **errp)
@@ -407,37 +357,17 @@ static bool qmp_nbd_server_start(void *opaque, json_object **ret, GError **errp)
                             "Invalid parameter type for 'addr', expected: object");
         return false;
     }
-    int variant = argspec_discriminator(addr, "type", addr_types, errp);
-    if (variant < 0) {
-        return false;
-    }
-    const ArgSpec *const *tables = legacy_tables[variant];
-    ServerArgs args = { 0 };
-    if (!argspec_decode(tables, raw->args, raw->keyval, &args, errp)) {
-        return false;
-    }
-    bool ok = server_start(&args, errp);
-    argspec_clear(tables, &args);
-    return ok;
+    int type = berth_socket_address_args_type(addr, "type", errp);
+    return type >= 0 && server_start_with(raw, (BerthAddrType) type, true, errp);
 }
 
 /* berthd --nbd-server: qemu-storage-daemon's NbdServerOptions. */
 static bool qmp_server_options(void *opaque, json_object **ret, GError **errp)
 {
     QmpRawArgs *raw = opaque;
-    int variant = argspec_discriminator(raw->args, "addr.type", addr_types, errp);
+    int type = berth_socket_address_args_type(raw->args, "addr.type", errp);
 
-    if (variant < 0) {
-        return false;
-    }
-    const ArgSpec *const *tables = flat_tables[variant];
-    ServerArgs args = { 0 };
-    if (!argspec_decode(tables, raw->args, raw->keyval, &args, errp)) {
-        return false;
-    }
-    bool ok = server_start(&args, errp);
-    argspec_clear(tables, &args);
-    return ok;
+    return type >= 0 && server_start_with(raw, (BerthAddrType) type, false, errp);
 }
 
 static bool qmp_nbd_server_stop(void *opaque, json_object **ret, GError **errp)

@@ -34,7 +34,7 @@ typedef enum {
     ARG_SIZE,    /* uint64_t; keyval accepts suffixes k, M, G, T, P, E (powers of 1024) and 1.5G */
     ARG_BOOL,    /* bool; keyval accepts on/off/yes/no/true/false */
     ARG_ENUM,    /* int: index into enum_values */
-    ARG_OBJECT,  /* nested object; its members (spec->members) go into the same struct */
+    ARG_OBJECT,  /* nested object: spec->members, decoded into the struct at offset */
     ARG_ANY,     /* json_object * (a reference), unchecked */
 } ArgType;
 
@@ -44,8 +44,17 @@ typedef struct ArgSpec {
     const char *name;               /* member name as on the wire, e.g. "node-name" */
     ArgType type;
     bool optional;
-    size_t offset;                  /* offsetof(struct, field) for the value */
-    size_t present_offset;          /* offsetof(struct, has_field) (a bool), or ARG_NO_PRESENCE */
+    /*
+     * offsetof(struct, field) for the value. For ARG_OBJECT, where the
+     * nested struct starts: the nested table's offsets are relative to it,
+     * so one table serves in any outer struct that embeds its struct.
+     * Offset 0 with a table written for the outer struct itself puts the
+     * nested members into the outer struct (ARG_NESTED).
+     */
+    size_t offset;
+    /* offsetof(struct, has_field) (a bool, in the struct that holds this
+     * member, not in a nested one), or ARG_NO_PRESENCE */
+    size_t present_offset;
     const char *const *enum_values; /* ARG_ENUM: NULL-terminated */
     const struct ArgSpec *members;  /* ARG_OBJECT: the nested table */
 } ArgSpec;
@@ -59,9 +68,18 @@ typedef struct ArgSpec {
 #define ARG_ENUM_OPTIONAL(NAME, VALUES, S, F, HAS) \
     { .name = (NAME), .type = ARG_ENUM, .optional = true, .offset = offsetof(S, F), \
       .present_offset = offsetof(S, HAS), .enum_values = (VALUES) }
+/* A nested object whose table is written for the outer struct (offset 0). */
 #define ARG_NESTED(NAME, MEMBERS, OPTIONAL) \
     { .name = (NAME), .type = ARG_OBJECT, .optional = (OPTIONAL), .offset = 0, \
       .present_offset = ARG_NO_PRESENCE, .members = (MEMBERS) }
+/* A required nested object decoded into the sub-struct S.F by its own table. */
+#define ARG_NESTED_AT(NAME, MEMBERS, S, F) \
+    { .name = (NAME), .type = ARG_OBJECT, .offset = offsetof(S, F), \
+      .present_offset = ARG_NO_PRESENCE, .members = (MEMBERS) }
+/* The same, optional: S.HAS says whether it was given (even as {}). */
+#define ARG_NESTED_OPTIONAL(NAME, MEMBERS, S, F, HAS) \
+    { .name = (NAME), .type = ARG_OBJECT, .optional = true, .offset = offsetof(S, F), \
+      .present_offset = offsetof(S, HAS), .members = (MEMBERS) }
 #define ARG_TABLE_END { .name = NULL, .type = ARG_END }
 
 /*
@@ -98,6 +116,26 @@ bool argspec_decode(const ArgSpec *const *tables, json_object *args, bool keyval
                     void *out, GError **errp);
 
 /*
+ * One table and the struct its offsets refer to, for decoding one object
+ * into several structs: blockdev-add's common members into the block
+ * layer's struct and the chosen driver's members into the driver's own.
+ * A NULL `members` is an empty table (and `out` may then be NULL).
+ */
+typedef struct ArgSpecTarget {
+    const ArgSpec *members;
+    void *out;
+} ArgSpecTarget;
+
+/*
+ * argspec_decode() with each of the `n_targets` tables filling its own
+ * struct. The object is checked against the union of the tables, in their
+ * order, exactly as argspec_decode() does (same errors, same order); on
+ * failure every target is cleared again.
+ */
+bool argspec_decode_targets(const ArgSpecTarget *targets, size_t n_targets, json_object *args,
+                            bool keyval, GError **errp);
+
+/*
  * The member that selects a union's variant, such as blockdev-add's "driver"
  * or nbd-server-start's "addr.type" (`path` may be dotted to reach into
  * nested objects): returns its index in the NULL-terminated `values`, or -1
@@ -114,6 +152,8 @@ int argspec_discriminator(json_object *args, const char *path,
  * set them to NULL and every presence flag to false. Fields of type ARG_STR
  * must hold NULL or g_malloc()ed memory. */
 void argspec_clear(const ArgSpec *const *tables, void *out);
+/* The same for what argspec_decode_targets() filled. */
+void argspec_clear_targets(const ArgSpecTarget *targets, size_t n_targets);
 
 /* Parse a size as QEMU does: a decimal (or 0x hex) number, for decimals an
  * optional fraction, then an optional suffix B, K, M, G, T, P or E in either

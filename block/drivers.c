@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The block drivers berth has: one pointer each, in the order blockdev-add's
+ * "driver" enum lists them (query output and error texts do not depend on
+ * it). Everything else about a driver, the name included, is in its own
+ * file; block.c derives the enum and the lookup from this array. Adding a
+ * driver: see "Adding a block driver" in docs/architecture.rst.
+ */
+#include "block/block-int.h"
+
+extern const BlockDriver bdrv_file;
+extern const BlockDriver bdrv_null_co;
+extern const BlockDriver bdrv_memory;
+extern const BlockDriver bdrv_nbd;
+
+const BlockDriver *const bdrv_drivers[] = {
+    &bdrv_file,
+    &bdrv_null_co,
+    &bdrv_memory,
+    &bdrv_nbd,
+    NULL
+};
