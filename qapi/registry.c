@@ -10,6 +10,8 @@
 
 static GHashTable *commands_by_name;
 static GPtrArray *commands_in_order;
+static GHashTable *events_by_name;
+static GPtrArray *events_in_order;
 
 void qapi_register_commands(const QmpCommandDef *table)
 {
@@ -46,6 +48,31 @@ void qapi_foreach_command(void (*fn)(const QmpCommandDef *cmd, gpointer opaque),
     }
     for (guint i = 0; i < commands_in_order->len; i++) {
         fn(g_ptr_array_index(commands_in_order, i), opaque);
+    }
+}
+
+void qapi_register_events(const QmpEventDef *table)
+{
+    g_return_if_fail(table != NULL);
+
+    if (!events_by_name) {
+        events_by_name = g_hash_table_new(g_str_hash, g_str_equal);
+        events_in_order = g_ptr_array_new();
+    }
+    for (const QmpEventDef *ev = table; ev->name; ev++) {
+        if (g_hash_table_contains(events_by_name, ev->name)) {
+            g_critical("QMP event '%s' declared twice; ignored", ev->name);
+            continue;
+        }
+        g_hash_table_insert(events_by_name, (gpointer) ev->name, (gpointer) ev);
+        g_ptr_array_add(events_in_order, (gpointer) ev);
+    }
+}
+
+void qapi_foreach_event(void (*fn)(const QmpEventDef *ev, gpointer opaque), gpointer opaque)
+{
+    for (guint i = 0; events_in_order && i < events_in_order->len; i++) {
+        fn(g_ptr_array_index(events_in_order, i), opaque);
     }
 }
 
