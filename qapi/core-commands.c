@@ -98,6 +98,14 @@ static bool qmp_query_commands(void *opaque, json_object **ret, GError **errp)
     return true;
 }
 
+/* --- query-qmp-schema --- */
+
+static bool qmp_query_qmp_schema(void *opaque, json_object **ret, GError **errp)
+{
+    *ret = qapi_schema_build();
+    return true;
+}
+
 /* --- quit --- */
 
 static bool qmp_quit(void *opaque, json_object **ret, GError **errp)
@@ -120,6 +128,7 @@ const QmpCommandDef qapi_core_commands[] = {
     },
     { .name = "query-version", .handler = qmp_query_version },
     { .name = "query-commands", .handler = qmp_query_commands },
+    { .name = "query-qmp-schema", .handler = qmp_query_qmp_schema },
     { .name = "quit", .handler = qmp_quit },
     QMP_COMMAND_END
 };

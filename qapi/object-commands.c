@@ -111,8 +111,38 @@ static bool qmp_object_del_cmd(void *opaque, json_object **ret, GError **errp)
     return qmp_object_del(args->id, errp);
 }
 
+/* For query-qmp-schema: qom-type and id, then each type's own members. */
+static const ArgSpec object_add_base_members[] = {
+    { .name = "qom-type", .type = ARG_STR, .present_offset = ARG_NO_PRESENCE },
+    { .name = "id", .type = ARG_STR, .present_offset = ARG_NO_PRESENCE },
+    ARG_TABLE_END
+};
+static const ArgSpec *const object_add_base[] = { object_add_base_members, NULL };
+
+typedef struct {
+    QmpVariantFunc fn;
+    gpointer opaque;
+} TypeVariant;
+
+static void object_type_variant(const QmpObjectType *type, gpointer opaque)
+{
+    TypeVariant *tv = opaque;
+    tv->fn(type->name, type->args, tv->opaque);
+}
+
+static void object_add_variants(QmpVariantFunc fn, gpointer opaque)
+{
+    TypeVariant tv = { fn, opaque };
+    qmp_object_type_foreach(object_type_variant, &tv);
+}
+
+static const QmpArgsUnion object_add_schema = {
+    .base = object_add_base, .tag = "qom-type", .foreach_variant = object_add_variants,
+};
+
 const QmpCommandDef qapi_object_commands[] = {
-    { .name = "object-add", .handler = qmp_object_add_cmd, .flags = QMP_CMD_RAW_ARGS },
+    { .name = "object-add", .handler = qmp_object_add_cmd, .flags = QMP_CMD_RAW_ARGS,
+      .raw_schema = &object_add_schema },
     {
         .name = "object-del",
         .args = object_del_args,

@@ -10,6 +10,7 @@
 #include "util/named-table.h"
 
 static BerthNamedTable commands = BERTH_NAMED_TABLE_INIT; /* by name, in registration order */
+static BerthNamedTable events = BERTH_NAMED_TABLE_INIT;   /* by name, in declaration order */
 
 void qapi_register_commands(const QmpCommandDef *table)
 {
@@ -33,6 +34,24 @@ void qapi_foreach_command(void (*fn)(const QmpCommandDef *cmd, gpointer opaque),
 {
     for (guint i = 0; i < berth_named_table_size(&commands); i++) {
         fn(berth_named_table_nth(&commands, i), opaque);
+    }
+}
+
+void qapi_register_events(const QmpEventDef *table)
+{
+    g_return_if_fail(table != NULL);
+
+    for (const QmpEventDef *ev = table; ev->name; ev++) {
+        if (!berth_named_table_add(&events, ev->name, (gpointer) ev)) {
+            g_critical("QMP event '%s' declared twice; ignored", ev->name);
+        }
+    }
+}
+
+void qapi_foreach_event(void (*fn)(const QmpEventDef *ev, gpointer opaque), gpointer opaque)
+{
+    for (guint i = 0; i < berth_named_table_size(&events); i++) {
+        fn(berth_named_table_nth(&events, i), opaque);
     }
 }
 

@@ -41,6 +41,20 @@ const QmpCommandDef *qapi_find_command(const char *name);
 void qapi_foreach_command(void (*fn)(const QmpCommandDef *cmd, gpointer opaque),
                           gpointer opaque);
 
+/* Declare a table of events terminated by QMP_EVENT_END (for
+ * query-qmp-schema); a name declared twice is reported and skipped. */
+void qapi_register_events(const QmpEventDef *table);
+/* In registration order. */
+void qapi_foreach_event(void (*fn)(const QmpEventDef *ev, gpointer opaque), gpointer opaque);
+
+/*
+ * The reply of query-qmp-schema, as QEMU builds it: a list of SchemaInfo
+ * objects (commands, events, and the object, enum, array and builtin types
+ * their arguments use; type names other than builtins are numbers). Made
+ * from the same ArgSpec tables that decode the commands. New reference.
+ */
+json_object *qapi_schema_build(void);
+
 /* Per-connection protocol state, owned by the monitor. */
 typedef struct QmpSession {
     bool command_mode; /* qmp_capabilities has succeeded */

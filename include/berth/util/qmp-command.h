@@ -90,18 +90,45 @@ typedef struct QmpRawArgs {
  */
 typedef bool (*QmpCommandFunc)(void *args, json_object **ret, GError **errp);
 
+/*
+ * How a QMP_CMD_RAW_ARGS command's arguments look, for query-qmp-schema: a
+ * union of `base` (which holds the discriminator member `tag`) and, for
+ * each value of the tag, that variant's tables. foreach_variant() calls fn
+ * once per value, in the order QEMU lists them.
+ */
+typedef void (*QmpVariantFunc)(const char *value, const ArgSpec *const *tables, gpointer opaque);
+typedef struct QmpArgsUnion {
+    const ArgSpec *const *base;
+    const char *tag;
+    void (*foreach_variant)(QmpVariantFunc fn, gpointer opaque);
+} QmpArgsUnion;
+
 typedef struct QmpCommandDef {
     const char *name;             /* wire name, e.g. "blockdev-del"; NULL ends a table */
     const ArgSpec *const *args;   /* NULL-terminated list of tables, or NULL: no arguments */
     size_t args_size;             /* sizeof the struct the tables decode into */
     QmpCommandFunc handler;
     unsigned flags;               /* QmpCommandFlags */
+    /* QMP_CMD_RAW_ARGS: the arguments the handler decodes itself, as
+     * query-qmp-schema shows them (NULL: shown as `args`). */
+    const QmpArgsUnion *raw_schema;
 } QmpCommandDef;
 
 /* Terminates a command table. */
 #define QMP_COMMAND_END { .name = NULL }
 
 /* --- events --- */
+
+/*
+ * An event a module may emit, declared for query-qmp-schema: its name and
+ * the members of its "data" (tables as for commands; offsets unused).
+ */
+typedef struct QmpEventDef {
+    const char *name;             /* e.g. "BLOCK_EXPORT_DELETED"; NULL ends a table */
+    const ArgSpec *const *data;   /* NULL: no members */
+} QmpEventDef;
+
+#define QMP_EVENT_END { .name = NULL }
 
 /*
  * Installed by the monitor. It receives `data` as a borrowed object; the
