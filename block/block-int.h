@@ -15,6 +15,7 @@
 
 #include "berth/block/block.h"
 #include "berth/util/argspec.h"
+#include "berth/util/qmp-command.h"
 #include "util/iov.h"
 
 #include <gio/gio.h>
@@ -103,6 +104,12 @@ typedef struct BlockDriver {
      */
     const ArgSpec *(*select_options)(json_object *options, GError **errp);
     /*
+     * With select_options: one table that describes all of them for
+     * query-qmp-schema (a nested union shown as its member of type "any").
+     * NULL: `options` describes the driver.
+     */
+    const ArgSpec *schema_options;
+    /*
      * Fill the driver's fields of bs (size, opaque, capabilities) from its
      * options struct. bs->read_only, discard and cache flags are already set.
      */
@@ -159,6 +166,9 @@ struct BlockDriverState {
 
 /* Every driver, NULL-terminated (drivers.c). */
 extern const BlockDriver *const bdrv_drivers[];
+
+/* blockdev-add's arguments as query-qmp-schema shows them (block.c). */
+extern const QmpArgsUnion bdrv_blockdev_add_schema;
 
 /* --- helpers for drivers ------------------------------------------------ */
 

@@ -380,8 +380,22 @@ static bool qmp_query_block(void *opaque, json_object **ret, GError **errp)
     return true;
 }
 
+static const ArgSpec tray_moved_members[] = {
+    { .name = "device", .type = ARG_STR, .present_offset = ARG_NO_PRESENCE },
+    { .name = "id", .type = ARG_STR, .present_offset = ARG_NO_PRESENCE },
+    { .name = "tray-open", .type = ARG_BOOL, .present_offset = ARG_NO_PRESENCE },
+    ARG_TABLE_END
+};
+static const ArgSpec *const tray_moved_data[] = { tray_moved_members, NULL };
+
+const QmpEventDef block_qmp_events[] = {
+    { .name = "DEVICE_TRAY_MOVED", .data = tray_moved_data },
+    QMP_EVENT_END
+};
+
 const QmpCommandDef block_qmp_commands[] = {
-    { .name = "blockdev-add", .handler = qmp_blockdev_add, .flags = QMP_CMD_RAW_ARGS },
+    { .name = "blockdev-add", .handler = qmp_blockdev_add, .flags = QMP_CMD_RAW_ARGS,
+      .raw_schema = &bdrv_blockdev_add_schema },
     {
         .name = "blockdev-del", .handler = qmp_blockdev_del,
         .args = node_name_args, .args_size = sizeof(NodeNameArgs),

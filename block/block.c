@@ -146,6 +146,32 @@ static bool check_common_options(const BdrvCommonOptions *opts, GError **errp)
     return true;
 }
 
+/* --- query-qmp-schema: blockdev-add as QEMU's union on "driver" --- */
+
+/* The tag's type comes from the variants (qapi/schema.c). */
+static const ArgSpec blockdev_add_driver_member[] = {
+    { .name = "driver", .type = ARG_STR, .present_offset = ARG_NO_PRESENCE },
+    ARG_TABLE_END
+};
+static const ArgSpec *const blockdev_add_base[] = {
+    blockdev_add_driver_member, common_members, NULL
+};
+
+static void blockdev_add_variants(QmpVariantFunc fn, gpointer opaque)
+{
+    for (size_t i = 0; bdrv_drivers[i]; i++) {
+        const BlockDriver *drv = bdrv_drivers[i];
+        const ArgSpec *const tables[] = {
+            drv->schema_options ? drv->schema_options : drv->options, NULL
+        };
+        fn(drv->name, tables, opaque);
+    }
+}
+
+const QmpArgsUnion bdrv_blockdev_add_schema = {
+    .base = blockdev_add_base, .tag = "driver", .foreach_variant = blockdev_add_variants,
+};
+
 static void bdrv_free(BlockDriverState *bs)
 {
     if (bs->drv && bs->drv->close) {

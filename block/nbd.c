@@ -58,6 +58,12 @@ static const ArgSpec nbd_fd_members[] = {
     NBD_COMMON_MEMBERS, ARG_TABLE_END
 };
 
+/* For query-qmp-schema: server is one of the three address forms above. */
+static const ArgSpec nbd_schema_members[] = {
+    { .name = "server", .type = ARG_ANY, .present_offset = ARG_NO_PRESENCE },
+    NBD_COMMON_MEMBERS, ARG_TABLE_END
+};
+
 static const ArgSpec *nbd_select_options(json_object *options, GError **errp)
 {
     json_object *server = NULL;
@@ -448,6 +454,7 @@ const BlockDriver bdrv_nbd = {
     .options = nbd_unix_members,
     .options_size = sizeof(NbdOptions),
     .select_options = nbd_select_options,
+    .schema_options = nbd_schema_members,
     .exact_size = true,
     .open = nbd_open,
     .close = nbd_close,

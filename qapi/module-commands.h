@@ -21,8 +21,12 @@ extern const QmpCommandDef qapi_core_commands[];
 extern const QmpCommandDef qapi_object_commands[];
 /* block/block-qmp.c: blockdev-*, query-named-block-nodes, drives */
 extern const QmpCommandDef block_qmp_commands[];
+/* block/block-qmp.c: DEVICE_TRAY_MOVED */
+extern const QmpEventDef block_qmp_events[];
 /* nbd/nbd-qmp.c: nbd-server-*, block-export-*, query-nbd-clients, ... */
 extern const QmpCommandDef nbd_qmp_commands[];
+/* nbd/nbd-qmp.c: BLOCK_EXPORT_DELETED */
+extern const QmpEventDef nbd_qmp_events[];
 
 /*
  * nbd/nbd-qmp.c: berthd's --nbd-server, which takes qemu-storage-daemon's

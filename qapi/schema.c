@@ -118,6 +118,7 @@ static const char *schema_object(SchemaBuilder *b, const ArgSpec *const *tables)
 typedef struct {
     SchemaBuilder *b;
     json_object *variants;
+    GPtrArray *cases;           /* const char *: the tag's values, in order */
 } VariantCollector;
 
 static void add_variant(const char *value, const ArgSpec *const *tables, gpointer opaque)
@@ -127,13 +128,32 @@ static void add_variant(const char *value, const ArgSpec *const *tables, gpointe
     json_object_object_add(v, "case", json_object_new_string(value));
     json_object_object_add(v, "type", json_object_new_string(schema_object(vc->b, tables)));
     json_object_array_add(vc->variants, v);
+    g_ptr_array_add(vc->cases, (gpointer) value);
 }
 
+/*
+ * A union: the base's members, the tag and one variant per tag value. The
+ * tag's type is the enum of the variants' cases, whatever the base table
+ * declares it as. A union without a tag is just its base.
+ */
 static const char *schema_union(SchemaBuilder *b, const QmpArgsUnion *u)
 {
+    if (!u->tag) {
+        return schema_object(b, u->base);
+    }
     json_object *o = schema_object_entity(b, u->base);
-    VariantCollector vc = { b, json_object_new_array() };
+    g_autoptr(GPtrArray) cases = g_ptr_array_new();
+    VariantCollector vc = { b, json_object_new_array(), cases };
     u->foreach_variant(add_variant, &vc);
+    g_ptr_array_add(cases, NULL);
+    const char *tag_type = schema_enum(b, (const char *const *) cases->pdata);
+    json_object *members = json_object_object_get(o, "members");
+    for (size_t i = 0; i < json_object_array_length(members); i++) {
+        json_object *m = json_object_array_get_idx(members, i);
+        if (g_strcmp0(json_object_get_string(json_object_object_get(m, "name")), u->tag) == 0) {
+            json_object_object_add(m, "type", json_object_new_string(tag_type));
+        }
+    }
     json_object_object_add(o, "tag", json_object_new_string(u->tag));
     json_object_object_add(o, "variants", vc.variants);
     return schema_intern(b, o);

@@ -319,16 +319,28 @@ static bool server_start(const ServerArgs *args, GError **errp)
  * The two commands differ only in the layout of addr: nbd-server-start's is
  * SocketAddressLegacy, --nbd-server's (NbdServerOptions) the flat one.
  */
+#define SERVER_COMMON_MEMBERS \
+    ARG_OPTIONAL("tls-creds", ARG_STR, ServerArgs, tls_creds, has_tls_creds), \
+    ARG_OPTIONAL("tls-authz", ARG_STR, ServerArgs, tls_authz, has_tls_authz), \
+    ARG_OPTIONAL("max-connections", ARG_INT, ServerArgs, max_connections, \
+                 has_max_connections), \
+    ARG_OPTIONAL("handshake-max-seconds", ARG_INT, ServerArgs, handshake_max_seconds, \
+                 has_handshake_max_seconds)
+
+/* For query-qmp-schema: addr is a SocketAddress, shown as "any". */
+static const ArgSpec server_schema_members[] = {
+    { .name = "addr", .type = ARG_ANY, .present_offset = ARG_NO_PRESENCE },
+    SERVER_COMMON_MEMBERS,
+    ARG_TABLE_END
+};
+static const ArgSpec *const server_schema_tables[] = { server_schema_members, NULL };
+static const QmpArgsUnion server_start_schema = { .base = server_schema_tables };
+
 static bool server_start_with(QmpRawArgs *raw, BerthAddrType type, bool legacy, GError **errp)
 {
     const ArgSpec members[] = {
         ARG_NESTED_AT("addr", berth_socket_address_table(type, legacy), ServerArgs, addr),
-        ARG_OPTIONAL("tls-creds", ARG_STR, ServerArgs, tls_creds, has_tls_creds),
-        ARG_OPTIONAL("tls-authz", ARG_STR, ServerArgs, tls_authz, has_tls_authz),
-        ARG_OPTIONAL("max-connections", ARG_INT, ServerArgs, max_connections,
-                     has_max_connections),
-        ARG_OPTIONAL("handshake-max-seconds", ARG_INT, ServerArgs, handshake_max_seconds,
-                     has_handshake_max_seconds),
+        SERVER_COMMON_MEMBERS,
         ARG_TABLE_END
     };
     const ArgSpec *const tables[] = { members, NULL };
@@ -695,8 +707,20 @@ static bool qmp_nbd_client_disconnect(void *opaque, json_object **ret, GError **
     return true;
 }
 
+static const ArgSpec export_deleted_members[] = {
+    { .name = "id", .type = ARG_STR, .present_offset = ARG_NO_PRESENCE },
+    ARG_TABLE_END
+};
+static const ArgSpec *const export_deleted_data[] = { export_deleted_members, NULL };
+
+const QmpEventDef nbd_qmp_events[] = {
+    { .name = "BLOCK_EXPORT_DELETED", .data = export_deleted_data },
+    QMP_EVENT_END
+};
+
 const QmpCommandDef nbd_qmp_commands[] = {
-    { .name = "nbd-server-start", .handler = qmp_nbd_server_start, .flags = QMP_CMD_RAW_ARGS },
+    { .name = "nbd-server-start", .handler = qmp_nbd_server_start, .flags = QMP_CMD_RAW_ARGS,
+      .raw_schema = &server_start_schema },
     { .name = "nbd-server-stop", .handler = qmp_nbd_server_stop },
     {
         .name = "nbd-server-add", .handler = qmp_nbd_server_add,
