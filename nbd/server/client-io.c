@@ -122,7 +122,8 @@ size_t nbd_client_input_avail(NBDClient *client)
     return client->in_end - client->in_start;
 }
 
-ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len)
+ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len,
+                             bool *drained)
 {
     if (client->in_start == client->in_end) {
         client->in_start = client->in_end = 0;
@@ -142,10 +143,12 @@ ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len)
         iov[n++] = (struct iovec) { client->inbuf + client->in_end, room };
     }
     if (n == 0) {
+        *drained = false;
         return BERTH_CHANNEL_AGAIN;
     }
     g_autoptr(GError) err = NULL;
     ssize_t got = berth_channel_readv(client->ch, iov, n, &err);
+    *drained = got == BERTH_CHANNEL_AGAIN || (got > 0 && (size_t) got < direct_len + room);
     if (got == BERTH_CHANNEL_ERROR) {
         g_debug("NBD client %s: %s", berth_channel_peer(client->ch), err->message);
         return got;

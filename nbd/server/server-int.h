@@ -163,8 +163,11 @@ bool nbd_client_output_backlogged(NBDClient *client);
  * when a handler stops early with input still buffered. */
 void nbd_client_kick_read(NBDClient *client);
 /* One readv into `direct` (if direct_len) and then the input buffer. Returns
- * bytes read (direct first), 0 at EOF, BERTH_CHANNEL_AGAIN or _ERROR. */
-ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len);
+ * bytes read (direct first), 0 at EOF, BERTH_CHANNEL_AGAIN or _ERROR.
+ * *drained says the socket had less than we asked for (or nothing): reading
+ * again before poll says readable would only fail with EAGAIN. */
+ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len,
+                             bool *drained);
 /* A request finished (in_flight dropped): close if draining and idle. */
 void nbd_client_request_done(NBDClient *client);
 

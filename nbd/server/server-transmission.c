@@ -577,6 +577,8 @@ static bool parse_request(NBDClient *client)
 
 bool nbd_transmission_input(NBDClient *client)
 {
+    /* Once a read comes back short, the socket is empty: wait for poll. */
+    bool drained = false;
     /* Bounded work per wakeup keeps one busy client from starving others. */
     for (int reads = 0; reads < 8;) {
         if (client->phase != NBD_CLIENT_TRANSMISSION) {
@@ -607,7 +609,10 @@ bool nbd_transmission_input(NBDClient *client)
         } else if (parse_request(client)) {
             continue;
         }
-        ssize_t got = nbd_client_read_more(client, direct, direct_len);
+        if (drained) {
+            return true;
+        }
+        ssize_t got = nbd_client_read_more(client, direct, direct_len, &drained);
         if (got == BERTH_CHANNEL_AGAIN) {
             return true;
         }
