@@ -70,8 +70,10 @@ static gboolean queue_dispatch(GSource *source, GSourceFunc callback, gpointer d
     BdrvRequest *req, *last;
 
     /* Drain the counter before taking the FIFO: a push that races with us
-     * then either lands in this batch or writes the eventfd anew. */
-    if (q->efd >= 0) {
+     * then either lands in this batch or writes the eventfd anew. When poll
+     * did not see it written, there is nothing to drain (and a push racing
+     * with us leaves it written for the next poll). */
+    if (q->efd >= 0 && (g_source_query_unix_fd(source, q->fd_tag) & G_IO_IN)) {
         uint64_t count;
         while (read(q->efd, &count, sizeof(count)) < 0 && errno == EINTR) {
         }
