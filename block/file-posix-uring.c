@@ -136,6 +136,8 @@ static gboolean ring_dispatch(GSource *source, GSourceFunc cb, gpointer data)
         op_complete(r, op, res);
     }
     ring_flush(r);
+    /* The requests just finished are answered now, not one more poll later. */
+    bdrv_dispatch_completions();
     return G_SOURCE_CONTINUE;
 }
 

@@ -42,15 +42,29 @@ static void read_input(NBDClient *client)
     }
 }
 
-/* Replies go out before more requests come in. */
+/*
+ * Replies go out before more requests come in. Requests that the node
+ * finished inline (memory, null, file data in the page cache) are answered
+ * in the same dispatch, and whatever was queued meanwhile leaves with one
+ * write at its end: a request then costs a poll, a read and a write.
+ */
 static void client_ready(void *opaque, GIOCondition ready)
 {
     NBDClient *client = nbd_client_get(opaque);
+    client->in_dispatch = true;
     if ((ready & G_IO_OUT) && client->out_head) {
         flush_output(client);
     }
     if (ready & G_IO_IN) {
         read_input(client);
+        bdrv_dispatch_completions();
+    }
+    client->in_dispatch = false;
+    if (client->flush_at_end) {
+        client->flush_at_end = false;
+        if (client->out_head) {
+            flush_output(client);
+        }
     }
     nbd_client_put(client);
 }
@@ -248,9 +262,14 @@ void nbd_client_send_item(NBDClient *client, NBDOutItem *item)
     }
     client->out_tail = item;
     /* Replies that complete in the same main-loop iteration leave together:
-     * the write happens once, at the client's next dispatch. */
+     * the write happens once, at the end of this client's dispatch or at its
+     * next one. */
     if (client->out_head == item && client->watch) {
-        berth_channel_watch_kick_write(client->watch);
+        if (client->in_dispatch) {
+            client->flush_at_end = true;
+        } else {
+            berth_channel_watch_kick_write(client->watch);
+        }
     }
 }
 

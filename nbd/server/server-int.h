@@ -105,6 +105,8 @@ struct NBDClient {
     size_t out_bytes;           /* queued and not yet written */
     bool read_paused;
     bool out_backlog;           /* handshake reading stopped until output drains */
+    bool in_dispatch;           /* inside the watch's dispatch: it flushes at its end */
+    bool flush_at_end;          /* output was queued during that dispatch */
 
     /* handshake (server-handshake.c) */
     NBDHandshakeState hs;
