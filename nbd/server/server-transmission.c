@@ -8,6 +8,7 @@
  * copied twice. In-flight requests and bytes are bounded per connection.
  */
 #include "server-int.h"
+#include "util/buffer-pool.h"
 #include "util/iov.h"
 
 #include <errno.h>
@@ -29,8 +30,9 @@ struct NBDRequestCtx {
     NBDClient *client;
     NBDRequest req;
     NBDOutItem out;
-    uint8_t *buf;               /* READ data / WRITE payload */
+    uint8_t *buf;               /* READ data / WRITE payload, from the buffer pool */
     uint64_t buf_len;
+    size_t buf_cap;
     int pending;                /* block-layer operations still running */
     int ret;                    /* first failure, negative errno */
     char *errmsg;
@@ -94,7 +96,7 @@ static void request_free(NBDOutItem *item)
     if (ctx->hdrs != ctx->small_hdrs) {
         g_free(ctx->hdrs);
     }
-    g_free(ctx->buf);
+    berth_buffer_give(ctx->buf, ctx->buf_cap);
     g_free(ctx->errmsg);
     g_free(ctx->extents);
     g_free(ctx);
@@ -116,7 +118,7 @@ static NBDRequestCtx *request_new(NBDClient *client, const NBDRequest *req, uint
     ctx->iov = ctx->small_iov;
     ctx->hdrs = ctx->small_hdrs;
     if (buf_len) {
-        ctx->buf = g_try_malloc(buf_len);
+        ctx->buf = berth_buffer_take(buf_len, &ctx->buf_cap);
         ctx->buf_len = ctx->buf ? buf_len : 0;
     }
     client->in_flight++;
