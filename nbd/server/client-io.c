@@ -12,6 +12,7 @@
 
 #include <gio/gio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define NBD_MAX_WRITE_IOV 64
 
@@ -67,6 +68,28 @@ static void client_ready(void *opaque, GIOCondition ready)
         }
     }
     nbd_client_put(client);
+}
+
+/*
+ * A unix socket queues only what fits its sender's buffer (about 200 KiB
+ * by default), so a 1 MiB read reply left in several writes, each waiting
+ * for the peer to take the last. A larger buffer lets a batch of replies
+ * leave in one; the kernel takes the memory only while data is queued, and
+ * caps the request at net.core.wmem_max. Only for the transmission phase,
+ * whose in-flight limits bound what a peer that does not read can make us
+ * queue anyway; a handshaking peer keeps the small default. TCP sockets
+ * keep the kernel's own tuning, which a fixed size would turn off.
+ */
+void nbd_client_enlarge_send_buffer(NBDClient *client)
+{
+    int fd = berth_channel_fd(client->ch);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int size = NBD_CLIENT_UNIX_SNDBUF;
+
+    if (getsockname(fd, (struct sockaddr *) &ss, &len) == 0 && ss.ss_family == AF_UNIX) {
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    }
 }
 
 void nbd_client_io_start(NBDClient *client)

@@ -18,6 +18,9 @@
  * in one go. Small write payloads are copied out of it, large ones are read
  * straight into their own buffer. */
 #define NBD_CLIENT_INBUF_SIZE (256 * 1024)
+/* Send buffer asked for on unix sockets (client-io.c): room for a few
+ * 1 MiB replies at once; the kernel doubles it for its bookkeeping. */
+#define NBD_CLIENT_UNIX_SNDBUF (2 * 1024 * 1024)
 /* Bounded concurrency per connection: beyond either limit we stop reading
  * the socket until replies drain, so memory per client stays bounded. */
 #define NBD_CLIENT_MAX_IN_FLIGHT 128
@@ -153,6 +156,8 @@ void nbd_client_use_channel(NBDClient *client, BerthChannel *ch);
 /* Queue bytes (copied) or an item (kept until sent) and try writing now. */
 void nbd_client_send_copy(NBDClient *client, const void *buf, size_t len);
 void nbd_client_send_item(NBDClient *client, NBDOutItem *item);
+/* Transmission: a send buffer of NBD_CLIENT_UNIX_SNDBUF on unix sockets. */
+void nbd_client_enlarge_send_buffer(NBDClient *client);
 void nbd_client_pause_reading(NBDClient *client, bool paused);
 /* Drop connection state and close after the output queue drains (or now). */
 void nbd_client_finish(NBDClient *client, bool flush_first);

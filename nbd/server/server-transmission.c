@@ -64,6 +64,7 @@ void nbd_transmission_start(NBDClient *client)
         .max_payload = NBD_MAX_PAYLOAD,
         .n_contexts = client->meta_base_allocation ? 1 : 0,
     };
+    nbd_client_enlarge_send_buffer(client);
     /* Requests may already be waiting behind the last option. */
     if (nbd_client_input_avail(client)) {
         nbd_client_pause_reading(client, true);
