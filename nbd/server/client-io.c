@@ -160,7 +160,7 @@ size_t nbd_client_input_avail(NBDClient *client)
 }
 
 ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len,
-                             bool *drained)
+                             size_t in_max, bool *drained)
 {
     if (client->in_start == client->in_end) {
         client->in_start = client->in_end = 0;
@@ -175,7 +175,7 @@ ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len,
     if (direct_len) {
         iov[n++] = (struct iovec) { direct, direct_len };
     }
-    size_t room = NBD_CLIENT_INBUF_SIZE - client->in_end;
+    size_t room = MIN(NBD_CLIENT_INBUF_SIZE - client->in_end, in_max);
     if (room) {
         iov[n++] = (struct iovec) { client->inbuf + client->in_end, room };
     }

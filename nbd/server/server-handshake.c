@@ -572,7 +572,7 @@ bool nbd_handshake_input(NBDClient *client)
         if (drained) {
             return true;
         }
-        ssize_t got = nbd_client_read_more(client, NULL, 0, &drained);
+        ssize_t got = nbd_client_read_more(client, NULL, 0, SIZE_MAX, &drained);
         if (got == BERTH_CHANNEL_AGAIN) {
             return true;
         }

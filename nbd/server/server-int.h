@@ -16,7 +16,8 @@
 
 /* Bytes of socket input read per wakeup; request headers are parsed from it
  * in one go. Small write payloads are copied out of it, large ones are read
- * straight into their own buffer. */
+ * straight into their own buffer (all of it, after a large write: see
+ * server-transmission.c's input_limit()). */
 #define NBD_CLIENT_INBUF_SIZE (256 * 1024)
 /* Send buffer asked for on unix sockets (client-io.c): room for a few
  * 1 MiB replies at once; the kernel doubles it for its bookkeeping. */
@@ -132,6 +133,7 @@ struct NBDClient {
     /* transmission (server-transmission.c) */
     NBDRequestLimits limits;    /* what requests are checked against */
     NBDRequestCtx *cur_write;   /* request whose payload is still arriving */
+    bool large_writes;          /* the last request was a large WRITE */
     size_t cur_write_have;
     uint64_t discard_left;      /* payload bytes to throw away */
     guint in_flight;
@@ -169,12 +171,13 @@ bool nbd_client_output_backlogged(NBDClient *client);
 /* Dispatch the input handler again soon even if the fd stays quiet: used
  * when a handler stops early with input still buffered. */
 void nbd_client_kick_read(NBDClient *client);
-/* One readv into `direct` (if direct_len) and then the input buffer. Returns
+/* One readv into `direct` (if direct_len) and then the input buffer, at
+ * most in_max bytes of it. Returns
  * bytes read (direct first), 0 at EOF, BERTH_CHANNEL_AGAIN or _ERROR.
  * *drained says the socket had less than we asked for (or nothing): reading
  * again before poll says readable would only fail with EAGAIN. */
 ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len,
-                             bool *drained);
+                             size_t in_max, bool *drained);
 /* A request finished (in_flight dropped): close if draining and idle. */
 void nbd_client_request_done(NBDClient *client);
 

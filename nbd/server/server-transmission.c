@@ -22,6 +22,8 @@
  * out as OFFSET_HOLE chunks; runs shorter than that are not worth a chunk. */
 #define NBD_SPARSE_READ_MIN (64 * 1024)
 #define NBD_ZERO_GRANULE 4096
+/* A WRITE this large makes the next read take no more than a header. */
+#define NBD_LARGE_WRITE (64 * 1024)
 
 /* Space for one chunk header plus its fixed payload head (offset, hole). */
 #define CHUNK_HDR_ROOM (NBD_REPLY_HEADER_MAX_SIZE + NBD_OFFSET_HOLE_SIZE)
@@ -546,6 +548,7 @@ static bool parse_request(NBDClient *client)
         return true;
     }
     bool has_payload = v.payload == NBD_PAYLOAD_READ;
+    client->large_writes = has_payload && v.payload_length >= NBD_LARGE_WRITE;
     uint64_t buf_len = (v.error == NBD_SUCCESS && !v.no_op &&
                         (req.type == NBD_CMD_READ || has_payload)) ? req.length : 0;
     if (has_payload) {
@@ -576,6 +579,24 @@ static bool parse_request(NBDClient *client)
         submit(ctx);
     }
     return true;
+}
+
+/*
+ * After a large WRITE the next request is likely another one: take no more
+ * than its header into the input buffer, so that its payload is read
+ * straight into its own buffer instead of into ours and then copied (a
+ * readv of up to 256 KiB would bring the first 200 KiB or so of it).
+ */
+static size_t input_limit(NBDClient *client)
+{
+    size_t header = client->limits.mode == NBD_MODE_EXTENDED ? NBD_EXTENDED_REQUEST_SIZE
+                                                             : NBD_REQUEST_SIZE;
+    size_t have = nbd_client_input_avail(client);
+
+    if (!client->large_writes) {
+        return SIZE_MAX;
+    }
+    return header > have ? header - have : SIZE_MAX;
 }
 
 bool nbd_transmission_input(NBDClient *client)
@@ -615,7 +636,8 @@ bool nbd_transmission_input(NBDClient *client)
         if (drained) {
             return true;
         }
-        ssize_t got = nbd_client_read_more(client, direct, direct_len, &drained);
+        ssize_t got = nbd_client_read_more(client, direct, direct_len, input_limit(client),
+                                           &drained);
         if (got == BERTH_CHANNEL_AGAIN) {
             return true;
         }
