@@ -8,7 +8,9 @@
  * completions costs one wake-up; the source then delivers the whole batch in
  * one dispatch. Requests finished inline on the context's own thread need no
  * wake-up at all: the source's prepare() sees the FIFO before the context
- * polls. Queues are created on first use and found again through a global
+ * polls, and a submitter that wants their answers at once - in the dispatch
+ * that submitted them, so that its replies leave together - takes them with
+ * bdrv_dispatch_completions(). Queues are created on first use and found again through a global
  * table and a per-thread cache, so the hot path takes no global lock. When a
  * context dies, GLib destroys the source; we learn it through the callback's
  * destroy notify and drop whatever is still queued (nobody is left to call).
@@ -64,25 +66,17 @@ static gboolean queue_check(GSource *source)
     return queue_has_work(q);
 }
 
-static gboolean queue_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+/* Take what was pushed and deliver it, with what a nested delivery left. */
+static void queue_deliver(BdrvCompletionQueue *q)
 {
-    BdrvCompletionQueue *q = (BdrvCompletionQueue *) source;
     BdrvRequest *req, *last;
-
-    /* Drain the counter before taking the FIFO: a push that races with us
-     * then either lands in this batch or writes the eventfd anew. */
-    if (q->efd >= 0) {
-        uint64_t count;
-        while (read(q->efd, &count, sizeof(count)) < 0 && errno == EINTR) {
-        }
-    }
 
     g_mutex_lock(&q->lock);
     req = q->head;
     q->head = q->tail = NULL;
     g_mutex_unlock(&q->lock);
 
-    /* Append to a batch a nested dispatch may have left (can_recurse). */
+    /* Append to a batch a nested delivery may have left (can_recurse). */
     if (q->batch) {
         for (last = q->batch; last->next; last = last->next) {
         }
@@ -91,13 +85,29 @@ static gboolean queue_dispatch(GSource *source, GSourceFunc callback, gpointer d
         q->batch = req;
     }
 
-    /* Requests pushed by these callbacks wait for the next iteration, so a
+    /* Requests pushed by these callbacks wait for the next round, so a
      * callback that keeps resubmitting cannot starve the context. */
     while ((req = q->batch) != NULL) {
         q->batch = req->next;
         req->next = NULL;
         bdrv_request_deliver(req);
     }
+}
+
+static gboolean queue_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+{
+    BdrvCompletionQueue *q = (BdrvCompletionQueue *) source;
+
+    /* Drain the counter before taking the FIFO: a push that races with us
+     * then either lands in this batch or writes the eventfd anew. When poll
+     * did not see it written, there is nothing to drain (and a push racing
+     * with us leaves it written for the next poll). */
+    if (q->efd >= 0 && (g_source_query_unix_fd(source, q->fd_tag) & G_IO_IN)) {
+        uint64_t count;
+        while (read(q->efd, &count, sizeof(count)) < 0 && errno == EINTR) {
+        }
+    }
+    queue_deliver(q);
     return G_SOURCE_CONTINUE;
 }
 
@@ -214,6 +224,23 @@ BdrvCompletionQueue *bdrv_completion_queue_get(void)
     g_source_ref(&q->source);
     g_private_replace(&thread_queue, q);
     return q;
+}
+
+void bdrv_dispatch_completions(void)
+{
+    GMainContext *ctx = g_main_context_get_thread_default();
+    BdrvCompletionQueue *q;
+
+    if (!ctx) {
+        ctx = g_main_context_default();
+    }
+    q = g_private_get(&thread_queue);
+    if (!q || q->ctx != ctx || g_atomic_int_get(&q->dead) || !g_main_context_is_owner(ctx)) {
+        return;     /* nothing submitted from here, or not the context's thread */
+    }
+    if (queue_has_work(q)) {
+        queue_deliver(q);
+    }
 }
 
 void bdrv_completion_queue_unref(BdrvCompletionQueue *q)

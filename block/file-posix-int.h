@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * State shared by the two halves of the file driver: file-posix.c (options,
- * opening, request dispatch, fallocate and block status) and
- * file-posix-io.c (transfers and bounce buffers). Private to block/.
+ * State shared by the parts of the file driver: file-posix.c (options,
+ * opening, request dispatch, fallocate and block status), file-posix-io.c
+ * (transfers and bounce buffers), file-posix-inline.c (requests the
+ * submitting thread does itself) and file-posix-uring.c. Private to block/.
  */
 #ifndef BERTH_BLOCK_FILE_POSIX_INT_H
 #define BERTH_BLOCK_FILE_POSIX_INT_H
@@ -14,6 +15,8 @@
 /* Bounce buffers and zero-writing fallbacks work in windows of this size. */
 #define FILE_WINDOW (1024 * 1024)
 #define FILE_DEFAULT_ALIGN 4096
+/* Largest read or write the submitting thread copies itself. */
+#define FILE_INLINE_MAX (64 * 1024)
 
 typedef struct FileState {
     int fd;
@@ -25,7 +28,8 @@ typedef struct FileState {
     uint32_t mem_align;
     uint32_t dev_align;        /* logical block size of a block device */
     /* Probed as we go; atomics because workers update them. */
-    int nowait_ok;             /* preadv2(RWF_NOWAIT) works */
+    int read_inline, write_inline;  /* file-posix-inline.c's modes; 0: unknown */
+    int memory_fs;             /* on tmpfs or ramfs; 0: unknown */
     int dsync_ok;              /* pwritev2(RWF_DSYNC) works */
     int zero_range_ok;
     int punch_ok;
@@ -49,6 +53,14 @@ void bdrv_file_do_write(BdrvRequest *req);
  * thread, unaligned O_DIRECT): the caller then uses the worker pool.
  */
 bool bdrv_file_uring_submit(FileState *s, BdrvRequest *req);
+
+/*
+ * file-posix-inline.c: carry out a READ, WRITE or FLUSH on the calling
+ * thread when it cannot wait for a device (RWF_NOWAIT, or a file on a
+ * memory filesystem), and finish it. False when the request must go on to
+ * io_uring or the worker pool, untouched.
+ */
+bool bdrv_file_try_inline(FileState *s, BdrvRequest *req);
 
 bool bdrv_file_request_aligned(FileState *s, BdrvRequest *req);
 /*

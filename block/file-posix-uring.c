@@ -136,6 +136,8 @@ static gboolean ring_dispatch(GSource *source, GSourceFunc cb, gpointer data)
         op_complete(r, op, res);
     }
     ring_flush(r);
+    /* The requests just finished are answered now, not one more poll later. */
+    bdrv_dispatch_completions();
     return G_SOURCE_CONTINUE;
 }
 
@@ -177,6 +179,9 @@ static FileRing *ring_for(BdrvCompletionQueue *q)
     r->ready = true;
     r->fd_tag = g_source_add_unix_fd(src, r->ring.ring_fd, G_IO_IN);
     g_source_set_static_name(src, "berth file io_uring");
+    /* Dispatches never nest (they run no callback of their own), and a
+     * source that may not recurse costs two eventfd wake-ups per dispatch. */
+    g_source_set_can_recurse(src, TRUE);
     g_source_attach(src, bdrv_completion_queue_context(q));
     bdrv_completion_queue_set_local(q, src);
     g_source_unref(src);

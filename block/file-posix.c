@@ -2,9 +2,9 @@
 /*
  * The file driver: a regular file (or a block device) accessed with
  * preadv/pwritev on the shared worker pool, so that a slow disk never stalls
- * an event loop. Small buffered reads first try preadv2(RWF_NOWAIT) on the
- * submitting thread: when the data is in the page cache that answers without
- * a thread hop, and when it is not the kernel says so instead of blocking.
+ * an event loop. Small buffered requests that cannot wait for a device
+ * (RWF_NOWAIT, or a file on tmpfs) are done on the submitting thread
+ * instead (file-posix-inline.c), without a thread hop.
  * With cache.direct=on the file is opened O_DIRECT; requests whose offset,
  * length or buffers do not meet the probed alignment go through aligned
  * bounce buffers, and unaligned writes read-modify-write under a per-node
@@ -24,10 +24,6 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-/* Buffered reads up to this size are tried inline with RWF_NOWAIT; larger
- * copies are better spread over the workers. */
-#define FILE_INLINE_READ_MAX (64 * 1024)
 
 /* BlockdevOptionsFile (pr-manager and x- options omitted). */
 typedef struct {
@@ -230,48 +226,25 @@ static void file_do_block_status(BdrvRequest *req)
     bdrv_request_complete(req, 0, NULL);
 }
 
-/* On the submitting thread: answer a small buffered read from the page cache
- * when it is all there, without waiting for a worker. */
-static bool file_try_read_inline(FileState *s, BdrvRequest *req)
-{
-    ssize_t r;
-
-    if (s->direct || req->bytes > FILE_INLINE_READ_MAX || req->niov > FILE_IOV_BATCH ||
-        !g_atomic_int_get(&s->nowait_ok)) {
-        return false;
-    }
-    do {
-        r = preadv2(s->fd, req->iov, req->niov, req->offset, RWF_NOWAIT);
-    } while (r < 0 && errno == EINTR);
-    if (r == (ssize_t) req->bytes) {
-        bdrv_request_complete(req, 0, NULL);
-        return true;
-    }
-    if (r < 0 && (errno == EOPNOTSUPP || errno == EINVAL)) {
-        g_atomic_int_set(&s->nowait_ok, 0);
-    }
-    /* Not cached, partly cached, at end of file or an error: the worker
-     * does it properly. */
-    return false;
-}
-
 static void file_submit(BdrvRequest *req)
 {
     FileState *s = req->bs->opaque;
 
     switch (req->op) {
     case BDRV_OP_READ:
-        if (!file_try_read_inline(s, req) && !bdrv_file_uring_submit(s, req)) {
+        if (!bdrv_file_try_inline(s, req) && !bdrv_file_uring_submit(s, req)) {
             bdrv_worker_submit(req, bdrv_file_do_read);
         }
         break;
     case BDRV_OP_WRITE:
-        if (!bdrv_file_uring_submit(s, req)) {
+        if (!bdrv_file_try_inline(s, req) && !bdrv_file_uring_submit(s, req)) {
             bdrv_worker_submit(req, bdrv_file_do_write);
         }
         break;
     case BDRV_OP_FLUSH:
-        bdrv_worker_submit(req, file_do_flush);
+        if (!bdrv_file_try_inline(s, req)) {
+            bdrv_worker_submit(req, file_do_flush);
+        }
         break;
     case BDRV_OP_DISCARD:
         bdrv_worker_submit(req, file_do_discard);
@@ -421,7 +394,7 @@ static bool file_open(BlockDriverState *bs, const void *options, GError **errp)
     s->use_uring = !opts->has_aio || opts->aio == FILE_AIO_IO_URING;
     s->no_flush = bs->cache_no_flush;
     s->req_align = s->mem_align = 1;
-    s->nowait_ok = s->dsync_ok = s->zero_range_ok = s->punch_ok = 1;
+    s->dsync_ok = s->zero_range_ok = s->punch_ok = 1;
     s->dev_align = BDRV_SECTOR_SIZE;
     if (s->is_block_dev && ioctl(fd, BLKSSZGET, &sector) == 0 && sector > 0 &&
         (sector & (sector - 1)) == 0) {

@@ -12,6 +12,7 @@
 
 #include <gio/gio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define NBD_MAX_WRITE_IOV 64
 
@@ -42,17 +43,53 @@ static void read_input(NBDClient *client)
     }
 }
 
-/* Replies go out before more requests come in. */
+/*
+ * Replies go out before more requests come in. Requests that the node
+ * finished inline (memory, null, file data in the page cache) are answered
+ * in the same dispatch, and whatever was queued meanwhile leaves with one
+ * write at its end: a request then costs a poll, a read and a write.
+ */
 static void client_ready(void *opaque, GIOCondition ready)
 {
     NBDClient *client = nbd_client_get(opaque);
+    client->in_dispatch = true;
     if ((ready & G_IO_OUT) && client->out_head) {
         flush_output(client);
     }
     if (ready & G_IO_IN) {
         read_input(client);
+        bdrv_dispatch_completions();
+    }
+    client->in_dispatch = false;
+    if (client->flush_at_end) {
+        client->flush_at_end = false;
+        if (client->out_head) {
+            flush_output(client);
+        }
     }
     nbd_client_put(client);
+}
+
+/*
+ * A unix socket queues only what fits its sender's buffer (about 200 KiB
+ * by default), so a 1 MiB read reply left in several writes, each waiting
+ * for the peer to take the last. A larger buffer lets a batch of replies
+ * leave in one; the kernel takes the memory only while data is queued, and
+ * caps the request at net.core.wmem_max. Only for the transmission phase,
+ * whose in-flight limits bound what a peer that does not read can make us
+ * queue anyway; a handshaking peer keeps the small default. TCP sockets
+ * keep the kernel's own tuning, which a fixed size would turn off.
+ */
+void nbd_client_enlarge_send_buffer(NBDClient *client)
+{
+    int fd = berth_channel_fd(client->ch);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int size = NBD_CLIENT_UNIX_SNDBUF;
+
+    if (getsockname(fd, (struct sockaddr *) &ss, &len) == 0 && ss.ss_family == AF_UNIX) {
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    }
 }
 
 void nbd_client_io_start(NBDClient *client)
@@ -122,7 +159,8 @@ size_t nbd_client_input_avail(NBDClient *client)
     return client->in_end - client->in_start;
 }
 
-ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len)
+ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len,
+                             size_t in_max, bool *drained)
 {
     if (client->in_start == client->in_end) {
         client->in_start = client->in_end = 0;
@@ -137,15 +175,17 @@ ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len)
     if (direct_len) {
         iov[n++] = (struct iovec) { direct, direct_len };
     }
-    size_t room = NBD_CLIENT_INBUF_SIZE - client->in_end;
+    size_t room = MIN(NBD_CLIENT_INBUF_SIZE - client->in_end, in_max);
     if (room) {
         iov[n++] = (struct iovec) { client->inbuf + client->in_end, room };
     }
     if (n == 0) {
+        *drained = false;
         return BERTH_CHANNEL_AGAIN;
     }
     g_autoptr(GError) err = NULL;
     ssize_t got = berth_channel_readv(client->ch, iov, n, &err);
+    *drained = got == BERTH_CHANNEL_AGAIN || (got > 0 && (size_t) got < direct_len + room);
     if (got == BERTH_CHANNEL_ERROR) {
         g_debug("NBD client %s: %s", berth_channel_peer(client->ch), err->message);
         return got;
@@ -245,9 +285,14 @@ void nbd_client_send_item(NBDClient *client, NBDOutItem *item)
     }
     client->out_tail = item;
     /* Replies that complete in the same main-loop iteration leave together:
-     * the write happens once, at the client's next dispatch. */
+     * the write happens once, at the end of this client's dispatch or at its
+     * next one. */
     if (client->out_head == item && client->watch) {
-        berth_channel_watch_kick_write(client->watch);
+        if (client->in_dispatch) {
+            client->flush_at_end = true;
+        } else {
+            berth_channel_watch_kick_write(client->watch);
+        }
     }
 }
 

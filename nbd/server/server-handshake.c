@@ -548,7 +548,9 @@ static bool handshake_step(NBDClient *client)
 
 bool nbd_handshake_input(NBDClient *client)
 {
-    /* Bounded: a client gets a fair share of the loop, then waits for poll. */
+    /* Bounded: a client gets a fair share of the loop, then waits for poll;
+     * so it does once a read came back short (the socket is empty). */
+    bool drained = false;
     for (int reads = 0; reads < 16;) {
         if (client->phase != NBD_CLIENT_HANDSHAKE) {
             if (client->phase == NBD_CLIENT_TRANSMISSION) {
@@ -573,7 +575,10 @@ bool nbd_handshake_input(NBDClient *client)
         if (handshake_step(client)) {
             continue;
         }
-        ssize_t got = nbd_client_read_more(client, NULL, 0);
+        if (drained) {
+            return true;
+        }
+        ssize_t got = nbd_client_read_more(client, NULL, 0, SIZE_MAX, &drained);
         if (got == BERTH_CHANNEL_AGAIN) {
             return true;
         }

@@ -16,8 +16,12 @@
 
 /* Bytes of socket input read per wakeup; request headers are parsed from it
  * in one go. Small write payloads are copied out of it, large ones are read
- * straight into their own buffer. */
+ * straight into their own buffer (all of it, after a large write: see
+ * server-transmission.c's input_limit()). */
 #define NBD_CLIENT_INBUF_SIZE (256 * 1024)
+/* Send buffer asked for on unix sockets (client-io.c): room for a few
+ * 1 MiB replies at once; the kernel doubles it for its bookkeeping. */
+#define NBD_CLIENT_UNIX_SNDBUF (2 * 1024 * 1024)
 /* Bounded concurrency per connection: beyond either limit we stop reading
  * the socket until replies drain, so memory per client stays bounded. */
 #define NBD_CLIENT_MAX_IN_FLIGHT 128
@@ -104,6 +108,8 @@ struct NBDClient {
     size_t out_bytes;           /* queued and not yet written */
     bool read_paused;
     bool out_backlog;           /* handshake reading stopped until output drains */
+    bool in_dispatch;           /* inside the watch's dispatch: it flushes at its end */
+    bool flush_at_end;          /* output was queued during that dispatch */
 
     /* handshake (server-handshake.c) */
     NBDHandshakeState hs;
@@ -126,6 +132,7 @@ struct NBDClient {
     /* transmission (server-transmission.c) */
     NBDRequestLimits limits;    /* what requests are checked against */
     NBDRequestCtx *cur_write;   /* request whose payload is still arriving */
+    bool large_writes;          /* the last request was a large WRITE */
     size_t cur_write_have;
     uint64_t discard_left;      /* payload bytes to throw away */
     guint in_flight;
@@ -150,6 +157,8 @@ void nbd_client_use_channel(NBDClient *client, BerthChannel *ch);
 /* Queue bytes (copied) or an item (kept until sent) and try writing now. */
 void nbd_client_send_copy(NBDClient *client, const void *buf, size_t len);
 void nbd_client_send_item(NBDClient *client, NBDOutItem *item);
+/* Transmission: a send buffer of NBD_CLIENT_UNIX_SNDBUF on unix sockets. */
+void nbd_client_enlarge_send_buffer(NBDClient *client);
 void nbd_client_pause_reading(NBDClient *client, bool paused);
 /* Drop connection state and close after the output queue drains (or now). */
 void nbd_client_finish(NBDClient *client, bool flush_first);
@@ -161,9 +170,13 @@ bool nbd_client_output_backlogged(NBDClient *client);
 /* Dispatch the input handler again soon even if the fd stays quiet: used
  * when a handler stops early with input still buffered. */
 void nbd_client_kick_read(NBDClient *client);
-/* One readv into `direct` (if direct_len) and then the input buffer. Returns
- * bytes read (direct first), 0 at EOF, BERTH_CHANNEL_AGAIN or _ERROR. */
-ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len);
+/* One readv into `direct` (if direct_len) and then the input buffer, at
+ * most in_max bytes of it. Returns
+ * bytes read (direct first), 0 at EOF, BERTH_CHANNEL_AGAIN or _ERROR.
+ * *drained says the socket had less than we asked for (or nothing): reading
+ * again before poll says readable would only fail with EAGAIN. */
+ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len,
+                             size_t in_max, bool *drained);
 /* A request finished (in_flight dropped): close if draining and idle. */
 void nbd_client_request_done(NBDClient *client);
 

@@ -8,6 +8,7 @@
  * copied twice. In-flight requests and bytes are bounded per connection.
  */
 #include "server-int.h"
+#include "util/buffer-pool.h"
 #include "util/iov.h"
 
 #include <errno.h>
@@ -21,6 +22,8 @@
  * out as OFFSET_HOLE chunks; runs shorter than that are not worth a chunk. */
 #define NBD_SPARSE_READ_MIN (64 * 1024)
 #define NBD_ZERO_GRANULE 4096
+/* A WRITE this large makes the next read take no more than a header. */
+#define NBD_LARGE_WRITE (64 * 1024)
 
 /* Space for one chunk header plus its fixed payload head (offset, hole). */
 #define CHUNK_HDR_ROOM (NBD_REPLY_HEADER_MAX_SIZE + NBD_OFFSET_HOLE_SIZE)
@@ -29,8 +32,9 @@ struct NBDRequestCtx {
     NBDClient *client;
     NBDRequest req;
     NBDOutItem out;
-    uint8_t *buf;               /* READ data / WRITE payload */
+    uint8_t *buf;               /* READ data / WRITE payload, from the buffer pool */
     uint64_t buf_len;
+    size_t buf_cap;
     int pending;                /* block-layer operations still running */
     int ret;                    /* first failure, negative errno */
     char *errmsg;
@@ -62,6 +66,7 @@ void nbd_transmission_start(NBDClient *client)
         .max_payload = NBD_MAX_PAYLOAD,
         .n_contexts = client->meta_base_allocation ? 1 : 0,
     };
+    nbd_client_enlarge_send_buffer(client);
     /* Requests may already be waiting behind the last option. */
     if (nbd_client_input_avail(client)) {
         nbd_client_pause_reading(client, true);
@@ -94,7 +99,7 @@ static void request_free(NBDOutItem *item)
     if (ctx->hdrs != ctx->small_hdrs) {
         g_free(ctx->hdrs);
     }
-    g_free(ctx->buf);
+    berth_buffer_give(ctx->buf, ctx->buf_cap);
     g_free(ctx->errmsg);
     g_free(ctx->extents);
     g_free(ctx);
@@ -116,7 +121,7 @@ static NBDRequestCtx *request_new(NBDClient *client, const NBDRequest *req, uint
     ctx->iov = ctx->small_iov;
     ctx->hdrs = ctx->small_hdrs;
     if (buf_len) {
-        ctx->buf = g_try_malloc(buf_len);
+        ctx->buf = berth_buffer_take(buf_len, &ctx->buf_cap);
         ctx->buf_len = ctx->buf ? buf_len : 0;
     }
     client->in_flight++;
@@ -543,6 +548,7 @@ static bool parse_request(NBDClient *client)
         return true;
     }
     bool has_payload = v.payload == NBD_PAYLOAD_READ;
+    client->large_writes = has_payload && v.payload_length >= NBD_LARGE_WRITE;
     uint64_t buf_len = (v.error == NBD_SUCCESS && !v.no_op &&
                         (req.type == NBD_CMD_READ || has_payload)) ? req.length : 0;
     if (has_payload) {
@@ -575,8 +581,28 @@ static bool parse_request(NBDClient *client)
     return true;
 }
 
+/*
+ * After a large WRITE the next request is likely another one: take no more
+ * than its header into the input buffer, so that its payload is read
+ * straight into its own buffer instead of into ours and then copied (a
+ * readv of up to 256 KiB would bring the first 200 KiB or so of it).
+ */
+static size_t input_limit(NBDClient *client)
+{
+    size_t header = client->limits.mode == NBD_MODE_EXTENDED ? NBD_EXTENDED_REQUEST_SIZE
+                                                             : NBD_REQUEST_SIZE;
+    size_t have = nbd_client_input_avail(client);
+
+    if (!client->large_writes) {
+        return SIZE_MAX;
+    }
+    return header > have ? header - have : SIZE_MAX;
+}
+
 bool nbd_transmission_input(NBDClient *client)
 {
+    /* Once a read comes back short, the socket is empty: wait for poll. */
+    bool drained = false;
     /* Bounded work per wakeup keeps one busy client from starving others. */
     for (int reads = 0; reads < 8;) {
         if (client->phase != NBD_CLIENT_TRANSMISSION) {
@@ -607,7 +633,11 @@ bool nbd_transmission_input(NBDClient *client)
         } else if (parse_request(client)) {
             continue;
         }
-        ssize_t got = nbd_client_read_more(client, direct, direct_len);
+        if (drained) {
+            return true;
+        }
+        ssize_t got = nbd_client_read_more(client, direct, direct_len, input_limit(client),
+                                           &drained);
         if (got == BERTH_CHANNEL_AGAIN) {
             return true;
         }

@@ -137,6 +137,42 @@ static void test_null_latency(void)
     result_clear(&r);
 }
 
+/* Requests that finished inline are delivered on demand, never inside the
+ * submitting call (the test thread owns its context: it pushed it). */
+static void test_dispatch_completions(void)
+{
+    BlockDriverState *bs = open_ok("{\"driver\":\"null-co\",\"node-name\":\"now\"}");
+    GMainContext *ctx = g_main_context_get_thread_default();
+    uint8_t buf[512];
+    struct iovec iov = { buf, sizeof(buf) };
+    Result r[3] = { 0 };
+
+    bdrv_aio_preadv(bs, 0, &iov, 1, on_done, &r[0]);
+    bdrv_aio_pwritev(bs, 0, &iov, 1, 0, on_done, &r[1]);
+    bdrv_aio_flush(bs, on_done, &r[2]);
+    g_assert_false(r[0].done || r[1].done || r[2].done);
+    bdrv_dispatch_completions();
+    for (int i = 0; i < 3; i++) {
+        g_assert_true(r[i].done);
+        g_assert_cmpint(r[i].ret, ==, 0);
+        g_assert_true(r[i].ctx == ctx);
+        result_clear(&r[i]);
+    }
+    /* Nothing is left for the context's own dispatch. */
+    g_assert_false(g_main_context_iteration(ctx, FALSE));
+
+    /* A request still running (latency) is not waited for. */
+    BlockDriverState *slow = open_ok("{\"driver\":\"null-co\",\"node-name\":\"later\","
+                                     "\"latency-ns\":1000000}");
+    bdrv_aio_preadv(slow, 0, &iov, 1, on_done, &r[0]);
+    bdrv_dispatch_completions();
+    g_assert_false(r[0].done);
+    g_assert_cmpint(wait_result(&r[0]), ==, 0);
+    result_clear(&r[0]);
+    close_node(slow);
+    close_node(bs);
+}
+
 /* ---- options --------------------------------------------------------- */
 
 static void test_option_errors(void)
@@ -294,6 +330,7 @@ int main(int argc, char **argv)
     g_test_add_func("/block/null/defaults", test_null_defaults);
     g_test_add_func("/block/null/read-zeroes", test_null_read_zeroes);
     g_test_add_func("/block/null/latency", test_null_latency);
+    g_test_add_func("/block/null/dispatch-completions", test_dispatch_completions);
     g_test_add_func("/block/options/errors", test_option_errors);
     g_test_add_func("/block/options/accepted", test_options_accepted);
     g_test_add_func("/block/node-table", test_node_table);

@@ -149,6 +149,17 @@ void bdrv_aio_block_status(BlockDriverState *bs, uint64_t offset, uint64_t bytes
                            guint max_extents,
                            BdrvBlockStatusFunc cb, gpointer opaque);
 
+/*
+ * Run now, on the calling thread, the callbacks of requests it submitted that
+ * have already finished and would otherwise wait for the next iteration of
+ * its GMainContext (those that finished inline: memory and null nodes, file
+ * reads served from the page cache). For a caller that submits a batch from
+ * one dispatch and wants to answer it in that same dispatch; the callbacks
+ * still never run inside the submitting calls. Does nothing unless the
+ * caller owns its thread-default context (runs it).
+ */
+void bdrv_dispatch_completions(void);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BlockDriverState, bdrv_put)
 
 G_END_DECLS
