@@ -211,6 +211,7 @@ static void test_listfile(Fixture *f, gconstpointer unused)
     g_autofree char *path = write_rules(f, "rules.json",
         "{\"policy\": \"deny\", \"rules\": [{\"match\": \"" DN_ALICE "\", \"policy\": \"allow\"},"
         " {\"match\": \"*bob*\", \"policy\": \"allow\", \"format\": \"glob\"}]}\n");
+    g_assert_nonnull(path);
     g_autofree char *members = g_strdup_printf("{\"filename\": \"%s\", \"refresh\": false}",
                                                path);
     test_object_add_ok("authz-listfile", "f0", members, false);
@@ -220,6 +221,7 @@ static void test_listfile(Fixture *f, gconstpointer unused)
 
     /* Without refresh a change is not seen. */
     g_autofree char *again = write_rules(f, "rules.json", "{\"policy\": \"allow\"}");
+    g_assert_nonnull(again);
     for (int i = 0; i < 50; i++) {
         g_main_context_iteration(NULL, FALSE);
         g_usleep(1000);
@@ -269,6 +271,7 @@ static void test_listfile_errors(Fixture *f, gconstpointer unused)
 static void test_listfile_relative(Fixture *f, gconstpointer unused)
 {
     g_autofree char *path = write_rules(f, "rel.json", "{\"policy\": \"allow\"}");
+    g_assert_nonnull(path);
     g_autofree char *cwd = g_get_current_dir();
     g_assert_cmpint(g_chdir(f->dir), ==, 0);
     /* QEMU refuses to watch a name without a folder, and only that. */
@@ -304,6 +307,7 @@ static void test_listfile_refresh(Fixture *f, gconstpointer unused)
 {
     g_autofree char *path = write_rules(f, "live.json",
         "{\"rules\": [{\"match\": \"" DN_ALICE "\", \"policy\": \"allow\"}]}");
+    g_assert_nonnull(path);
     g_autofree char *members = g_strdup_printf("filename=%s", path);
     test_object_add_ok("authz-listfile", "live", members, true);
     g_assert_true(allowed("live", DN_ALICE));
@@ -326,6 +330,7 @@ static void test_listfile_refresh(Fixture *f, gconstpointer unused)
      * renames it), as editors and configuration tools do. */
     g_autofree char *p1 = write_rules(f, "live.json",
         "{\"policy\": \"allow\", \"rules\": [{\"match\": \"" DN_BOB "\", \"policy\": \"deny\"}]}");
+    g_assert_nonnull(p1);
     wait_for("live", DN_ALICE, true);
     g_assert_false(allowed("live", DN_BOB));
 
@@ -338,11 +343,13 @@ static void test_listfile_refresh(Fixture *f, gconstpointer unused)
     g_assert_true(allowed("live", DN_ALICE));
     /* Created again. */
     g_autofree char *p2 = write_rules(f, "live.json", "{\"policy\": \"deny\"}");
+    g_assert_nonnull(p2);
     wait_for("live", DN_ALICE, false);
 
     /* Deleting the object stops the watch. */
     g_assert_true(qmp_object_del("live", NULL));
     g_autofree char *p3 = write_rules(f, "live.json", "{\"policy\": \"allow\"}");
+    g_assert_nonnull(p3);
     for (int i = 0; i < 100; i++) {
         g_main_context_iteration(NULL, FALSE);
         g_usleep(1000);
