@@ -15,6 +15,11 @@ from typing import Dict, List, Optional, Tuple
 from measure import WORKLOADS
 from servers import LABELS, SERVERS
 
+# Repeats further apart than this (max / min) mark their median as noisy.
+NOISY = 1.5
+NOISE_MARK = " (±)"
+NOISE_TEXT = (f"(±): the repeats of that cell differ by more than {NOISY}× "
+              "(see results.csv); its median is noise more than measure.")
 COLORS = {"berthd": "#d62728", "nbdkit": "#1f77b4", "qsd": "#2ca02c",
           "qemu-nbd": "#9467bd"}
 
@@ -52,6 +57,18 @@ class Results:
         vals = [r.value for r in self.rows if (r.section, r.backend, r.server,
                 r.workload, r.config) == (section, backend, server, workload, config)]
         return statistics.median(vals) if vals else None
+
+    def noisy(self, section, backend, server, workload, config="") -> bool:
+        """Whether the repeats of one measurement differ by more than
+        NOISY times: then its median says little."""
+        vals = [r.value for r in self.rows if (r.section, r.backend, r.server,
+                r.workload, r.config) == (section, backend, server, workload, config)]
+        return len(vals) > 1 and (min(vals) <= 0 or max(vals) / min(vals) > NOISY)
+
+    def cell(self, section, backend, server, workload, config="", unit="") -> str:
+        """The median, formatted, with NOISE_MARK if the repeats are noisy."""
+        m = fmt(self.median(section, backend, server, workload, config), unit)
+        return m + NOISE_MARK if self.noisy(section, backend, server, workload, config) else m
 
     def keys(self, section: str) -> List[Tuple[str, str, str, str, str]]:
         """Distinct (backend, server, workload, config, unit), first-seen order."""
@@ -109,7 +126,8 @@ def fio_tables(res: Results, backends: Dict[str, str]) -> List[Table]:
         rows = []
         for w in WORKLOADS:
             med = {s: res.median("fio", backend, s, w.key) for s in servers}
-            row = [f"{w.label} ({w.unit})"] + [fmt(med[s], w.unit) for s in servers]
+            row = [f"{w.label} ({w.unit})"] + [res.cell("fio", backend, s, w.key, "", w.unit)
+                                              for s in servers]
             b = med.get("berthd")
             row += [ratio(b, med[p]) for p in ("nbdkit", "qsd") if p in peers]
             if peers:
@@ -127,8 +145,10 @@ def scaling_tables(res: Results, backends: Dict[str, str], workload: str) -> Lis
             continue
         one = res.median("scaling", backend, server, wl, "1 export")
         two = res.median("scaling", backend, server, wl, "2 exports")
-        rows.append([LABELS[server], backends[backend], fmt(one, unit),
-                     fmt(two, unit), ratio(two, one)])
+        rows.append([LABELS[server], backends[backend],
+                     res.cell("scaling", backend, server, wl, "1 export", unit),
+                     res.cell("scaling", backend, server, wl, "2 exports", unit),
+                     ratio(two, one)])
     if not rows:
         return []
     text = (f"Two exports, each on its own ``--object iothread``, driven at the "
@@ -146,7 +166,9 @@ def nbdcopy_tables(res: Results, mc: Dict[str, bool]) -> List[Table]:
         one = res.median("nbdcopy", backend, server, wl, "connections=1")
         four = res.median("nbdcopy", backend, server, wl, "connections=4")
         rows.append([LABELS[server], "yes" if mc.get(server) else "no",
-                     fmt(one), fmt(four), ratio(four, one)])
+                     res.cell("nbdcopy", backend, server, wl, "connections=1"),
+                     res.cell("nbdcopy", backend, server, wl, "connections=4"),
+                     ratio(four, one)])
     if not rows:
         return []
     text = ("``nbdcopy --threads=N --connections=N URI null:`` from a read-only "
@@ -292,6 +314,8 @@ def render(res: Results, out: str, meta: dict) -> str:
               + qmp_tables(res, meta["load"]))
     # Notes quote servers' messages: no markup characters in them.
     notes = [n.replace("`", "'").replace("*", "") for n in meta["notes"]]
+    if any(NOISE_MARK in c for t in tables for r in t[3] for c in r):
+        notes.insert(0, NOISE_TEXT)
     why = plot(res, meta["backends"], out, "berth benchmark")
     if why:
         notes.append(why)
