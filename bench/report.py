@@ -34,14 +34,17 @@ class Row:
     rep: int
     value: float
     unit: str
+    load: float     # the 1-minute load average when the row was recorded
 
 
 class Results:
     def __init__(self):
         self.rows: List[Row] = []
 
-    def add(self, *args) -> None:
-        self.rows.append(Row(*args))
+    def add(self, section, backend, server, workload, config, rep, value, unit,
+            load: Optional[float] = None) -> None:
+        self.rows.append(Row(section, backend, server, workload, config, rep,
+                             value, unit, os.getloadavg()[0] if load is None else load))
 
     @classmethod
     def from_csv(cls, path: str) -> "Results":
@@ -50,7 +53,8 @@ class Results:
             for r in csv.DictReader(f):
                 if r["rep"] != "median":
                     res.add(r["section"], r["backend"], r["server"], r["workload"],
-                            r["config"], int(r["rep"]), float(r["value"]), r["unit"])
+                            r["config"], int(r["rep"]), float(r["value"]), r["unit"],
+                            float(r.get("load") or 0))
         return res
 
     def median(self, section, backend, server, workload, config="") -> Optional[float]:
@@ -97,15 +101,15 @@ def write_csv(res: Results, path: str) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["section", "backend", "server", "workload", "config", "rep",
-                    "value", "unit"])
+                    "value", "unit", "load"])
         for r in res.rows:
             w.writerow([r.section, r.backend, r.server, r.workload, r.config,
-                        r.rep, f"{r.value:.3f}", r.unit])
+                        r.rep, f"{r.value:.3f}", r.unit, f"{r.load:.2f}"])
         for section in ("fio", "scaling", "nbdcopy", "qmp"):
             for backend, server, workload, config, unit in res.keys(section):
                 m = res.median(section, backend, server, workload, config)
                 w.writerow([section, backend, server, workload, config, "median",
-                            f"{m:.3f}", unit])
+                            f"{m:.3f}", unit, ""])
 
 
 # A table is (title, text above it, header cells, rows of cells).
