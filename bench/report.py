@@ -15,6 +15,11 @@ from typing import Dict, List, Optional, Tuple
 from measure import WORKLOADS
 from servers import LABELS, SERVERS
 
+# Repeats further apart than this (max / min) mark their median as noisy.
+NOISY = 1.5
+NOISE_MARK = " (±)"
+NOISE_TEXT = (f"(±): the repeats of that cell differ by more than {NOISY}× "
+              "(see results.csv); its median is noise more than measure.")
 COLORS = {"berthd": "#d62728", "nbdkit": "#1f77b4", "qsd": "#2ca02c",
           "qemu-nbd": "#9467bd"}
 
@@ -29,14 +34,17 @@ class Row:
     rep: int
     value: float
     unit: str
+    load: float     # the 1-minute load average when the row was recorded
 
 
 class Results:
     def __init__(self):
         self.rows: List[Row] = []
 
-    def add(self, *args) -> None:
-        self.rows.append(Row(*args))
+    def add(self, section, backend, server, workload, config, rep, value, unit,
+            load: Optional[float] = None) -> None:
+        self.rows.append(Row(section, backend, server, workload, config, rep,
+                             value, unit, os.getloadavg()[0] if load is None else load))
 
     @classmethod
     def from_csv(cls, path: str) -> "Results":
@@ -45,13 +53,26 @@ class Results:
             for r in csv.DictReader(f):
                 if r["rep"] != "median":
                     res.add(r["section"], r["backend"], r["server"], r["workload"],
-                            r["config"], int(r["rep"]), float(r["value"]), r["unit"])
+                            r["config"], int(r["rep"]), float(r["value"]), r["unit"],
+                            float(r.get("load") or 0))
         return res
 
     def median(self, section, backend, server, workload, config="") -> Optional[float]:
         vals = [r.value for r in self.rows if (r.section, r.backend, r.server,
                 r.workload, r.config) == (section, backend, server, workload, config)]
         return statistics.median(vals) if vals else None
+
+    def noisy(self, section, backend, server, workload, config="") -> bool:
+        """Whether the repeats of one measurement differ by more than
+        NOISY times: then its median says little."""
+        vals = [r.value for r in self.rows if (r.section, r.backend, r.server,
+                r.workload, r.config) == (section, backend, server, workload, config)]
+        return len(vals) > 1 and (min(vals) <= 0 or max(vals) / min(vals) > NOISY)
+
+    def cell(self, section, backend, server, workload, config="", unit="") -> str:
+        """The median, formatted, with NOISE_MARK if the repeats are noisy."""
+        m = fmt(self.median(section, backend, server, workload, config), unit)
+        return m + NOISE_MARK if self.noisy(section, backend, server, workload, config) else m
 
     def keys(self, section: str) -> List[Tuple[str, str, str, str, str]]:
         """Distinct (backend, server, workload, config, unit), first-seen order."""
@@ -80,15 +101,15 @@ def write_csv(res: Results, path: str) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["section", "backend", "server", "workload", "config", "rep",
-                    "value", "unit"])
+                    "value", "unit", "load"])
         for r in res.rows:
             w.writerow([r.section, r.backend, r.server, r.workload, r.config,
-                        r.rep, f"{r.value:.3f}", r.unit])
+                        r.rep, f"{r.value:.3f}", r.unit, f"{r.load:.2f}"])
         for section in ("fio", "scaling", "nbdcopy", "qmp"):
             for backend, server, workload, config, unit in res.keys(section):
                 m = res.median(section, backend, server, workload, config)
                 w.writerow([section, backend, server, workload, config, "median",
-                            f"{m:.3f}", unit])
+                            f"{m:.3f}", unit, ""])
 
 
 # A table is (title, text above it, header cells, rows of cells).
@@ -109,7 +130,8 @@ def fio_tables(res: Results, backends: Dict[str, str]) -> List[Table]:
         rows = []
         for w in WORKLOADS:
             med = {s: res.median("fio", backend, s, w.key) for s in servers}
-            row = [f"{w.label} ({w.unit})"] + [fmt(med[s], w.unit) for s in servers]
+            row = [f"{w.label} ({w.unit})"] + [res.cell("fio", backend, s, w.key, "", w.unit)
+                                              for s in servers]
             b = med.get("berthd")
             row += [ratio(b, med[p]) for p in ("nbdkit", "qsd") if p in peers]
             if peers:
@@ -127,8 +149,10 @@ def scaling_tables(res: Results, backends: Dict[str, str], workload: str) -> Lis
             continue
         one = res.median("scaling", backend, server, wl, "1 export")
         two = res.median("scaling", backend, server, wl, "2 exports")
-        rows.append([LABELS[server], backends[backend], fmt(one, unit),
-                     fmt(two, unit), ratio(two, one)])
+        rows.append([LABELS[server], backends[backend],
+                     res.cell("scaling", backend, server, wl, "1 export", unit),
+                     res.cell("scaling", backend, server, wl, "2 exports", unit),
+                     ratio(two, one)])
     if not rows:
         return []
     text = (f"Two exports, each on its own ``--object iothread``, driven at the "
@@ -146,7 +170,9 @@ def nbdcopy_tables(res: Results, mc: Dict[str, bool]) -> List[Table]:
         one = res.median("nbdcopy", backend, server, wl, "connections=1")
         four = res.median("nbdcopy", backend, server, wl, "connections=4")
         rows.append([LABELS[server], "yes" if mc.get(server) else "no",
-                     fmt(one), fmt(four), ratio(four, one)])
+                     res.cell("nbdcopy", backend, server, wl, "connections=1"),
+                     res.cell("nbdcopy", backend, server, wl, "connections=4"),
+                     ratio(four, one)])
     if not rows:
         return []
     text = ("``nbdcopy --threads=N --connections=N URI null:`` from a read-only "
@@ -292,6 +318,8 @@ def render(res: Results, out: str, meta: dict) -> str:
               + qmp_tables(res, meta["load"]))
     # Notes quote servers' messages: no markup characters in them.
     notes = [n.replace("`", "'").replace("*", "") for n in meta["notes"]]
+    if any(NOISE_MARK in c for t in tables for r in t[3] for c in r):
+        notes.insert(0, NOISE_TEXT)
     why = plot(res, meta["backends"], out, "berth benchmark")
     if why:
         notes.append(why)
