@@ -5,7 +5,7 @@
  * crossing to a worker thread and back.  Buffered writes and flushes stay on
  * the worker pool: io_uring hands buffered writes to one file to a single
  * kernel worker, one at a time, which measured at two thirds of the pool's
- * rate on ext4 (bench/run-fio.sh on the root filesystem).  Submissions made during one loop
+ * rate on ext4 (bench/run.sh on the root filesystem).  Submissions made during one loop
  * iteration enter the kernel together from the ring source's prepare(), and
  * completions are reaped when the ring's fd polls readable, on the same
  * thread, so a request costs no context switch at all when the page cache
