@@ -12,6 +12,7 @@
 #include "util/keyval.h"
 
 #include <glib.h>
+#include <glib/gstdio.h>
 #include <json-c/json.h>
 
 /* members: JSON text, or with keyval a key=value string. */
@@ -59,6 +60,21 @@ static inline void test_object_add_ok(const char *qom_type, const char *id, cons
     if (!test_object_add(qom_type, id, members, keyval, &err)) {
         g_error("%s %s: %s", qom_type, members, err->message);
     }
+}
+
+/* Remove a flat scratch folder made with g_dir_make_tmp(), and free its name. */
+static inline void test_tmpdir_remove(char *dir)
+{
+    GDir *d = g_dir_open(dir, 0, NULL);
+    for (const char *name; d && (name = g_dir_read_name(d));) {
+        g_autofree char *path = g_build_filename(dir, name, NULL);
+        g_unlink(path);
+    }
+    if (d) {
+        g_dir_close(d);
+    }
+    g_rmdir(dir);
+    g_free(dir);
 }
 
 #endif

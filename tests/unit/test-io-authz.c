@@ -44,13 +44,7 @@ static void fixture_setup(Fixture *f, gconstpointer data)
 static void fixture_teardown(Fixture *f, gconstpointer data)
 {
     qmp_object_del_all();
-    g_autoptr(GDir) d = g_dir_open(f->dir, 0, NULL);
-    for (const char *name; d && (name = g_dir_read_name(d));) {
-        g_autofree char *path = g_build_filename(f->dir, name, NULL);
-        g_unlink(path);
-    }
-    g_rmdir(f->dir);
-    g_free(f->dir);
+    test_tmpdir_remove(f->dir);
     /* Let cancelled file monitors finish with the context. */
     while (g_main_context_iteration(NULL, FALSE)) {
     }
