@@ -159,6 +159,7 @@ struct BlockDriverState {
     bool can_write_zeroes_fast;
     bool has_block_status;
     bool coherent;
+    bool read_leaves_buffer;    /* reads may not write the buffer (BdrvInfo) */
     uint32_t request_alignment;
 };
 

@@ -360,6 +360,7 @@ void bdrv_get_info(BlockDriverState *bs, BdrvInfo *info)
         .can_write_zeroes_fast = bs->can_write_zeroes_fast,
         .has_block_status = bs->has_block_status,
         .coherent = bs->coherent,
+        .read_leaves_buffer = bs->read_leaves_buffer,
         .request_alignment = bs->request_alignment ? bs->request_alignment : 1,
         .cache_direct = bs->cache_direct,
         .cache_no_flush = bs->cache_no_flush,

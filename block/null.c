@@ -2,7 +2,9 @@
 /*
  * The null-co driver: a device of a given size that stores nothing, for
  * benchmarks and tests. As in QEMU 7.2, writes are dropped, reads leave the
- * caller's buffer untouched unless read-zeroes=on, and block status reports
+ * caller's buffer untouched unless read-zeroes=on (BdrvInfo says so, and
+ * the NBD server clears its buffer for such a node, so that a peer never
+ * reads what the buffer held before), and block status reports
  * no data (a hole, known to read as zeroes only with read-zeroes=on). Every
  * request finishes inline; latency-ns delays only the completion, with a
  * timer on the submitter's context, so it costs no thread.
@@ -48,6 +50,7 @@ static bool null_open(BlockDriverState *bs, const void *options, GError **errp)
     bs->can_write_zeroes_fast = true;
     bs->has_block_status = true;
     bs->coherent = true;
+    bs->read_leaves_buffer = !s->read_zeroes;
     bs->request_alignment = 1;
     return true;
 }

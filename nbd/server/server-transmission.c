@@ -452,6 +452,11 @@ static void submit(NBDRequestCtx *ctx)
             request_complete(ctx);
             return;
         }
+        if (exp->info.read_leaves_buffer) {
+            /* Pooled buffers hold earlier requests' data, maybe another
+             * client's: never send that. */
+            memset(ctx->buf, 0, req->length);
+        }
         bdrv_aio_preadv(bs, off, &iov, 1, on_op_done, ctx);
         break;
     case NBD_CMD_WRITE:

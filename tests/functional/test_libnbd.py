@@ -747,6 +747,35 @@ class Concurrency(LibnbdBase):
                                  % (j, i))
 
 
+class NullWithoutZeroes(bh.DaemonTestCase):
+    """null-co,read-zeroes=off leaves the read buffer as it was (QEMU's
+    semantics); what the server sends must still never be data that an
+    earlier request, perhaps another client's, left in its buffers."""
+
+    @bh.qsd_deviates("sends whatever its freshly allocated buffer held", racy=True)
+    def test_reads_never_leak_other_clients_data(self):
+        sock = self.path("nbd.sock")
+        disk = bh.make_sparse_file(self.path("disk.img"), 16 * MiB)
+        self.start_daemon(bh.blockdev_file("d0", disk)
+                          + bh.blockdev_null("n0", 64 * MiB, read_zeroes=False)
+                          + bh.nbd_server_unix(sock)
+                          + bh.nbd_export("e0", "d0", "disk", writable=True)
+                          + bh.nbd_export("e1", "n0", "null"),
+                          wait_for=sock)
+        secret = b"SECRET-0123456789" * (MiB // 17) + b"S" * (MiB % 17)
+        with bh.nbd_handle(nbd, sock, "disk") as w, \
+                bh.nbd_handle(nbd, sock, "null") as r:
+            for size in (4 * KiB, 64 * KiB, MiB):
+                for i in range(8):
+                    w.pwrite(secret[:size], i * MiB)
+                    self.assertEqual(w.pread(size, i * MiB), secret[:size])
+                    got = r.pread(size, i * MiB)
+                    self.assertFalse(b"SECRET" in got,
+                                     "a %d-byte read of the null export sent the "
+                                     "disk export's data" % size)
+                    self.assertTrue(got == bytes(size), "reads as zeroes")
+
+
 @bh.berth_only
 class MemoryExport(bh.DaemonTestCase):
     """berth's own driver=memory node."""

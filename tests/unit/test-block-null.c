@@ -28,6 +28,7 @@ static void test_null_defaults(void)
     g_assert_cmpuint(info.size, ==, 1 << 30);
     g_assert_false(info.read_only);
     g_assert_true(info.coherent);
+    g_assert_true(info.read_leaves_buffer);
 
     /* read-zeroes=off (QEMU 7.2's default): the buffer is left alone. */
     memset(buf, 0xcc, sizeof(buf));
@@ -85,6 +86,12 @@ static void test_null_read_zeroes(void)
     g_assert_no_error(err);
     g_assert_cmpuint(bdrv_getlength(bs), ==, 1 << 20);
     g_assert_true(bdrv_is_read_only(bs));
+    {
+        BdrvInfo info;
+
+        bdrv_get_info(bs, &info);
+        g_assert_false(info.read_leaves_buffer);
+    }
     memset(buf, 0xcc, sizeof(buf));
     bdrv_aio_preadv(bs, 12345, iov, 2, on_done, &r);
     g_assert_cmpint(wait_result(&r), ==, 0);

@@ -76,6 +76,12 @@ typedef struct BdrvInfo {
     bool has_block_status;     /* block status reports real holes */
     bool coherent;             /* all users see one consistent image (multi-conn) */
     uint32_t request_alignment;/* minimum I/O granularity (1, or 512/4096 for O_DIRECT) */
+    /*
+     * Reads may leave the caller's buffer as it was (null-co with
+     * read-zeroes=off, as in QEMU): a caller that sends what it read to a
+     * peer must clear the buffer first, or it leaks whatever it held.
+     */
+    bool read_leaves_buffer;
     /* Options as opened, for query-named-block-nodes. */
     bool cache_direct;
     bool cache_no_flush;
