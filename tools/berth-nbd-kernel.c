@@ -45,7 +45,7 @@ int berth_nbd_kernel_disconnect(const char *dev)
         berth_nbd_error("%s", err->message);
         return 1;
     }
-    bool ok = nbd_disconnect(fd, &err);
+    bool ok = nbd_kernel_disconnect(fd, &err);
     nbd_kernel_close(fd);
     if (!ok) {
         berth_nbd_error("Cannot disconnect %s: %s", dev, err->message);
@@ -121,13 +121,13 @@ static gpointer kernel_thread(gpointer opaque)
     if (fl >= 0) {
         fcntl(sock, F_SETFL, fl & ~O_NONBLOCK);
     }
-    if (!nbd_init(k->fd, sock, size, 0, flags, &err)) {
+    if (!nbd_kernel_configure(k->fd, sock, size, 0, flags, &err)) {
         berth_nbd_error("%s: %s", k->dev, err->message);
         goto out;
     }
     g_idle_add(report_connected, k);
     k->scan_thread = g_thread_new("nbd-scan", scan_partitions, k);
-    if (!nbd_client(k->fd, &err)) {
+    if (!nbd_kernel_serve(k->fd, &err)) {
         berth_nbd_error("%s: %s", k->dev, err->message);
         goto out;
     }
@@ -165,7 +165,7 @@ int berth_nbd_kernel_stop(BerthNbdKernel *k)
         /* Ask the kernel to let go, and take the socket from under it in
          * case it does not listen (the main loop no longer serves it). */
         g_autoptr(GError) err = NULL;
-        nbd_disconnect(k->fd, &err);
+        nbd_kernel_disconnect(k->fd, &err);
         if (k->client) {
             nbd_client_close(k->client);
         }

@@ -108,8 +108,8 @@ void nbd_kernel_close(int fd)
     }
 }
 
-bool nbd_init(int fd, int sock_fd, uint64_t size, uint32_t block_size,
-              uint16_t nbd_flags, GError **errp)
+bool nbd_kernel_configure(int fd, int sock_fd, uint64_t size, uint32_t block_size,
+                          uint16_t nbd_flags, GError **errp)
 {
     g_return_val_if_fail(errp == NULL || *errp == NULL, false);
 
@@ -187,7 +187,7 @@ bool nbd_init(int fd, int sock_fd, uint64_t size, uint32_t block_size,
     return true;
 }
 
-bool nbd_client(int fd, GError **errp)
+bool nbd_kernel_serve(int fd, GError **errp)
 {
     g_return_val_if_fail(errp == NULL || *errp == NULL, false);
 
@@ -207,7 +207,7 @@ bool nbd_client(int fd, GError **errp)
     return true;
 }
 
-bool nbd_disconnect(int fd, GError **errp)
+bool nbd_kernel_disconnect(int fd, GError **errp)
 {
     g_return_val_if_fail(errp == NULL || *errp == NULL, false);
 
@@ -230,4 +230,21 @@ bool nbd_disconnect(int fd, GError **errp)
         }
     }
     return ok;
+}
+
+/* The seed API's names, kept for embedders that use them. */
+bool nbd_init(int fd, int sock_fd, uint64_t size, uint32_t block_size,
+              uint16_t nbd_flags, GError **errp)
+{
+    return nbd_kernel_configure(fd, sock_fd, size, block_size, nbd_flags, errp);
+}
+
+bool nbd_client(int fd, GError **errp)
+{
+    return nbd_kernel_serve(fd, errp);
+}
+
+bool nbd_disconnect(int fd, GError **errp)
+{
+    return nbd_kernel_disconnect(fd, errp);
 }

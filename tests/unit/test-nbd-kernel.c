@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Unit tests of the kernel NBD attach: a fake NBDKernelOps table records
- * every ioctl (request and argument) so the exact sequences of nbd_init()
+ * every ioctl (request and argument) so the exact sequences of nbd_kernel_configure()
  * (with the BLKROSET fallback for kernels without NBD_SET_FLAGS),
- * nbd_client() and nbd_disconnect() can be checked, failures can be injected
+ * nbd_kernel_serve() and nbd_kernel_disconnect() can be checked, failures can be injected
  * per request, and argument checks are seen to happen before any ioctl.
  * Finally the real nbd_kernel_open() is run on a missing /dev/nbd0.
  */
@@ -109,7 +109,7 @@ static void test_init_sequence(void)
     uint16_t flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH;
 
     reset();
-    g_assert_true(nbd_init(FAKE_DEV_FD, FAKE_SOCK_FD, 1024 * 1024, 4096,
+    g_assert_true(nbd_kernel_configure(FAKE_DEV_FD, FAKE_SOCK_FD, 1024 * 1024, 4096,
                            flags, &err));
     g_assert_no_error(err);
     const Call expected[] = {
@@ -122,12 +122,43 @@ static void test_init_sequence(void)
     assert_calls(expected, G_N_ELEMENTS(expected));
 }
 
+/* The seed API's names make the same ioctl sequences as the new ones. */
+static void test_seed_names(void)
+{
+    GError *err = NULL;
+    uint16_t flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_READ_ONLY;
+    Call first[MAX_CALLS];
+    size_t n_first;
+
+    reset();
+    g_assert_true(nbd_kernel_configure(FAKE_DEV_FD, FAKE_SOCK_FD, 8192, 512, flags, &err));
+    g_assert_true(nbd_kernel_serve(FAKE_DEV_FD, &err));
+    g_assert_true(nbd_kernel_disconnect(FAKE_DEV_FD, &err));
+    g_assert_no_error(err);
+    memcpy(first, calls, sizeof(calls));
+    n_first = n_calls;
+    g_assert_cmpuint(n_first, >, 5);
+
+    reset();
+    g_assert_true(nbd_init(FAKE_DEV_FD, FAKE_SOCK_FD, 8192, 512, flags, &err));
+    g_assert_true(nbd_client(FAKE_DEV_FD, &err));
+    g_assert_true(nbd_disconnect(FAKE_DEV_FD, &err));
+    g_assert_no_error(err);
+    assert_calls(first, n_first);
+
+    reset();
+    g_assert_false(nbd_init(FAKE_DEV_FD, FAKE_SOCK_FD, 1000, 512, flags, &err));
+    g_assert_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+    g_clear_error(&err);
+    g_assert_cmpuint(n_calls, ==, 0);
+}
+
 static void test_init_default_block_size(void)
 {
     GError *err = NULL;
 
     reset();
-    g_assert_true(nbd_init(FAKE_DEV_FD, FAKE_SOCK_FD, 10 * 512, 0,
+    g_assert_true(nbd_kernel_configure(FAKE_DEV_FD, FAKE_SOCK_FD, 10 * 512, 0,
                            NBD_FLAG_HAS_FLAGS, &err));
     g_assert_no_error(err);
     const Call expected[] = {
@@ -148,7 +179,7 @@ static void test_init_readonly_fallback(void)
     reset();
     fail_req = NBD_SET_FLAGS;
     fail_errno = ENOTTY;
-    g_assert_true(nbd_init(FAKE_DEV_FD, FAKE_SOCK_FD, 8192, 1024, flags, &err));
+    g_assert_true(nbd_kernel_configure(FAKE_DEV_FD, FAKE_SOCK_FD, 8192, 1024, flags, &err));
     g_assert_no_error(err);
     const Call expected[] = {
         { NBD_SET_BLKSIZE, 1024 },
@@ -169,7 +200,7 @@ static void test_init_enotty_writable(void)
     reset();
     fail_req = NBD_SET_FLAGS;
     fail_errno = ENOTTY;
-    g_assert_true(nbd_init(FAKE_DEV_FD, FAKE_SOCK_FD, 8192, 512,
+    g_assert_true(nbd_kernel_configure(FAKE_DEV_FD, FAKE_SOCK_FD, 8192, 512,
                            NBD_FLAG_HAS_FLAGS, &err));
     g_assert_no_error(err);
     const Call expected[] = {
@@ -204,7 +235,7 @@ static void test_init_failures(void)
         reset();
         fail_req = cases[i].req;
         fail_errno = cases[i].errnum;
-        g_assert_false(nbd_init(FAKE_DEV_FD, FAKE_SOCK_FD, 4096, 512, flags,
+        g_assert_false(nbd_kernel_configure(FAKE_DEV_FD, FAKE_SOCK_FD, 4096, 512, flags,
                                 &err));
         assert_error_names(err, cases[i].name, cases[i].errnum);
         g_assert_cmpuint(n_calls, ==, cases[i].calls_made);
@@ -240,7 +271,7 @@ static void test_init_blkroset_failure(void)
 
     reset();
     nbd_kernel_set_ops(&ops);
-    g_assert_false(nbd_init(FAKE_DEV_FD, FAKE_SOCK_FD, 4096, 512, flags, &err));
+    g_assert_false(nbd_kernel_configure(FAKE_DEV_FD, FAKE_SOCK_FD, 4096, 512, flags, &err));
     assert_error_names(err, "BLKROSET", EACCES);
     const Call expected[] = {
         { NBD_SET_BLKSIZE, 512 },
@@ -273,7 +304,7 @@ static void test_init_invalid_args(void)
         GError *err = NULL;
 
         reset();
-        g_assert_false(nbd_init(FAKE_DEV_FD, cases[i].sock, cases[i].size,
+        g_assert_false(nbd_kernel_configure(FAKE_DEV_FD, cases[i].sock, cases[i].size,
                                 cases[i].block_size, NBD_FLAG_HAS_FLAGS, &err));
         g_assert_error(err, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
         g_assert_cmpuint(n_calls, ==, 0);
@@ -291,7 +322,7 @@ static void test_client_sequence(void)
     };
 
     reset();
-    g_assert_true(nbd_client(FAKE_DEV_FD, &err));
+    g_assert_true(nbd_kernel_serve(FAKE_DEV_FD, &err));
     g_assert_no_error(err);
     assert_calls(expected, G_N_ELEMENTS(expected));
 
@@ -299,7 +330,7 @@ static void test_client_sequence(void)
     reset();
     fail_req = NBD_DO_IT;
     fail_errno = EPIPE;
-    g_assert_true(nbd_client(FAKE_DEV_FD, &err));
+    g_assert_true(nbd_kernel_serve(FAKE_DEV_FD, &err));
     g_assert_no_error(err);
     assert_calls(expected, G_N_ELEMENTS(expected));
 
@@ -307,7 +338,7 @@ static void test_client_sequence(void)
     reset();
     fail_req = NBD_DO_IT;
     fail_errno = EIO;
-    g_assert_false(nbd_client(FAKE_DEV_FD, &err));
+    g_assert_false(nbd_kernel_serve(FAKE_DEV_FD, &err));
     assert_error_names(err, "NBD_DO_IT", EIO);
     assert_calls(expected, G_N_ELEMENTS(expected));
     g_clear_error(&err);
@@ -316,7 +347,7 @@ static void test_client_sequence(void)
     reset();
     fail_req = NBD_CLEAR_SOCK;
     fail_errno = EBUSY;
-    g_assert_true(nbd_client(FAKE_DEV_FD, &err));
+    g_assert_true(nbd_kernel_serve(FAKE_DEV_FD, &err));
     g_assert_no_error(err);
     assert_calls(expected, G_N_ELEMENTS(expected));
 }
@@ -339,7 +370,7 @@ static void test_disconnect_sequence(void)
     };
 
     reset();
-    g_assert_true(nbd_disconnect(FAKE_DEV_FD, &err));
+    g_assert_true(nbd_kernel_disconnect(FAKE_DEV_FD, &err));
     g_assert_no_error(err);
     assert_calls(expected, G_N_ELEMENTS(expected));
 
@@ -347,7 +378,7 @@ static void test_disconnect_sequence(void)
         reset();
         fail_req = fails[i].req;
         fail_errno = EINVAL;
-        g_assert_false(nbd_disconnect(FAKE_DEV_FD, &err));
+        g_assert_false(nbd_kernel_disconnect(FAKE_DEV_FD, &err));
         assert_error_names(err, fails[i].name, EINVAL);
         /* All three are still tried. */
         assert_calls(expected, G_N_ELEMENTS(expected));
@@ -420,6 +451,7 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd/kernel/init/invalid-args", test_init_invalid_args);
     g_test_add_func("/nbd/kernel/client", test_client_sequence);
     g_test_add_func("/nbd/kernel/disconnect", test_disconnect_sequence);
+    g_test_add_func("/nbd/kernel/seed-names", test_seed_names);
     g_test_add_func("/nbd/kernel/open/fake", test_open_fake);
     g_test_add_func("/nbd/kernel/open/real-missing", test_open_real_missing);
     int ret = g_test_run();

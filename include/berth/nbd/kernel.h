@@ -4,11 +4,13 @@
  * using the classic ioctl interface of <linux/nbd.h>:
  *
  *   fd = nbd_kernel_open("/dev/nbd0", &err);        open the device
- *   nbd_init(fd, sock, size, 0, flags, &err);       hand it the socket
- *   nbd_client(fd, &err);                           serve until disconnect
+ *   nbd_kernel_configure(fd, sock, size, 0, flags, &err);  hand it the socket
+ *   nbd_kernel_serve(fd, &err);                     serve until disconnect
  *
  * and, from elsewhere (another thread, usually on its own fd of the same
- * device), nbd_disconnect() to make nbd_client() return.  The socket must be
+ * device), nbd_kernel_disconnect() to make nbd_kernel_serve() return.
+ * nbd_init(), nbd_client() and nbd_disconnect(), the seed API's names, are
+ * the same three calls under their old names.  The socket must be
  * connected and already past the NBD handshake (transmission phase); size and
  * transmission flags are what the handshake reported.
  *
@@ -17,11 +19,11 @@
  * the caller, who closes it with nbd_kernel_close() (which goes through the
  * seam below).  The kernel holds its own reference to the socket from
  * NBD_SET_SOCK until NBD_CLEAR_SOCK, so the caller may close its copy after
- * nbd_init() succeeds.  Errors are G_IO_ERROR GErrors the caller frees.
+ * nbd_kernel_configure() succeeds.  Errors are G_IO_ERROR GErrors the caller frees.
  *
- * Threads: every function is reentrant.  nbd_client() blocks in NBD_DO_IT
+ * Threads: every function is reentrant.  nbd_kernel_serve() blocks in NBD_DO_IT
  * for the life of the connection, so call it from a thread dedicated to it,
- * never from a main loop.  nbd_disconnect() is meant to be called
+ * never from a main loop.  nbd_kernel_disconnect() is meant to be called
  * concurrently with it, from another thread.
  *
  * Seam: all system calls go through an NBDKernelOps table so that tests can
@@ -68,19 +70,26 @@ void nbd_kernel_close(int fd);
  * be a power of two from 512 to 4096, and `size` a multiple of it; both are
  * checked before any ioctl.  On failure *errp names the failing ioctl; the
  * device is then left unconfigured (no socket attached). */
-bool nbd_init(int fd, int sock_fd, uint64_t size, uint32_t block_size,
-              uint16_t nbd_flags, GError **errp);
+bool nbd_kernel_configure(int fd, int sock_fd, uint64_t size, uint32_t block_size,
+                          uint16_t nbd_flags, GError **errp);
 
 /* Runs the connection: NBD_DO_IT, which blocks until a disconnect or a
  * socket error, then NBD_CLEAR_QUE and NBD_CLEAR_SOCK (best effort, their
  * failures are ignored).  DO_IT returning EPIPE is how the kernel reports a
  * requested disconnect, so it counts as success; any other failure sets
  * *errp. */
-bool nbd_client(int fd, GError **errp);
+bool nbd_kernel_serve(int fd, GError **errp);
 
 /* Asks the kernel to end the connection on device `fd`: NBD_CLEAR_QUE,
  * NBD_DISCONNECT, NBD_CLEAR_SOCK.  All three are always tried; the first
  * failure, if any, is reported in *errp. */
+bool nbd_kernel_disconnect(int fd, GError **errp);
+
+/* The seed API's names for nbd_kernel_configure(), nbd_kernel_serve() and
+ * nbd_kernel_disconnect(): the same calls, kept for existing embedders. */
+bool nbd_init(int fd, int sock_fd, uint64_t size, uint32_t block_size,
+              uint16_t nbd_flags, GError **errp);
+bool nbd_client(int fd, GError **errp);
 bool nbd_disconnect(int fd, GError **errp);
 
 G_END_DECLS
