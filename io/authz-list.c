@@ -79,16 +79,6 @@ static const ArgSpec rule_members[] = {
 };
 static const ArgSpec *const rule_args[] = { rule_members, NULL };
 
-static void set_error(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static void set_error(GError **errp, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, msg);
-}
 
 /*
  * argspec_decode() names a rule's members as if they stood alone; QEMU puts
@@ -111,7 +101,7 @@ static bool decode_rule(json_object *elem, const char *element, bool keyval, Aut
                         GError **errp)
 {
     if (!json_object_is_type(elem, json_type_object)) {
-        set_error(errp, "Invalid parameter type for '%s', expected: object", element);
+        qmp_error_setg(errp, "Invalid parameter type for '%s', expected: object", element);
         return false;
     }
     RuleArgs a = { 0 };
@@ -131,7 +121,7 @@ AuthzRuleSet *authz_rule_set_new(bool allow, bool has_rules, json_object *rules,
                                  GError **errp)
 {
     if (has_rules && !json_object_is_type(rules, json_type_array)) {
-        set_error(errp, "Invalid parameter type for 'rules', expected: array");
+        qmp_error_setg(errp, "Invalid parameter type for 'rules', expected: array");
         return NULL;
     }
     size_t n = has_rules ? json_object_array_length(rules) : 0;
@@ -159,12 +149,12 @@ AuthzRuleSet *authz_rule_set_from_object(json_object *obj, GError **errp)
     json_object_object_foreach(obj, key, val) {
         if (g_str_equal(key, "policy")) {
             if (!json_object_is_type(val, json_type_string)) {
-                set_error(errp, "Invalid parameter type for 'policy', expected: string");
+                qmp_error_setg(errp, "Invalid parameter type for 'policy', expected: string");
                 return NULL;
             }
             const char *s = json_object_get_string(val);
             if (!g_str_equal(s, "allow") && !g_str_equal(s, "deny")) {
-                set_error(errp, "Parameter 'policy' does not accept value '%s'", s);
+                qmp_error_setg(errp, "Parameter 'policy' does not accept value '%s'", s);
                 return NULL;
             }
             allow = g_str_equal(s, "allow");
@@ -172,7 +162,7 @@ AuthzRuleSet *authz_rule_set_from_object(json_object *obj, GError **errp)
             rules = val;
             has_rules = true;
         } else {
-            set_error(errp, "Property '%s.%s' not found", BERTH_TYPE_AUTHZ_LIST, key);
+            qmp_error_setg(errp, "Property '%s.%s' not found", BERTH_TYPE_AUTHZ_LIST, key);
             return NULL;
         }
     }

@@ -29,8 +29,8 @@ static AuthzRuleSet *listfile_load(const char *filename, GError **errp)
     g_autofree char *contents = NULL;
     gsize len = 0;
     if (!g_file_get_contents(filename, &contents, &len, &local)) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Unable to read '%s': %s", filename,
-                    local->message);
+        qmp_error_setg(errp, "Unable to read '%s': %s", filename,
+                       local->message);
         return NULL;
     }
     json_tokener *tok = json_tokener_new();
@@ -44,24 +44,23 @@ static AuthzRuleSet *listfile_load(const char *filename, GError **errp)
     }
     if (jerr != json_tokener_success) {
         if (strspn(contents, " \t\r\n") == len) {
-            g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Expecting a JSON value");
+            qmp_error_setg(errp, "Expecting a JSON value");
         } else {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "JSON parse error, %s",
-                        json_tokener_error_desc(jerr));
+            qmp_error_setg(errp, "JSON parse error, %s",
+                           json_tokener_error_desc(jerr));
         }
         json_object_put(obj);
         return NULL;
     }
     if (used > len || strspn(contents + used, " \t\r\n") != len - used) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Expecting at most one JSON value");
+        qmp_error_setg(errp, "Expecting at most one JSON value");
         json_object_put(obj);
         return NULL;
     }
     AuthzRuleSet *set = NULL;
     if (!json_object_is_type(obj, json_type_object)) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "File '%s' must contain a JSON object",
-                    filename);
+        qmp_error_setg(errp, "File '%s' must contain a JSON object",
+                       filename);
     } else {
         set = authz_rule_set_from_object(obj, errp);
     }
@@ -135,21 +134,19 @@ static bool listfile_watch(AuthzListFile *lf, GError **errp)
     g_autofree char *base = g_path_get_basename(lf->filename);
     /* QEMU's checks, which is why "sub/x.json" passes and "x.json" does not. */
     if (g_str_equal(dir, ".")) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Filename must be an absolute path");
+        qmp_error_setg(errp, "Filename must be an absolute path");
         return false;
     }
     if (g_str_equal(base, ".")) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Path has no trailing filename component");
+        qmp_error_setg(errp, "Path has no trailing filename component");
         return false;
     }
     g_autoptr(GFile) file = g_file_new_for_path(lf->filename);
     g_autoptr(GError) local = NULL;
     lf->monitor = g_file_monitor_file(file, G_FILE_MONITOR_NONE, NULL, &local);
     if (!lf->monitor) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Unable to watch '%s': %s",
-                    lf->filename, local->message);
+        qmp_error_setg(errp, "Unable to watch '%s': %s",
+                       lf->filename, local->message);
         return false;
     }
     g_signal_connect(lf->monitor, "changed", G_CALLBACK(listfile_changed), lf);

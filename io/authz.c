@@ -86,8 +86,7 @@ BerthAuthz *berth_authz_find(const char *id, GError **errp)
 {
     QmpObject *obj = qmp_object_find(id, NULL);
     if (!obj || !is_authz_type(qmp_object_get_type(obj))) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "No authorization object with id '%s'", id);
+        qmp_error_setg(errp, "No authorization object with id '%s'", id);
         return NULL;
     }
     return qmp_object_get_data(obj);

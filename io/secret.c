@@ -32,18 +32,6 @@ typedef struct {
     size_t len;
 } Secret;
 
-static bool set_error(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-
-static bool set_error(GError **errp, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, msg);
-    return false;
-}
-
 void berth_secret_free(void *data, size_t len)
 {
     if (data) {
@@ -70,11 +58,11 @@ static uint8_t *base64_decode(const char *in, size_t len, size_t *out_len, GErro
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n";
     if (memchr(in, '\0', len)) {
-        set_error(errp, "Base64 data contains embedded NUL characters");
+        qmp_error_setg(errp, "Base64 data contains embedded NUL characters");
         return NULL;
     }
     if (strspn(in, alphabet) != len) {
-        set_error(errp, "Base64 data contains invalid characters");
+        qmp_error_setg(errp, "Base64 data contains invalid characters");
         return NULL;
     }
     gsize n = 0;
@@ -89,11 +77,11 @@ static Secret *secret_find(const char *id, GError **errp)
 {
     QmpObject *obj = qmp_object_find(id, NULL);
     if (!obj) {
-        set_error(errp, "No secret with id '%s'", id);
+        qmp_error_setg(errp, "No secret with id '%s'", id);
         return NULL;
     }
     if (g_strcmp0(qmp_object_get_type(obj)->name, BERTH_TYPE_SECRET) != 0) {
-        set_error(errp, "Object with id '%s' is not a secret", id);
+        qmp_error_setg(errp, "Object with id '%s' is not a secret", id);
         return NULL;
     }
     return qmp_object_get_data(obj);
@@ -119,7 +107,7 @@ char *berth_secret_lookup_as_utf8(const char *id, GError **errp)
     }
     if (!g_utf8_validate((const char *) data, (gssize) len, NULL)) {
         berth_secret_free(data, len);
-        set_error(errp, "Data from secret %s is not valid UTF-8", id);
+        qmp_error_setg(errp, "Data from secret %s is not valid UTF-8", id);
         return NULL;
     }
     return (char *) data;
@@ -166,14 +154,14 @@ static uint8_t *secret_load_input(const SecretArgs *a, size_t *len, GError **err
 {
     if (a->has_file) {
         if (a->has_data) {
-            set_error(errp, "'file' and 'data' are mutually exclusive");
+            qmp_error_setg(errp, "'file' and 'data' are mutually exclusive");
             return NULL;
         }
         g_autoptr(GError) local = NULL;
         char *contents = NULL;
         gsize n = 0;
         if (!g_file_get_contents(a->file, &contents, &n, &local)) {
-            set_error(errp, "Unable to read %s: %s", a->file, local->message);
+            qmp_error_setg(errp, "Unable to read %s: %s", a->file, local->message);
             return NULL;
         }
         *len = n;
@@ -183,7 +171,7 @@ static uint8_t *secret_load_input(const SecretArgs *a, size_t *len, GError **err
         *len = strlen(a->data);
         return (uint8_t *) g_strdup(a->data);
     }
-    set_error(errp, "Either 'file' or 'data' must be provided");
+    qmp_error_setg(errp, "Either 'file' or 'data' must be provided");
     return NULL;
 }
 
@@ -195,12 +183,14 @@ static bool aes_256_cbc_decrypt(const uint8_t *key, const uint8_t *iv, const uin
     gnutls_cipher_hd_t hd;
     int rc = gnutls_cipher_init(&hd, GNUTLS_CIPHER_AES_256_CBC, &key_d, &iv_d);
     if (rc < 0) {
-        return set_error(errp, "Cannot initialize cipher: %s", gnutls_strerror(rc));
+        qmp_error_setg(errp, "Cannot initialize cipher: %s", gnutls_strerror(rc));
+        return false;
     }
     rc = len ? gnutls_cipher_decrypt2(hd, in, len, out, len) : 0;
     gnutls_cipher_deinit(hd);
     if (rc < 0) {
-        return set_error(errp, "Cannot decrypt data: %s", gnutls_strerror(rc));
+        qmp_error_setg(errp, "Cannot decrypt data: %s", gnutls_strerror(rc));
+        return false;
     }
     return true;
 }
@@ -212,7 +202,7 @@ static uint8_t *secret_decrypt(const char *id, const SecretArgs *a, const uint8_
 {
     /* QEMU finds the secret being created, still without data. */
     if (g_strcmp0(a->keyid, id) == 0) {
-        set_error(errp, "Secret with id '%s' has no data", id);
+        qmp_error_setg(errp, "Secret with id '%s' has no data", id);
         return NULL;
     }
     size_t key_len = 0;
@@ -223,11 +213,11 @@ static uint8_t *secret_decrypt(const char *id, const SecretArgs *a, const uint8_
     uint8_t *out = NULL, *iv = NULL, *ct = NULL;
     size_t iv_len = 0, ct_len = *len, ct_decoded = 0;
     if (key_len != AES_256_KEY_LEN) {
-        set_error(errp, "Key should be %d bytes in length", AES_256_KEY_LEN);
+        qmp_error_setg(errp, "Key should be %d bytes in length", AES_256_KEY_LEN);
         goto out;
     }
     if (!a->has_iv) {
-        set_error(errp, "IV is required to decrypt secret");
+        qmp_error_setg(errp, "IV is required to decrypt secret");
         goto out;
     }
     iv = base64_decode(a->iv, strlen(a->iv), &iv_len, errp);
@@ -235,7 +225,7 @@ static uint8_t *secret_decrypt(const char *id, const SecretArgs *a, const uint8_
         goto out;
     }
     if (iv_len != AES_BLOCK_LEN) {
-        set_error(errp, "IV should be %d bytes in length not %zu", AES_BLOCK_LEN, iv_len);
+        qmp_error_setg(errp, "IV should be %d bytes in length not %zu", AES_BLOCK_LEN, iv_len);
         goto out;
     }
     if (a->has_format && a->format == SECRET_FORMAT_BASE64) {
@@ -246,7 +236,7 @@ static uint8_t *secret_decrypt(const char *id, const SecretArgs *a, const uint8_
         ct_len = ct_decoded;
     }
     if (ct_len % AES_BLOCK_LEN) {
-        set_error(errp, "Length %zu must be a multiple of block size %d", ct_len,
+        qmp_error_setg(errp, "Length %zu must be a multiple of block size %d", ct_len,
                   AES_BLOCK_LEN);
         goto out;
     }
@@ -258,7 +248,7 @@ static uint8_t *secret_decrypt(const char *id, const SecretArgs *a, const uint8_
     if (ct_len) {
         uint8_t pad = out[ct_len - 1];
         if (pad > AES_BLOCK_LEN) {
-            set_error(errp, "Incorrect number of padding bytes (%d) found on decrypted data",
+            qmp_error_setg(errp, "Incorrect number of padding bytes (%d) found on decrypted data",
                       pad);
             berth_secret_free(out, ct_len);
             out = NULL;
@@ -281,7 +271,7 @@ static gpointer secret_create(const char *id, void *opaque, GError **errp)
     SecretArgs *a = opaque;
     /* QEMU 7.2 schema still lists it, but the property is read-only. */
     if (a->has_loaded) {
-        set_error(errp, "Property 'secret.loaded' is not writable");
+        qmp_error_setg(errp, "Property 'secret.loaded' is not writable");
         return NULL;
     }
     size_t len = 0;

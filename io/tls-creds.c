@@ -24,8 +24,8 @@
 
 static void set_gnutls_error(GError **errp, int rc, const char *what, const char *path)
 {
-    g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Cannot load %s %s: %s", what, path,
-                gnutls_strerror(rc));
+    qmp_error_setg(errp, "Cannot load %s %s: %s", what, path,
+                   gnutls_strerror(rc));
 }
 
 /*
@@ -40,8 +40,8 @@ static char *creds_file(const char *dir, const char *name, bool required, GError
     }
     int saved = errno;
     if (required || saved != ENOENT) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Unable to access credentials %s: %s",
-                    path, g_strerror(saved));
+        qmp_error_setg(errp, "Unable to access credentials %s: %s",
+                       path, g_strerror(saved));
     }
     g_free(path);
     return NULL;
@@ -67,8 +67,8 @@ static bool creds_set_priority(BerthTlsCreds *creds, const char *priority, GErro
     int rc = gnutls_priority_init(&creds->priority, prio, &where);
     if (rc < 0) {
         creds->priority = NULL;
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "Unable to set TLS session priority %s: %s", prio, gnutls_strerror(rc));
+        qmp_error_setg(errp, "Unable to set TLS session priority %s: %s", prio,
+                       gnutls_strerror(rc));
         return false;
     }
     return true;
@@ -134,9 +134,8 @@ static BerthTlsCreds *creds_new_x509(const char *dir, BerthTlsEndpoint endpoint,
             key = creds_file(dir, "client-key.pem", false, &local);
         }
         if (!local && (!cert) != (!key)) {
-            g_set_error(&local, QMP_ERROR, QMP_ERROR_GENERIC,
-                        "Unable to access credentials %s/%s: %s", dir,
-                        cert ? "client-key.pem" : "client-cert.pem", g_strerror(ENOENT));
+            qmp_error_setg(&local, "Unable to access credentials %s/%s: %s", dir,
+                           cert ? "client-key.pem" : "client-cert.pem", g_strerror(ENOENT));
         }
     }
     if (local) {
@@ -167,9 +166,8 @@ static BerthTlsCreds *creds_new_x509(const char *dir, BerthTlsEndpoint endpoint,
                                                    password, 0);
         berth_secret_free(password, password ? strlen(password) : 0);
         if (rc < 0) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                        "Cannot load certificate '%s' & key '%s': %s", cert, key,
-                        gnutls_strerror(rc));
+            qmp_error_setg(errp, "Cannot load certificate '%s' & key '%s': %s", cert, key,
+                           gnutls_strerror(rc));
             return NULL;
         }
     }
@@ -218,8 +216,8 @@ static char *psk_lookup_key(const char *path, const char *username, GError **err
             return g_strdup(*l + ulen + 1);
         }
     }
-    g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Username %s not found in PSK file %s",
-                username, path);
+    qmp_error_setg(errp, "Username %s not found in PSK file %s",
+                   username, path);
     return NULL;
 }
 
@@ -328,7 +326,7 @@ BerthTlsCreds *berth_tls_creds_find(const char *id, GError **errp)
         obj = qmp_object_find(id, BERTH_TYPE_TLS_CREDS_PSK);
     }
     if (!obj) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "No TLS credentials with id '%s'", id);
+        qmp_error_setg(errp, "No TLS credentials with id '%s'", id);
         return NULL;
     }
     return qmp_object_get_data(obj);
@@ -374,7 +372,7 @@ static bool creds_args_check(const TlsCredsArgs *a, BerthTlsEndpoint *endpoint, 
 {
     *endpoint = a->has_endpoint ? (BerthTlsEndpoint) a->endpoint : BERTH_TLS_ENDPOINT_CLIENT;
     if (!a->has_dir) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Missing 'dir' property value");
+        qmp_error_setg(errp, "Missing 'dir' property value");
         return false;
     }
     return true;

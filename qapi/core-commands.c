@@ -30,8 +30,7 @@ static bool qmp_capabilities(void *opaque, json_object **ret, GError **errp)
 
     if (args->has_enable) {
         if (!json_object_is_type(args->enable, json_type_array)) {
-            g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                                "Invalid parameter type for 'enable', expected: array");
+            qmp_error_setg(errp, "Invalid parameter type for 'enable', expected: array");
             return false;
         }
         size_t n = json_object_array_length(args->enable);
@@ -39,15 +38,14 @@ static bool qmp_capabilities(void *opaque, json_object **ret, GError **errp)
             json_object *cap = json_object_array_get_idx(args->enable, i);
 
             if (!json_object_is_type(cap, json_type_string)) {
-                g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Invalid parameter type for 'enable[%zu]', expected: string", i);
+                qmp_error_setg(errp, "Invalid parameter type for 'enable[%zu]', expected: string",
+                               i);
                 return false;
             }
             if (strcmp(json_object_get_string(cap), "oob") != 0) {
                 /* QEMU 7.2 names the list element 'null' here; so do we. */
-                g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Parameter 'null' does not accept value '%s'",
-                            json_object_get_string(cap));
+                qmp_error_setg(errp, "Parameter 'null' does not accept value '%s'",
+                               json_object_get_string(cap));
                 return false;
             }
             oob = true;
@@ -111,8 +109,7 @@ static bool qmp_query_qmp_schema(void *opaque, json_object **ret, GError **errp)
 static bool qmp_quit(void *opaque, json_object **ret, GError **errp)
 {
     if (!qapi_call_quit_handler()) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "quit is not supported by this host");
+        qmp_error_setg(errp, "quit is not supported by this host");
         return false;
     }
     return true;

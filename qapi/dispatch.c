@@ -111,8 +111,7 @@ static bool check_request_members(QmpSession *session, json_object *request,
         if (strcmp(key, "execute") == 0 || (strcmp(key, "exec-oob") == 0 &&
                                             session->oob_enabled)) {
             if (!json_object_is_type(val, json_type_string)) {
-                g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "QMP input member '%s' must be a string", key);
+                qmp_error_setg(errp, "QMP input member '%s' must be a string", key);
                 return false;
             }
             if (strcmp(key, "execute") == 0) {
@@ -122,25 +121,21 @@ static bool check_request_members(QmpSession *session, json_object *request,
             }
         } else if (strcmp(key, "arguments") == 0) {
             if (!json_object_is_type(val, json_type_object)) {
-                g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                                    "QMP input member 'arguments' must be an object");
+                qmp_error_setg(errp, "QMP input member 'arguments' must be an object");
                 return false;
             }
             *arguments = val;
         } else if (strcmp(key, "id") != 0) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                        "QMP input member '%s' is unexpected", key);
+            qmp_error_setg(errp, "QMP input member '%s' is unexpected", key);
             return false;
         }
     }
     if (*execute && *exec_oob) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "QMP input member 'execute' clashes with 'exec-oob'");
+        qmp_error_setg(errp, "QMP input member 'execute' clashes with 'exec-oob'");
         return false;
     }
     if (!*execute && !*exec_oob) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "QMP input lacks member 'execute'");
+        qmp_error_setg(errp, "QMP input lacks member 'execute'");
         return false;
     }
     return true;
@@ -153,8 +148,7 @@ static bool dispatch_checked(QmpSession *session, json_object *request, json_obj
     json_object *arguments = NULL;
 
     if (!json_object_is_type(request, json_type_object)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "QMP input must be a JSON object");
+        qmp_error_setg(errp, "QMP input must be a JSON object");
         return false;
     }
     if (!check_request_members(session, request, &execute, &exec_oob, &arguments, errp)) {
@@ -177,8 +171,7 @@ static bool dispatch_checked(QmpSession *session, json_object *request, json_obj
     }
     if (exec_oob) {
         /* No berth command is safe to run out of band. */
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "The command %s does not support OOB", name);
+        qmp_error_setg(errp, "The command %s does not support OOB", name);
         return false;
     }
     if (session->command_mode && strcmp(name, "qmp_capabilities") == 0) {

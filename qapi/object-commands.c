@@ -79,9 +79,8 @@ static bool qmp_object_add_cmd(void *opaque, json_object **ret, GError **errp)
     bool ok = false;
 
     if (qmp_object_find(base->id, NULL)) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "attempt to add duplicate property '%s' to object (type 'container')",
-                    base->id);
+        qmp_error_setg(errp, "attempt to add duplicate property '%s' to object (type 'container')",
+                       base->id);
     } else {
         gpointer data = type->create_ex
                         ? type->create_ex(base->id, decoded, raw->keyval, errp)

@@ -133,9 +133,8 @@ bool qmp_object_add(const char *id, const QmpObjectType *type, gpointer data,
 
     if (berth_named_table_find(&objects, id)) {
         /* QEMU's text: objects are QOM children of one container. */
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "attempt to add duplicate property '%s' to object (type 'container')",
-                    id);
+        qmp_error_setg(errp, "attempt to add duplicate property '%s' to object (type 'container')",
+                       id);
         if (type->destroy && data) {
             type->destroy(data);
         }
@@ -190,12 +189,12 @@ bool qmp_object_del(const char *id, GError **errp)
     QmpObject *obj = qmp_object_find(id, NULL);
 
     if (!obj) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "object '%s' not found", id);
+        qmp_error_setg(errp, "object '%s' not found", id);
         return false;
     }
     if (obj->pins) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "object '%s' is in use, can not be deleted",
-                    id);
+        qmp_error_setg(errp, "object '%s' is in use, can not be deleted",
+                       id);
         return false;
     }
     berth_named_table_remove(&objects, obj->id);
