@@ -131,6 +131,17 @@ typedef struct BlockDriver {
      * Main context.
      */
     void (*image_info)(BlockDriverState *bs, json_object *image);
+    /*
+     * Optional: the node's combined permissions changed (bdrv_perm_*);
+     * apply them (the file driver's image locks). Failing leaves the
+     * previous ones in force. Main context.
+     */
+    bool (*set_perm)(BlockDriverState *bs, uint32_t perm, uint32_t unshared, GError **errp);
+    /*
+     * Optional: block_resize. Main context, with no request of its own in
+     * flight guaranteed; the generic layer then sets bs->size.
+     */
+    bool (*truncate)(BlockDriverState *bs, uint64_t size, GError **errp);
 } BlockDriver;
 
 struct BlockDriverState {
@@ -140,7 +151,9 @@ struct BlockDriverState {
     void *opaque;               /* the driver's state */
     char *node_name;
     char *filename;             /* from describe(); may be NULL */
-    uint64_t size;              /* the driver's size rounded up to a sector */
+    /* The driver's size rounded up to a sector. block_resize changes it:
+     * read it with bdrv_size() from request paths. */
+    uint64_t size;
     bool in_table;
 
     /* Set at open and never changed: requests read them without a lock. */
@@ -161,7 +174,17 @@ struct BlockDriverState {
     bool coherent;
     bool read_leaves_buffer;    /* reads may not write the buffer (BdrvInfo) */
     uint32_t request_alignment;
+
+    /* Permissions (main thread only): users per bit, and their union. */
+    guint perm_users[4], unshare_users[4];
+    uint32_t perm, unshared;
 };
+
+/* bs->size for request paths on any thread (block_resize may change it). */
+static inline uint64_t bdrv_size(const BlockDriverState *bs)
+{
+    return __atomic_load_n(&bs->size, __ATOMIC_RELAXED);
+}
 
 /* --- drivers ---------------------------------------------------------- */
 

@@ -148,13 +148,14 @@ static bool op_modifies(BdrvOp op)
 static void request_submit(BdrvRequest *req)
 {
     BlockDriverState *bs = req->bs;
+    uint64_t size = bdrv_size(bs);
 
     if (req->op != BDRV_OP_FLUSH &&
-        (req->bytes > bs->size || req->offset > bs->size - req->bytes)) {
+        (req->bytes > size || req->offset > size - req->bytes)) {
         bdrv_request_fail(req, EINVAL,
                           "%s request at offset %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
                           " bytes is beyond the end of node '%s' (%" G_GUINT64_FORMAT " bytes)",
-                          op_name(req->op), req->offset, req->bytes, bs->node_name, bs->size);
+                          op_name(req->op), req->offset, req->bytes, bs->node_name, size);
         return;
     }
     if (op_modifies(req->op) && bs->read_only) {

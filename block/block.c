@@ -352,7 +352,7 @@ void bdrv_get_info(BlockDriverState *bs, BdrvInfo *info)
         .node_name = bs->node_name,
         .driver = bs->drv->name,
         .filename = bs->filename,
-        .size = bs->size,
+        .size = bdrv_size(bs),
         .read_only = bs->read_only,
         .can_flush = bs->can_flush && !bs->cache_no_flush,
         .can_fua = bs->can_fua,
@@ -377,7 +377,7 @@ const char *bdrv_get_node_name(BlockDriverState *bs)
 uint64_t bdrv_getlength(BlockDriverState *bs)
 {
     g_return_val_if_fail(bs != NULL, 0);
-    return bs->size;
+    return bdrv_size(bs);
 }
 
 bool bdrv_is_read_only(BlockDriverState *bs)

@@ -35,7 +35,20 @@ typedef struct FileState {
     int punch_ok;
     GMutex rmw_lock;           /* serialises O_DIRECT read-modify-write */
     bool use_uring;            /* reads and O_DIRECT writes through io_uring when possible */
+    /* Image locks (file-posix-lock.c; main thread). */
+    bool locking;              /* locking=on, or auto where OFD locks work */
+    uint32_t lock_perm, lock_unshared;  /* what the locked bytes say now */
 } FileState;
+
+/*
+ * file-posix-lock.c: QEMU's image locks. probe() decides s->locking (an
+ * error only when `required`, locking=on, and OFD locks do not work);
+ * set() makes the locked bytes say perm/unshared, failing with QEMU's
+ * texts when another process's locks forbid it (and keeping the previous
+ * locks). Main context.
+ */
+bool bdrv_file_lock_probe(FileState *s, bool required, GError **errp);
+bool bdrv_file_lock_set(FileState *s, uint32_t perm, uint32_t unshared, GError **errp);
 
 /* file-posix-io.c: fdatasync unless flushes are off; -errno on failure. */
 int bdrv_file_sync(FileState *s);

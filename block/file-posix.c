@@ -349,13 +349,6 @@ static bool file_open(BlockDriverState *bs, const void *options, GError **errp)
                             "which was not specified.");
         return false;
     }
-    /* Promising a lock we do not take would be worse than refusing. */
-    if (opts->has_locking && opts->locking == FILE_LOCKING_ON) {
-        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                            "locking=on is not supported: berth does not lock images");
-        return false;
-    }
-
     fd = file_open_fd(filename, bs->read_only, bs->cache_direct);
     if (fd < 0 && !bs->read_only && bs->auto_read_only &&
         (errno == EACCES || errno == EPERM || errno == EROFS)) {
@@ -399,6 +392,12 @@ static bool file_open(BlockDriverState *bs, const void *options, GError **errp)
     if (s->is_block_dev && ioctl(fd, BLKSSZGET, &sector) == 0 && sector > 0 &&
         (sector & (sector - 1)) == 0) {
         s->dev_align = sector;
+    }
+    if ((!opts->has_locking || opts->locking != FILE_LOCKING_OFF) &&
+        !bdrv_file_lock_probe(s, opts->has_locking && opts->locking == FILE_LOCKING_ON, errp)) {
+        close(fd);
+        g_free(s->filename);
+        return false;
     }
     g_mutex_init(&s->rmw_lock);
     if (s->direct) {
@@ -445,6 +444,35 @@ static void file_image_info(BlockDriverState *bs, json_object *image)
     json_object_object_add(image, "dirty-flag", json_object_new_boolean(false));
 }
 
+static bool file_set_perm(BlockDriverState *bs, uint32_t perm, uint32_t unshared,
+                          GError **errp)
+{
+    return bdrv_file_lock_set(bs->opaque, perm, unshared, errp);
+}
+
+/* block_resize: a file takes the new length; a device cannot grow. */
+static bool file_truncate(BlockDriverState *bs, uint64_t size, GError **errp)
+{
+    FileState *s = bs->opaque;
+
+    if (s->is_block_dev) {
+        uint64_t dev_size = 0;
+        if (ioctl(s->fd, BLKGETSIZE64, &dev_size) == 0 && size > dev_size) {
+            g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                                "Cannot grow device files");
+            return false;
+        }
+        return true;
+    }
+    if (ftruncate(s->fd, (off_t) size) < 0) {
+        int err = errno;
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(err),
+                    "Failed to resize file '%s': %s", s->filename, g_strerror(err));
+        return false;
+    }
+    return true;
+}
+
 const BlockDriver bdrv_file = {
     .name = "file",
     .options = file_members,
@@ -454,4 +482,6 @@ const BlockDriver bdrv_file = {
     .submit = file_submit,
     .describe = file_describe,
     .image_info = file_image_info,
+    .set_perm = file_set_perm,
+    .truncate = file_truncate,
 };

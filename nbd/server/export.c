@@ -131,12 +131,22 @@ static NBDExport *export_open(const NBDExportConfig *cfg, GError **errp)
         return NULL;
     }
 
+    /* What QEMU's exports hold: other processes may read and write the
+     * image alongside (raw images are shared that way), not resize it. */
+    uint32_t perm = BDRV_PERM_CONSISTENT_READ | (read_only ? 0 : BDRV_PERM_WRITE);
+    if (!bdrv_perm_take(bs, perm, BDRV_PERM_RESIZE, errp)) {
+        return NULL;
+    }
+
     NBDExport *exp = g_new0(NBDExport, 1);
     exp->refcount = 1;
     exp->bs = bdrv_get(bs);
+    exp->perm = perm;
+    exp->unshared = BDRV_PERM_RESIZE;
     exp->info = info;
     exp->dev_offset = dev_offset;
     exp->size = size;
+    exp->size_follows_node = cfg->size < 0;
     exp->writethrough = cfg->writethrough;
     exp->close_cb = cfg->close_cb;
     exp->min_block = MAX(info.request_alignment, 1);
@@ -199,6 +209,32 @@ NBDExport *nbd_export_get(NBDExport *exp)
     return exp;
 }
 
+typedef struct {
+    BlockDriverState *bs;
+    uint32_t perm, unshared;
+} PermRelease;
+
+static gboolean release_perms_now(gpointer data)
+{
+    PermRelease *r = data;
+
+    bdrv_perm_release(r->bs, r->perm, r->unshared);
+    bdrv_put(r->bs);
+    g_free(r);
+    return G_SOURCE_REMOVE;
+}
+
+/* Permissions live in the main thread; the last reference of an export may
+ * go in another (an I/O thread's client), where this queues the release
+ * for the main loop. Drops the export's node reference. */
+static void release_perms(BlockDriverState *bs, uint32_t perm, uint32_t unshared)
+{
+    PermRelease *r = g_new(PermRelease, 1);
+
+    *r = (PermRelease) { bs, perm, unshared };
+    g_main_context_invoke(NULL, release_perms_now, r);
+}
+
 void nbd_export_put(NBDExport *exp)
 {
     if (!exp || !g_atomic_int_dec_and_test(&exp->refcount)) {
@@ -213,7 +249,7 @@ void nbd_export_put(NBDExport *exp)
     if (exp->owner_destroy) {
         exp->owner_destroy(exp->owner_data);
     }
-    bdrv_put(exp->bs);
+    release_perms(exp->bs, exp->perm, exp->unshared);
     g_free(exp->name);
     g_free(exp->description);
     g_free(exp->id);
@@ -394,6 +430,15 @@ const char *nbd_export_get_description(NBDExport *exp)
 BlockDriverState *nbd_export_get_blockdev(NBDExport *exp)
 {
     return exp->bs;
+}
+
+uint64_t nbd_export_current_size(NBDExport *exp)
+{
+    if (!exp->size_follows_node) {
+        return exp->size;
+    }
+    uint64_t len = bdrv_getlength(exp->bs);
+    return len > exp->dev_offset ? len - exp->dev_offset : 0;
 }
 
 bool nbd_export_is_read_only(NBDExport *exp)

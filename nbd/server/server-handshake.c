@@ -122,7 +122,9 @@ static void opt_export_name(NBDClient *client, const uint8_t *data, size_t len)
         return;
     }
     uint8_t buf[NBD_EXPORT_NAME_REPLY_MAX];
-    size_t n = nbd_encode_export_name_reply(buf, exp->size, exp->tx_flags, client->no_zeroes);
+    client->export_size = nbd_export_current_size(exp);
+    size_t n = nbd_encode_export_name_reply(buf, client->export_size, exp->tx_flags,
+                                            client->no_zeroes);
     nbd_client_send_copy(client, buf, n);
     enter_transmission(client, exp);
 }
@@ -182,8 +184,9 @@ static void opt_info_go(NBDClient *client, const uint8_t *data, size_t len)
                              nbd_encode_rep_info_block_size(buf, client->opt, exp->min_block,
                                                             exp->pref_block, exp->max_block));
     }
+    client->export_size = nbd_export_current_size(exp);
     nbd_client_send_copy(client, buf,
-                         nbd_encode_rep_info_export(buf, client->opt, exp->size,
+                         nbd_encode_rep_info_export(buf, client->opt, client->export_size,
                                                     exp->tx_flags));
     send_ack(client);
     if (client->opt == NBD_OPT_GO) {

@@ -36,9 +36,11 @@
 struct NBDExport {
     gint refcount;
     BlockDriverState *bs;
+    uint32_t perm, unshared;    /* taken on bs while the export lives */
     BdrvInfo info;
     uint64_t dev_offset;
-    uint64_t size;
+    uint64_t size;              /* as created; see nbd_export_current_size() */
+    bool size_follows_node;     /* no size given: the node's, after block_resize too */
     uint16_t tx_flags;          /* transmission flags advertised */
     NBDMultiConn multi_conn;    /* CAN_MULTI_CONN in tx_flags follows it and the limit */
     uint32_t min_block, pref_block, max_block;
@@ -126,6 +128,7 @@ struct NBDClient {
     char *meta_export;          /* export name the contexts were set for */
     bool no_zeroes;
     bool block_size_advertised; /* client asked for NBD_INFO_BLOCK_SIZE in GO */
+    uint64_t export_size;       /* the size the handshake told the client */
     bool tls_ack_sent;          /* STARTTLS's ack left in plaintext: start TLS */
     bool tls_active;            /* ch is a TLS channel whose handshake is done */
 
@@ -141,6 +144,8 @@ struct NBDClient {
 };
 
 /* export.c */
+/* The size to tell a client that connects now. */
+uint64_t nbd_export_current_size(NBDExport *exp);
 void nbd_export_attach_client(NBDExport *exp, NBDClient *client);
 void nbd_export_detach_client(NBDExport *exp, NBDClient *client);
 GList *nbd_export_list(void);  /* table order; borrowed pointers, free the list */

@@ -59,7 +59,7 @@ void nbd_transmission_start(NBDClient *client)
     client->limits = (NBDRequestLimits) {
         .mode = client_mode(client),
         .tx_flags = exp->tx_flags,
-        .export_size = exp->size,
+        .export_size = client->export_size,
         .block_size_advertised = client->block_size_advertised,
         .min_block = exp->min_block,
         .max_block = exp->max_block,

@@ -133,6 +133,38 @@ const char *bdrv_get_node_name(BlockDriverState *bs);
 uint64_t bdrv_getlength(BlockDriverState *bs);
 bool bdrv_is_read_only(BlockDriverState *bs);
 
+/* --- permissions and image locks (main thread) --- */
+
+/*
+ * What a user of a node does with it (perm) and what it does not let
+ * others do (unshared), QEMU's permission bits. Every user that takes some
+ * gives them back with the same values. The file driver mirrors the
+ * node's combined permissions as QEMU's OFD byte-range locks on the image,
+ * so that QEMU's tools and other berth processes see them, and refuses a
+ * permission another process's locks forbid, with QEMU's texts ('Failed
+ * to get "write" lock', 'Failed to get shared "resize" lock'). An NBD
+ * export takes consistent-read (and write, if writable) and does not
+ * share resize, as QEMU's exports do.
+ */
+typedef enum {
+    BDRV_PERM_CONSISTENT_READ = 1 << 0,
+    BDRV_PERM_WRITE = 1 << 1,
+    BDRV_PERM_WRITE_UNCHANGED = 1 << 2,
+    BDRV_PERM_RESIZE = 1 << 3,
+} BdrvPerm;
+#define BDRV_PERM_ALL 0xfu
+
+bool bdrv_perm_take(BlockDriverState *bs, uint32_t perm, uint32_t unshared, GError **errp);
+void bdrv_perm_release(BlockDriverState *bs, uint32_t perm, uint32_t unshared);
+
+/*
+ * block_resize: make the node `size` bytes long (QEMU's texts for a
+ * read-only node and a driver that cannot). Takes the resize permission
+ * for the duration, so another process's export of the same image makes
+ * it fail. The node's length becomes size rounded up to a sector.
+ */
+bool bdrv_truncate(BlockDriverState *bs, uint64_t size, GError **errp);
+
 /* --- asynchronous requests (any thread with a GMainContext) --- */
 
 void bdrv_aio_preadv(BlockDriverState *bs, uint64_t offset,

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Node permissions and block_resize. A node counts its users per
+ * permission bit; when the union of what they hold, or of what they do not
+ * share, changes, the driver's set_perm() hook applies it (the file driver
+ * turns it into image locks). Main thread only, like the node table.
+ */
+#include "block/block-int.h"
+
+#define PERM_BITS 4
+
+static void perm_union(const BlockDriverState *bs, uint32_t *perm, uint32_t *unshared)
+{
+    *perm = *unshared = 0;
+    for (int i = 0; i < PERM_BITS; i++) {
+        if (bs->perm_users[i]) {
+            *perm |= 1u << i;
+        }
+        if (bs->unshare_users[i]) {
+            *unshared |= 1u << i;
+        }
+    }
+}
+
+static void perm_count(BlockDriverState *bs, uint32_t perm, uint32_t unshared, int delta)
+{
+    for (int i = 0; i < PERM_BITS; i++) {
+        if (perm & (1u << i)) {
+            g_assert(delta > 0 || bs->perm_users[i] > 0);
+            bs->perm_users[i] += delta;
+        }
+        if (unshared & (1u << i)) {
+            g_assert(delta > 0 || bs->unshare_users[i] > 0);
+            bs->unshare_users[i] += delta;
+        }
+    }
+}
+
+bool bdrv_perm_take(BlockDriverState *bs, uint32_t perm, uint32_t unshared, GError **errp)
+{
+    g_return_val_if_fail(bs != NULL, false);
+    g_return_val_if_fail(!(perm & ~BDRV_PERM_ALL) && !(unshared & ~BDRV_PERM_ALL), false);
+
+    if ((perm & (BDRV_PERM_WRITE | BDRV_PERM_RESIZE)) && bs->read_only) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                    "Block node '%s' is read-only", bs->node_name);
+        return false;
+    }
+    uint32_t new_perm = bs->perm | perm, new_unshared = bs->unshared | unshared;
+    if ((new_perm != bs->perm || new_unshared != bs->unshared) && bs->drv->set_perm &&
+        !bs->drv->set_perm(bs, new_perm, new_unshared, errp)) {
+        return false;
+    }
+    perm_count(bs, perm, unshared, 1);
+    bs->perm = new_perm;
+    bs->unshared = new_unshared;
+    return true;
+}
+
+void bdrv_perm_release(BlockDriverState *bs, uint32_t perm, uint32_t unshared)
+{
+    uint32_t new_perm, new_unshared;
+
+    g_return_if_fail(bs != NULL);
+    perm_count(bs, perm, unshared, -1);
+    perm_union(bs, &new_perm, &new_unshared);
+    if ((new_perm != bs->perm || new_unshared != bs->unshared) && bs->drv->set_perm) {
+        /* Giving locks back only unlocks bytes: it cannot conflict. */
+        g_autoptr(GError) err = NULL;
+        if (!bs->drv->set_perm(bs, new_perm, new_unshared, &err)) {
+            g_warning("%s: %s", bs->node_name, err->message);
+        }
+    }
+    bs->perm = new_perm;
+    bs->unshared = new_unshared;
+}
+
+bool bdrv_truncate(BlockDriverState *bs, uint64_t size, GError **errp)
+{
+    g_return_val_if_fail(bs != NULL, false);
+
+    if (bs->read_only) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                            "Image is read-only");
+        return false;
+    }
+    if (!bs->drv->truncate) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                            "Image format driver does not support resize");
+        return false;
+    }
+    if (size > (uint64_t) BDRV_MAX_LENGTH) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                            "Image size too large");
+        return false;
+    }
+    if (!bdrv_perm_take(bs, BDRV_PERM_RESIZE, 0, errp)) {
+        return false;
+    }
+    bool ok = bs->drv->truncate(bs, size, errp);
+    if (ok) {
+        uint64_t len = size;
+        if (!bs->drv->exact_size) {
+            len = (len + BDRV_SECTOR_SIZE - 1) & ~(uint64_t) (BDRV_SECTOR_SIZE - 1);
+        }
+        __atomic_store_n(&bs->size, len, __ATOMIC_RELAXED);
+    }
+    bdrv_perm_release(bs, BDRV_PERM_RESIZE, 0);
+    return ok;
+}
