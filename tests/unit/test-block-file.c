@@ -465,9 +465,6 @@ static void test_open_errors(void)
     expect_open_error(NULL, o, "aio=native was specified, but it requires cache.direct=on, "
                          "which was not specified.");
     g_free(o);
-    o = g_strdup_printf("driver=file,node-name=x,filename=%s,locking=on", file);
-    expect_open_error(NULL, o, "locking=on is not supported: berth does not lock images");
-    g_free(o);
     o = g_strdup_printf("driver=file,node-name=x,filename=%s,size=1", file);
     expect_open_error(NULL, o, "Parameter 'size' is unexpected");
     g_assert_null(bdrv_find_node("x"));
@@ -481,6 +478,89 @@ static void test_open_errors(void)
     g_assert_no_error(err);
     close_node(bs);
     g_unlink(file);
+}
+
+/* 1 if another open file description holds a lock on the byte. */
+static int byte_locked(const char *path, off_t byte)
+{
+    int fd = open(path, O_RDONLY);
+    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(fcntl(fd, F_OFD_GETLK, &fl), ==, 0);
+    close(fd);
+    return fl.l_type != F_UNLCK;
+}
+
+/* Permissions become QEMU's lock bytes; two nodes on one image see each
+ * other's, as two processes would. */
+static void test_locks_and_resize(void)
+{
+    g_autofree char *path = make_file(tmpdir, "lock.img", 1 << 20);
+    g_autofree char *o1 = g_strdup_printf("driver=file,node-name=l1,filename=%s,locking=on", path);
+    g_autofree char *o2 = g_strdup_printf("driver=file,node-name=l2,filename=%s", path);
+    g_autofree char *o3 = g_strdup_printf("driver=file,node-name=l3,filename=%s,locking=off",
+                                          path);
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *a = open_keyval(o1, &err);
+    g_assert_no_error(err);
+    BlockDriverState *b = open_keyval(o2, &err);
+    g_assert_no_error(err);
+    BlockDriverState *c = open_keyval(o3, &err);
+    g_assert_no_error(err);
+
+    /* Nothing is locked until a user takes permissions. */
+    for (int i = 0; i < 4; i++) {
+        g_assert_false(byte_locked(path, 100 + i));
+        g_assert_false(byte_locked(path, 200 + i));
+    }
+    g_assert_true(bdrv_perm_take(a, BDRV_PERM_CONSISTENT_READ | BDRV_PERM_WRITE,
+                                 BDRV_PERM_RESIZE, &err));
+    g_assert_no_error(err);
+    g_assert_true(byte_locked(path, 100));
+    g_assert_true(byte_locked(path, 101));
+    g_assert_false(byte_locked(path, 103));
+    g_assert_true(byte_locked(path, 203));
+
+    /* The other node may write alongside but not resize, nor refuse to
+     * share writes. */
+    g_assert_true(bdrv_perm_take(b, BDRV_PERM_WRITE, 0, &err));
+    g_assert_no_error(err);
+    bdrv_perm_release(b, BDRV_PERM_WRITE, 0);
+    g_assert_false(bdrv_truncate(b, 2 << 20, &err));
+    g_assert_cmpstr(err->message, ==, "Failed to get \"resize\" lock");
+    g_clear_error(&err);
+    g_assert_false(bdrv_perm_take(b, 0, BDRV_PERM_WRITE, &err));
+    g_assert_cmpstr(err->message, ==, "Failed to get shared \"write\" lock");
+    g_clear_error(&err);
+    /* A failed attempt leaves the earlier locks as they were. */
+    g_assert_true(byte_locked(path, 101));
+    g_assert_false(byte_locked(path, 201));
+    g_assert_cmpuint(bdrv_getlength(b), ==, 1 << 20);
+
+    /* locking=off neither takes nor checks. */
+    g_assert_true(bdrv_truncate(c, (2 << 20) + 100, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(bdrv_getlength(c), ==, (2 << 20) + 512);
+
+    /* Once a's user is gone, b may resize; the node itself may always. */
+    g_assert_true(bdrv_truncate(a, 3 << 20, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(bdrv_getlength(a), ==, 3 << 20);
+    bdrv_perm_release(a, BDRV_PERM_CONSISTENT_READ | BDRV_PERM_WRITE, BDRV_PERM_RESIZE);
+    for (int i = 0; i < 4; i++) {
+        g_assert_false(byte_locked(path, 100 + i));
+        g_assert_false(byte_locked(path, 200 + i));
+    }
+    g_assert_true(bdrv_truncate(b, 4096, &err));
+    g_assert_no_error(err);
+    struct stat st;
+    g_assert_cmpint(stat(path, &st), ==, 0);
+    g_assert_cmpint(st.st_size, ==, 4096);
+    close_node(a);
+    close_node(b);
+    close_node(c);
+    g_unlink(path);
 }
 
 static void test_auto_read_only(void)
@@ -690,6 +770,7 @@ int main(int argc, char **argv)
     g_test_add_func("/block/file/direct", test_direct);
     g_test_add_func("/block/file/write-errors", test_write_errors);
     g_test_add_func("/block/file/open-errors", test_open_errors);
+    g_test_add_func("/block/file/locks-and-resize", test_locks_and_resize);
     g_test_add_func("/block/file/auto-read-only", test_auto_read_only);
     g_test_add_func("/block/file/block-device", test_block_device);
     g_test_add_func("/block/file/threads", test_threads);
