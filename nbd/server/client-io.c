@@ -67,7 +67,47 @@ static void client_ready(void *opaque, GIOCondition ready)
             flush_output(client);
         }
     }
+    if (client->handoff_pending) {
+        client->handoff_pending = false;
+        if (client->phase == NBD_CLIENT_TRANSMISSION) {
+            nbd_client_hand_off(client); /* not ours any more */
+        }
+    }
     nbd_client_put(client);
+}
+
+/* On the export's context: the client's watch from now on lives here. */
+static gboolean client_adopt(gpointer opaque)
+{
+    NBDClient *client = opaque;
+
+    if (client->phase != NBD_CLIENT_TRANSMISSION) {
+        return G_SOURCE_REMOVE; /* closed from the main context meanwhile */
+    }
+    client->watch = berth_channel_watch_new(client->ch, client->ctx, "nbd-client",
+                                            client_ready, client);
+    nbd_transmission_begin(client);
+    update_events(client);
+    if (client->out_head) {
+        berth_channel_watch_kick_write(client->watch);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/*
+ * The handshake ran here, on the main context, because the export is known
+ * only once the client names it; everything after moves to the export's
+ * context. The watch goes first, so no dispatch can follow on this side;
+ * the queued output and buffered input travel with the client. The
+ * invoke's lock orders everything written here before the I/O thread's
+ * first look.
+ */
+void nbd_client_hand_off(NBDClient *client)
+{
+    g_clear_pointer(&client->watch, berth_channel_watch_free);
+    client->ctx = g_main_context_ref(client->exp->ctx);
+    g_main_context_invoke_full(client->ctx, G_PRIORITY_DEFAULT, client_adopt,
+                               nbd_client_get(client), (GDestroyNotify) nbd_client_put);
 }
 
 /*

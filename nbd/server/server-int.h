@@ -54,9 +54,12 @@ struct NBDExport {
     void (*close_cb)(NBDExport *exp);
     void (*drained_cb)(NBDExport *exp);
     GList *clients;             /* NBDClient *, borrowed (each holds a ref on us) */
-    NBDStats stats;
+    NBDStats stats;             /* written by the clients' thread (nbd_stat_add) */
     gpointer owner_data;
     GDestroyNotify owner_destroy;
+    GMainContext *ctx;          /* referenced, or NULL: see NBDExportConfig */
+    void (*ctx_release)(gpointer data);
+    gpointer ctx_release_data;
 };
 
 typedef enum {
@@ -85,8 +88,21 @@ struct NBDOutItem {
 
 typedef struct NBDRequestCtx NBDRequestCtx;
 
+/*
+ * Threads. A client starts on the main context. If its export has a
+ * context of its own, the main context hands the client over once it
+ * enters transmission (client-io.c: nbd_client_hand_off at the end of the
+ * dispatch that negotiated, never inside the handshake code); from then
+ * on only that context's thread touches the fields below "socket
+ * plumbing", the phase and the transmission state, and the main context
+ * keeps to what it wrote before the hand-off plus `main_closed`. Counters
+ * that queries read from the main context (stats, in_flight) are written
+ * with relaxed atomics by their one writer. The refcount is atomic; the
+ * last reference dropped on an I/O thread frees the client on the main
+ * context, since freeing drops an export reference.
+ */
 struct NBDClient {
-    gint refcount;
+    gint refcount;              /* atomic */
     uint64_t id;
     BerthChannel *ch;
     NBDExport *exp;             /* referenced; NULL until the handshake picks one */
@@ -97,6 +113,9 @@ struct NBDClient {
     bool negotiated;
     bool close_cb_done;
     gint64 connected_since;
+    GMainContext *ctx;          /* referenced once handed over; NULL: main */
+    bool handoff_pending;       /* main only: hand over at the end of this dispatch */
+    bool main_closed;           /* main only: detached and close_cb run */
 
     /* socket plumbing (client-io.c) */
     BerthChannelWatch *watch;   /* NULL once closed */
@@ -140,6 +159,20 @@ struct NBDClient {
     NBDStats stats;
 };
 
+/* Counters with one writer (the client's thread) and readers elsewhere. */
+static inline void nbd_stat_add(uint64_t *counter, uint64_t n)
+{
+    __atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
+}
+
+static inline void nbd_counter_set(guint *counter, guint value)
+{
+    __atomic_store_n(counter, value, __ATOMIC_RELAXED);
+}
+
+/* A consistent-enough copy for queries (each field read atomically). */
+void nbd_stats_read(const NBDStats *src, NBDStats *dst);
+
 /* export.c */
 void nbd_export_attach_client(NBDExport *exp, NBDClient *client);
 void nbd_export_detach_client(NBDExport *exp, NBDClient *client);
@@ -151,6 +184,9 @@ void nbd_export_connection_limit_changed(void);
 /* client-io.c */
 void nbd_client_io_start(NBDClient *client);
 void nbd_client_io_stop(NBDClient *client);
+/* Main context, at the end of the dispatch that negotiated: move the
+ * client to its export's context (the last thing main does with it). */
+void nbd_client_hand_off(NBDClient *client);
 /* Go on over `ch` (same fd: a TLS session on the plaintext channel);
  * takes the caller's reference and drops the old channel's. */
 void nbd_client_use_channel(NBDClient *client, BerthChannel *ch);
@@ -187,6 +223,11 @@ void nbd_handshake_cleanup(NBDClient *client);
 
 /* server-transmission.c */
 void nbd_transmission_start(NBDClient *client);
+/* The two halves of nbd_transmission_start: the request limits, taken from
+ * the export on the main context, and the socket side, on the client's
+ * own context (after a hand-off, there). */
+void nbd_transmission_set_limits(NBDClient *client);
+void nbd_transmission_begin(NBDClient *client);
 bool nbd_transmission_input(NBDClient *client);
 void nbd_transmission_cleanup(NBDClient *client);
 
