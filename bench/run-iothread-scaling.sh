@@ -77,11 +77,12 @@ run_fio() {
         jobs+=(--name="e$i" --uri="nbd+unix:///e$i?socket=$DIR/nbd.sock")
     done
     fio --ioengine=nbd --rw="$RW" --bs="$BS" --iodepth="$QD" --size=$SIZE \
-        --time_based --runtime="$RUNTIME" --ramp_time=1 --group_reporting=0 \
+        --time_based --runtime="$RUNTIME" --ramp_time=1 \
         --output-format=json "${jobs[@]}" > "$DIR/fio.json"
     /usr/bin/python3 - "$DIR/fio.json" <<'EOF'
 import json, sys
-jobs = json.load(open(sys.argv[1]))["jobs"]
+text = open(sys.argv[1]).read()
+jobs = json.loads(text[text.index("{"):])["jobs"]     # after fio's "connected" lines
 iops = sum(j[d]["iops"] for j in jobs for d in ("read", "write"))
 bw = sum(j[d]["bw_bytes"] for j in jobs for d in ("read", "write")) / 2**20
 print("%.0f %.1f" % (iops, bw))
