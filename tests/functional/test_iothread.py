@@ -204,6 +204,49 @@ class SharedDaemon(bh.DaemonTestCase):
         self.assertEqual(clients, [])
         run_pattern(self.sock, "b0", 0, 1 * MiB, 8, rounds=1)
 
+    def test_churn_while_querying(self):
+        """Clients connect, read and leave (some mid-flight) on both I/O
+        threads while QMP keeps asking for the clients and exports: the
+        answers stay well-formed and the daemon stays up."""
+        q = self.connect_qmp(self.qmp_path)
+        done = threading.Event()
+
+        def churn(name, k):
+            for i in range(25):
+                if i % 3 == 0:
+                    leave_mid_flight(self.sock, name, 28 * MiB, count=16)
+                    continue
+                h = connect(self.sock, name)
+                h.pread(4096, (k * 25 + i) * 4096)
+                h.shutdown()
+                close(h)
+
+        failures = []
+
+        def all_churn():
+            try:
+                in_parallel([lambda e=e, k=k: churn(e, k)
+                             for k, e in enumerate(("a0", "a1", "b0", "b0"))])
+            except BaseException as e:  # reported by the test below
+                failures.append(e)
+            finally:
+                done.set()
+
+        t = threading.Thread(target=all_churn)
+        t.start()
+        queries = 0
+        while not done.is_set():
+            for c in q.cmd("query-nbd-clients")["return"]:
+                self.assertIn("in-flight", c)
+            exports = q.cmd("query-block-exports")["return"]
+            self.assertEqual(sorted(e["id"] for e in exports), sorted(EXPORTS))
+            queries += 1
+        t.join()
+        if failures:
+            raise failures[0]
+        self.assertGreater(queries, 0)
+        run_pattern(self.sock, "a1", 0, 1 * MiB, 12, rounds=1)
+
     @bh.berth_only
     def test_query_block_exports_shows_iothread(self):
         q = self.connect_qmp(self.qmp_path)
