@@ -36,9 +36,15 @@ def export_args(exp_id, node, iothread=None, extra=""):
     return ["--export", s + extra]
 
 
-def connect(sock, name):
+def connect(sock, name, psk=None):
+    """A libnbd handle on export `name`; over TLS with the PSK file `psk`
+    (user alice) when given."""
     h = nbd.NBD()
     h.set_export_name(name)
+    if psk:
+        h.set_tls(nbd.TLS_REQUIRE)
+        h.set_tls_psk_file(psk)
+        h.set_tls_username("alice")
     h.connect_unix(sock)
     return h
 
@@ -50,11 +56,11 @@ def close(h):
     del h._o
 
 
-def run_pattern(sock, name, base, size, seed, depth=8, block=64 * KiB, rounds=2):
+def run_pattern(sock, name, base, size, seed, depth=8, block=64 * KiB, rounds=2, psk=None):
     """Write `size` bytes of a random pattern at `base` with `depth` requests
     in flight, read them back the same way and compare. Returns the
     number of bytes checked; raises on any difference."""
-    h = connect(sock, name)
+    h = connect(sock, name, psk)
     try:
         rng = random.Random(seed)
         for r in range(rounds):
@@ -339,7 +345,7 @@ class OwnDaemon(bh.DaemonTestCase):
             self.qmp.poll_events(0.1)
         self.fail("no %s event" % name)
 
-    @bh.berth_only
+    @unittest.skipIf(bh.is_qsd(), QSD_ABORTS)
     def test_export_del_hard_with_clients(self):
         """block-export-del mode=hard drops busy clients of an I/O-thread
         export; then the iothread can go (object-del)."""
@@ -367,7 +373,7 @@ class OwnDaemon(bh.DaemonTestCase):
         self.assertEqual(r, {"return": {}})
         self.assertEqual(self.qmp.cmd("query-block-exports"), {"return": []})
 
-    @bh.berth_only
+    @unittest.skipIf(bh.is_qsd(), QSD_ABORTS)
     def test_export_del_safe_waits_for_clients(self):
         """mode=safe: the export stays (shutting down) while a client of
         its I/O thread is connected, and goes when it leaves."""
@@ -383,7 +389,7 @@ class OwnDaemon(bh.DaemonTestCase):
         self.assertEqual(self.wait_event("BLOCK_EXPORT_DELETED")["data"], {"id": "e"})
         self.assertEqual(self.qmp.cmd("object-del", id="io0"), {"return": {}})
 
-    @bh.berth_only
+    @unittest.skipIf(bh.is_qsd(), QSD_ABORTS)
     def test_nbd_client_disconnect_and_server_stop(self):
         """nbd-client-disconnect and nbd-server-stop reach clients that
         live on I/O threads."""
@@ -404,7 +410,7 @@ class OwnDaemon(bh.DaemonTestCase):
         self.assertEqual(len(seen) + len(seen1), 4)
         self.assertEqual(self.qmp.cmd("query-nbd-clients"), {"return": []})
 
-    @bh.berth_only
+    @unittest.skipIf(bh.is_qsd(), QSD_ABORTS)
     def test_shutdown_with_busy_clients(self):
         """SIGTERM while clients of two I/O threads have requests in
         flight: berthd exits with status 0 (checked at cleanup)."""
@@ -419,6 +425,28 @@ class OwnDaemon(bh.DaemonTestCase):
             t.join(30)
         stop.set()
         stop1.set()
+
+    @unittest.skipIf(bh.is_qsd(), QSD_ABORTS)
+    @bh.needs_tools("psktool")
+    def test_tls_clients_on_two_iothreads(self):
+        """TLS (PSK) sessions are set up on the main loop and carried on by
+        the I/O threads: parallel verified patterns on io0 and io1."""
+        keys = self.path("keys.psk")
+        bh.run_tool(["psktool", "-u", "alice", "-p", keys])
+        self.sock = self.path("nbd.sock")
+        f = self.path("disk.img")
+        bh.make_sparse_file(f, DISK)
+        self.start_daemon(["--object", "iothread,id=io0", "--object", "iothread,id=io1",
+                           "--object", "tls-creds-psk,id=t0,dir=%s,endpoint=server"
+                           % bh.opt_escape(self.tmpdir)]
+                          + bh.blockdev_file("n0", f)
+                          + ["--nbd-server", "addr.type=unix,addr.path=%s,tls-creds=t0"
+                             % bh.opt_escape(self.sock)]
+                          + export_args("e0", "n0", "io0") + export_args("e1", "n0", "io1"),
+                          wait_for=self.sock)
+        in_parallel([lambda k=k: run_pattern(self.sock, "e%d" % (k % 2), k * 4 * MiB, 2 * MiB,
+                                             300 + k, psk=keys)
+                     for k in range(4)])
 
     def test_iothread_must_exist(self):
         self.start()
