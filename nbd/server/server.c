@@ -333,7 +333,7 @@ typedef struct {
     NBDClient *client;
     GMutex lock;
     GCond cond;
-    bool done;
+    gint done;                  /* atomic, so that it orders what the stop wrote */
 } StopCall;
 
 static gboolean stop_in_client_thread(gpointer opaque)
@@ -346,7 +346,7 @@ static gboolean stop_in_client_thread(gpointer opaque)
      * client: deliver them now, so it goes with this close. */
     bdrv_dispatch_completions();
     g_mutex_lock(&call->lock);
-    call->done = true;
+    g_atomic_int_set(&call->done, 1);
     g_cond_signal(&call->cond);
     g_mutex_unlock(&call->lock);
     return G_SOURCE_REMOVE;
@@ -367,7 +367,7 @@ static void client_stop_from_main(NBDClient *client)
     g_cond_init(&call.cond);
     g_main_context_invoke(client->ctx, stop_in_client_thread, &call);
     g_mutex_lock(&call.lock);
-    while (!call.done) {
+    while (!g_atomic_int_get(&call.done)) {
         g_cond_wait(&call.cond, &call.lock);
     }
     g_mutex_unlock(&call.lock);
