@@ -281,6 +281,9 @@ class SharedDaemon(bh.DaemonTestCase):
 
     @bh.berth_only
     def test_object_del_in_use_refused(self):
+        """berth refuses to delete an iothread that exports use. (QSD 7.2
+        deletes it, and aborts at the next command that reaches the
+        export's context: a deliberate deviation.)"""
         q = self.connect_qmp(self.qmp_path)
         r = q.cmd("object-del", id="io0")
         self.assertIn("error", r)
