@@ -6,7 +6,8 @@
  * holds), an input buffer that a single readv fills - optionally together
  * with a write payload that is read straight into its own buffer - and an
  * output queue flushed with one vectored write for as many replies as are
- * ready.
+ * ready. A client of an export with a context of its own moves there, watch
+ * and all, at the end of the dispatch in which it negotiated (hand_off).
  */
 #include "server-int.h"
 
@@ -17,6 +18,7 @@
 #define NBD_MAX_WRITE_IOV 64
 
 static void flush_output(NBDClient *client);
+static void hand_off(NBDClient *client);
 
 static void update_events(NBDClient *client)
 {
@@ -70,7 +72,7 @@ static void client_ready(void *opaque, GIOCondition ready)
     if (client->handoff_pending) {
         client->handoff_pending = false;
         if (client->phase == NBD_CLIENT_TRANSMISSION) {
-            nbd_client_hand_off(client); /* not ours any more */
+            hand_off(client); /* not ours any more */
         }
     }
     nbd_client_put(client);
@@ -102,7 +104,7 @@ static gboolean client_adopt(gpointer opaque)
  * invoke's lock orders everything written here before the I/O thread's
  * first look.
  */
-void nbd_client_hand_off(NBDClient *client)
+static void hand_off(NBDClient *client)
 {
     g_clear_pointer(&client->watch, berth_channel_watch_free);
     client->ctx = g_main_context_ref(client->exp->ctx);

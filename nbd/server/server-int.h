@@ -91,7 +91,7 @@ typedef struct NBDRequestCtx NBDRequestCtx;
 /*
  * Threads. A client starts on the main context. If its export has a
  * context of its own, the main context hands the client over once it
- * enters transmission (client-io.c: nbd_client_hand_off at the end of the
+ * enters transmission (client-io.c: hand_off() at the end of the
  * dispatch that negotiated, never inside the handshake code); from then
  * on only that context's thread touches the fields below "socket
  * plumbing", the phase and the transmission state, and the main context
@@ -184,9 +184,6 @@ void nbd_export_connection_limit_changed(void);
 /* client-io.c */
 void nbd_client_io_start(NBDClient *client);
 void nbd_client_io_stop(NBDClient *client);
-/* Main context, at the end of the dispatch that negotiated: move the
- * client to its export's context (the last thing main does with it). */
-void nbd_client_hand_off(NBDClient *client);
 /* Go on over `ch` (same fd: a TLS session on the plaintext channel);
  * takes the caller's reference and drops the old channel's. */
 void nbd_client_use_channel(NBDClient *client, BerthChannel *ch);
