@@ -86,6 +86,9 @@ static gboolean client_adopt(gpointer opaque)
     if (client->phase != NBD_CLIENT_TRANSMISSION) {
         return G_SOURCE_REMOVE; /* closed from the main context meanwhile */
     }
+    /* Block completions come back to the thread-default context. */
+    GMainContext *here = g_main_context_get_thread_default();
+    g_warn_if_fail((here ? here : g_main_context_default()) == client->ctx);
     client->watch = berth_channel_watch_new(client->ch, client->ctx, "nbd-client",
                                             client_ready, client);
     nbd_transmission_begin(client);

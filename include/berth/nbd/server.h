@@ -94,7 +94,10 @@ typedef struct NBDExportConfig {
     /*
      * NULL: clients are served on the main context. Otherwise the context
      * (referenced) where the data path of every client runs once it has
-     * negotiated; some thread must keep running it until the export is
+     * negotiated; one thread, which has it as its thread-default context
+     * (block completions return to the submitter's thread-default, as
+     * util/iothread.c and QMP's iothread objects arrange), must run it
+     * until the export is
      * freed, which ctx_release (may be NULL) then says, on the main
      * context, with ctx_release_data: requests still in flight when a
      * client closes finish there first. Not called if creation fails.
