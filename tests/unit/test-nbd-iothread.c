@@ -7,7 +7,7 @@
  * before it returns; a peer that hangs up is closed by the I/O thread and
  * its close callback still runs on the main context; ctx_release runs once,
  * on the main context, when the export is freed, and never when creation
- * fails.
+ * fails; an export whose context is the main context itself works too.
  */
 #include "nbd-test-util.h"
 #include "util/iothread.h"
@@ -94,6 +94,8 @@ static void negotiate(int fd)
 }
 
 /* A simple-reply request; returns the reply's error, data into `out`. */
+static bool serve_main_in_requests;
+
 static uint32_t request(int fd, uint16_t type, uint64_t cookie, uint64_t offset, uint32_t len,
                         const void *payload, void *out)
 {
@@ -107,11 +109,11 @@ static uint32_t request(int fd, uint16_t type, uint64_t cookie, uint64_t offset,
     send_all(fd, buf, n);
     uint8_t rep[NBD_SIMPLE_REPLY_SIZE];
     NBDReplyHeader rh;
-    recv_all(fd, rep, sizeof(rep), false);
+    recv_all(fd, rep, sizeof(rep), serve_main_in_requests);
     nbd_decode_reply_header(rep, sizeof(rep), NBD_MODE_SIMPLE, &rh);
     g_assert_cmpuint(rh.cookie, ==, cookie);
     if (out && rh.error == 0) {
-        recv_all(fd, out, len, false);
+        recv_all(fd, out, len, serve_main_in_requests);
     }
     return rh.error;
 }
@@ -271,6 +273,42 @@ static void test_failed_create_keeps_release(void)
     delete_exports_and_nodes();
 }
 
+/* An embedder may name the main context itself: the hand-off and the
+ * closes then run inline, on the one thread, without waiting on anyone. */
+static void test_context_is_main(void)
+{
+    reset();
+    g_autoptr(GError) err = NULL;
+    NBDExportConfig cfg = NBD_EXPORT_CONFIG_INIT;
+    cfg.bs = make_node("iot4", NODE_SIZE, false, NULL);
+    cfg.ctx = g_main_context_default();
+    cfg.ctx_release = on_release;
+    cfg.ctx_release_data = (gpointer) "io-test";
+    NBDExport *exp = nbd_export_create(&cfg, &err);
+    g_assert_no_error(err);
+    bdrv_put(cfg.bs);
+    int fd;
+    NBDClient *client = start_client(exp, &fd);
+    negotiate(fd);
+    serve_main_in_requests = true;
+    uint8_t data[4096], back[4096];
+    memset(data, 0x5a, sizeof(data));
+    g_assert_cmpuint(request(fd, NBD_CMD_WRITE, 1, 4096, sizeof(data), data, NULL), ==, 0);
+    g_assert_cmpuint(request(fd, NBD_CMD_READ, 2, 4096, sizeof(back), NULL, back), ==, 0);
+    g_assert_cmpmem(back, sizeof(back), data, sizeof(data));
+    serve_main_in_requests = false;
+
+    nbd_export_close(exp);
+    drain_main_context();
+    g_assert_cmpint(client_closed, ==, 1);
+    nbd_client_put(client);
+    nbd_export_put(exp);
+    drain_main_context();
+    g_assert_cmpint(released, ==, 1);
+    close(fd);
+    delete_exports_and_nodes();
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -279,5 +317,6 @@ int main(int argc, char **argv)
                     test_served_by_iothread_and_closed_from_main);
     g_test_add_func("/nbd/iothread/peer-hangup", test_peer_hangup_on_iothread);
     g_test_add_func("/nbd/iothread/failed-create", test_failed_create_keeps_release);
+    g_test_add_func("/nbd/iothread/context-is-main", test_context_is_main);
     return g_test_run();
 }
