@@ -6,7 +6,8 @@
  * holds), an input buffer that a single readv fills - optionally together
  * with a write payload that is read straight into its own buffer - and an
  * output queue flushed with one vectored write for as many replies as are
- * ready.
+ * ready. A client of an export with a context of its own moves there, watch
+ * and all, at the end of the dispatch in which it negotiated (hand_off).
  */
 #include "server-int.h"
 
@@ -17,6 +18,7 @@
 #define NBD_MAX_WRITE_IOV 64
 
 static void flush_output(NBDClient *client);
+static void hand_off(NBDClient *client);
 
 static void update_events(NBDClient *client)
 {
@@ -67,7 +69,50 @@ static void client_ready(void *opaque, GIOCondition ready)
             flush_output(client);
         }
     }
+    if (client->handoff_pending) {
+        client->handoff_pending = false;
+        if (client->phase == NBD_CLIENT_TRANSMISSION) {
+            hand_off(client); /* not ours any more */
+        }
+    }
     nbd_client_put(client);
+}
+
+/* On the export's context: the client's watch from now on lives here. */
+static gboolean client_adopt(gpointer opaque)
+{
+    NBDClient *client = opaque;
+
+    if (client->phase != NBD_CLIENT_TRANSMISSION) {
+        return G_SOURCE_REMOVE; /* closed from the main context meanwhile */
+    }
+    /* Block completions come back to the thread-default context. */
+    GMainContext *here = g_main_context_get_thread_default();
+    g_warn_if_fail((here ? here : g_main_context_default()) == client->ctx);
+    client->watch = berth_channel_watch_new(client->ch, client->ctx, "nbd-client",
+                                            client_ready, client);
+    nbd_transmission_begin(client);
+    update_events(client);
+    if (client->out_head) {
+        berth_channel_watch_kick_write(client->watch);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/*
+ * The handshake ran here, on the main context, because the export is known
+ * only once the client names it; everything after moves to the export's
+ * context. The watch goes first, so no dispatch can follow on this side;
+ * the queued output and buffered input travel with the client. The
+ * invoke's lock orders everything written here before the I/O thread's
+ * first look.
+ */
+static void hand_off(NBDClient *client)
+{
+    g_clear_pointer(&client->watch, berth_channel_watch_free);
+    client->ctx = g_main_context_ref(client->exp->ctx);
+    g_main_context_invoke_full(client->ctx, G_PRIORITY_DEFAULT, client_adopt,
+                               nbd_client_get(client), (GDestroyNotify) nbd_client_put);
 }
 
 /*

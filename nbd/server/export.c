@@ -154,6 +154,9 @@ static NBDExport *export_open(const NBDExportConfig *cfg, GError **errp)
     exp->max_block = NBD_MAX_PAYLOAD;
     exp->multi_conn = NBD_MULTI_CONN_AUTO;
     compute_flags(exp, read_only);
+    exp->ctx = cfg->ctx ? g_main_context_ref(cfg->ctx) : NULL;
+    exp->ctx_release = cfg->ctx_release;
+    exp->ctx_release_data = cfg->ctx_release_data;
     live_exports = g_list_prepend(live_exports, exp);
     if (cfg->on_eject_blk) {
         exp->eject_blk = blk_ref(cfg->on_eject_blk);
@@ -171,6 +174,7 @@ NBDExport *nbd_export_create(const NBDExportConfig *cfg, GError **errp)
     }
     if (cfg->multi_conn != NBD_MULTI_CONN_AUTO &&
         !nbd_export_set_multi_conn(exp, cfg->multi_conn, errp)) {
+        exp->ctx_release = NULL; /* nothing was made: the caller keeps its own */
         nbd_export_put(exp);
         return NULL;
     }
@@ -181,6 +185,7 @@ NBDExport *nbd_export_create(const NBDExportConfig *cfg, GError **errp)
         nbd_export_set_description(exp, cfg->description);
     }
     if (cfg->name && !nbd_export_set_name(exp, cfg->name, errp)) {
+        exp->ctx_release = NULL;
         nbd_export_put(exp);
         return NULL;
     }
@@ -250,6 +255,13 @@ void nbd_export_put(NBDExport *exp)
         exp->owner_destroy(exp->owner_data);
     }
     release_perms(exp->bs, exp->perm, exp->unshared);
+    /* Every client, and so every request they had in flight, is gone. */
+    if (exp->ctx) {
+        g_main_context_unref(exp->ctx);
+    }
+    if (exp->ctx_release) {
+        exp->ctx_release(exp->ctx_release_data);
+    }
     g_free(exp->name);
     g_free(exp->description);
     g_free(exp->id);
@@ -458,5 +470,24 @@ guint nbd_export_client_count(NBDExport *exp)
 
 void nbd_export_get_stats(NBDExport *exp, NBDStats *stats)
 {
-    *stats = exp->stats;
+    nbd_stats_read(&exp->stats, stats);
+}
+
+GMainContext *nbd_export_get_context(NBDExport *exp)
+{
+    return exp->ctx;
+}
+
+void nbd_stats_read(const NBDStats *src, NBDStats *dst)
+{
+    dst->reads = __atomic_load_n(&src->reads, __ATOMIC_RELAXED);
+    dst->writes = __atomic_load_n(&src->writes, __ATOMIC_RELAXED);
+    dst->flushes = __atomic_load_n(&src->flushes, __ATOMIC_RELAXED);
+    dst->trims = __atomic_load_n(&src->trims, __ATOMIC_RELAXED);
+    dst->zeroes = __atomic_load_n(&src->zeroes, __ATOMIC_RELAXED);
+    dst->caches = __atomic_load_n(&src->caches, __ATOMIC_RELAXED);
+    dst->block_status = __atomic_load_n(&src->block_status, __ATOMIC_RELAXED);
+    dst->bytes_read = __atomic_load_n(&src->bytes_read, __ATOMIC_RELAXED);
+    dst->bytes_written = __atomic_load_n(&src->bytes_written, __ATOMIC_RELAXED);
+    dst->errors = __atomic_load_n(&src->errors, __ATOMIC_RELAXED);
 }

@@ -22,7 +22,7 @@
 typedef struct {
     char *id;
     NBDExport *exp;       /* one reference, dropped when the export closes */
-    QmpObject *iothread;  /* pinned while the export lives, or NULL */
+    char *iothread;       /* the iothread object's id, or NULL */
 } QmpExport;
 
 static BerthNamedTable exports_by_id = BERTH_NAMED_TABLE_INIT; /* id -> QmpExport */
@@ -42,15 +42,13 @@ static void qmp_export_closed(NBDExport *exp)
     }
     nbd_export_set_owner_data(exp, NULL, NULL);
     berth_named_table_remove(&exports_by_id, rec->id);
-    if (rec->iothread) {
-        qmp_object_unpin(rec->iothread);
-    }
 
     json_object *data = json_object_new_object();
     json_object_object_add(data, "id", json_object_new_string(rec->id));
     qmp_event_emit("BLOCK_EXPORT_DELETED", data);
 
     g_free(rec->id);
+    g_free(rec->iothread);
     g_free(rec);
     nbd_export_put(exp);
 }
@@ -69,21 +67,19 @@ typedef struct {
 } ExportRequest;
 
 /*
- * iothread= is accepted, as qemu-storage-daemon accepts it, and must name an
- * iothread object; but no export's data path moves to an I/O thread yet.
- * Say so once, rather than on every export of a script that names one.
+ * The iothread object of an export stays pinned (object-del refuses it)
+ * until the export is freed, not merely closed: the requests its clients
+ * left in flight finish on that thread. By id, because at shutdown the
+ * objects may be gone first (qmp_object_del_all ignores pins).
  */
-static void warn_iothread_not_used(const char *iothread, const char *export_id)
+static void iothread_unpin(gpointer data)
 {
-    static bool warned;
+    g_autofree char *id = data;
+    QmpObject *obj = qmp_object_find(id, "iothread");
 
-    if (warned) {
-        return;
+    if (obj) {
+        qmp_object_unpin(obj);
     }
-    warned = true;
-    g_warning("block export '%s': iothread '%s' is accepted, but NBD exports still run "
-              "their data path on the main loop (said once per process)", export_id,
-              iothread);
 }
 
 static bool export_create(const ExportRequest *req, GError **errp)
@@ -152,22 +148,26 @@ static bool export_create(const ExportRequest *req, GError **errp)
     cfg.id = req->id;
     cfg.description = req->description;
     cfg.name = req->name;
+    if (iothread) {
+        cfg.ctx = qmp_object_get_data(iothread);
+        cfg.ctx_release = iothread_unpin;
+        cfg.ctx_release_data = g_strdup(req->iothread);
+    }
     g_autoptr(GError) local_err = NULL;
     NBDExport *exp = nbd_export_create(&cfg, &local_err);
     if (!exp) {
+        g_free(cfg.ctx_release_data);
         g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, local_err->message);
         return false;
+    }
+    if (iothread) {
+        qmp_object_pin(iothread);
     }
 
     QmpExport *rec = g_new0(QmpExport, 1);
     rec->id = g_strdup(req->id);
     rec->exp = exp;
-    if (iothread) {
-        /* No data path moves yet; the pin keeps object-del honest. */
-        rec->iothread = iothread;
-        qmp_object_pin(iothread);
-        warn_iothread_not_used(req->iothread, req->id);
-    }
+    rec->iothread = g_strdup(req->iothread);
     nbd_export_set_owner_data(exp, rec, NULL);
     berth_named_table_add(&exports_by_id, rec->id, rec);
     return true;
@@ -502,6 +502,10 @@ static const ArgSpec export_add_members[] = {
     { .name = "type", .type = ARG_ENUM, .offset = offsetof(ExportAddArgs, type),
       .present_offset = ARG_NO_PRESENCE, .enum_values = export_types },
     ARG_REQUIRED("id", ARG_STR, ExportAddArgs, id),
+    /* QEMU: keep the node from being moved to another thread while the
+     * export is active. berth never moves a node or an export between
+     * threads (a request completes on the thread that submitted it), so
+     * both values hold as stated and need no action. */
     ARG_OPTIONAL("fixed-iothread", ARG_BOOL, ExportAddArgs, fixed_iothread,
                  has_fixed_iothread),
     ARG_OPTIONAL("iothread", ARG_STR, ExportAddArgs, iothread, has_iothread),
@@ -619,6 +623,9 @@ static bool qmp_query_block_exports(void *opaque, json_object **ret, GError **er
         json_object_object_add(info, "name", json_object_new_string(
                                    nbd_export_get_name(rec->exp) ? nbd_export_get_name(rec->exp)
                                                                  : ""));
+        if (rec->iothread) {
+            json_object_object_add(info, "iothread", json_object_new_string(rec->iothread));
+        }
         json_object_object_add(info, "writethrough",
                                json_object_new_boolean(nbd_export_is_writethrough(rec->exp)));
         json_object_object_add(info, "clients",

@@ -104,6 +104,13 @@ static void enter_transmission(NBDClient *client, NBDExport *exp)
            client->tls_active ? ", TLS identity '" : "",
            client->tls_active ? (identity ? identity : "(none)") : "",
            client->tls_active ? "'" : "");
+    if (exp->ctx) {
+        /* client-io.c moves the client once this dispatch is over; until
+         * then nothing here reads or runs a request. */
+        nbd_transmission_set_limits(client);
+        client->handoff_pending = true;
+        return;
+    }
     nbd_transmission_start(client);
 }
 
@@ -556,6 +563,9 @@ bool nbd_handshake_input(NBDClient *client)
     bool drained = false;
     for (int reads = 0; reads < 16;) {
         if (client->phase != NBD_CLIENT_HANDSHAKE) {
+            if (client->handoff_pending) {
+                return true; /* its requests are the export's thread's to read */
+            }
             if (client->phase == NBD_CLIENT_TRANSMISSION) {
                 return nbd_transmission_input(client);
             }

@@ -56,9 +56,12 @@ struct NBDExport {
     void (*close_cb)(NBDExport *exp);
     void (*drained_cb)(NBDExport *exp);
     GList *clients;             /* NBDClient *, borrowed (each holds a ref on us) */
-    NBDStats stats;
+    NBDStats stats;             /* written by the clients' thread (nbd_stat_add) */
     gpointer owner_data;
     GDestroyNotify owner_destroy;
+    GMainContext *ctx;          /* referenced, or NULL: see NBDExportConfig */
+    void (*ctx_release)(gpointer data);
+    gpointer ctx_release_data;
 };
 
 typedef enum {
@@ -87,8 +90,21 @@ struct NBDOutItem {
 
 typedef struct NBDRequestCtx NBDRequestCtx;
 
+/*
+ * Threads. A client starts on the main context. If its export has a
+ * context of its own, the main context hands the client over once it
+ * enters transmission (client-io.c: hand_off() at the end of the
+ * dispatch that negotiated, never inside the handshake code); from then
+ * on only that context's thread touches the fields below "socket
+ * plumbing", the phase and the transmission state, and the main context
+ * keeps to what it wrote before the hand-off plus `main_closed`. Counters
+ * that queries read from the main context (stats, in_flight) are written
+ * with relaxed atomics by their one writer. The refcount is atomic; the
+ * last reference dropped on an I/O thread frees the client on the main
+ * context, since freeing drops an export reference.
+ */
 struct NBDClient {
-    gint refcount;
+    gint refcount;              /* atomic */
     uint64_t id;
     BerthChannel *ch;
     NBDExport *exp;             /* referenced; NULL until the handshake picks one */
@@ -99,6 +115,9 @@ struct NBDClient {
     bool negotiated;
     bool close_cb_done;
     gint64 connected_since;
+    GMainContext *ctx;          /* referenced once handed over; NULL: main */
+    bool handoff_pending;       /* main only: hand over at the end of this dispatch */
+    bool main_closed;           /* main only: detached and close_cb run */
 
     /* socket plumbing (client-io.c) */
     BerthChannelWatch *watch;   /* NULL once closed */
@@ -142,6 +161,20 @@ struct NBDClient {
     uint64_t in_flight_bytes;
     NBDStats stats;
 };
+
+/* Counters with one writer (the client's thread) and readers elsewhere. */
+static inline void nbd_stat_add(uint64_t *counter, uint64_t n)
+{
+    __atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
+}
+
+static inline void nbd_counter_set(guint *counter, guint value)
+{
+    __atomic_store_n(counter, value, __ATOMIC_RELAXED);
+}
+
+/* A consistent-enough copy for queries (each field read atomically). */
+void nbd_stats_read(const NBDStats *src, NBDStats *dst);
 
 /* export.c */
 /* The size to tell a client that connects now. */
@@ -192,6 +225,11 @@ void nbd_handshake_cleanup(NBDClient *client);
 
 /* server-transmission.c */
 void nbd_transmission_start(NBDClient *client);
+/* The two halves of nbd_transmission_start: the request limits, taken from
+ * the export on the main context, and the socket side, on the client's
+ * own context (after a hand-off, there). */
+void nbd_transmission_set_limits(NBDClient *client);
+void nbd_transmission_begin(NBDClient *client);
 bool nbd_transmission_input(NBDClient *client);
 void nbd_transmission_cleanup(NBDClient *client);
 

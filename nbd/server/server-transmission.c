@@ -53,7 +53,7 @@ static NBDMode client_mode(NBDClient *client)
            : client->structured ? NBD_MODE_STRUCTURED : NBD_MODE_SIMPLE;
 }
 
-void nbd_transmission_start(NBDClient *client)
+void nbd_transmission_set_limits(NBDClient *client)
 {
     NBDExport *exp = client->exp;
     client->limits = (NBDRequestLimits) {
@@ -66,12 +66,22 @@ void nbd_transmission_start(NBDClient *client)
         .max_payload = NBD_MAX_PAYLOAD,
         .n_contexts = client->meta_base_allocation ? 1 : 0,
     };
+}
+
+void nbd_transmission_begin(NBDClient *client)
+{
     nbd_client_enlarge_send_buffer(client);
     /* Requests may already be waiting behind the last option. */
     if (nbd_client_input_avail(client)) {
         nbd_client_pause_reading(client, true);
         nbd_client_pause_reading(client, false);
     }
+}
+
+void nbd_transmission_start(NBDClient *client)
+{
+    nbd_transmission_set_limits(client);
+    nbd_transmission_begin(client);
 }
 
 void nbd_transmission_cleanup(NBDClient *client)
@@ -91,7 +101,7 @@ static void request_free(NBDOutItem *item)
 {
     NBDRequestCtx *ctx = G_STRUCT_MEMBER_P(item, -G_STRUCT_OFFSET(NBDRequestCtx, out));
     NBDClient *client = ctx->client;
-    client->in_flight--;
+    nbd_counter_set(&client->in_flight, client->in_flight - 1);
     client->in_flight_bytes -= ctx->buf_len;
     if (ctx->iov != ctx->small_iov) {
         g_free(ctx->iov);
@@ -124,45 +134,47 @@ static NBDRequestCtx *request_new(NBDClient *client, const NBDRequest *req, uint
         ctx->buf = berth_buffer_take(buf_len, &ctx->buf_cap);
         ctx->buf_len = ctx->buf ? buf_len : 0;
     }
-    client->in_flight++;
+    nbd_counter_set(&client->in_flight, client->in_flight + 1);
     client->in_flight_bytes += ctx->buf_len;
     return ctx;
 }
 
 /* --- replies --- */
 
+/* Both counters are written only here, on the client's thread (an
+ * export's clients all share its context), and read by queries. */
 static void count_request(NBDRequestCtx *ctx, bool ok)
 {
     NBDStats *both[2] = { &ctx->client->stats, &ctx->client->exp->stats };
     for (int i = 0; i < 2; i++) {
         NBDStats *s = both[i];
         if (!ok) {
-            s->errors++;
+            nbd_stat_add(&s->errors, 1);
             continue;
         }
         switch (ctx->req.type) {
         case NBD_CMD_READ:
-            s->reads++;
-            s->bytes_read += ctx->req.length;
+            nbd_stat_add(&s->reads, 1);
+            nbd_stat_add(&s->bytes_read, ctx->req.length);
             break;
         case NBD_CMD_WRITE:
-            s->writes++;
-            s->bytes_written += ctx->req.length;
+            nbd_stat_add(&s->writes, 1);
+            nbd_stat_add(&s->bytes_written, ctx->req.length);
             break;
         case NBD_CMD_FLUSH:
-            s->flushes++;
+            nbd_stat_add(&s->flushes, 1);
             break;
         case NBD_CMD_TRIM:
-            s->trims++;
+            nbd_stat_add(&s->trims, 1);
             break;
         case NBD_CMD_WRITE_ZEROES:
-            s->zeroes++;
+            nbd_stat_add(&s->zeroes, 1);
             break;
         case NBD_CMD_CACHE:
-            s->caches++;
+            nbd_stat_add(&s->caches, 1);
             break;
         case NBD_CMD_BLOCK_STATUS:
-            s->block_status++;
+            nbd_stat_add(&s->block_status, 1);
             break;
         }
     }

@@ -253,18 +253,18 @@ NBDClient *nbd_client_new(NBDExport *exp, BerthChannel *channel, const char *tls
 
 NBDClient *nbd_client_get(NBDClient *client)
 {
-    client->refcount++;
+    g_atomic_int_inc(&client->refcount);
     return client;
 }
 
-void nbd_client_put(NBDClient *client)
+static void client_free(NBDClient *client)
 {
-    if (!client || --client->refcount > 0) {
-        return;
-    }
     g_assert(client->phase == NBD_CLIENT_CLOSED);
     if (client->exp) {
         nbd_export_put(client->exp);
+    }
+    if (client->ctx) {
+        g_main_context_unref(client->ctx);
     }
     berth_channel_unref(client->ch);
     g_free(client->inbuf);
@@ -273,10 +273,30 @@ void nbd_client_put(NBDClient *client)
     g_free(client);
 }
 
-void nbd_client_close(NBDClient *client)
+static gboolean client_free_on_main(gpointer opaque)
+{
+    client_free(opaque);
+    return G_SOURCE_REMOVE;
+}
+
+void nbd_client_put(NBDClient *client)
+{
+    if (!client || !g_atomic_int_dec_and_test(&client->refcount)) {
+        return;
+    }
+    /* Exports and their table belong to the main context. */
+    if (client->ctx && g_main_context_is_owner(client->ctx)) {
+        g_main_context_invoke(NULL, client_free_on_main, client);
+        return;
+    }
+    client_free(client);
+}
+
+/* The client's own thread: stop its I/O. False if it was already stopped. */
+static bool client_stop_here(NBDClient *client)
 {
     if (client->phase == NBD_CLIENT_CLOSED) {
-        return;
+        return false;
     }
     nbd_client_get(client);
     client->phase = NBD_CLIENT_CLOSED;
@@ -284,10 +304,105 @@ void nbd_client_close(NBDClient *client)
     berth_channel_shutdown(client->ch);
     nbd_handshake_cleanup(client);
     nbd_transmission_cleanup(client);
+    nbd_client_put(client);
+    return true;
+}
+
+/* The main context: leave the export and tell the owner, once. */
+static void client_closed_on_main(NBDClient *client)
+{
+    if (client->main_closed) {
+        return;
+    }
+    client->main_closed = true;
+    nbd_client_get(client);
     if (client->exp) {
         nbd_export_detach_client(client->exp, client);
     }
     nbd_client_closed(client);
+    nbd_client_put(client);
+}
+
+static gboolean client_closed_cb(gpointer opaque)
+{
+    client_closed_on_main(opaque);
+    return G_SOURCE_REMOVE;
+}
+
+typedef struct {
+    NBDClient *client;
+    GMutex lock;
+    GCond cond;
+    gint done;                  /* atomic, so that it orders what the stop wrote */
+} StopCall;
+
+static gboolean stop_in_client_thread(gpointer opaque)
+{
+    StopCall *call = opaque;
+
+    client_stop_here(call->client);
+    /* Answers the node already gave (memory, null, cached file data) wait
+     * in this context's completion queue, holding references to the
+     * client: deliver them now, so it goes with this close. */
+    bdrv_dispatch_completions();
+    g_mutex_lock(&call->lock);
+    g_atomic_int_set(&call->done, 1);
+    g_cond_signal(&call->cond);
+    g_mutex_unlock(&call->lock);
+    return G_SOURCE_REMOVE;
+}
+
+/*
+ * The main context closes a client that lives on an I/O thread: that
+ * thread stops it (the main context must not touch its I/O state), and we
+ * wait, so that callers see it closed on return as they always have. The
+ * I/O thread never waits for the main context, so this cannot deadlock;
+ * the export's context is run until the export is freed (server.h).
+ */
+static void client_stop_from_main(NBDClient *client)
+{
+    StopCall call = { .client = client };
+
+    g_mutex_init(&call.lock);
+    g_cond_init(&call.cond);
+    g_main_context_invoke(client->ctx, stop_in_client_thread, &call);
+    g_mutex_lock(&call.lock);
+    while (!g_atomic_int_get(&call.done)) {
+        g_cond_wait(&call.cond, &call.lock);
+    }
+    g_mutex_unlock(&call.lock);
+    g_cond_clear(&call.cond);
+    g_mutex_clear(&call.lock);
+}
+
+void nbd_client_close(NBDClient *client)
+{
+    if (!client->ctx) {
+        /* Never handed over: everything happens here, on the main context. */
+        if (client->phase == NBD_CLIENT_CLOSED) {
+            return;
+        }
+        nbd_client_get(client);
+        client_stop_here(client);
+        client_closed_on_main(client);
+        nbd_client_put(client);
+        return;
+    }
+    if (g_main_context_is_owner(client->ctx)) {
+        /* The I/O thread ends its own client (peer left, protocol error). */
+        if (client_stop_here(client)) {
+            g_main_context_invoke_full(NULL, G_PRIORITY_DEFAULT, client_closed_cb,
+                                       nbd_client_get(client),
+                                       (GDestroyNotify) nbd_client_put);
+        }
+        return;
+    }
+    if (client->main_closed) {
+        return;
+    }
+    nbd_client_get(client);
+    client_stop_from_main(client);
+    client_closed_on_main(client);
     nbd_client_put(client);
 }
 
@@ -297,8 +412,8 @@ void nbd_client_get_info(NBDClient *client, NBDClientInfo *info)
     info->export_name = client->negotiated && client->exp ? client->exp->name : NULL;
     info->peer = berth_channel_peer(client->ch);
     info->connected_since = client->connected_since;
-    info->in_flight = client->in_flight;
-    info->stats = client->stats;
+    info->in_flight = __atomic_load_n(&client->in_flight, __ATOMIC_RELAXED);
+    nbd_stats_read(&client->stats, &info->stats);
     info->tls_identity = client->tls_active ? berth_tls_peer_identity(client->ch) : NULL;
     pid_t pid;
     uid_t uid;

@@ -18,8 +18,14 @@
  *  - Strings passed in are copied; strings returned are owned by the object.
  *
  * Threads: every function here runs on the main context's thread. An
- * export's data path runs on the main context (or on its iothread's context
- * once I/O threads exist) and never blocks it.
+ * export's data path runs on the main context, or - for an export made with
+ * a context (NBDExportConfig.ctx, an I/O thread's) - on that context's
+ * thread: each client negotiates on the main context, and once it enters
+ * transmission its socket watch, request parsing, block submission,
+ * completions and replies all move to the export's context for good.
+ * Closing such a client from the main context (nbd_client_close, export
+ * close, server stop) waits for its thread to stop it; callbacks (close_cb,
+ * the export's close and ctx_release) still run on the main context.
  */
 #ifndef BERTH_NBD_SERVER_H
 #define BERTH_NBD_SERVER_H
@@ -85,6 +91,20 @@ typedef struct NBDExportConfig {
     const char *name;               /* NULL: not in the table (yet); "" the default export */
     const char *description;        /* may be NULL */
     const char *id;                 /* may be NULL */
+    /*
+     * NULL: clients are served on the main context. Otherwise the context
+     * (referenced) where the data path of every client runs once it has
+     * negotiated; one thread, which has it as its thread-default context
+     * (block completions return to the submitter's thread-default, as
+     * util/iothread.c and QMP's iothread objects arrange), must run it
+     * until the export is
+     * freed, which ctx_release (may be NULL) then says, on the main
+     * context, with ctx_release_data: requests still in flight when a
+     * client closes finish there first. Not called if creation fails.
+     */
+    GMainContext *ctx;
+    void (*ctx_release)(gpointer data);
+    gpointer ctx_release_data;
 } NBDExportConfig;
 
 #define NBD_EXPORT_CONFIG_INIT { .size = -1, .multi_conn = NBD_MULTI_CONN_AUTO }
@@ -135,6 +155,8 @@ const char *nbd_export_get_name(NBDExport *exp);
 const char *nbd_export_get_id(NBDExport *exp);
 const char *nbd_export_get_description(NBDExport *exp);
 BlockDriverState *nbd_export_get_blockdev(NBDExport *exp);
+/* The context its clients' data path runs on (borrowed), NULL for main. */
+GMainContext *nbd_export_get_context(NBDExport *exp);
 bool nbd_export_is_read_only(NBDExport *exp);
 bool nbd_export_is_writethrough(NBDExport *exp);
 guint nbd_export_client_count(NBDExport *exp);
