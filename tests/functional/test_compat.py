@@ -1,0 +1,236 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Drop-in details that scripts written for qemu-storage-daemon 7.2 and
+qemu-nbd 7.2 rely on, each checked the same way against both (run it with
+BERTHD=qemu-storage-daemon to see QEMU pass the shared parts):
+
+* --chardev stdio (QMP on standard input and output), --chardev socket,fd=N
+  (an inherited listening or connected socket), --monitor pretty=on (the
+  exact bytes QEMU's pretty printer writes);
+* NBD requests over the 32 MiB payload limit: EINVAL, and the connection
+  stays usable;
+* berth-nbd's format probing (-f raw|qcow2, no -f) next to qemu-nbd's;
+* query-blockstats: QEMU's shape, and counters that move by exactly what
+  the client did.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True     # keep the source tree clean
+import berth_harness as bh
+from berth_harness import KiB, MiB
+
+nbd = bh.import_nbd()
+
+QMP_SCRIPT = [
+    {"execute": "qmp_capabilities"},
+    {"execute": "bogus", "id": [1, {"a": None}]},
+    {"execute": "query-block-exports"},
+    {"execute": "nbd-server-start", "arguments": {}},
+]
+
+
+def qmp_lines(msgs):
+    return "".join(json.dumps(m) + "\n" for m in msgs).encode()
+
+
+def split_json(text):
+    """The JSON values of a QMP output stream, in order."""
+    dec = json.JSONDecoder()
+    out, pos = [], 0
+    text = text.decode()
+    while True:
+        while pos < len(text) and text[pos] in " \r\n\t":
+            pos += 1
+        if pos >= len(text):
+            return out
+        obj, pos = dec.raw_decode(text, pos)
+        out.append(obj)
+
+
+# QEMU's pretty printer: four spaces a level, "key": value, every line ended
+# by "\r\n", an empty object or array still broken over two lines.
+def qemu_pretty(value, level=0):
+    pad, inner = "    " * level, "    " * (level + 1)
+    if isinstance(value, dict):
+        items = [inner + json.dumps(k) + ": " + qemu_pretty(v, level + 1)
+                 for k, v in value.items()]
+        return "{\r\n" + ",\r\n".join(items) + ("\r\n" if items else "") + pad + "}"
+    if isinstance(value, list):
+        items = [inner + qemu_pretty(v, level + 1) for v in value]
+        return "[\r\n" + ",\r\n".join(items) + ("\r\n" if items else "") + pad + "]"
+    return json.dumps(value)
+
+
+class Chardevs(bh.DaemonTestCase):
+
+    def run_stdio(self, extra, stdin_data, settle=1.0):
+        """berthd with QMP on its stdin/stdout; stdin closes after the
+        script. Returns (stdout bytes, still running after EOF, stderr)."""
+        p = subprocess.Popen([bh.DAEMON_PATH] + extra, cwd=self.tmpdir,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        self.addCleanup(bh.kill_pid, p.pid)
+        p.stdin.write(stdin_data)
+        p.stdin.close()
+        p.stdin = None      # communicate() must not flush it again
+        time.sleep(settle)
+        running = p.poll() is None
+        if running:
+            p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=bh.STOP_TIMEOUT)
+        return out, running, err.decode()
+
+    def test_stdio_monitor(self):
+        out, running, err = self.run_stdio(
+            ["--chardev", "stdio,id=c0", "--monitor", "chardev=c0"], qmp_lines(QMP_SCRIPT))
+        msgs = split_json(out)
+        self.assertIn("QMP", msgs[0])
+        self.assertEqual(msgs[1:], [
+            {"return": {}},
+            {"id": [1, {"a": None}],
+             "error": {"class": "CommandNotFound",
+                       "desc": "The command bogus has not been found"}},
+            {"return": []},
+            {"error": {"class": "GenericError", "desc": "Parameter 'addr' is missing"}},
+        ])
+        # QEMU's framing: one object per line, each ended by \r\n.
+        self.assertTrue(out.endswith(b"}\r\n"))
+        self.assertEqual(out.count(b"\r\n"), len(msgs))
+        # The end of the monitor's input does not end the daemon (QSD's way).
+        self.assertTrue(running, err)
+
+    def test_stdio_pretty_bytes(self):
+        out, _, err = self.run_stdio(
+            ["--chardev", "stdio,id=c0", "--monitor", "chardev=c0,pretty=on"],
+            qmp_lines(QMP_SCRIPT))
+        msgs = split_json(out)
+        self.assertEqual(len(msgs), 5, err)
+        self.assertEqual(out.decode(), "".join(qemu_pretty(m) + "\r\n" for m in msgs))
+
+    def test_stdio_quit(self):
+        p = subprocess.run([bh.DAEMON_PATH, "--chardev", "stdio,id=c0", "--monitor", "c0"],
+                           input=qmp_lines([{"execute": "qmp_capabilities"},
+                                            {"execute": "quit"}]),
+                           capture_output=True, timeout=bh.STOP_TIMEOUT, cwd=self.tmpdir)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(split_json(p.stdout)[1:], [{"return": {}}, {"return": {}}])
+
+    def test_stdio_errors(self):
+        cases = [
+            (["--chardev", "stdio,id=c0", "--chardev", "stdio,id=c1"],
+             "--chardev stdio,id=c1: cannot use stdio by multiple character devices"),
+            (["--chardev", "stdio"], "--chardev stdio: chardev: no id specified"),
+            (["--chardev", "stdio,id=c0,foo=bar"], "Invalid parameter 'foo'"),
+            (["--daemonize", "--chardev", "stdio,id=c0"],
+             "--chardev stdio,id=c0: cannot use stdio with -daemonize"),
+            (["--chardev", "socket,id=c0,fd=abc,server=on"], "Unable to parse FD number abc"),
+        ]
+        for args, text in cases:
+            with self.subTest(args=args):
+                p = subprocess.run([bh.DAEMON_PATH] + args, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   text=True, timeout=bh.STOP_TIMEOUT, cwd=self.tmpdir)
+                self.assertEqual(p.returncode, 1)
+                self.assertIn(text, p.stderr)
+
+    def test_fd_not_a_socket(self):
+        with open(self.path("f"), "w") as f:
+            fd = f.fileno()
+            p = subprocess.run([bh.DAEMON_PATH, "--chardev", "socket,id=c0,fd=%d" % fd],
+                               pass_fds=[fd], stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=bh.STOP_TIMEOUT)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("File descriptor '%d' is not a socket" % fd, p.stderr)
+
+    @bh.berth_only
+    def test_refused_options(self):
+        # QEMU ignores what does not apply and has a mux and a log file;
+        # berth says so rather than accept them without effect.
+        cases = [
+            ("stdio,id=c0,path=/x",
+             "Parameter 'path' does not apply to chardev backend 'stdio'"),
+            ("socket,id=c0,path=s,server=on,signal=off",
+             "Parameter 'signal' does not apply to chardev backend 'socket'"),
+            ("stdio,id=c0,mux=on", "chardev 'c0': 'mux=on' is not supported"),
+            ("stdio,id=c0,logfile=x", "chardev 'c0': 'logfile' is not supported"),
+            ("socket,id=c0,path=s,fd=3,server=on", "socket needs exactly one of"),
+            ("pty,id=c0", "backend 'pty' is not supported, only 'socket' and 'stdio'"),
+        ]
+        for opt, text in cases:
+            with self.subTest(opt=opt):
+                p = subprocess.run([bh.DAEMON_PATH, "--chardev", opt], stdin=subprocess.DEVNULL,
+                                   capture_output=True, text=True, timeout=bh.STOP_TIMEOUT,
+                                   cwd=self.tmpdir)
+                self.assertEqual(p.returncode, 1)
+                self.assertIn(text, p.stderr)
+
+    def start_with_fd(self, sock, opt):
+        fd = sock.fileno()
+        p = subprocess.Popen([bh.DAEMON_PATH, "--chardev", opt % fd, "--monitor", "c0"],
+                             pass_fds=[fd], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             cwd=self.tmpdir)
+        self.addCleanup(bh.kill_pid, p.pid)
+        self.addCleanup(p.stderr.close)
+        sock.close()
+        return p
+
+    def qmp_on(self, conn):
+        conn.settimeout(bh.REPLY_TIMEOUT)
+        with conn.makefile("rb") as f:
+            greeting = json.loads(f.readline())
+            conn.sendall(qmp_lines([{"execute": "qmp_capabilities"},
+                                    {"execute": "query-block-exports"}]))
+            return greeting, json.loads(f.readline()), json.loads(f.readline())
+
+    def test_fd_listening(self):
+        path = self.path("l.sock")
+        lsock = socket.socket(socket.AF_UNIX)
+        lsock.bind(path)
+        lsock.listen()
+        p = self.start_with_fd(lsock, "socket,id=c0,fd=%d,server=on,wait=off")
+        # A listener: several clients, one after the other.
+        for _ in range(2):
+            c = socket.socket(socket.AF_UNIX)
+            c.connect(path)
+            greeting, caps, exports = self.qmp_on(c)
+            self.assertIn("QMP", greeting)
+            self.assertEqual((caps, exports), ({"return": {}}, {"return": []}))
+            c.close()
+        self.assertIsNone(p.poll())
+        p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(bh.STOP_TIMEOUT), 0)
+
+    def test_fd_connected(self):
+        ours, theirs = socket.socketpair()
+        p = self.start_with_fd(theirs, "socket,id=c0,fd=%d")
+        greeting, caps, exports = self.qmp_on(ours)
+        self.assertIn("QMP", greeting)
+        self.assertEqual((caps, exports), ({"return": {}}, {"return": []}))
+        ours.close()
+        time.sleep(0.3)
+        self.assertIsNone(p.poll())
+        p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(bh.STOP_TIMEOUT), 0)
+
+    def test_fd_connected_with_server_on(self):
+        # QEMU calls listen() on a connected socket and fails: both refuse.
+        ours, theirs = socket.socketpair()
+        p = self.start_with_fd(theirs, "socket,id=c0,fd=%d,server=on,wait=off")
+        ours.close()
+        _, err = p.communicate(timeout=bh.STOP_TIMEOUT)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("Invalid argument", err.decode())
+
+
+if __name__ == "__main__":
+    bh.require_tools()
+    bh.main()
