@@ -134,7 +134,10 @@ struct NBDClient {
     NBDRequestCtx *cur_write;   /* request whose payload is still arriving */
     bool large_writes;          /* the last request was a large WRITE */
     size_t cur_write_have;
-    uint64_t discard_left;      /* payload bytes to throw away */
+    uint64_t discard_left;      /* payload bytes to throw away ... */
+    NBDRequestCtx *discard_ctx; /* ... before this refused request's error reply */
+    uint32_t discard_err;
+    const char *discard_msg;    /* static */
     guint in_flight;
     uint64_t in_flight_bytes;
     NBDStats stats;

@@ -25,6 +25,7 @@ import unittest
 
 sys.dont_write_bytecode = True     # keep the source tree clean
 import berth_harness as bh
+import nbd_wire as w
 from berth_harness import KiB, MiB
 
 nbd = bh.import_nbd()
@@ -229,6 +230,74 @@ class Chardevs(bh.DaemonTestCase):
         _, err = p.communicate(timeout=bh.STOP_TIMEOUT)
         self.assertEqual(p.returncode, 1)
         self.assertIn("Invalid argument", err.decode())
+
+
+
+class OversizedRequests(bh.DaemonTestCase):
+    """Reads and writes over the 32 MiB maximum: EINVAL, and the connection
+    stays usable (qemu-storage-daemon drops it after an oversized write,
+    which the spec allows; berth skips the payload, which it prefers)."""
+
+    SIZE = 128 * MiB
+
+    def setUp(self):
+        super().setUp()
+        self.sock = self.path("nbd.sock")
+        self.daemon = self.start_daemon(
+            bh.blockdev_null("n0", self.SIZE) + bh.nbd_server_unix(self.sock)
+            + bh.nbd_export("e0", "n0", name="e0", writable=True), wait_for=self.sock)
+
+    def raw(self, structured=True):
+        c = w.RawClient(self.sock, timeout=30)
+        self.addCleanup(c.close)
+        return c.connect_export("e0", structured=structured)
+
+    def test_read_over_32_mib(self):
+        for structured in (True, False):
+            for length in (32 * MiB + 512, 64 * MiB, 0xFFFFFFFF):
+                with self.subTest(structured=structured, length=length):
+                    c = self.raw(structured)
+                    c.request(w.CMD_READ, 1, 0, length)
+                    chunks = c.read_reply(1)
+                    self.assertEqual(w.reply_error(chunks), w.EINVAL)
+                    err, data, _ = c.command(w.CMD_READ, 2, 0, 4096)
+                    self.assertEqual((err, data), (0, bytes(4096)))
+
+    @bh.berth_only
+    def test_write_over_32_mib_keeps_the_connection(self):
+        before = self.daemon.memory_kib("VmHWM")
+        c = self.raw()
+        for length in (32 * MiB + 512, 64 * MiB):
+            c.request(w.CMD_WRITE, 3, 0, length, payload=b"\xee" * length)
+            self.assertEqual(w.reply_error(c.read_reply(3)), w.EINVAL)
+            err, data, _ = c.command(w.CMD_READ, 4, 0, 4096)
+            self.assertEqual((err, data), (0, bytes(4096)))
+        # The refused payloads were skipped, not stored: far less than 32 MiB.
+        grown = self.daemon.memory_kib("VmHWM") - before
+        self.assertLess(grown, 8 * 1024, "peak RSS grew by %d KiB" % grown)
+
+    @bh.berth_only
+    def test_libnbd_unchecked_write(self):
+        h = nbd.NBD()
+        h.connect_uri(bh.nbd_uri(self.sock, "e0"))
+        h.set_strict_mode(0)
+        with self.assertRaises(nbd.Error) as cm:
+            h.pwrite(b"\0" * (64 * MiB), 0)
+        self.assertEqual(cm.exception.errno, "EINVAL")
+        self.assertEqual(h.pread(4096, 0), bytes(4096))
+        h.pwrite(b"\1" * (32 * MiB), 0)         # the maximum itself is fine
+        h.shutdown()
+
+    def test_block_size_sent_unasked(self):
+        for ask in (True, False):
+            with self.subTest(ask=ask):
+                h = nbd.NBD()
+                h.set_request_block_size(ask)
+                h.connect_uri(bh.nbd_uri(self.sock, "e0"))
+                self.assertEqual([h.get_block_size(i) for i in
+                                  (nbd.SIZE_MINIMUM, nbd.SIZE_PREFERRED, nbd.SIZE_MAXIMUM)],
+                                 [1, 4096, 32 * MiB])
+                h.shutdown()
 
 
 if __name__ == "__main__":
