@@ -151,6 +151,8 @@ struct BlockDriverState {
     BdrvDetectZeroes detect_zeroes;
     bool cache_direct;
     bool cache_no_flush;
+    /* Opened as raw by probing (bdrv_set_probed_raw()): block 0 is guarded. */
+    bool probed_raw;
 
     /* Capabilities the driver sets in open() (BdrvInfo mirrors them). */
     bool can_flush;
@@ -169,6 +171,13 @@ extern const BlockDriver *const bdrv_drivers[];
 
 /* blockdev-add's arguments as query-qmp-schema shows them (block.c). */
 extern const QmpArgsUnion bdrv_blockdev_add_schema;
+
+/*
+ * probe.c: the guard on block 0 of a probed raw image, for the request
+ * path. 0, or -EINVAL/-EPERM with *why (static) set.
+ */
+int bdrv_probed_raw_check_write(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
+                                const struct iovec *iov, int niov, const char **why);
 
 /* --- helpers for drivers ------------------------------------------------ */
 

@@ -181,7 +181,14 @@ static void request_submit(BdrvRequest *req)
             req->flags &= ~BDRV_REQ_MAY_UNMAP;
         }
         break;
-    case BDRV_OP_WRITE:
+    case BDRV_OP_WRITE: {
+        const char *why = NULL;
+        int ret = bdrv_probed_raw_check_write(bs, req->offset, req->bytes, req->iov, req->niov,
+                                              &why);
+        if (ret < 0) {
+            bdrv_request_fail(req, -ret, "Node '%s': %s", bs->node_name, why);
+            return;
+        }
         if (bs->detect_zeroes != BDRV_DETECT_ZEROES_OFF && req->bytes > 0 &&
             berth_iov_is_zero(req->iov, req->niov)) {
             req->op = BDRV_OP_WRITE_ZEROES;
@@ -191,6 +198,7 @@ static void request_submit(BdrvRequest *req)
             }
         }
         break;
+    }
     default:
         break;
     }

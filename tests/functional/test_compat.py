@@ -16,6 +16,7 @@ BERTHD=qemu-storage-daemon to see QEMU pass the shared parts):
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -298,6 +299,109 @@ class OversizedRequests(bh.DaemonTestCase):
                                   (nbd.SIZE_MINIMUM, nbd.SIZE_PREFERRED, nbd.SIZE_MAXIMUM)],
                                  [1, 4096, 32 * MiB])
                 h.shutdown()
+
+
+
+QEMU_NBD = shutil.which("qemu-nbd")
+BERTH_NBD = (os.environ.get("BERTH_NBD")
+             or os.path.join(bh.SOURCE_ROOT, "build", "tools", "berth-nbd"))
+NBD_TOOLS = [t for t in (("qemu-nbd", QEMU_NBD), ("berth-nbd", BERTH_NBD)) if t[1]]
+PROBE_WARNING = (
+    "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+    "         Automatically detecting the format is dangerous for raw images, write "
+    "operations on block 0 will be restricted.\n"
+    "         Specify the 'raw' format explicitly to remove the restrictions.\n")
+QCOW2_HEADER = b"QFI\xfb\0\0\0\3" + bytes(504)
+
+
+class FormatProbing(bh.DaemonTestCase):
+    """berth-nbd without -f probes like qemu-nbd 7.2; each case runs both."""
+
+    def setUp(self):
+        super().setUp()
+        self.raw = self.path("raw.img")
+        bh.make_sparse_file(self.raw, MiB)
+        self.qcow2 = self.path("q.qcow2")
+        with open(self.qcow2, "wb") as f:      # a qcow2 header is all probing reads
+            f.write(QCOW2_HEADER)
+            f.truncate(MiB)
+
+    def serve(self, exe, args, tag):
+        sock = self.path(tag + ".sock")
+        d = self.start_daemon(["-k", sock] + args, wait_for=sock, exe=exe, name=tag,
+                              stop_check=False)
+        h = nbd.NBD()
+        h.connect_uri(bh.nbd_uri(sock))
+        self.addCleanup(h.shutdown)
+        return d, h
+
+    def test_probed_raw(self):
+        for tool, exe in NBD_TOOLS:
+            with self.subTest(tool=tool):
+                bh.make_sparse_file(self.raw, MiB)
+                d, h = self.serve(exe, [self.raw], tool)
+                # The warning, word for word (qemu-nbd also complains about
+                # the harness's probe connection), and a 512-byte minimum block.
+                self.assertTrue(d.stderr().startswith(PROBE_WARNING % self.raw), d.stderr())
+                self.assertEqual([h.get_block_size(i) for i in
+                                  (nbd.SIZE_MINIMUM, nbd.SIZE_PREFERRED, nbd.SIZE_MAXIMUM)],
+                                 [512, 4096, 32 * MiB])
+                # Block 0 may not become another format's header ...
+                with self.assertRaises(nbd.Error) as cm:
+                    h.pwrite(QCOW2_HEADER, 0)
+                self.assertEqual(cm.exception.errno, "EPERM")
+                # ... any other data is fine, and so is a header elsewhere.
+                h.pwrite(b"hello" * 100 + bytes(12), 0)
+                h.pwrite(QCOW2_HEADER, 512)
+                self.assertEqual(h.pread(512, 0), b"hello" * 100 + bytes(12))
+                with open(self.raw, "rb") as f:
+                    self.assertEqual(f.read(1024)[:5], b"hello")
+
+    def test_explicit_raw_has_no_guard(self):
+        for tool, exe in NBD_TOOLS:
+            with self.subTest(tool=tool):
+                bh.make_sparse_file(self.raw, MiB)
+                d, h = self.serve(exe, ["-f", "raw", self.raw], tool)
+                self.assertNotIn("WARNING", d.stderr())
+                self.assertEqual(h.get_block_size(nbd.SIZE_MINIMUM), 1)
+                h.pwrite(QCOW2_HEADER, 0)
+                self.assertEqual(h.pread(8, 0), QCOW2_HEADER[:8])
+
+    def test_raw_bytes_of_a_qcow2_file(self):
+        for tool, exe in NBD_TOOLS:
+            with self.subTest(tool=tool):
+                _, h = self.serve(exe, ["-f", "raw", "-r", self.qcow2], tool)
+                self.assertEqual(h.get_size(), MiB)
+                self.assertEqual(h.pread(8, 0), QCOW2_HEADER[:8])
+
+    def run_refused(self, exe, args):
+        p = subprocess.run([exe, "-k", self.path("x.sock")] + args, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=bh.STOP_TIMEOUT)
+        return p.returncode, p.stderr
+
+    def test_unknown_format(self):
+        for tool, exe in NBD_TOOLS:
+            with self.subTest(tool=tool):
+                rc, err = self.run_refused(exe, ["-f", "bogus", self.raw])
+                self.assertEqual(rc, 1)
+                self.assertIn("Unknown driver 'bogus'", err)
+
+    def test_qcow2_without_driver(self):
+        # Only while blockdev-add has no qcow2 driver: berth-nbd looks the
+        # driver up by name, and opens qcow2 images once there is one.
+        probe = subprocess.run([bh.DAEMON_PATH, "--blockdev", "driver=qcow2,node-name=x"],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=bh.STOP_TIMEOUT, cwd=self.tmpdir)
+        if "does not accept value 'qcow2'" not in probe.stderr:
+            self.skipTest("berth has a qcow2 driver")
+        probed = ("qcow2 images are not supported yet (the format was probed; -f raw "
+                  "exports the file's bytes as they are)")
+        for args, text in (([self.qcow2], probed),
+                           (["-f", "qcow2", self.raw], "qcow2 images are not supported yet")):
+            with self.subTest(args=args):
+                rc, err = self.run_refused(BERTH_NBD, args)
+                self.assertEqual(rc, 1)
+                self.assertEqual(err, "berth-nbd: Failed to open '%s': %s\n" % (args[-1], text))
 
 
 if __name__ == "__main__":
