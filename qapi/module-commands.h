@@ -21,6 +21,8 @@ extern const QmpCommandDef qapi_core_commands[];
 extern const QmpCommandDef qapi_object_commands[];
 /* block/block-qmp.c: blockdev-*, query-named-block-nodes, drives */
 extern const QmpCommandDef block_qmp_commands[];
+/* block/block-stats.c: query-blockstats */
+extern const QmpCommandDef block_stats_qmp_commands[];
 /* block/block-qmp.c: DEVICE_TRAY_MOVED */
 extern const QmpEventDef block_qmp_events[];
 /* nbd/nbd-qmp.c: nbd-server-*, block-export-*, query-nbd-clients, ... */

@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -402,6 +403,111 @@ class FormatProbing(bh.DaemonTestCase):
                 rc, err = self.run_refused(BERTH_NBD, args)
                 self.assertEqual(rc, 1)
                 self.assertEqual(err, "berth-nbd: Failed to open '%s': %s\n" % (args[-1], text))
+
+
+
+# BlockDeviceStats as qemu-storage-daemon 7.2 returns it (idle_time_ns
+# appears once the node has been accessed).
+BLOCKSTATS_KEYS = {
+    "rd_bytes", "wr_bytes", "unmap_bytes", "rd_operations", "wr_operations",
+    "flush_operations", "unmap_operations", "rd_total_time_ns", "wr_total_time_ns",
+    "flush_total_time_ns", "unmap_total_time_ns", "wr_highest_offset", "rd_merged",
+    "wr_merged", "unmap_merged", "failed_rd_operations", "failed_wr_operations",
+    "failed_flush_operations", "failed_unmap_operations", "invalid_rd_operations",
+    "invalid_wr_operations", "invalid_flush_operations", "invalid_unmap_operations",
+    "account_invalid", "account_failed", "timed_stats",
+}
+
+
+class QueryBlockstats(bh.DaemonTestCase):
+
+    def start(self, blockdev):
+        self.sock = self.path("nbd.sock")
+        qmp = self.path("qmp.sock")
+        self.start_daemon(blockdev + bh.nbd_server_unix(self.sock)
+                          + bh.nbd_export("e0", "n0", name="e0", writable=True)
+                          + bh.qmp_monitor(qmp), wait_for=qmp)
+        self.qmp = self.connect_qmp(qmp)
+
+    def node_stats(self, node="n0"):
+        reply = self.qmp.cmd("query-blockstats", {"query-nodes": True})
+        entries = [e for e in reply["return"] if e.get("node-name") == node]
+        self.assertEqual(len(entries), 1, reply)
+        return entries[0]["stats"]
+
+    def test_shape(self):
+        self.start(bh.blockdev_null("n0", MiB))
+        # No drives: an empty list, as qemu-storage-daemon (which has none).
+        self.assertEqual(self.qmp.cmd("query-blockstats"), {"return": []})
+        self.assertEqual(set(self.node_stats()), BLOCKSTATS_KEYS)
+        self.assertEqual(self.qmp.cmd("query-blockstats", {"query-nodes": 1})["error"]["desc"],
+                         "Invalid parameter type for 'query-nodes', expected: boolean")
+        self.assertEqual(self.qmp.cmd("query-blockstats", {"bogus": 1})["error"]["desc"],
+                         "Parameter 'bogus' is unexpected")
+
+    @bh.berth_only
+    def test_counts_through_nbd(self):
+        """Four connections at once, the file driver's worker threads
+        completing their requests: every counter moves by exactly what the
+        clients did."""
+        image = self.path("disk.img")
+        bh.make_sparse_file(image, 64 * MiB)
+        self.start(bh.blockdev_file("n0", image, discard="unmap"))
+        before = self.node_stats()
+        errors = []
+
+        def client(k):
+            try:
+                h = nbd.NBD()
+                h.connect_uri(bh.nbd_uri(self.sock, "e0"))
+                base = k * 16 * MiB
+                for i in range(16):
+                    h.pwrite(bytes([k + 1]) * (64 * KiB), base + i * 64 * KiB)
+                for i in range(8):
+                    h.pread(128 * KiB, base + i * 128 * KiB)
+                h.flush()
+                h.zero(4 * KiB, base + 8 * MiB)
+                h.zero(4 * KiB, base + 9 * MiB)
+                h.trim(64 * KiB, base + 10 * MiB)
+                h.shutdown()
+            except Exception as e:          # reported by the main thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(bh.TEST_TIMEOUT)
+        self.assertEqual(errors, [])
+        after = self.node_stats()
+        moved = {k: after[k] - before[k] for k in after if isinstance(after[k], int)
+                 and not isinstance(after[k], bool) and not k.endswith("_ns")
+                 and k != "wr_highest_offset"}
+        self.assertEqual(moved, {
+            "rd_bytes": 4 * 8 * 128 * KiB, "rd_operations": 4 * 8,
+            "wr_bytes": 4 * (16 * 64 * KiB + 2 * 4 * KiB), "wr_operations": 4 * 18,
+            "flush_operations": 4, "unmap_operations": 4, "unmap_bytes": 4 * 64 * KiB,
+            "rd_merged": 0, "wr_merged": 0, "unmap_merged": 0,
+            "failed_rd_operations": 0, "failed_wr_operations": 0,
+            "failed_flush_operations": 0, "failed_unmap_operations": 0,
+            "invalid_rd_operations": 0, "invalid_wr_operations": 0,
+            "invalid_flush_operations": 0, "invalid_unmap_operations": 0,
+        })
+        self.assertEqual(after["wr_highest_offset"], 3 * 16 * MiB + 9 * MiB + 4 * KiB)
+        self.assertGreater(after["wr_total_time_ns"], before["wr_total_time_ns"])
+        self.assertGreaterEqual(after["idle_time_ns"], 0)
+
+    @bh.berth_only
+    def test_drive_shows_its_medium(self):
+        self.start(bh.blockdev_null("n0", MiB))
+        self.assertEqual(self.qmp.cmd("drive-add", id="d0", node_name="n0"), {"return": {}})
+        h = nbd.NBD()
+        h.connect_uri(bh.nbd_uri(self.sock, "e0"))
+        h.pread(4096, 0)
+        h.shutdown()
+        [entry] = self.qmp.cmd("query-blockstats")["return"]
+        self.assertEqual((entry["device"], entry["node-name"]), ("d0", "n0"))
+        self.assertEqual(entry["stats"], dict(entry["stats"], rd_operations=1, rd_bytes=4096))
 
 
 if __name__ == "__main__":
