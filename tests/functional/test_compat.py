@@ -278,6 +278,21 @@ class OversizedRequests(bh.DaemonTestCase):
         grown = self.daemon.memory_kib("VmHWM") - before
         self.assertLess(grown, 8 * 1024, "peak RSS grew by %d KiB" % grown)
 
+    def test_hang_up_inside_an_oversized_payload(self):
+        # The peer leaves while its refused payload is being skipped: the
+        # request waiting for it is freed and the server serves on.
+        for _ in range(3):
+            c = self.raw()
+            try:
+                c.request(w.CMD_WRITE, 5, 0, 64 * MiB, payload=b"\xee" * MiB)
+            except w.Closed:
+                pass            # qemu-storage-daemon hangs up first
+            c.close()
+        c = self.raw()
+        err, data, _ = c.command(w.CMD_READ, 6, 0, 4096)
+        self.assertEqual((err, data), (0, bytes(4096)))
+        self.assertTrue(self.daemon.alive())
+
     @bh.berth_only
     def test_libnbd_unchecked_write(self):
         h = nbd.NBD()
