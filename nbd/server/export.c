@@ -413,5 +413,5 @@ guint nbd_export_client_count(NBDExport *exp)
 
 void nbd_export_get_stats(NBDExport *exp, NBDStats *stats)
 {
-    *stats = exp->stats;
+    nbd_stats_copy(stats, &exp->stats);
 }

@@ -193,4 +193,24 @@ void nbd_transmission_start(NBDClient *client);
 bool nbd_transmission_input(NBDClient *client);
 void nbd_transmission_cleanup(NBDClient *client);
 
+/*
+ * Traffic counters: added to by the thread serving a client, read by QMP
+ * on the main thread; an export's are shared by all its clients.
+ */
+static inline void nbd_stats_add(uint64_t *counter, uint64_t value)
+{
+    __atomic_fetch_add(counter, value, __ATOMIC_RELAXED);
+}
+
+static inline void nbd_stats_copy(NBDStats *dst, const NBDStats *src)
+{
+    const uint64_t *from = (const uint64_t *) src;
+    uint64_t *to = (uint64_t *) dst;
+
+    G_STATIC_ASSERT(sizeof(NBDStats) % sizeof(uint64_t) == 0);
+    for (size_t i = 0; i < sizeof(NBDStats) / sizeof(uint64_t); i++) {
+        to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
+    }
+}
+
 #endif

@@ -137,38 +137,40 @@ static NBDRequestCtx *request_new(NBDClient *client, const NBDRequest *req, uint
 
 /* --- replies --- */
 
+/* Export counters are shared by all of the export's clients, which may run
+ * in different threads: relaxed atomic adds (read by nbd_stats_copy()). */
 static void count_request(NBDRequestCtx *ctx, bool ok)
 {
     NBDStats *both[2] = { &ctx->client->stats, &ctx->client->exp->stats };
     for (int i = 0; i < 2; i++) {
         NBDStats *s = both[i];
         if (!ok) {
-            s->errors++;
+            nbd_stats_add(&s->errors, 1);
             continue;
         }
         switch (ctx->req.type) {
         case NBD_CMD_READ:
-            s->reads++;
-            s->bytes_read += ctx->req.length;
+            nbd_stats_add(&s->reads, 1);
+            nbd_stats_add(&s->bytes_read, ctx->req.length);
             break;
         case NBD_CMD_WRITE:
-            s->writes++;
-            s->bytes_written += ctx->req.length;
+            nbd_stats_add(&s->writes, 1);
+            nbd_stats_add(&s->bytes_written, ctx->req.length);
             break;
         case NBD_CMD_FLUSH:
-            s->flushes++;
+            nbd_stats_add(&s->flushes, 1);
             break;
         case NBD_CMD_TRIM:
-            s->trims++;
+            nbd_stats_add(&s->trims, 1);
             break;
         case NBD_CMD_WRITE_ZEROES:
-            s->zeroes++;
+            nbd_stats_add(&s->zeroes, 1);
             break;
         case NBD_CMD_CACHE:
-            s->caches++;
+            nbd_stats_add(&s->caches, 1);
             break;
         case NBD_CMD_BLOCK_STATUS:
-            s->block_status++;
+            nbd_stats_add(&s->block_status, 1);
             break;
         }
     }

@@ -298,7 +298,7 @@ void nbd_client_get_info(NBDClient *client, NBDClientInfo *info)
     info->peer = berth_channel_peer(client->ch);
     info->connected_since = client->connected_since;
     info->in_flight = client->in_flight;
-    info->stats = client->stats;
+    nbd_stats_copy(&info->stats, &client->stats);
     info->tls_identity = client->tls_active ? berth_tls_peer_identity(client->ch) : NULL;
     pid_t pid;
     uid_t uid;

@@ -509,6 +509,13 @@ class QueryBlockstats(bh.DaemonTestCase):
             "invalid_flush_operations": 0, "invalid_unmap_operations": 0,
         })
         self.assertEqual(after["wr_highest_offset"], 3 * 16 * MiB + 9 * MiB + 4 * KiB)
+        # The export's own counters (query-block-exports), shared by the
+        # four connections, add up just as exactly.
+        [exp] = self.qmp.cmd("query-block-exports")["return"]
+        self.assertEqual(exp["stats"], {
+            "reads": 32, "writes": 64, "flushes": 4, "trims": 4, "zeroes": 8, "caches": 0,
+            "block-status": 0, "bytes-read": 32 * 128 * KiB, "bytes-written": 64 * 64 * KiB,
+            "errors": 0})
         self.assertGreater(after["wr_total_time_ns"], before["wr_total_time_ns"])
         self.assertGreaterEqual(after["idle_time_ns"], 0)
 
