@@ -50,6 +50,20 @@ typedef enum {
 
 typedef struct BdrvCompletionQueue BdrvCompletionQueue;
 
+/* QEMU's accounting classes (block-stats.c). */
+enum { BDRV_ACCT_READ, BDRV_ACCT_WRITE, BDRV_ACCT_FLUSH, BDRV_ACCT_UNMAP, BDRV_ACCT_N };
+
+/* A node's I/O counters: atomic, added to from any thread, never reset. */
+typedef struct BdrvStats {
+    guint64 bytes[BDRV_ACCT_N];
+    guint64 ops[BDRV_ACCT_N];
+    guint64 failed_ops[BDRV_ACCT_N];
+    guint64 invalid_ops[BDRV_ACCT_N];
+    guint64 total_time_ns[BDRV_ACCT_N];
+    guint64 wr_highest_offset;
+    guint64 last_access_ns;         /* monotonic; 0: no access yet */
+} BdrvStats;
+
 /* How many iovecs a request carries without a separate allocation. */
 #define BDRV_REQ_INLINE_IOV 4
 /* Upper bound on extents in one block-status answer (bounded memory). */
@@ -80,6 +94,11 @@ struct BdrvRequest {
 
     /* For drivers that hand the request to the worker pool. */
     void (*work)(BdrvRequest *req);
+
+    /* Accounting (block-stats.c): class as submitted, -1 for none. */
+    int acct;
+    gint64 start_ns;
+    bool invalid;               /* refused by the block layer's own checks */
 
     struct iovec iov_inline[BDRV_REQ_INLINE_IOV];
 };
@@ -164,6 +183,9 @@ struct BlockDriverState {
     BdrvDetectZeroes detect_zeroes;
     bool cache_direct;
     bool cache_no_flush;
+    BdrvStats stats;
+    /* Opened as raw by probing (bdrv_set_probed_raw()): block 0 is guarded. */
+    bool probed_raw;
 
     /* Capabilities the driver sets in open() (BdrvInfo mirrors them). */
     bool can_flush;
@@ -193,6 +215,17 @@ extern const BlockDriver *const bdrv_drivers[];
 
 /* blockdev-add's arguments as query-qmp-schema shows them (block.c). */
 extern const QmpArgsUnion bdrv_blockdev_add_schema;
+
+/*
+ * probe.c: the guard on block 0 of a probed raw image, for the request
+ * path. 0, or -EINVAL/-EPERM with *why (static) set.
+ */
+int bdrv_probed_raw_check_write(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
+                                const struct iovec *iov, int niov, const char **why);
+
+/* block-stats.c: accounting hooks of the request path, and the command. */
+void bdrv_stats_request_start(BdrvRequest *req);
+void bdrv_stats_request_done(BdrvRequest *req, int ret);
 
 /* --- helpers for drivers ------------------------------------------------ */
 

@@ -23,6 +23,7 @@ static BdrvRequest *request_new(BlockDriverState *bs, BdrvOp op, BdrvCompletionF
     g_atomic_int_inc(&bs->in_flight);
     req->queue = bdrv_completion_queue_get();
     req->op = op;
+    req->acct = -1;
     req->cb = cb;
     req->status_cb = status_cb;
     req->opaque = opaque;
@@ -66,6 +67,7 @@ void bdrv_request_complete(BdrvRequest *req, int ret, GError *err)
     }
     req->ret = ret;
     req->err = err;
+    bdrv_stats_request_done(req, ret);
     bdrv_completion_queue_push(req->queue, req);
 }
 
@@ -150,8 +152,10 @@ static void request_submit(BdrvRequest *req)
     BlockDriverState *bs = req->bs;
     uint64_t size = bdrv_size(bs);
 
+    bdrv_stats_request_start(req);
     if (req->op != BDRV_OP_FLUSH &&
         (req->bytes > size || req->offset > size - req->bytes)) {
+        req->invalid = true;
         bdrv_request_fail(req, EINVAL,
                           "%s request at offset %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
                           " bytes is beyond the end of node '%s' (%" G_GUINT64_FORMAT " bytes)",
@@ -182,7 +186,15 @@ static void request_submit(BdrvRequest *req)
             req->flags &= ~BDRV_REQ_MAY_UNMAP;
         }
         break;
-    case BDRV_OP_WRITE:
+    case BDRV_OP_WRITE: {
+        const char *why = NULL;
+        int ret = bdrv_probed_raw_check_write(bs, req->offset, req->bytes, req->iov, req->niov,
+                                              &why);
+        if (ret < 0) {
+            req->invalid = ret == -EINVAL;
+            bdrv_request_fail(req, -ret, "Node '%s': %s", bs->node_name, why);
+            return;
+        }
         if (bs->detect_zeroes != BDRV_DETECT_ZEROES_OFF && req->bytes > 0 &&
             berth_iov_is_zero(req->iov, req->niov)) {
             req->op = BDRV_OP_WRITE_ZEROES;
@@ -192,6 +204,7 @@ static void request_submit(BdrvRequest *req)
             }
         }
         break;
+    }
     default:
         break;
     }

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Chardevs and monitors: --chardev socket,... makes a listening socket (a
- * unix path, or a TCP host and port) and --monitor chardev=ID attaches QMP
- * to it. The listener stays paused until a monitor is attached, so a client
- * never connects to a chardev that nobody answers on. Option texts follow
+ * unix path, a TCP host and port, or an inherited fd with server=on) and
+ * --monitor chardev=ID attaches QMP to it. The listener stays paused until a
+ * monitor is attached, so a client never connects to a chardev that nobody
+ * answers on. `stdio` and `socket,fd=N` of a connected socket carry one
+ * session each (chardev-fd.c), started by --monitor. Option texts follow
  * QEMU's QemuOpts messages for chardevs ("Invalid parameter 'x'", "chardev:
  * no id specified") because that is what its users have seen.
  */
@@ -21,7 +23,9 @@
 
 typedef struct {
     char *id;
-    BerthListener *listener;
+    BerthListener *listener;    /* NULL for stdio and connected fds */
+    int conn_fd;                /* socket,fd=N: until --monitor takes it, else -1 */
+    ChardevStdio *stdio;
     bool has_monitor;
     bool pretty;
     GList *sessions; /* MonitorSession * */
@@ -44,10 +48,13 @@ static Chardev *chardev_find(const char *id)
  */
 typedef struct {
     char *backend, *id;
-    bool has_id, has_path, has_host, has_port;
+    bool has_id, has_path, has_host, has_port, has_fd;
     BerthSocketAddressArgs addr;
     bool server, has_server, wait, has_wait;
     bool nodelay, has_nodelay;
+    bool signal, has_signal, mux, has_mux, logappend, has_logappend;
+    char *logfile;
+    bool has_logfile;
 } ChardevArgs;
 
 static const ArgSpec chardev_members[] = {
@@ -62,6 +69,11 @@ static const ArgSpec chardev_members[] = {
     ARG_OPTIONAL("ipv4", ARG_BOOL, ChardevArgs, addr.inet.ipv4, addr.inet.has_ipv4),
     ARG_OPTIONAL("ipv6", ARG_BOOL, ChardevArgs, addr.inet.ipv6, addr.inet.has_ipv6),
     ARG_OPTIONAL("nodelay", ARG_BOOL, ChardevArgs, nodelay, has_nodelay),
+    ARG_OPTIONAL("fd", ARG_STR, ChardevArgs, addr.fd.str, has_fd),
+    ARG_OPTIONAL("signal", ARG_BOOL, ChardevArgs, signal, has_signal),
+    ARG_OPTIONAL("mux", ARG_BOOL, ChardevArgs, mux, has_mux),
+    ARG_OPTIONAL("logfile", ARG_STR, ChardevArgs, logfile, has_logfile),
+    ARG_OPTIONAL("logappend", ARG_BOOL, ChardevArgs, logappend, has_logappend),
     ARG_TABLE_END
 };
 static const ArgSpec *const chardev_args[] = { chardev_members, NULL };
@@ -96,8 +108,25 @@ static void chardev_accept(int fd, gpointer opaque)
     }
 }
 
+/* The members each backend has besides id and the common ones; QEMU
+ * ignores the others, berth names them. */
+static const char *const common_members[] = {
+    "backend", "id", "mux", "logfile", "logappend", NULL,
+};
+static const char *const stdio_members[] = { "signal", NULL };
+static const char *const socket_members[] = {
+    "path", "host", "port", "to", "server", "wait", "ipv4", "ipv6", "nodelay", "fd", NULL,
+};
+
 static bool chardev_check_members(json_object *opts, GError **errp)
 {
+    json_object *b = json_object_object_get(opts, "backend");
+    const char *backend = json_object_is_type(b, json_type_string)
+                          ? json_object_get_string(b) : NULL;
+    const char *const *own = !backend ? NULL
+                           : strcmp(backend, "stdio") == 0 ? stdio_members
+                           : strcmp(backend, "socket") == 0 ? socket_members : NULL;
+
     json_object_object_foreach(opts, key, val) {
         bool known = false;
 
@@ -110,7 +139,66 @@ static bool chardev_check_members(json_object *opts, GError **errp)
                         "Invalid parameter '%s'", key);
             return false;
         }
+        if (own && !g_strv_contains(common_members, key) && !g_strv_contains(own, key)) {
+            g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                        "Parameter '%s' does not apply to chardev backend '%s'", key,
+                        backend);
+            return false;
+        }
     }
+    return true;
+}
+
+static Chardev *chardev_new(const char *id)
+{
+    Chardev *chr = g_new0(Chardev, 1);
+
+    chr->id = g_strdup(id);
+    chr->conn_fd = -1;
+    return chr;
+}
+
+static void chardev_free(Chardev *chr);
+
+/* What every backend may be given but berth does not implement. */
+static bool chardev_check_common(ChardevArgs *a, GError **errp)
+{
+    const char *unsupported = a->has_mux && a->mux ? "mux=on"
+                            : a->has_logfile ? "logfile"
+                            : a->has_logappend && a->logappend ? "logappend=on" : NULL;
+
+    if (unsupported) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                    "chardev '%s': '%s' is not supported", a->id, unsupported);
+        return false;
+    }
+    return true;
+}
+
+static bool chardev_create_stdio(ChardevArgs *a, GError **errp)
+{
+    ChardevStdio *st = chardev_stdio_open(!a->has_signal || a->signal, errp);
+
+    if (!st) {
+        return false;
+    }
+    Chardev *chr = chardev_new(a->id);
+    chr->stdio = st;
+    berth_named_table_add(&chardevs, chr->id, chr);
+    return true;
+}
+
+/* socket,fd=N without server=on: one connection, served from --monitor on. */
+static bool chardev_create_connected(ChardevArgs *a, GError **errp)
+{
+    int fd = chardev_connected_fd(a->id, a->addr.fd.str, errp);
+
+    if (fd < 0) {
+        return false;
+    }
+    Chardev *chr = chardev_new(a->id);
+    chr->conn_fd = fd;
+    berth_named_table_add(&chardevs, chr->id, chr);
     return true;
 }
 
@@ -121,11 +209,12 @@ static bool chardev_create(ChardevArgs *a, GError **errp)
                             "chardev: no id specified");
         return false;
     }
-    if (strcmp(a->backend, "socket") != 0) {
+    bool stdio = strcmp(a->backend, "stdio") == 0;
+    if (!stdio && strcmp(a->backend, "socket") != 0) {
         if (g_strv_contains(qemu_chardev_backends, a->backend)) {
             g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                        "chardev '%s': backend '%s' is not supported, only 'socket'",
-                        a->id, a->backend);
+                        "chardev '%s': backend '%s' is not supported, only 'socket' "
+                        "and 'stdio'", a->id, a->backend);
         } else {
             g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                         "'%s' is not a valid char driver name", a->backend);
@@ -137,9 +226,25 @@ static bool chardev_create(ChardevArgs *a, GError **errp)
                     a->id);
         return false;
     }
+    if (!chardev_check_common(a, errp)) {
+        return false;
+    }
+    if (stdio) {
+        return chardev_create_stdio(a, errp);
+    }
+    if ((int) a->has_path + (int) (a->has_host || a->has_port) + (int) a->has_fd != 1) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "chardev '%s': socket needs exactly one of 'path', 'host' and 'port', "
+                    "or 'fd'", a->id);
+        return false;
+    }
+    if (a->has_fd && (!a->has_server || !a->server)) {
+        return chardev_create_connected(a, errp);
+    }
     if (!a->has_server || !a->server) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
-                    "chardev '%s': only server=on sockets are supported", a->id);
+                    "chardev '%s': only server=on sockets (or fd= of a connected socket) "
+                    "are supported", a->id);
         return false;
     }
     /* Socket options the monitor's listener does not implement: refused
@@ -153,11 +258,6 @@ static bool chardev_create(ChardevArgs *a, GError **errp)
     if (unsupported) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
                     "chardev '%s': '%s' is not supported", a->id, unsupported);
-        return false;
-    }
-    if (a->has_path == (a->has_host || a->has_port)) {
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                    "chardev '%s': socket needs either 'path' or 'host' and 'port'", a->id);
         return false;
     }
     if (a->has_host != a->has_port) {
@@ -176,15 +276,16 @@ static bool chardev_create(ChardevArgs *a, GError **errp)
         }
     }
 
-    a->addr.type = a->has_path ? BERTH_ADDR_UNIX : BERTH_ADDR_INET;
+    if (a->has_fd && chardev_parse_fd(a->addr.fd.str, errp) < 0) {
+        return false;
+    }
+    a->addr.type = a->has_path ? BERTH_ADDR_UNIX : a->has_fd ? BERTH_ADDR_FD : BERTH_ADDR_INET;
     BerthSocketAddress addr = berth_socket_address_args_view(&a->addr);
-    Chardev *chr = g_new0(Chardev, 1);
-    chr->id = g_strdup(a->id);
+    Chardev *chr = chardev_new(a->id);
     chr->listener = berth_listener_new(&addr, g_main_context_get_thread_default(),
                                        chardev_accept, chr, errp);
     if (!chr->listener) {
-        g_free(chr->id);
-        g_free(chr);
+        chardev_free(chr);
         return false;
     }
     /* Nobody answers until --monitor attaches QMP. */
@@ -220,7 +321,7 @@ bool monitor_chardev_add(json_object *opts, bool keyval, GError **errp)
 bool monitor_chardev_add_str(const char *optstr, GError **errp)
 {
     static const char *const flags[] = {
-        "server", "wait", "ipv4", "ipv6", "nodelay", NULL,
+        "server", "wait", "ipv4", "ipv6", "nodelay", "signal", "mux", "logappend", NULL,
     };
     g_autoptr(json_object) opts = json_object_new_object();
     const char *p = optstr;
@@ -250,7 +351,7 @@ bool monitor_chardev_add_str(const char *optstr, GError **errp)
         if (!eq && (strcmp(item->str, "help") == 0 || strcmp(item->str, "?") == 0)) {
             g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                                 "Help is not available for this option "
-                                "(the only chardev backend is 'socket')");
+                                "(the chardev backends are 'socket' and 'stdio')");
             return false;
         }
         if (eq) {
@@ -288,6 +389,10 @@ static void chardev_free(Chardev *chr)
         monitor_session_close(chr->sessions->data);
     }
     berth_listener_free(chr->listener);
+    if (chr->conn_fd >= 0) {
+        close(chr->conn_fd);
+    }
+    chardev_stdio_close(chr->stdio);
     g_free(chr->id);
     g_free(chr);
 }
@@ -336,6 +441,31 @@ static const ArgSpec monitor_members[] = {
 };
 static const ArgSpec *const monitor_args[] = { monitor_members, NULL };
 
+/* Accept clients from now, or serve the one connection the chardev has. */
+static bool chardev_start(Chardev *chr, GError **errp)
+{
+    int in_fd = -1, out_fd = -1;
+
+    if (chr->listener) {
+        berth_listener_pause(chr->listener, false);
+        return true;
+    }
+    if (chr->stdio) {
+        if (!chardev_stdio_fds(chr->stdio, &in_fd, &out_fd, errp)) {
+            return false;
+        }
+    } else {
+        in_fd = chr->conn_fd;
+        chr->conn_fd = -1;
+    }
+    MonitorSession *s = monitor_session_new_split(in_fd, out_fd, chr->pretty,
+                                                  chardev_session_closed, chr);
+    if (s) {
+        chr->sessions = g_list_prepend(chr->sessions, s);
+    }
+    return true;
+}
+
 bool monitor_add(json_object *opts, bool keyval, GError **errp)
 {
     MonitorArgs a = { 0 };
@@ -358,8 +488,7 @@ bool monitor_add(json_object *opts, bool keyval, GError **errp)
     } else {
         chr->has_monitor = true;
         chr->pretty = a.has_pretty && a.pretty;
-        berth_listener_pause(chr->listener, false);
-        ok = true;
+        ok = chardev_start(chr, errp);
     }
     argspec_clear(monitor_args, &a);
     return ok;

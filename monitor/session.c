@@ -22,7 +22,8 @@
 
 struct MonitorSession {
     gint refs;
-    BerthChannel *ch;       /* NULL once closed */
+    BerthChannel *ch;       /* NULL once closed; input, and output too ... */
+    BerthChannel *out_ch;   /* ... unless this is set (stdio: fds 0 and 1) */
     bool pretty;
     bool eof;        /* the peer will send nothing more */
     bool closed;
@@ -33,6 +34,7 @@ struct MonitorSession {
     gsize out_sent;  /* ... of which this much is written */
     gsize reply_end; /* ... and the last reply ends here: all after it are events */
     BerthChannelWatch *watch;
+    BerthChannelWatch *out_watch; /* with out_ch */
     MonitorSessionClosed closed_cb;
     gpointer closed_opaque;
 };
@@ -54,6 +56,16 @@ static void session_unref(MonitorSession *s)
     g_byte_array_free(s->in, TRUE);
     g_string_free(s->out, TRUE);
     g_free(s);
+}
+
+static BerthChannel *output_channel(MonitorSession *s)
+{
+    return s->out_ch ? s->out_ch : s->ch;
+}
+
+static BerthChannelWatch *output_watch(MonitorSession *s)
+{
+    return s->out_watch ? s->out_watch : s->watch;
 }
 
 static gsize output_pending(MonitorSession *s)
@@ -84,7 +96,7 @@ static void session_queue(MonitorSession *s, json_object *msg)
 static bool session_write(MonitorSession *s)
 {
     while (output_pending(s) > 0) {
-        ssize_t n = berth_channel_write(s->ch, s->out->str + s->out_sent, output_pending(s),
+        ssize_t n = berth_channel_write(output_channel(s), s->out->str + s->out_sent, output_pending(s),
                                         NULL);
         if (n == BERTH_CHANNEL_AGAIN) {
             return true;
@@ -117,7 +129,7 @@ static void session_update_watch(MonitorSession *s)
     bool may_parse = output_pending(s) < OUTPUT_LOW_MARK;
 
     berth_channel_watch_set_read(s->watch, !s->eof && s->in->len == 0 && may_parse);
-    berth_channel_watch_set_write(s->watch, output_pending(s) > 0);
+    berth_channel_watch_set_write(output_watch(s), output_pending(s) > 0);
     /*
      * Input left over when the output went above the low mark waits for no
      * socket event: the peer sent it already. Once the output is below the
@@ -238,14 +250,17 @@ static json_object *greeting(void)
     return msg;
 }
 
-MonitorSession *monitor_session_new(int fd, bool pretty, MonitorSessionClosed closed,
-                                    gpointer opaque)
+MonitorSession *monitor_session_new_split(int in_fd, int out_fd, bool pretty,
+                                          MonitorSessionClosed closed, gpointer opaque)
 {
     MonitorSession *s = g_new0(MonitorSession, 1);
 
     monitor_init();
     s->refs = 1;
-    s->ch = berth_channel_socket_new(fd);
+    s->ch = berth_channel_socket_new(in_fd);
+    if (out_fd >= 0) {
+        s->out_ch = berth_channel_socket_new(out_fd);
+    }
     s->pretty = pretty;
     s->reader = json_reader_new(0, 0, 0);
     s->in = g_byte_array_new();
@@ -254,6 +269,10 @@ MonitorSession *monitor_session_new(int fd, bool pretty, MonitorSessionClosed cl
     s->closed_opaque = opaque;
     s->watch = berth_channel_watch_new(s->ch, g_main_context_get_thread_default(),
                                        "berth-qmp-session", session_ready, s);
+    if (s->out_ch) {
+        s->out_watch = berth_channel_watch_new(s->out_ch, g_main_context_get_thread_default(),
+                                               "berth-qmp-session-out", session_ready, s);
+    }
     sessions = g_list_append(sessions, s);
 
     json_object *hello = greeting();
@@ -267,6 +286,12 @@ MonitorSession *monitor_session_new(int fd, bool pretty, MonitorSessionClosed cl
     return s;
 }
 
+MonitorSession *monitor_session_new(int fd, bool pretty, MonitorSessionClosed closed,
+                                    gpointer opaque)
+{
+    return monitor_session_new_split(fd, -1, pretty, closed, opaque);
+}
+
 void monitor_session_close(MonitorSession *s)
 {
     if (s->closed) {
@@ -276,7 +301,9 @@ void monitor_session_close(MonitorSession *s)
     sessions = g_list_remove(sessions, s);
     /* The last references: the socket closes here. */
     g_clear_pointer(&s->watch, berth_channel_watch_free);
+    g_clear_pointer(&s->out_watch, berth_channel_watch_free);
     g_clear_pointer(&s->ch, berth_channel_unref);
+    g_clear_pointer(&s->out_ch, berth_channel_unref);
     if (s->closed_cb) {
         s->closed_cb(s, s->closed_opaque);
     }
@@ -288,7 +315,7 @@ void monitor_session_flush(MonitorSession *s, gint64 deadline)
     while (!s->closed && output_pending(s) > 0) {
         gint64 left_ms = (deadline - g_get_monotonic_time()) / 1000;
 
-        if (left_ms <= 0 || !berth_channel_wait(s->ch, G_IO_OUT, (int) MIN(left_ms, 1000), NULL) ||
+        if (left_ms <= 0 || !berth_channel_wait(output_channel(s), G_IO_OUT, (int) MIN(left_ms, 1000), NULL) ||
             !session_write(s)) {
             return;
         }

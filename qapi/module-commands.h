@@ -23,6 +23,8 @@ extern const QmpCommandDef qapi_object_commands[];
 extern const QmpCommandDef block_qmp_commands[];
 /* block/block-resize-qmp.c: block_resize */
 extern const QmpCommandDef block_resize_qmp_commands[];
+/* block/block-stats.c: query-blockstats */
+extern const QmpCommandDef block_stats_qmp_commands[];
 /* block/block-qmp.c: DEVICE_TRAY_MOVED */
 extern const QmpEventDef block_qmp_events[];
 /* nbd/nbd-qmp.c: nbd-server-*, block-export-*, query-nbd-clients, ... */

@@ -82,7 +82,7 @@ static void usage(void)
 "Usage: berth-nbd [OPTIONS] FILE\n"
 "   or: berth-nbd -L [OPTIONS]\n"
 "   or: berth-nbd -d DEVICE\n"
-"Export a raw image over NBD, with qemu-nbd's options.\n"
+"Export a disk image over NBD, with qemu-nbd's options.\n"
 "\n"
 "  -h, --help                show this help and exit\n"
 "  -V, --version             show the version and exit\n"
@@ -97,7 +97,8 @@ static void usage(void)
 "  -D, --description=TEXT    a description for clients to show\n"
 "  -r, --read-only           refuse writes\n"
 "  -o, --offset=OFFSET       start the export OFFSET bytes into FILE\n"
-"  -f, --format=raw          the image format; only raw is supported\n"
+"  -f, --format=FORMAT       raw, or an image format berth has a driver for;\n"
+"                            without -f the format is probed, as by qemu-nbd\n"
 "      --cache=MODE          none, writeback (default), writethrough,\n"
 "                            directsync or unsafe\n"
 "  -n, --nocache             the same as --cache=none\n"
@@ -389,11 +390,6 @@ int berth_nbd_parse_options(int argc, char **argv, BerthNbdOptions *o)
     } else if (o->tls_authz || o->tls_hostname) {
         berth_nbd_error("--%s is not permitted without --tls-creds",
                         o->tls_authz ? "tls-authz" : "tls-hostname");
-        return 1;
-    }
-    if (o->format && strcmp(o->format, "raw") != 0) {
-        berth_nbd_error("Unsupported image format '%s': berth-nbd exports raw images only",
-                        o->format);
         return 1;
     }
     if (o->detect_zeroes && strcmp(o->detect_zeroes, "unmap") == 0 &&

@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define NODE_NAME "berth-nbd-image"
 
 static GMainLoop *main_loop;
 static const BerthNbdOptions *options;
@@ -65,31 +64,6 @@ bool berth_nbd_create_objects(const BerthNbdOptions *o)
         }
     }
     return true;
-}
-
-static bool open_image(const BerthNbdOptions *o, GError **errp)
-{
-    g_autoptr(json_object) args = json_object_new_object();
-    json_object *cache = json_object_new_object();
-
-    json_object_object_add(args, "driver", json_object_new_string("file"));
-    json_object_object_add(args, "node-name", json_object_new_string(NODE_NAME));
-    json_object_object_add(args, "filename", json_object_new_string(o->filename));
-    json_object_object_add(args, "read-only", json_object_new_boolean(o->read_only));
-    json_object_object_add(cache, "direct", json_object_new_boolean(o->cache_direct));
-    json_object_object_add(cache, "no-flush", json_object_new_boolean(o->cache_no_flush));
-    json_object_object_add(args, "cache", cache);
-    if (o->discard) {
-        json_object_object_add(args, "discard", json_object_new_string(o->discard));
-    }
-    if (o->aio) {
-        json_object_object_add(args, "aio", json_object_new_string(o->aio));
-    }
-    if (o->detect_zeroes) {
-        json_object_object_add(args, "detect-zeroes",
-                               json_object_new_string(o->detect_zeroes));
-    }
-    return qapi_run_command(qapi_find_command("blockdev-add"), args, false, NULL, errp);
 }
 
 /* nbd-server-start in berthd's --nbd-server form (a flat address). */
@@ -129,7 +103,7 @@ static bool start_server(const BerthNbdOptions *o, GError **errp)
 
 static bool add_export(const BerthNbdOptions *o, GError **errp)
 {
-    BlockDriverState *bs = bdrv_find_node(NODE_NAME);
+    BlockDriverState *bs = bdrv_find_node(BERTH_NBD_NODE_NAME);
     uint64_t size = bdrv_getlength(bs);
 
     if (o->offset > size) {
@@ -206,7 +180,7 @@ static bool setup(const BerthNbdOptions *o)
     if (!berth_nbd_create_objects(o)) {
         return false;
     }
-    if (!open_image(o, &err)) {
+    if (!berth_nbd_open_image(o, &err)) {
         berth_nbd_error("Failed to open '%s': %s", o->filename, err->message);
         return false;
     }

@@ -20,6 +20,8 @@
 #include <stdint.h>
 
 #define BERTH_NBD_PROG "berth-nbd"
+/* The node that holds the image. */
+#define BERTH_NBD_NODE_NAME "berth-nbd-image"
 
 typedef struct BerthNbdOptions {
     /* where to listen, or (-L) where to connect */
@@ -31,7 +33,7 @@ typedef struct BerthNbdOptions {
     const char *filename;       /* the one argument (the device for -d) */
     const char *export_name;    /* -x; NULL: "" */
     const char *description;    /* -D */
-    const char *format;         /* -f: only "raw" */
+    const char *format;         /* -f; NULL: probe (berth-nbd-format.c) */
     uint64_t offset;            /* -o */
     bool read_only;             /* -r */
     /* the file driver and the export's write mode (--cache, -n) */
@@ -65,6 +67,13 @@ int berth_nbd_parse_options(int argc, char **argv, BerthNbdOptions *o);
 
 /* "berth-nbd: <message>\n" on stderr. */
 void berth_nbd_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+
+/*
+ * blockdev-add of the image as node BERTH_NBD_NODE_NAME: -f raw, a format
+ * whose driver exists, or (no -f) what probing finds, with qemu-nbd's
+ * warning for a probed raw image (berth-nbd-format.c).
+ */
+bool berth_nbd_open_image(const BerthNbdOptions *o, GError **errp);
 
 /* Create the --object objects (object-add); false after printing the error. */
 bool berth_nbd_create_objects(const BerthNbdOptions *o);

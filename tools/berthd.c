@@ -96,6 +96,11 @@ static void usage(void)
 "\n"
 "  --chardev socket,id=ID,path=PATH|host=HOST,port=PORT,server=on[,wait=off]\n"
 "                         a listening socket for a QMP monitor\n"
+"  --chardev socket,id=ID,fd=N[,server=on]\n"
+"                         an inherited socket: listening with server=on,\n"
+"                         else one connected peer\n"
+"  --chardev stdio,id=ID[,signal=on|off]\n"
+"                         QMP on standard input and output\n"
 "\n"
 "  --monitor [chardev=]ID[,mode=control][,pretty=on|off]\n"
 "                         serve QMP on chardev ID\n"
@@ -438,6 +443,7 @@ int main(int argc, char **argv)
     main_loop = g_main_loop_new(NULL, FALSE);
     qapi_init();
     monitor_init();
+    monitor_set_daemonize(daemonize);
     qapi_set_quit_handler(quit_main_loop, NULL);
     berthd_quit_on_signals(main_loop);
 

@@ -515,8 +515,9 @@ typedef struct NBDRequestVerdict {
  * Checks one decoded request against the negotiated state, as the server
  * does.  Pure: it reads nothing but its arguments.  Rules, in this order
  * (the first that fails decides; each is a row of the tables above):
- *  1. payload over NBD_MAX_PAYLOAD, or (extended headers) over the
- *     advertised/buffer maximum → PAYLOAD_TOO_BIG with DISCONNECT;
+ *  1. (extended headers) a payload over the advertised/buffer maximum →
+ *     PAYLOAD_TOO_BIG with DISCONNECT; a compact WRITE over the limit is
+ *     refused by rule 10 and its payload discarded;
  *  2. DISC is always accepted (no reply; the server drains and closes);
  *  3. unknown command (including RESIZE) → MALFORMED;
  *  4. a compact header's length over 32 bits → TOO_LONG;

@@ -312,11 +312,14 @@ static NBDRequestVerdict apply_rules(const NBDRequest *req, const NBDRequestLimi
     v.payload = plen ? NBD_PAYLOAD_READ : NBD_PAYLOAD_NONE;
 
     /* Rule 1, the server's: nothing else matters if it cannot find the next
-     * request header.  Past 32 MiB the spec lets a server call it a denial
-     * of service; with extended headers it asks servers to hang up on any
-     * payload beyond the advertised maximum.  A client only sends what its
-     * length rules allow. */
-    if (role == ROLE_SERVER && (plen > NBD_MAX_PAYLOAD || (ext && plen > payload_limit(lim)))) {
+     * request header.  With extended headers the spec asks servers to hang
+     * up on any payload beyond the advertised maximum.  A compact WRITE's
+     * payload is its length, at most 4 GiB - 1: the server answers EINVAL
+     * (rule 10) and skips it in bounded memory, which keeps the connection,
+     * as the spec's "SHOULD report NBD_EINVAL" asks, rather than use the
+     * hard disconnect it allows for denial-of-service sizes.  A client only
+     * sends what its length rules allow. */
+    if (role == ROLE_SERVER && ext && plen > payload_limit(lim)) {
         v = refuse(v, NBD_REFUSAL_PAYLOAD_TOO_BIG, "payload exceeds the maximum payload size");
         v.payload = NBD_PAYLOAD_DISCONNECT;
         return v;

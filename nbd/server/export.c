@@ -470,24 +470,10 @@ guint nbd_export_client_count(NBDExport *exp)
 
 void nbd_export_get_stats(NBDExport *exp, NBDStats *stats)
 {
-    nbd_stats_read(&exp->stats, stats);
+    nbd_stats_copy(stats, &exp->stats);
 }
 
 GMainContext *nbd_export_get_context(NBDExport *exp)
 {
     return exp->ctx;
-}
-
-void nbd_stats_read(const NBDStats *src, NBDStats *dst)
-{
-    dst->reads = __atomic_load_n(&src->reads, __ATOMIC_RELAXED);
-    dst->writes = __atomic_load_n(&src->writes, __ATOMIC_RELAXED);
-    dst->flushes = __atomic_load_n(&src->flushes, __ATOMIC_RELAXED);
-    dst->trims = __atomic_load_n(&src->trims, __ATOMIC_RELAXED);
-    dst->zeroes = __atomic_load_n(&src->zeroes, __ATOMIC_RELAXED);
-    dst->caches = __atomic_load_n(&src->caches, __ATOMIC_RELAXED);
-    dst->block_status = __atomic_load_n(&src->block_status, __ATOMIC_RELAXED);
-    dst->bytes_read = __atomic_load_n(&src->bytes_read, __ATOMIC_RELAXED);
-    dst->bytes_written = __atomic_load_n(&src->bytes_written, __ATOMIC_RELAXED);
-    dst->errors = __atomic_load_n(&src->errors, __ATOMIC_RELAXED);
 }

@@ -185,12 +185,14 @@ static void opt_info_go(NBDClient *client, const uint8_t *data, size_t len)
     if (nbd_opt_info_go_has(&info, NBD_INFO_DESCRIPTION) && exp->description) {
         send_info_string(client, NBD_INFO_DESCRIPTION, exp->description);
     }
-    /* Constraints the client must honour are sent even when not asked for. */
-    if (want_block_size || exp->min_block > 1) {
-        nbd_client_send_copy(client, buf,
-                             nbd_encode_rep_info_block_size(buf, client->opt, exp->min_block,
-                                                            exp->pref_block, exp->max_block));
-    }
+    /*
+     * Sent whether asked for or not, as QEMU's server does: a client that
+     * did not ask is not bound by it (the defaults apply to its requests),
+     * but learns the 32 MiB maximum payload before it sends more.
+     */
+    nbd_client_send_copy(client, buf,
+                         nbd_encode_rep_info_block_size(buf, client->opt, exp->min_block,
+                                                        exp->pref_block, exp->max_block));
     client->export_size = nbd_export_current_size(exp);
     nbd_client_send_copy(client, buf,
                          nbd_encode_rep_info_export(buf, client->opt, client->export_size,

@@ -56,7 +56,7 @@ struct NBDExport {
     void (*close_cb)(NBDExport *exp);
     void (*drained_cb)(NBDExport *exp);
     GList *clients;             /* NBDClient *, borrowed (each holds a ref on us) */
-    NBDStats stats;             /* written by the clients' thread (nbd_stat_add) */
+    NBDStats stats;             /* added to with nbd_stats_add() */
     gpointer owner_data;
     GDestroyNotify owner_destroy;
     GMainContext *ctx;          /* referenced, or NULL: see NBDExportConfig */
@@ -156,25 +156,19 @@ struct NBDClient {
     NBDRequestCtx *cur_write;   /* request whose payload is still arriving */
     bool large_writes;          /* the last request was a large WRITE */
     size_t cur_write_have;
-    uint64_t discard_left;      /* payload bytes to throw away */
+    uint64_t discard_left;      /* payload bytes to throw away ... */
+    NBDRequestCtx *discard_ctx; /* ... before this refused request's error reply */
+    uint32_t discard_err;
+    const char *discard_msg;    /* static */
     guint in_flight;
     uint64_t in_flight_bytes;
     NBDStats stats;
 };
 
-/* Counters with one writer (the client's thread) and readers elsewhere. */
-static inline void nbd_stat_add(uint64_t *counter, uint64_t n)
-{
-    __atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
-}
-
 static inline void nbd_counter_set(guint *counter, guint value)
 {
     __atomic_store_n(counter, value, __ATOMIC_RELAXED);
 }
-
-/* A consistent-enough copy for queries (each field read atomically). */
-void nbd_stats_read(const NBDStats *src, NBDStats *dst);
 
 /* export.c */
 /* The size to tell a client that connects now. */
@@ -232,5 +226,25 @@ void nbd_transmission_set_limits(NBDClient *client);
 void nbd_transmission_begin(NBDClient *client);
 bool nbd_transmission_input(NBDClient *client);
 void nbd_transmission_cleanup(NBDClient *client);
+
+/*
+ * Traffic counters: added to by the thread serving a client, read by QMP
+ * on the main thread; an export's are shared by all its clients.
+ */
+static inline void nbd_stats_add(uint64_t *counter, uint64_t value)
+{
+    __atomic_fetch_add(counter, value, __ATOMIC_RELAXED);
+}
+
+static inline void nbd_stats_copy(NBDStats *dst, const NBDStats *src)
+{
+    const uint64_t *from = (const uint64_t *) src;
+    uint64_t *to = (uint64_t *) dst;
+
+    G_STATIC_ASSERT(sizeof(NBDStats) % sizeof(uint64_t) == 0);
+    for (size_t i = 0; i < sizeof(NBDStats) / sizeof(uint64_t); i++) {
+        to[i] = __atomic_load_n(&from[i], __ATOMIC_RELAXED);
+    }
+}
 
 #endif

@@ -93,6 +93,12 @@ void nbd_transmission_cleanup(NBDClient *client)
         client->cur_write = NULL;
         ctx->out.sent(&ctx->out);
     }
+    /* Nor one whose error waits for its payload to be skipped. */
+    ctx = client->discard_ctx;
+    if (ctx) {
+        client->discard_ctx = NULL;
+        ctx->out.sent(&ctx->out);
+    }
 }
 
 /* --- request lifetime --- */
@@ -141,40 +147,40 @@ static NBDRequestCtx *request_new(NBDClient *client, const NBDRequest *req, uint
 
 /* --- replies --- */
 
-/* Both counters are written only here, on the client's thread (an
- * export's clients all share its context), and read by queries. */
+/* Export counters are shared by all of the export's clients, which may run
+ * in different threads: relaxed atomic adds (read by nbd_stats_copy()). */
 static void count_request(NBDRequestCtx *ctx, bool ok)
 {
     NBDStats *both[2] = { &ctx->client->stats, &ctx->client->exp->stats };
     for (int i = 0; i < 2; i++) {
         NBDStats *s = both[i];
         if (!ok) {
-            nbd_stat_add(&s->errors, 1);
+            nbd_stats_add(&s->errors, 1);
             continue;
         }
         switch (ctx->req.type) {
         case NBD_CMD_READ:
-            nbd_stat_add(&s->reads, 1);
-            nbd_stat_add(&s->bytes_read, ctx->req.length);
+            nbd_stats_add(&s->reads, 1);
+            nbd_stats_add(&s->bytes_read, ctx->req.length);
             break;
         case NBD_CMD_WRITE:
-            nbd_stat_add(&s->writes, 1);
-            nbd_stat_add(&s->bytes_written, ctx->req.length);
+            nbd_stats_add(&s->writes, 1);
+            nbd_stats_add(&s->bytes_written, ctx->req.length);
             break;
         case NBD_CMD_FLUSH:
-            nbd_stat_add(&s->flushes, 1);
+            nbd_stats_add(&s->flushes, 1);
             break;
         case NBD_CMD_TRIM:
-            nbd_stat_add(&s->trims, 1);
+            nbd_stats_add(&s->trims, 1);
             break;
         case NBD_CMD_WRITE_ZEROES:
-            nbd_stat_add(&s->zeroes, 1);
+            nbd_stats_add(&s->zeroes, 1);
             break;
         case NBD_CMD_CACHE:
-            nbd_stat_add(&s->caches, 1);
+            nbd_stats_add(&s->caches, 1);
             break;
         case NBD_CMD_BLOCK_STATUS:
-            nbd_stat_add(&s->block_status, 1);
+            nbd_stats_add(&s->block_status, 1);
             break;
         }
     }
@@ -529,11 +535,37 @@ static bool fill_payload(NBDClient *client)
     return client->cur_write_have == ctx->buf_len;
 }
 
+/*
+ * Refuse a request whose payload is still on the wire. The error goes out
+ * once the payload is skipped, not before: a client may still be writing
+ * it and not yet expect a reply (libnbd drops the connection on a reply to
+ * a request it has not finished sending).
+ */
+static void reply_error_after_payload(NBDRequestCtx *ctx, uint64_t payload_length,
+                                      uint32_t nbd_err, const char *msg)
+{
+    NBDClient *client = ctx->client;
+
+    if (!payload_length) {
+        reply_error(ctx, nbd_err, msg);
+        return;
+    }
+    client->discard_left = payload_length;
+    client->discard_ctx = ctx;
+    client->discard_err = nbd_err;
+    client->discard_msg = msg;
+}
+
 static void drop_payload(NBDClient *client)
 {
     size_t take = MIN(client->discard_left, nbd_client_input_avail(client));
     client->in_start += take;
     client->discard_left -= take;
+    if (!client->discard_left && client->discard_ctx) {
+        NBDRequestCtx *ctx = client->discard_ctx;
+        client->discard_ctx = NULL;
+        reply_error(ctx, client->discard_err, client->discard_msg);
+    }
 }
 
 /* Handle one request header from the buffer; false when more input is needed. */
@@ -572,18 +604,16 @@ static bool parse_request(NBDClient *client)
         buf_len = v.payload_length;
     }
     NBDRequestCtx *ctx = request_new(client, &req, buf_len);
-    if (v.payload == NBD_PAYLOAD_DISCARD) {
-        client->discard_left = v.payload_length;
-    }
     if (v.error != NBD_SUCCESS) {
-        reply_error(ctx, v.error, v.message);
+        reply_error_after_payload(ctx, v.payload == NBD_PAYLOAD_DISCARD ? v.payload_length : 0,
+                                  v.error, v.message);
     } else if (v.no_op) {
         reply_ok_empty(ctx);
     } else if (has_payload) {
         if (!ctx->buf) {
             /* Out of memory for the payload: throw it away and say so. */
-            client->discard_left = v.payload_length;
-            reply_error(ctx, NBD_ENOMEM, "out of memory for the write payload");
+            reply_error_after_payload(ctx, v.payload_length, NBD_ENOMEM,
+                                      "out of memory for the write payload");
         } else {
             client->cur_write = ctx;
             client->cur_write_have = 0;
@@ -637,7 +667,7 @@ bool nbd_transmission_input(NBDClient *client)
             /* Read the rest of a payload straight into its buffer. */
             direct = client->cur_write->buf + client->cur_write_have;
             direct_len = client->cur_write->buf_len - client->cur_write_have;
-        } else if (client->discard_left) {
+        } else if (client->discard_left || client->discard_ctx) {
             drop_payload(client);
             if (client->discard_left) {
                 /* fall through to read more */

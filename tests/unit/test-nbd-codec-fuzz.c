@@ -141,8 +141,9 @@ static void fuzz_one(const uint8_t *p, size_t n, uint64_t aux)
             NBDRequestVerdict v = nbd_request_validate(&req, &l);
             g_assert_true((v.error == 0) == (v.message == NULL));
             g_assert_true(v.payload != NBD_PAYLOAD_READ || v.error == 0);
-            g_assert_true(v.payload == NBD_PAYLOAD_NONE ||
-                          v.payload == NBD_PAYLOAD_DISCONNECT ||
+            /* Only a payload that is read into memory is bounded; one
+             * that is discarded is skipped in the input buffer. */
+            g_assert_true(v.payload != NBD_PAYLOAD_READ ||
                           v.payload_length <= NBD_MAX_PAYLOAD);
         }
         r = nbd_decode_reply_header(p, n, m, &rh);

@@ -404,9 +404,13 @@ static void test_client_lengths(void)
     /* A server's maximum larger than 32 MiB binds the client, not 32 MiB. */
     l.max_block = l.max_payload = 64u << 20;
     g_assert_cmpint(client_check(NBD_CMD_WRITE, 0, 0, 48u << 20, &l, &why), ==, 0);
-    /* (The server's buffer is its own: it hangs up rather than read that.) */
+    /* The server's buffer is its own: with 64 MiB it reads that payload;
+     * past it, a compact header's payload is skipped, an extended one's
+     * makes it hang up. */
     g_assert_cmpint(server_check(NBD_CMD_WRITE, 0, 0, 48u << 20, &l).payload, ==,
-                    NBD_PAYLOAD_DISCONNECT);
+                    NBD_PAYLOAD_READ);
+    g_assert_cmpint(server_check(NBD_CMD_WRITE, 0, 0, 65u << 20, &l).payload, ==,
+                    NBD_PAYLOAD_DISCARD);
     /* Effect lengths may exceed it; a compact header cannot carry 2^32. */
     g_assert_cmpint(client_check(NBD_CMD_WRITE_ZEROES, 0, 0, 128u << 20, &l, &why), ==, 0);
     g_assert_cmpint(client_check(NBD_CMD_TRIM, 0, 0, 1ull << 32, &l, &why), ==, EOVERFLOW);

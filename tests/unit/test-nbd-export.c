@@ -212,12 +212,21 @@ static void negotiate(int fd, uint64_t *size, uint16_t *flags)
     memcpy(buf + n, data, dl);
     send_all(fd, buf, n + dl);
 
+    /* Block sizes (sent unasked, as QEMU does), then the export's size and
+     * flags, then ACK. */
     NBDOptionReplyHeader h;
+    NBDRepInfo info;
     recv_all(fd, buf, NBD_OPTION_REPLY_HEADER_SIZE);
     nbd_decode_option_reply_header(buf, NBD_OPTION_REPLY_HEADER_SIZE, &h);
     g_assert_cmpuint(h.type, ==, NBD_REP_INFO);
     recv_all(fd, buf, h.length);
-    NBDRepInfo info;
+    g_assert_cmpint(nbd_decode_rep_info(buf, h.length, &info).status, ==, NBD_DECODE_OK);
+    g_assert_cmpuint(info.type, ==, NBD_INFO_BLOCK_SIZE);
+    g_assert_cmpuint(info.u.block_size.max_block, ==, NBD_MAX_PAYLOAD);
+    recv_all(fd, buf, NBD_OPTION_REPLY_HEADER_SIZE);
+    nbd_decode_option_reply_header(buf, NBD_OPTION_REPLY_HEADER_SIZE, &h);
+    g_assert_cmpuint(h.type, ==, NBD_REP_INFO);
+    recv_all(fd, buf, h.length);
     g_assert_cmpint(nbd_decode_rep_info(buf, h.length, &info).status, ==, NBD_DECODE_OK);
     g_assert_cmpuint(info.type, ==, NBD_INFO_EXPORT);
     *size = info.u.export_.size;

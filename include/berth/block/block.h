@@ -114,6 +114,24 @@ typedef void (*BdrvBlockStatusFunc)(gpointer opaque, int ret,
 BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp);
 
 BlockDriverState *bdrv_find_node(const char *node_name); /* borrowed, or NULL */
+
+/*
+ * Format probing (block/probe.c), for tools that open an image without
+ * being told its format, as qemu-nbd does without -f: the name QEMU gives
+ * the format whose magic starts buf (the image's first 512 bytes), e.g.
+ * "qcow2", or NULL for raw. Pure.
+ */
+const char *bdrv_probe_format(const uint8_t *buf, size_t len);
+/* Whether blockdev-add has a driver of that name. */
+bool bdrv_driver_exists(const char *name);
+/*
+ * Mark a node as a raw image whose format was probed, before it is
+ * exported: its minimum request size becomes 512 and a write to its first
+ * 512 bytes must cover all of them and must not look like another format's
+ * header (-EPERM), so that what is written cannot change how the image
+ * probes next time. Main context, before the node has requests.
+ */
+void bdrv_set_probed_raw(BlockDriverState *bs);
 BlockDriverState *bdrv_get(BlockDriverState *bs);        /* returns bs */
 void bdrv_put(BlockDriverState *bs);
 

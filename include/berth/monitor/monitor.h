@@ -59,6 +59,12 @@ bool monitor_chardev_add(json_object *opts, bool keyval, GError **errp);
  */
 bool monitor_chardev_add_str(const char *optstr, GError **errp);
 
+/*
+ * The process is going to daemonize, so standard input and output will be
+ * /dev/null: --chardev stdio is refused from now on, as QEMU does.
+ */
+void monitor_set_daemonize(bool daemonize);
+
 /* Close a chardev's listener and its sessions. */
 bool monitor_chardev_remove(const char *id, GError **errp);
 
