@@ -66,6 +66,7 @@ void qapi_init(void)
     qapi_register_commands(qapi_core_commands);
     qapi_register_commands(qapi_object_commands);
     qapi_register_commands(block_qmp_commands);
+    qapi_register_commands(dirty_bitmap_qmp_commands);
     qapi_register_commands(nbd_qmp_commands);
     qapi_register_events(block_qmp_events);
     qapi_register_events(nbd_qmp_events);
