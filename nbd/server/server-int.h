@@ -13,6 +13,7 @@
 #include "berth/nbd/proto.h"
 #include "nbd/proto/codec.h"
 #include "io/channel-watch.h"
+#include "berth/block/dirty-bitmap.h"
 
 /* Bytes of socket input read per wakeup; request headers are parsed from it
  * in one go. Small write payloads are copied out of it, large ones are read
@@ -57,6 +58,11 @@ struct NBDExport {
     NBDStats stats;
     gpointer owner_data;
     GDestroyNotify owner_destroy;
+    /* Metadata contexts besides base:allocation (set at creation). */
+    bool allocation_depth;      /* qemu:allocation-depth */
+    guint n_bitmaps;
+    BdrvDirtyBitmap **bitmaps;  /* busy while exported; their nodes referenced */
+    char **bitmap_contexts;     /* "qemu:dirty-bitmap:NAME", one per bitmap */
 };
 
 typedef enum {
@@ -122,8 +128,12 @@ struct NBDClient {
     uint32_t skip_reply;        /* error to send once the skip ends */
     bool structured;
     bool extended;
-    bool meta_base_allocation;  /* base:allocation negotiated (id 1) */
-    char *meta_export;          /* export name the contexts were set for */
+    /* contexts chosen by the last SET_META_CONTEXT, for meta_exp only */
+    NBDExport *meta_exp;        /* referenced; NULL: none chosen */
+    bool meta_base_allocation;  /* base:allocation (id NBD_META_ID_BASE_ALLOCATION) */
+    bool meta_allocation_depth; /* qemu:allocation-depth (NBD_META_ID_ALLOCATION_DEPTH) */
+    bool *meta_bitmaps;         /* meta_exp->n_bitmaps: qemu:dirty-bitmap:NAME */
+    uint32_t meta_count;        /* contexts chosen */
     bool no_zeroes;
     bool block_size_advertised; /* client asked for NBD_INFO_BLOCK_SIZE in GO */
     bool tls_ack_sent;          /* STARTTLS's ack left in plaintext: start TLS */
@@ -139,6 +149,11 @@ struct NBDClient {
     uint64_t in_flight_bytes;
     NBDStats stats;
 };
+
+/* Context ids: fixed ones, then one per exported bitmap. */
+#define NBD_META_ID_BASE_ALLOCATION 1
+#define NBD_META_ID_ALLOCATION_DEPTH 2
+#define NBD_META_ID_DIRTY_BITMAP(i) (3 + (uint32_t) (i))
 
 /* export.c */
 void nbd_export_attach_client(NBDExport *exp, NBDClient *client);

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "berth/block/block.h"
+#include "berth/block/dirty-bitmap.h"
 #include "berth/block/block-backend.h"
 #include "berth/io/channel.h"
 #include "berth/io/net-listener.h"
@@ -85,6 +86,15 @@ typedef struct NBDExportConfig {
     const char *name;               /* NULL: not in the table (yet); "" the default export */
     const char *description;        /* may be NULL */
     const char *id;                 /* may be NULL */
+    /*
+     * Metadata contexts besides base:allocation. Each bitmap (of any node)
+     * is served as qemu:dirty-bitmap:NAME, is busy while the export lives
+     * and keeps its node referenced; a busy one is refused. allocation_depth
+     * serves qemu:allocation-depth (0: unallocated, 1: data in this node).
+     */
+    BdrvDirtyBitmap *const *bitmaps;
+    guint n_bitmaps;
+    bool allocation_depth;
 } NBDExportConfig;
 
 #define NBD_EXPORT_CONFIG_INIT { .size = -1, .multi_conn = NBD_MULTI_CONN_AUTO }
