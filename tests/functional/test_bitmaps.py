@@ -26,12 +26,14 @@ daemons and requires the two records to be equal.
 import json
 import os
 import shutil
+import struct
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import berth_harness as bh  # noqa: E402
+import nbd_wire as w  # noqa: E402
 
 bh.require_tools("nbdinfo")
 nbd = bh.import_nbd()
@@ -427,9 +429,69 @@ def scenario_list_contexts(tc, env):
     tc.assertEqual(env.list_contexts("plain", []), ["base:allocation"])
 
 
+def wire_extents(payload, extended=False):
+    """(context id, [(length, flags)]) of one BLOCK_STATUS(_EXT) chunk."""
+    if extended:
+        cid, count = struct.unpack(">II", payload[:8])
+        ext = [struct.unpack(">QII", payload[i:i + 16]) for i in range(8, len(payload), 16)]
+        assert len(ext) == count, (count, ext)
+        return cid, [(length, flags) for length, _, flags in ext]
+    (cid,) = struct.unpack(">I", payload[:4])
+    return cid, [struct.unpack(">II", payload[i:i + 8]) for i in range(4, len(payload), 8)]
+
+
+def scenario_wire(tc, env):
+    """Raw protocol: SET_META_CONTEXT answers in QEMU's order (base,
+    allocation depth, bitmaps) whatever the query order; BLOCK_STATUS sends
+    one chunk per context in that order, DONE on the last."""
+    env.ok("block-dirty-bitmap-add", node="f0", name="b0", granularity=65536)
+    tc.assertEqual(env.export("w", writable=True), {"return": {}})
+    env.write("w", [("write", 65536, 1), ("write", 3 * 65536, 70000)])
+    env.ok("block-dirty-bitmap-disable", node="f0", name="b0")
+    tc.assertEqual(env.export("r", bitmaps=["b0"], allocation_depth=True), {"return": {}})
+    c = w.RawClient(env.sock)
+    try:
+        c.start()
+        c.negotiate_structured()
+        replies = c.option(w.OPT_SET_META_CONTEXT, w.meta_payload(
+            "r", ["qemu:dirty-bitmap:b0", "nope:x", "base:allocation",
+                  "qemu:allocation-depth"]))
+        names = [r.data[4:].decode() for r in replies[:-1]]
+        ids = {r.data[4:].decode(): struct.unpack(">I", r.data[:4])[0] for r in replies[:-1]}
+        tc.assertEqual(replies[-1].type, w.REP_ACK)
+        tc.assertEqual(names, ["base:allocation", "qemu:allocation-depth",
+                               "qemu:dirty-bitmap:b0"])
+        tc.assertEqual(len(set(ids.values())), 3)
+        t, _ = c.go("r")
+        tc.assertEqual(t, w.REP_ACK)
+        by_id = {v: k for k, v in ids.items()}
+        seen = []
+        for flags in (0, w.CMD_FLAG_REQ_ONE):
+            err, _, chunks = c.command(w.CMD_BLOCK_STATUS, 9, 1000, 6 * 65536, flags)
+            tc.assertEqual(err, 0)
+            tc.assertEqual([ch.done for ch in chunks], [False, False, True])
+            got = []
+            for ch in chunks:
+                tc.assertEqual(ch.type, w.REPLY_TYPE_BLOCK_STATUS)
+                cid, ext = wire_extents(ch.payload)
+                got.append((by_id[cid], ext))
+            seen.append(got)
+        tc.assertEqual([name for name, _ in seen[0]], names)
+        tc.assertEqual(dict(seen[0])["qemu:dirty-bitmap:b0"],
+                       [(65536 - 1000, 0), (65536, 1), (65536, 0), (2 * 65536, 1),
+                        (6 * 65536 + 1000 - 5 * 65536, 0)])
+        tc.assertEqual(dict(seen[0])["qemu:allocation-depth"], [(6 * 65536, 1)])
+        tc.assertEqual(dict(seen[1])["qemu:dirty-bitmap:b0"], [(65536 - 1000, 0)])
+        tc.assertTrue(all(len(ext) == 1 for _, ext in seen[1]))
+        env.record.append(("wire", names, seen))
+        c.disconnect()
+    finally:
+        c.close()
+
+
 SCENARIOS = [scenario_backup, scenario_merge_clear_disable, scenario_errors,
              scenario_transaction, scenario_busy, scenario_allocation_depth,
-             scenario_list_contexts]
+             scenario_list_contexts, scenario_wire]
 
 
 class Bitmaps(bh.DaemonTestCase):
@@ -479,6 +541,44 @@ class BerthOnly(bh.DaemonTestCase):
         env.err("blockdev-del", "Node n0 is in use", **{"node-name": "n0"})
         env.unexport("e")
         env.ok("blockdev-del", **{"node-name": "n0"})
+
+    def test_extended_headers(self):
+        """With extended headers the contexts come as BLOCK_STATUS_EXT
+        chunks of 64-bit extents (qemu-storage-daemon 7.2 has none)."""
+        env = Env(self, None, "daemon")
+        env.ok("block-dirty-bitmap-add", node="f0", name="b0", granularity=65536)
+        self.assertEqual(env.export("w", writable=True), {"return": {}})
+        env.write("w", [("write", 2 * 65536, 1)])
+        env.ok("block-dirty-bitmap-disable", node="f0", name="b0")
+        self.assertEqual(env.export("r", bitmaps=["b0"], allocation_depth=True),
+                         {"return": {}})
+        c = w.RawClient(env.sock)
+        try:
+            c.start()
+            self.assertEqual(c.final(w.OPT_EXTENDED_HEADERS), w.REP_ACK)
+            replies = c.option(w.OPT_SET_META_CONTEXT, w.meta_payload(
+                "r", ["qemu:allocation-depth", "qemu:dirty-bitmap:b0"]))
+            ids = {struct.unpack(">I", r.data[:4])[0]: r.data[4:].decode()
+                   for r in replies[:-1]}
+            self.assertEqual(c.go("r")[0], w.REP_ACK)
+            for req_one in (False, True):
+                c.send(struct.pack(">IHHQQQ", 0x21E41C71, w.CMD_FLAG_REQ_ONE if req_one else 0,
+                                   w.CMD_BLOCK_STATUS, 0xB5, 0, DISK))
+                got = {}
+                for _ in range(3):
+                    magic, flags, ctype, cookie, off, length = struct.unpack(
+                        ">IHHQQQ", c.recv_exact(32))
+                    self.assertEqual((magic, cookie, ctype), (0x6E8A278C, 0xB5, 6))
+                    cid, ext = wire_extents(c.recv_exact(length), extended=True)
+                    got[ids[cid]] = ext
+                    if flags & w.REPLY_FLAG_DONE:
+                        break
+                self.assertEqual(got["qemu:allocation-depth"], [(DISK, 1)])
+                want = [(2 * 65536, 0), (65536, 1), (DISK - 3 * 65536, 0)]
+                self.assertEqual(got["qemu:dirty-bitmap:b0"], want[:1] if req_one else want)
+            c.disconnect()
+        finally:
+            c.close()
 
     def test_memory_node_many_writes(self):
         """Several NBD connections writing at once to a memory node: every
