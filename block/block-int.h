@@ -212,6 +212,13 @@ typedef struct BdrvDirtyBitmap BdrvDirtyBitmap;
 void bdrv_dirty_bitmaps_mark(BlockDriverState *bs, uint64_t offset, uint64_t bytes);
 /* The node is being freed. */
 void bdrv_dirty_bitmaps_free_all(BlockDriverState *bs);
+/*
+ * The node's size is changing to `size` (block_resize): every bitmap
+ * follows, as in QEMU - bits past a smaller size go, a larger size adds
+ * clean bits. Checks first that every bitmap can grow that far (false with
+ * errp, nothing changed); call it before the driver truncates. Main thread.
+ */
+bool bdrv_dirty_bitmaps_resize(BlockDriverState *bs, uint64_t size, GError **errp);
 /* For transactions: a copy of the bits, and putting a copy back (taken). */
 BerthBitmap *bdrv_dirty_bitmap_snapshot(BdrvDirtyBitmap *bm);
 void bdrv_dirty_bitmap_restore(BdrvDirtyBitmap *bm, BerthBitmap *bits);

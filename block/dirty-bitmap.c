@@ -145,6 +145,30 @@ void bdrv_dirty_bitmaps_free_all(BlockDriverState *bs)
     g_atomic_int_set(&bs->n_dirty_bitmaps, 0);
 }
 
+bool bdrv_dirty_bitmaps_resize(BlockDriverState *bs, uint64_t size, GError **errp)
+{
+    for (GList *l = bs->dirty_bitmaps; l; l = l->next) {
+        BdrvDirtyBitmap *bm = l->data;
+        uint64_t nbits = bits_for(size, bm->shift);
+        if (nbits > BERTH_BITMAP_MAX_BITS) {
+            set_error(errp, "Bitmap '%s' of node '%s' cannot cover %" G_GUINT64_FORMAT
+                      " bytes at a granularity of %" G_GUINT32_FORMAT, bm->name,
+                      bs->node_name, size, bm->granularity);
+            return false;
+        }
+    }
+    g_mutex_lock(&bs->dirty_lock);
+    for (GList *l = bs->dirty_bitmaps; l; l = l->next) {
+        BdrvDirtyBitmap *bm = l->data;
+        berth_bitmap_resize(bm->bits, bits_for(size, bm->shift));
+        /* The last bit may have covered a partial tail that is now whole:
+         * it stays as it was, like the rest of the old range. */
+        bm->size = size;
+    }
+    g_mutex_unlock(&bs->dirty_lock);
+    return true;
+}
+
 bool bdrv_dirty_bitmap_clear(BdrvDirtyBitmap *bm, GError **errp)
 {
     if (!bdrv_dirty_bitmap_check(bm, errp)) {

@@ -236,3 +236,23 @@ bool berth_bitmap_merge(BerthBitmap *dst, const BerthBitmap *src)
     }
     return true;
 }
+
+void berth_bitmap_resize(BerthBitmap *b, uint64_t nbits)
+{
+    g_return_if_fail(nbits > 0 && nbits <= BERTH_BITMAP_MAX_BITS);
+    if (nbits < b->nbits) {
+        range_update(b, nbits, b->nbits - nbits, false);   /* frees emptied pages */
+    }
+    uint64_t npages = (nbits + PAGE_BITS - 1) / PAGE_BITS;
+    for (uint64_t p = npages; p < b->npages; p++) {
+        g_assert(b->pages[p] == NULL);
+    }
+    b->pages = g_renew(uint64_t *, b->pages, npages);
+    b->page_count = g_renew(uint32_t, b->page_count, npages);
+    for (uint64_t p = b->npages; p < npages; p++) {
+        b->pages[p] = NULL;
+        b->page_count[p] = 0;
+    }
+    b->npages = npages;
+    b->nbits = nbits;
+}

@@ -43,6 +43,10 @@ void berth_bitmap_reset_all(BerthBitmap *b);
 uint64_t berth_bitmap_next_set(const BerthBitmap *b, uint64_t from);
 uint64_t berth_bitmap_next_clear(const BerthBitmap *b, uint64_t from);
 
+/* Change the size (0 < nbits <= BERTH_BITMAP_MAX_BITS): bits past a
+ * smaller size are dropped, bits a larger one adds are clear. */
+void berth_bitmap_resize(BerthBitmap *b, uint64_t nbits);
+
 /* dst |= src; both must have the same size (false, nothing done, if not). */
 bool berth_bitmap_merge(BerthBitmap *dst, const BerthBitmap *src);
 

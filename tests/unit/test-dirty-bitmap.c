@@ -13,6 +13,8 @@
 #include "block-test-util.h"
 #include "berth/block/dirty-bitmap.h"
 #include "util/sparse-bitmap.h"
+/* For bdrv_dirty_bitmaps_resize(), the block layer's hook for block_resize. */
+#include "block/block-int.h"
 
 #include <string.h>
 
@@ -132,6 +134,27 @@ static void test_big(void)
     g_assert_cmpuint(berth_bitmap_next_set(b, (UINT64_C(1) << 35) + 100000), ==, last);
     g_assert_cmpuint(berth_bitmap_next_clear(b, last), ==, BERTH_BITMAP_MAX_BITS);
     berth_bitmap_reset(b, 0, BERTH_BITMAP_MAX_BITS);
+    g_assert_cmpuint(berth_bitmap_count(b), ==, 0);
+    berth_bitmap_free(b);
+}
+
+static void test_resize(void)
+{
+    BerthBitmap *b = berth_bitmap_new(100000);
+
+    berth_bitmap_set(b, 10, 5);
+    berth_bitmap_set(b, 40000, 60000);
+    berth_bitmap_resize(b, 40005);          /* drops whole pages and a part */
+    g_assert_cmpuint(berth_bitmap_size(b), ==, 40005);
+    g_assert_cmpuint(berth_bitmap_count(b), ==, 10);
+    g_assert_cmpuint(berth_bitmap_next_clear(b, 40000), ==, 40005);
+    berth_bitmap_resize(b, 200000);         /* new bits are clear */
+    g_assert_cmpuint(berth_bitmap_count(b), ==, 10);
+    g_assert_cmpuint(berth_bitmap_next_set(b, 40000), ==, 40000);
+    g_assert_cmpuint(berth_bitmap_next_set(b, 40005), ==, 200000);
+    berth_bitmap_set(b, 199999, 10);
+    g_assert_cmpuint(berth_bitmap_count(b), ==, 11);
+    berth_bitmap_resize(b, 1);
     g_assert_cmpuint(berth_bitmap_count(b), ==, 0);
     berth_bitmap_free(b);
 }
@@ -358,6 +381,36 @@ static void test_too_many_bits(void)
     close_node(bs);
 }
 
+static void test_node_resize(void)
+{
+    /* What block_resize does to bitmaps, as qemu-storage-daemon 7.2 does it:
+     * a larger node adds clean bits, a smaller one drops the bits past it. */
+    BlockDriverState *bs = open_ok("{\"driver\":\"null-co\",\"node-name\":\"n\","
+                                   "\"size\":4194304}");
+    BdrvDirtyBitmap *bm = add_ok(bs, "b", 65536), *fine = add_ok(bs, "f", 512);
+    BdrvDirtyBitmapInfo info;
+
+    bdrv_dirty_bitmap_set_range(bm, 4194304 - 1, 1);
+    bdrv_dirty_bitmap_set_range(fine, 1 << 20, 1);
+    g_assert_true(bdrv_dirty_bitmaps_resize(bs, 8388608, NULL));
+    bdrv_dirty_bitmap_get_info(bm, &info);
+    g_assert_cmpuint(info.size, ==, 8388608);
+    g_assert_cmpuint(info.count, ==, 65536);
+    assert_runs(bm, 4194304 - 65536, 2 * 65536, "D:65536 C:65536");
+    g_assert_true(bdrv_dirty_bitmaps_resize(bs, 1 << 20, NULL));
+    g_assert_cmpuint(count_of(bm), ==, 0);
+    g_assert_cmpuint(count_of(fine), ==, 0);
+    bdrv_dirty_bitmap_set_range(fine, (1 << 20) - 1, 100);
+    g_assert_cmpuint(count_of(fine), ==, 512);
+    /* A size a bitmap cannot cover: refused, nothing changed. */
+    g_autoptr(GError) err = NULL;
+    g_assert_false(bdrv_dirty_bitmaps_resize(bs, UINT64_C(1) << 50, &err));
+    g_assert_nonnull(strstr(err->message, "Bitmap 'f' of node 'n' cannot cover"));
+    bdrv_dirty_bitmap_get_info(bm, &info);
+    g_assert_cmpuint(info.size, ==, 1 << 20);
+    close_node(bs);
+}
+
 typedef struct {
     BlockDriverState *bs;
     unsigned index;
@@ -412,11 +465,13 @@ int main(int argc, char **argv)
     g_test_add_func("/sparse-bitmap/edges", test_edges);
     g_test_add_func("/sparse-bitmap/merge", test_merge);
     g_test_add_func("/sparse-bitmap/big", test_big);
+    g_test_add_func("/sparse-bitmap/resize", test_resize);
     g_test_add_func("/dirty-bitmap/granularity-rounding", test_granularity_rounding);
     g_test_add_func("/dirty-bitmap/changes-mark", test_changes_mark);
     g_test_add_func("/dirty-bitmap/errors-and-busy", test_errors_and_busy);
     g_test_add_func("/dirty-bitmap/merge-granularities", test_merge_granularities);
     g_test_add_func("/dirty-bitmap/too-many-bits", test_too_many_bits);
+    g_test_add_func("/dirty-bitmap/node-resize", test_node_resize);
     g_test_add_func("/dirty-bitmap/threads", test_threads);
     return run_block_tests(NULL);
 }
