@@ -48,8 +48,11 @@ class Env:
     """One daemon (berthd or qemu-storage-daemon) serving a raw file f0
     (discard=unmap) and null-co nodes n0 (read-zeroes off) and nz (on)."""
 
-    def __init__(self, tc, exe, tag):
+    def __init__(self, tc, exe, tag, nodes=True):
         self.tc = tc
+        self.exe = exe
+        self.tag = tag
+        self.qsd = bh.is_qsd() if exe is None else "qemu-storage-daemon" in exe
         folder = os.path.join(tc.tmpdir, tag)
         os.makedirs(folder)
         self.sock = os.path.join(folder, "nbd.sock")
@@ -57,13 +60,21 @@ class Env:
         image = os.path.join(folder, "disk.img")
         with open(image, "wb") as f:
             f.truncate(DISK)
-        tc.start_daemon(bh.blockdev_file("f0", image, discard="unmap")
-                        + bh.blockdev_null("n0", MiB, read_zeroes=False)
-                        + bh.blockdev_null("nz", MiB, read_zeroes=True)
-                        + bh.nbd_server_unix(self.sock) + bh.qmp_monitor(qmp),
-                        wait_for=qmp, exe=exe, name=tag, workdir=folder)
+        args = bh.nbd_server_unix(self.sock) + bh.qmp_monitor(qmp)
+        if nodes:
+            args = (bh.blockdev_file("f0", image, discard="unmap")
+                    + bh.blockdev_null("n0", MiB, read_zeroes=False)
+                    + bh.blockdev_null("nz", MiB, read_zeroes=True) + args)
+        tc.start_daemon(args, wait_for=qmp, exe=exe, name=tag, workdir=folder)
         self.qmp = tc.connect_qmp(qmp)
         self.record = []
+
+    def peer(self):
+        """A second daemon of the same kind, with no nodes, recording into
+        this one's record."""
+        other = Env(self.tc, self.exe, self.tag + "-peer", nodes=False)
+        other.record = self.record
+        return other
 
     def cmd(self, command, **kw):
         r = self.qmp.cmd(command, **kw)
@@ -489,9 +500,40 @@ def scenario_wire(tc, env):
         c.close()
 
 
+def scenario_x_dirty_bitmap(tc, env):
+    """A second daemon's nbd node with x-dirty-bitmap reads the first one's
+    qemu:dirty-bitmap:b0 as its block status, dirty as unallocated (QEMU's
+    convention), so the second daemon's base:allocation map shows the
+    dirty ranges as holes: backups chained through an nbd node."""
+    env.ok("block-dirty-bitmap-add", node="f0", name="b0", granularity=65536)
+    tc.assertEqual(env.export("w", writable=True), {"return": {}})
+    env.write("w", WRITES_1)
+    env.ok("block-dirty-bitmap-disable", node="f0", name="b0")
+    tc.assertEqual(env.export("r", bitmaps=["b0"]), {"return": {}})
+    peer = env.peer()
+    server = {"type": "unix", "path": env.sock}
+    # QEMU 7.2 loses its own message here; berth keeps it (not recorded)
+    r = peer.qmp.cmd("blockdev-add", driver="nbd", **{"node-name": "bad"}, server=server,
+                     export="r", **{"x-dirty-bitmap": "qemu:dirty-bitmap:zz",
+                                    "read-only": True})
+    tc.assertEqual(r["error"]["desc"], "Could not open image: Invalid argument" if peer.qsd
+                   else "requested x-dirty-bitmap qemu:dirty-bitmap:zz not found")
+    tc.assertEqual(peer.qmp.cmd("blockdev-add", driver="nbd", **{"node-name": "c0"},
+                                server=server, export="r",
+                                **{"x-dirty-bitmap": "qemu:dirty-bitmap:b0",
+                                   "read-only": True}), {"return": {}})
+    tc.assertEqual(peer.export("c", node="c0"), {"return": {}})
+    rows = peer.map("c", "base:allocation")
+    # dirty: a hole (1, not zero); clean: data (0)
+    tc.assertEqual(rows, [(off, length, 1 if dirty else 0)
+                          for off, length, dirty in dirty_rows(spans(WRITES_1), 65536)])
+    peer.unexport("c")
+    peer.ok("blockdev-del", **{"node-name": "c0"})
+
+
 SCENARIOS = [scenario_backup, scenario_merge_clear_disable, scenario_errors,
              scenario_transaction, scenario_busy, scenario_allocation_depth,
-             scenario_list_contexts, scenario_wire]
+             scenario_list_contexts, scenario_wire, scenario_x_dirty_bitmap]
 
 
 class Bitmaps(bh.DaemonTestCase):
