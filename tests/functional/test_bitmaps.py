@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import berth_harness as bh  # noqa: E402
 import nbd_wire as w  # noqa: E402
 
-bh.require_tools("nbdinfo")
+bh.require_tools("nbdinfo", "qemu-img")
 nbd = bh.import_nbd()
 
 KiB, MiB = bh.KiB, bh.MiB
@@ -60,12 +60,15 @@ class Env:
         image = os.path.join(folder, "disk.img")
         with open(image, "wb") as f:
             f.truncate(DISK)
-        args = bh.nbd_server_unix(self.sock) + bh.qmp_monitor(qmp)
+        # The monitor before the NBD server, and wait for the latter: a probe
+        # of the monitor's socket could take qemu-storage-daemon's only
+        # monitor connection just when the test's own arrives.
+        args = bh.qmp_monitor(qmp) + bh.nbd_server_unix(self.sock)
         if nodes:
             args = (bh.blockdev_file("f0", image, discard="unmap")
                     + bh.blockdev_null("n0", MiB, read_zeroes=False)
                     + bh.blockdev_null("nz", MiB, read_zeroes=True) + args)
-        tc.start_daemon(args, wait_for=qmp, exe=exe, name=tag, workdir=folder)
+        tc.start_daemon(args, wait_for=self.sock, exe=exe, name=tag, workdir=folder)
         self.qmp = tc.connect_qmp(qmp)
         self.record = []
 
@@ -531,9 +534,88 @@ def scenario_x_dirty_bitmap(tc, env):
     peer.ok("blockdev-del", **{"node-name": "c0"})
 
 
+def dirty_extents(env, name, context):
+    """(offset, length) of the dirty extents of `context` on export `name`,
+    asking block status again from wherever an answer stopped."""
+    out = []
+    with bh.nbd_handle(nbd, env.sock, name, meta=[context]) as h:
+        size, pos = h.get_size(), 0
+        while pos < size:
+            seen = []
+
+            def cb(meta, off, entries, err):
+                if meta == context:
+                    seen.extend(zip(entries[::2], entries[1::2]))
+                return 0
+
+            h.block_status(size - pos, pos, cb)
+            for length, flags in seen:
+                length = min(length, size - pos)
+                if flags & 1:
+                    out.append((pos, length))
+                pos += length
+                if pos >= size:
+                    break
+    return out
+
+
+def apply_increment(env, name, context, target):
+    """Copy the dirty extents of export `name` into the file `target`."""
+    copied = 0
+    extents = dirty_extents(env, name, context)
+    with bh.nbd_handle(nbd, env.sock, name) as h, open(target, "r+b") as f:
+        for off, length in extents:
+            for pos in range(off, off + length, MiB):
+                n = min(MiB, off + length - pos)
+                f.seek(pos)
+                f.write(h.pread(n, pos))
+                copied += n
+    return extents, copied
+
+
+def scenario_pull_backup(tc, env):
+    """libvirt's pull-mode backup: a full copy when the bitmap starts, then
+    two increments, each read through a frozen bitmap's context and applied
+    to the copy; the copy then equals the live disk (qemu-img compare), and
+    only the dirty clusters were read."""
+    bm = env.tc.path(env.tag + "-full.img")
+
+    def tx(*actions):
+        env.ok("transaction", actions=[{"type": "block-dirty-bitmap-" + kind,
+                                        "data": dict(node="f0", **data)}
+                                       for kind, data in actions])
+
+    tc.assertEqual(env.export("live", writable=True), {"return": {}})
+    env.write("live", [("write", 512 * KiB, 300 * KiB)])   # data before the backup
+    # full backup: start the bitmap and copy everything, atomically as far
+    # as this test's writer is concerned (it is idle meanwhile)
+    tx(("add", {"name": "inc0", "granularity": 65536}))
+    with bh.nbd_handle(nbd, env.sock, "live") as h, open(bm, "wb") as f:
+        f.write(h.pread(DISK, 0))
+    steps = []
+    for n, writes in ((0, WRITES_1), (1, WRITES_2)):
+        env.write("live", writes)
+        # freeze inc<n>, start inc<n+1> in one step
+        tx(("add", {"name": "inc%d" % (n + 1), "granularity": 65536}),
+           ("disable", {"name": "inc%d" % n}))
+        tc.assertEqual(env.export("backup", bitmaps=["inc%d" % n]), {"return": {}})
+        extents, copied = apply_increment(env, "backup", "qemu:dirty-bitmap:inc%d" % n, bm)
+        tc.assertEqual(copied, sum(r[1] for r in dirty_rows(spans(writes), 65536) if r[2]))
+        steps.append((n, extents, copied))
+        env.unexport("backup")
+        env.ok("block-dirty-bitmap-remove", node="f0", name="inc%d" % n)
+        rc, out, err = bh.run_tool(["qemu-img", "compare", "-q", "-f", "raw", "-F", "raw", bm,
+                                    bh.nbd_uri(env.sock, "live")], check=False)
+        tc.assertEqual(rc, 0, "increment %d: %s%s" % (n, out, err))
+    env.record.append(("pull-backup", steps))
+    tc.assertEqual([b["name"] for b in env.bitmaps()], ["inc2"])
+    env.unexport("live")
+
+
 SCENARIOS = [scenario_backup, scenario_merge_clear_disable, scenario_errors,
              scenario_transaction, scenario_busy, scenario_allocation_depth,
-             scenario_list_contexts, scenario_wire, scenario_x_dirty_bitmap]
+             scenario_list_contexts, scenario_wire, scenario_x_dirty_bitmap,
+             scenario_pull_backup]
 
 
 class Bitmaps(bh.DaemonTestCase):
@@ -627,8 +709,8 @@ class BerthOnly(bh.DaemonTestCase):
         written 4 KiB bit, and only those, is dirty."""
         folder = self.tmpdir
         sock, qmp = os.path.join(folder, "nbd.sock"), os.path.join(folder, "qmp.sock")
-        self.start_daemon(bh.blockdev_memory("m0", 64 * MiB) + bh.nbd_server_unix(sock)
-                          + bh.qmp_monitor(qmp), wait_for=qmp)
+        self.start_daemon(bh.blockdev_memory("m0", 64 * MiB) + bh.qmp_monitor(qmp)
+                          + bh.nbd_server_unix(sock), wait_for=sock)
         q = self.connect_qmp(qmp)
         self.assertEqual(q.cmd("block-dirty-bitmap-add", node="m0", name="b", granularity=4096),
                          {"return": {}})
