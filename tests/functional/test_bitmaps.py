@@ -463,6 +463,23 @@ def scenario_wire(tc, env):
     env.write("w", [("write", 65536, 1), ("write", 3 * 65536, 70000)])
     env.ok("block-dirty-bitmap-disable", node="f0", name="b0")
     tc.assertEqual(env.export("r", bitmaps=["b0"], allocation_depth=True), {"return": {}})
+    # SET: a bare namespace selects nothing (only LIST expands it); names
+    # are case-sensitive; a context asked for twice is selected once
+    for queries, want in ((["qemu:"], []), (["qemu:dirty-bitmap:"], []), (["base:"], []),
+                          (["QEMU:allocation-depth"], []),
+                          (["qemu:dirty-bitmap:b0"] * 2, ["qemu:dirty-bitmap:b0"])):
+        c = w.RawClient(env.sock)
+        try:
+            c.start()
+            c.negotiate_structured()
+            replies = c.option(w.OPT_SET_META_CONTEXT, w.meta_payload("r", queries))
+            tc.assertEqual(replies[-1].type, w.REP_ACK)
+            got = [r.data[4:].decode() for r in replies[:-1]]
+            tc.assertEqual(got, want, queries)
+            env.record.append(("set", queries, got))
+            c.send(w.pack_option(w.OPT_ABORT))
+        finally:
+            c.close()
     c = w.RawClient(env.sock)
     try:
         c.start()
