@@ -92,6 +92,9 @@ struct BdrvRequest {
     guint n_extents;
     guint extents_alloc;
 
+    /* A change that reached the driver: dirty bitmaps are marked at completion. */
+    bool mark_dirty;
+
     /* For drivers that hand the request to the worker pool. */
     void (*work)(BdrvRequest *req);
 
@@ -200,6 +203,11 @@ struct BlockDriverState {
     /* Permissions (main thread only): users per bit, and their union. */
     guint perm_users[4], unshare_users[4];
     uint32_t perm, unshared;
+    /* Dirty bitmaps (dirty-bitmap.c): the list changes on the main thread
+     * under dirty_lock; n_dirty_bitmaps lets the request path skip the lock. */
+    GMutex dirty_lock;
+    GList *dirty_bitmaps;       /* BdrvDirtyBitmap *, newest first */
+    gint n_dirty_bitmaps;       /* atomic */
 };
 
 /* bs->size for request paths on any thread (block_resize may change it). */
@@ -249,6 +257,27 @@ bool bdrv_request_add_extent(BdrvRequest *req, uint64_t length, uint32_t status)
 
 /* Run work(req) on the shared worker pool (a few threads for all nodes). */
 void bdrv_worker_submit(BdrvRequest *req, void (*work)(BdrvRequest *req));
+
+/* --- dirty bitmaps (dirty-bitmap.c) ------------------------------------ */
+
+typedef struct BerthBitmap BerthBitmap;
+typedef struct BdrvDirtyBitmap BdrvDirtyBitmap;
+
+/* A change of bytes [offset, offset + bytes) completed: mark every enabled
+ * bitmap of bs. Any thread; cheap when bs has no bitmap. */
+void bdrv_dirty_bitmaps_mark(BlockDriverState *bs, uint64_t offset, uint64_t bytes);
+/* The node is being freed. */
+void bdrv_dirty_bitmaps_free_all(BlockDriverState *bs);
+/*
+ * The node's size is changing to `size` (block_resize): every bitmap
+ * follows, as in QEMU - bits past a smaller size go, a larger size adds
+ * clean bits. Checks first that every bitmap can grow that far (false with
+ * errp, nothing changed); call it before the driver truncates. Main thread.
+ */
+bool bdrv_dirty_bitmaps_resize(BlockDriverState *bs, uint64_t size, GError **errp);
+/* For transactions: a copy of the bits, and putting a copy back (taken). */
+BerthBitmap *bdrv_dirty_bitmap_snapshot(BdrvDirtyBitmap *bm);
+void bdrv_dirty_bitmap_restore(BdrvDirtyBitmap *bm, BerthBitmap *bits);
 
 /* --- completion queues (completion.c) ----------------------------------- */
 

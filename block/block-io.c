@@ -65,6 +65,11 @@ void bdrv_request_complete(BdrvRequest *req, int ret, GError *err)
     } else if (ret >= 0 && err) {
         g_clear_error(&err);
     }
+    /* Even a failed change may have changed some of the range: mark it all,
+     * before the submitter can learn that the request is done. */
+    if (req->mark_dirty) {
+        bdrv_dirty_bitmaps_mark(req->bs, req->offset, req->bytes);
+    }
     req->ret = ret;
     req->err = err;
     bdrv_stats_request_done(req, ret);
@@ -213,6 +218,7 @@ static void request_submit(BdrvRequest *req)
         bdrv_request_complete(req, 0, NULL);
         return;
     }
+    req->mark_dirty = op_modifies(req->op);
     bs->drv->submit(req);
 }
 

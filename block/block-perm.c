@@ -97,7 +97,19 @@ bool bdrv_truncate(BlockDriverState *bs, uint64_t size, GError **errp)
     if (!bdrv_perm_take(bs, BDRV_PERM_RESIZE, 0, errp)) {
         return false;
     }
+    /* Growing: bitmaps first, as they may refuse and must cover the new
+     * range before a write can reach it; undoing that drops only clean
+     * bits. Shrinking: bitmaps after, so a failed resize loses no bits. */
+    uint64_t old_size = bdrv_size(bs);
+    bool grow = size > old_size;
+    if (grow && !bdrv_dirty_bitmaps_resize(bs, size, errp)) {
+        bdrv_perm_release(bs, BDRV_PERM_RESIZE, 0);
+        return false;
+    }
     bool ok = bs->drv->truncate(bs, size, errp);
+    if (ok != grow) {
+        bdrv_dirty_bitmaps_resize(bs, ok ? size : old_size, NULL);
+    }
     if (ok) {
         uint64_t len = size;
         if (!bs->drv->exact_size) {

@@ -9,6 +9,7 @@
  */
 #include "block/block-int.h"
 #include "berth/block/block-backend.h"
+#include "berth/block/dirty-bitmap.h"
 #include "berth/util/qmp-command.h"
 
 /* --- node description, shared by query-named-block-nodes and query-block --- */
@@ -25,6 +26,21 @@ static json_object *node_image_info(BlockDriverState *bs, const BdrvInfo *info)
         bs->drv->image_info(bs, image);
     }
     return image;
+}
+
+static void describe_bitmap(BdrvDirtyBitmap *bm, gpointer opaque)
+{
+    json_object *b = json_object_new_object();
+    BdrvDirtyBitmapInfo info;
+
+    bdrv_dirty_bitmap_get_info(bm, &info);
+    json_object_object_add(b, "name", json_object_new_string(info.name));
+    json_object_object_add(b, "recording", json_object_new_boolean(info.recording));
+    json_object_object_add(b, "persistent", json_object_new_boolean(info.persistent));
+    json_object_object_add(b, "busy", json_object_new_boolean(info.busy));
+    json_object_object_add(b, "granularity", json_object_new_int64(info.granularity));
+    json_object_object_add(b, "count", json_object_new_int64((int64_t) info.count));
+    json_object_array_add(opaque, b);
 }
 
 /* QEMU's BlockDeviceInfo; berth has no throttling, so those members are 0. */
@@ -50,6 +66,14 @@ static json_object *node_device_info(BlockDriverState *bs)
                                                                      : "off"));
     for (size_t i = 0; i < G_N_ELEMENTS(zero_members); i++) {
         json_object_object_add(node, zero_members[i], json_object_new_int(0));
+    }
+    json_object *bitmaps = json_object_new_array();
+    bdrv_dirty_bitmap_foreach(bs, describe_bitmap, bitmaps);
+    /* QEMU leaves the member out when the node has no bitmap. */
+    if (json_object_array_length(bitmaps) > 0) {
+        json_object_object_add(node, "dirty-bitmaps", bitmaps);
+    } else {
+        json_object_put(bitmaps);
     }
     json_object_object_add(node, "image", node_image_info(bs, &info));
     json_object_object_add(cache, "writeback", json_object_new_boolean(true));

@@ -177,6 +177,8 @@ static void bdrv_free(BlockDriverState *bs)
     if (bs->drv && bs->drv->close) {
         bs->drv->close(bs);
     }
+    bdrv_dirty_bitmaps_free_all(bs);
+    g_mutex_clear(&bs->dirty_lock);
     g_free(bs->node_name);
     g_free(bs->filename);
     g_free(bs);
@@ -230,6 +232,7 @@ BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
     bs->cache_direct = common.cache.direct;
     bs->cache_no_flush = common.cache.no_flush;
     bs->request_alignment = 1;
+    g_mutex_init(&bs->dirty_lock);
 
     if (!drv->open(bs, drv_opts, errp)) {
         /* The driver cleaned up after itself; close() must not run. */

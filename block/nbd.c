@@ -31,6 +31,8 @@ typedef struct {
     bool has_export_name;
     char *tls_creds, *tls_hostname;
     bool has_tls_creds, has_tls_hostname;
+    char *x_dirty_bitmap;
+    bool has_x_dirty_bitmap;
     uint64_t reconnect_delay, open_timeout;
     bool has_reconnect_delay, has_open_timeout;
 } NbdOptions;
@@ -40,6 +42,7 @@ typedef struct {
     ARG_OPTIONAL("export", ARG_STR, NbdOptions, export_name, has_export_name), \
     ARG_OPTIONAL("tls-creds", ARG_STR, NbdOptions, tls_creds, has_tls_creds), \
     ARG_OPTIONAL("tls-hostname", ARG_STR, NbdOptions, tls_hostname, has_tls_hostname), \
+    ARG_OPTIONAL("x-dirty-bitmap", ARG_STR, NbdOptions, x_dirty_bitmap, has_x_dirty_bitmap), \
     ARG_OPTIONAL("reconnect-delay", ARG_UINT, NbdOptions, reconnect_delay, \
                  has_reconnect_delay), \
     ARG_OPTIONAL("open-timeout", ARG_UINT, NbdOptions, open_timeout, has_open_timeout)
@@ -292,6 +295,10 @@ static NBDClientTarget *target_new(const NbdOptions *opts, GError **errp)
         return NULL;
     }
     t->export_name = g_strdup(opts->has_export_name ? opts->export_name : "");
+    /* QEMU's x-dirty-bitmap: block status reads this context instead of
+     * base:allocation, its bit 0 (dirty) taken as NBD_STATE_HOLE - so dirty
+     * ranges show as unallocated, which is how qemu-img map shows them. */
+    t->meta_context = opts->has_x_dirty_bitmap ? g_strdup(opts->x_dirty_bitmap) : NULL;
     if (opts->has_tls_creds) {
         BerthTlsCreds *creds = berth_tls_creds_find(opts->tls_creds, errp);
         if (!creds) {
@@ -394,6 +401,13 @@ static bool nbd_open(BlockDriverState *bs, const void *options, GError **errp)
         return false;
     }
     const NBDExportInfo *in = &st->info;
+    if (opts->has_x_dirty_bitmap && !in->base_allocation) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                    "requested x-dirty-bitmap %s not found", opts->x_dirty_bitmap);
+        berth_channel_unref(ch);
+        state_free(st);
+        return false;
+    }
     if ((in->flags & NBD_FLAG_READ_ONLY) && !bs->read_only) {
         if (!bs->auto_read_only) {
             /* QEMU's words (bdrv_apply_auto_read_only). */

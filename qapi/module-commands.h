@@ -27,6 +27,8 @@ extern const QmpCommandDef block_resize_qmp_commands[];
 extern const QmpCommandDef block_stats_qmp_commands[];
 /* block/block-qmp.c: DEVICE_TRAY_MOVED */
 extern const QmpEventDef block_qmp_events[];
+/* block/dirty-bitmap-qmp.c: block-dirty-bitmap-*, transaction */
+extern const QmpCommandDef dirty_bitmap_qmp_commands[];
 /* nbd/nbd-qmp.c: nbd-server-*, block-export-*, query-nbd-clients, ... */
 extern const QmpCommandDef nbd_qmp_commands[];
 /* nbd/nbd-qmp.c: BLOCK_EXPORT_DELETED */

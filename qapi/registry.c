@@ -68,6 +68,7 @@ void qapi_init(void)
     qapi_register_commands(block_qmp_commands);
     qapi_register_commands(block_resize_qmp_commands);
     qapi_register_commands(block_stats_qmp_commands);
+    qapi_register_commands(dirty_bitmap_qmp_commands);
     qapi_register_commands(nbd_qmp_commands);
     qapi_register_events(block_qmp_events);
     qapi_register_events(nbd_qmp_events);

@@ -96,6 +96,7 @@ static void usage(void)
 "  -x, --export-name=NAME    its name (default: the empty name)\n"
 "  -D, --description=TEXT    a description for clients to show\n"
 "  -r, --read-only           refuse writes\n"
+"  -A, --allocation-depth    serve the qemu:allocation-depth context\n"
 "  -o, --offset=OFFSET       start the export OFFSET bytes into FILE\n"
 "  -f, --format=FORMAT       raw, or an image format berth has a driver for;\n"
 "                            without -f the format is probed, as by qemu-nbd\n"
@@ -197,7 +198,6 @@ static const char *unsupported_option(int c)
     switch (c) {
     case 's': return "-s/--snapshot";
     case 'l': return "-l/--load-snapshot";
-    case 'A': return "-A/--allocation-depth";
     case 'B': return "-B/--bitmap";
     case OPT_IMAGE_OPTS: return "--image-opts";
     case OPT_SELINUX_LABEL: return "--selinux-label";
@@ -216,6 +216,7 @@ static bool take_option(int c, const char *arg, BerthNbdOptions *o)
     case 'p': o->port = arg; break;
     case 'k': o->sockpath = arg; break;
     case 'r': o->read_only = true; break;
+    case 'A': o->allocation_depth = true; break;
     case 'L': o->list = true; break;
     case 'c': o->device = arg; break;
     case 'd': o->disconnect = true; break;

@@ -117,6 +117,7 @@ static bool add_export(const BerthNbdOptions *o, GError **errp)
     cfg.dev_offset = o->offset;
     cfg.read_only = o->read_only;
     cfg.writethrough = o->writethrough;
+    cfg.allocation_depth = o->allocation_depth;
     /* qemu-nbd's rule: multi-conn only where -e lets a client open a second
      * connection. The server's limit withholds it too, but with -c alone no
      * server runs, and the kernel must be told the same. */

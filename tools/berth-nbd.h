@@ -36,6 +36,7 @@ typedef struct BerthNbdOptions {
     const char *format;         /* -f; NULL: probe (berth-nbd-format.c) */
     uint64_t offset;            /* -o */
     bool read_only;             /* -r */
+    bool allocation_depth;      /* -A: serve qemu:allocation-depth */
     /* the file driver and the export's write mode (--cache, -n) */
     bool seen_cache, cache_direct, cache_no_flush, writethrough;
     const char *discard;        /* "ignore" or "unmap", or NULL */

@@ -104,6 +104,7 @@ void nbd_client_target_unref(NBDClientTarget *t)
         berth_tls_creds_unref(t->tls_creds);
     }
     g_free(t->tls_hostname);
+    g_free(t->meta_context);
     g_free(t);
 }
 
@@ -117,8 +118,9 @@ bool nbd_client_target_connect(const NBDClientTarget *t, BerthChannel **out_ch,
         return false;
     }
     g_autoptr(BerthChannel) ch = berth_channel_socket_new(fd);
-    if (!nbd_receive_negotiate(ch, t->export_name, t->tls_creds, t->tls_hostname, info,
-                               out_ch, &err)) {
+    if (!nbd_receive_negotiate_context(ch, t->export_name, t->tls_creds, t->tls_hostname,
+                                       NBD_NEGOTIATE_EXTENDED, t->meta_context, info,
+                                       out_ch, &err)) {
         g_set_error(errp, err->domain, err->code, "Failed to connect to NBD server '%s': %s",
                     t->addr_str, err->message);
         g_error_free(err);

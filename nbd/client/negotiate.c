@@ -69,14 +69,15 @@ static bool negotiate_reply_mode(NBDClientNeg *n, NBDNegotiateLimit limit, NBDEx
 }
 
 /*
- * Ask for base:allocation. A refusal is not fatal (the export simply has no
- * block status); a malformed or unexpected reply is.
+ * Ask for `context` (base:allocation, or the one the caller named). A
+ * refusal is not fatal (the export simply has no block status); a malformed
+ * or unexpected reply is.
  */
 static bool negotiate_meta_context(NBDClientNeg *n, const char *name, size_t name_len,
-                                   NBDExportInfo *info, GError **errp)
+                                   const char *context, NBDExportInfo *info, GError **errp)
 {
-    static const char *const queries[] = { BASE_ALLOCATION };
-    size_t cap = 4 + name_len + 4 + 4 + sizeof(BASE_ALLOCATION);
+    const char *const queries[] = { context };
+    size_t cap = 4 + name_len + 4 + 4 + strlen(context) + 1;
     g_autofree uint8_t *data = g_malloc(cap);
     size_t len = nbd_encode_opt_meta_context(data, cap, name, name_len, queries, 1);
     g_assert(len > 0);
@@ -98,8 +99,8 @@ static bool negotiate_meta_context(NBDClientNeg *n, const char *name, size_t nam
                 nbd_opt_reply_clear(&r);
                 return false;
             }
-            if (mc.name.len != strlen(BASE_ALLOCATION) ||
-                memcmp(mc.name.data, BASE_ALLOCATION, mc.name.len) != 0 ||
+            if (mc.name.len != strlen(context) ||
+                memcmp(mc.name.data, context, mc.name.len) != 0 ||
                 info->base_allocation) {
                 g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                             "Server selected an unrequested metadata context '%.*s'",
@@ -275,8 +276,8 @@ static bool negotiate_export_name(NBDClientNeg *n, const char *name, size_t name
 
 static bool negotiate(NBDClientNeg *n, BerthChannel *ch, const char *export_name,
                       BerthTlsCreds *tls_creds, const char *tls_hostname,
-                      NBDNegotiateLimit limit, NBDExportInfo *info, BerthChannel **tls_ch,
-                      GError **errp)
+                      NBDNegotiateLimit limit, const char *context, NBDExportInfo *info,
+                      BerthChannel **tls_ch, GError **errp)
 {
     size_t name_len = strlen(export_name);
     const char *why = nbd_string_check(export_name, name_len);
@@ -297,7 +298,7 @@ static bool negotiate(NBDClientNeg *n, BerthChannel *ch, const char *export_name
         return false;
     }
     if (info->structured_reply &&
-        !negotiate_meta_context(n, export_name, name_len, info, errp)) {
+        !negotiate_meta_context(n, export_name, name_len, context, info, errp)) {
         return false;
     }
     bool unsup = false;
@@ -326,7 +327,25 @@ bool nbd_receive_negotiate_limited(BerthChannel *ch, const char *export_name,
                                    NBDNegotiateLimit limit, NBDExportInfo *info,
                                    BerthChannel **out_ch, GError **errp)
 {
+    return nbd_receive_negotiate_context(ch, export_name, tls_creds, tls_hostname, limit,
+                                         NULL, info, out_ch, errp);
+}
+
+bool nbd_receive_negotiate_context(BerthChannel *ch, const char *export_name,
+                                   BerthTlsCreds *tls_creds, const char *tls_hostname,
+                                   NBDNegotiateLimit limit, const char *context,
+                                   NBDExportInfo *info, BerthChannel **out_ch, GError **errp)
+{
     g_return_val_if_fail(ch && info && out_ch, false);
+    if (!context) {
+        context = BASE_ALLOCATION;
+    }
+    const char *why = nbd_string_check(context, strlen(context));
+    if (why) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "Invalid metadata context name: %s", why);
+        return false;
+    }
     memset(info, 0, sizeof(*info));
     *out_ch = NULL;
     if (!export_name) {
@@ -334,7 +353,8 @@ bool nbd_receive_negotiate_limited(BerthChannel *ch, const char *export_name,
     }
     NBDClientNeg n = { .ch = ch, .tls = false };
     BerthChannel *tls_ch = NULL;
-    if (!negotiate(&n, ch, export_name, tls_creds, tls_hostname, limit, info, &tls_ch, errp)) {
+    if (!negotiate(&n, ch, export_name, tls_creds, tls_hostname, limit, context, info,
+                   &tls_ch, errp)) {
         if (tls_ch) {
             berth_channel_unref(tls_ch);
         }

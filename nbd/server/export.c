@@ -124,6 +124,11 @@ static NBDExport *export_open(const NBDExportConfig *cfg, GError **errp)
                     " does not fit in node '%s'", size, dev_offset, info.node_name);
         return NULL;
     }
+    for (guint i = 0; i < cfg->n_bitmaps; i++) {
+        if (!bdrv_dirty_bitmap_check(cfg->bitmaps[i], errp)) {
+            return NULL;
+        }
+    }
     bool read_only = cfg->read_only;
     if (!read_only && info.read_only) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
@@ -157,6 +162,25 @@ static NBDExport *export_open(const NBDExportConfig *cfg, GError **errp)
     exp->ctx = cfg->ctx ? g_main_context_ref(cfg->ctx) : NULL;
     exp->ctx_release = cfg->ctx_release;
     exp->ctx_release_data = cfg->ctx_release_data;
+    exp->allocation_depth = cfg->allocation_depth;
+    exp->bitmaps = g_new0(BdrvDirtyBitmap *, MAX(cfg->n_bitmaps, 1));
+    exp->bitmap_contexts = g_new0(char *, cfg->n_bitmaps + 1);
+    for (guint i = 0; i < cfg->n_bitmaps; i++) {
+        BdrvDirtyBitmap *bm = cfg->bitmaps[i];
+        BdrvDirtyBitmapInfo bi;
+        bool dup = false;
+        for (guint k = 0; k < exp->n_bitmaps; k++) {
+            dup |= exp->bitmaps[k] == bm;
+        }
+        if (dup) {
+            continue;           /* named twice: one context */
+        }
+        bdrv_dirty_bitmap_get_info(bm, &bi);
+        bdrv_get(bdrv_dirty_bitmap_get_node(bm));
+        bdrv_dirty_bitmap_set_busy(bm, true);
+        exp->bitmap_contexts[exp->n_bitmaps] = g_strdup_printf("qemu:dirty-bitmap:%s", bi.name);
+        exp->bitmaps[exp->n_bitmaps++] = bm;
+    }
     live_exports = g_list_prepend(live_exports, exp);
     if (cfg->on_eject_blk) {
         exp->eject_blk = blk_ref(cfg->on_eject_blk);
@@ -262,6 +286,13 @@ void nbd_export_put(NBDExport *exp)
     if (exp->ctx_release) {
         exp->ctx_release(exp->ctx_release_data);
     }
+    for (guint i = 0; i < exp->n_bitmaps; i++) {
+        BlockDriverState *node = bdrv_dirty_bitmap_get_node(exp->bitmaps[i]);
+        bdrv_dirty_bitmap_set_busy(exp->bitmaps[i], false);
+        bdrv_put(node);
+    }
+    g_free(exp->bitmaps);
+    g_strfreev(exp->bitmap_contexts);
     g_free(exp->name);
     g_free(exp->description);
     g_free(exp->id);

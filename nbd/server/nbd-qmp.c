@@ -60,7 +60,8 @@ typedef struct {
     const char *iothread;      /* may be NULL */
     const char *name;
     const char *description;   /* may be NULL */
-    const char *bitmap;        /* the first bitmap asked for, or NULL */
+    const char *bitmap;        /* nbd-server-add's one bitmap, or NULL */
+    json_object *bitmaps;      /* block-export-add's list (QMP array or keyval object) */
     bool writable, writethrough;
     bool allocation_depth;
     NBDMultiConn multi_conn;   /* berth's extension; AUTO unless asked */
@@ -80,6 +81,130 @@ static void iothread_unpin(gpointer data)
     if (obj) {
         qmp_object_unpin(obj);
     }
+}
+
+/* One bitmap an export asks for, with QEMU's checks in QEMU's order. */
+static bool add_bitmap(const ExportRequest *req, BdrvDirtyBitmap *bm, GPtrArray *out,
+                       GError **errp)
+{
+    BdrvDirtyBitmapInfo info;
+
+    if (!bdrv_dirty_bitmap_check(bm, errp)) {
+        return false;
+    }
+    bdrv_dirty_bitmap_get_info(bm, &info);
+    if (!req->writable && !bdrv_is_read_only(req->bs) && info.recording) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                    "Enabled bitmap '%s' incompatible with readonly export", info.name);
+        return false;
+    }
+    g_ptr_array_add(out, bm);
+    return true;
+}
+
+static bool add_bitmap_by_name(const ExportRequest *req, const char *name, GPtrArray *out,
+                               GError **errp)
+{
+    BdrvDirtyBitmap *bm = bdrv_dirty_bitmap_find(req->bs, name);
+    if (!bm) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Bitmap '%s' is not found", name);
+        return false;
+    }
+    return add_bitmap(req, bm, out, errp);
+}
+
+typedef struct {
+    char *node, *name;
+} BitmapRef;
+
+static const ArgSpec bitmap_ref_members[] = {
+    ARG_REQUIRED("node", ARG_STR, BitmapRef, node),
+    ARG_REQUIRED("name", ARG_STR, BitmapRef, name),
+    ARG_TABLE_END
+};
+static const ArgSpec *const bitmap_ref_args[] = { bitmap_ref_members, NULL };
+
+/* A {node, name} element: a bitmap of any node. */
+static bool add_bitmap_ref(const ExportRequest *req, json_object *el, const char *where,
+                           GPtrArray *out, GError **errp)
+{
+    BitmapRef ref = { 0 };
+    g_autoptr(GError) err = NULL;
+
+    /* Both members are strings, which keyval gives as strings too. */
+    if (!argspec_decode(bitmap_ref_args, el, false, &ref, &err)) {
+        const char *q = strchr(err->message, '\'');
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "%.*s%s.%s",
+                    q ? (int) (q - err->message + 1) : 0, err->message, where,
+                    q ? q + 1 : err->message);
+        return false;
+    }
+    bool ok = false;
+    BlockDriverState *bs = bdrv_find_node(ref.node);
+    BdrvDirtyBitmap *bm = bs ? bdrv_dirty_bitmap_find(bs, ref.name) : NULL;
+    if (!bs) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Node '%s' not found", ref.node);
+    } else if (!bm) {
+        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Dirty bitmap '%s' not found",
+                    ref.name);
+    } else {
+        ok = add_bitmap(req, bm, out, errp);
+    }
+    argspec_clear(bitmap_ref_args, &ref);
+    return ok;
+}
+
+/*
+ * "bitmaps": names of the exported node's bitmaps or {node, name} objects,
+ * as a JSON array from QMP or, from the command line's keyval, an object
+ * {"0": ..., "1": ...}.
+ */
+static bool resolve_bitmaps(const ExportRequest *req, GPtrArray *out, GError **errp)
+{
+    if (req->bitmap) {
+        return add_bitmap_by_name(req, req->bitmap, out, errp);
+    }
+    if (!req->bitmaps) {
+        return true;
+    }
+    bool is_array = json_object_is_type(req->bitmaps, json_type_array);
+    if (!is_array && !json_object_is_type(req->bitmaps, json_type_object)) {
+        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                            "Invalid parameter type for 'bitmaps', expected: array");
+        return false;
+    }
+    for (size_t i = 0;; i++) {
+        json_object *el = NULL;
+        g_autofree char *where = is_array ? g_strdup_printf("bitmaps[%zu]", i)
+                                          : g_strdup_printf("bitmaps.%zu", i);
+        if (is_array) {
+            if (i >= json_object_array_length(req->bitmaps)) {
+                break;
+            }
+            el = json_object_array_get_idx(req->bitmaps, i);
+        } else {
+            g_autofree char *key = g_strdup_printf("%zu", i);
+            if (!json_object_object_get_ex(req->bitmaps, key, &el)) {
+                break;
+            }
+        }
+        bool ok;
+        if (json_object_is_type(el, json_type_string)) {
+            ok = add_bitmap_by_name(req, json_object_get_string(el), out, errp);
+        } else if (json_object_is_type(el, json_type_object)) {
+            ok = add_bitmap_ref(req, el, where, out, errp);
+        } else {
+            /* QEMU 7.2 names no member here: its text says 'null'. */
+            g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
+                                "Invalid parameter type for 'null', expected: "
+                                "BlockDirtyBitmapOrStr");
+            ok = false;
+        }
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
 }
 
 static bool export_create(const ExportRequest *req, GError **errp)
@@ -117,18 +242,8 @@ static bool export_create(const ExportRequest *req, GError **errp)
                     "NBD server already has export named '%s'", req->name);
         return false;
     }
-    if (req->bitmap) {
-        /* Dirty bitmaps do not exist in berth yet, so none can be found. */
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Bitmap '%s' is not found",
-                    req->bitmap);
-        return false;
-    }
-    /* Accepted by QEMU; refused here until the context is served, rather
-     * than accepted and ignored. */
-    if (req->allocation_depth) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Export option 'allocation-depth' is not supported: berth does "
-                            "not serve the qemu:allocation-depth metadata context yet");
+    g_autoptr(GPtrArray) bitmaps = g_ptr_array_new();
+    if (!resolve_bitmaps(req, bitmaps, errp)) {
         return false;
     }
     if (req->multi_conn == NBD_MULTI_CONN_ON && nbd_server_get_max_connections() == 1) {
@@ -153,6 +268,9 @@ static bool export_create(const ExportRequest *req, GError **errp)
         cfg.ctx_release = iothread_unpin;
         cfg.ctx_release_data = g_strdup(req->iothread);
     }
+    cfg.bitmaps = (BdrvDirtyBitmap *const *) bitmaps->pdata;
+    cfg.n_bitmaps = bitmaps->len;
+    cfg.allocation_depth = req->allocation_depth;
     g_autoptr(GError) local_err = NULL;
     NBDExport *exp = nbd_export_create(&cfg, &local_err);
     if (!exp) {
@@ -524,43 +642,9 @@ static const ArgSpec export_add_members[] = {
 };
 static const ArgSpec *const export_add_args[] = { export_add_members, NULL };
 
-/*
- * The first name in "bitmaps": a JSON array from QMP, or from the command
- * line's keyval an object {"0": "b0", ...}. NULL + errp if malformed.
- */
-static bool first_bitmap(json_object *bitmaps, const char **out, GError **errp)
-{
-    json_object *first = NULL;
-
-    *out = NULL;
-    if (json_object_is_type(bitmaps, json_type_array)) {
-        if (json_object_array_length(bitmaps) > 0) {
-            first = json_object_array_get_idx(bitmaps, 0);
-        }
-    } else if (json_object_is_type(bitmaps, json_type_object)) {
-        json_object_object_get_ex(bitmaps, "0", &first);
-    } else {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Invalid parameter type for 'bitmaps', expected: array");
-        return false;
-    }
-    if (first && !json_object_is_type(first, json_type_string)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Invalid parameter type for 'bitmaps[0]', expected: string");
-        return false;
-    }
-    *out = first ? json_object_get_string(first) : NULL;
-    return true;
-}
-
 static bool qmp_block_export_add(void *opaque, json_object **ret, GError **errp)
 {
     ExportAddArgs *args = opaque;
-    const char *bitmap = NULL;
-
-    if (args->has_bitmaps && !first_bitmap(args->bitmaps, &bitmap, errp)) {
-        return false;
-    }
     if (!berth_id_wellformed(args->id)) {
         g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Invalid block export id");
         return false;
@@ -583,7 +667,7 @@ static bool qmp_block_export_add(void *opaque, json_object **ret, GError **errp)
         .iothread = args->has_iothread ? args->iothread : NULL,
         .name = args->has_name ? args->name : args->node_name,
         .description = args->has_description ? args->description : NULL,
-        .bitmap = bitmap,
+        .bitmaps = args->has_bitmaps ? args->bitmaps : NULL,
         .writable = args->has_writable && args->writable,
         .writethrough = args->has_writethrough && args->writethrough,
         .allocation_depth = args->has_allocation_depth && args->allocation_depth,

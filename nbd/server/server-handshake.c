@@ -18,7 +18,6 @@
 #include <string.h>
 
 #define META_BASE_ALLOCATION "base:allocation"
-#define META_BASE_ALLOCATION_ID 1
 
 static gboolean on_handshake_timeout(gpointer opaque)
 {
@@ -48,7 +47,8 @@ void nbd_handshake_cleanup(NBDClient *client)
         g_source_remove(client->handshake_timer);
         client->handshake_timer = 0;
     }
-    g_clear_pointer(&client->meta_export, g_free);
+    g_clear_pointer(&client->meta_exp, nbd_export_put);
+    g_clear_pointer(&client->meta_bitmaps, g_free);
 }
 
 /* --- replies --- */
@@ -85,8 +85,14 @@ static NBDExport *lookup_export(NBDClient *client, NBDStringView name)
     return nbd_export_find(s);
 }
 
+static void clear_meta(NBDClient *client);
+
 static void enter_transmission(NBDClient *client, NBDExport *exp)
 {
+    /* Contexts chosen for another export do not carry over. */
+    if (client->meta_exp != exp) {
+        clear_meta(client);
+    }
     if (client->exp != exp) {
         client->exp = nbd_export_get(exp);
         nbd_export_attach_client(exp, client);
@@ -200,12 +206,6 @@ static void opt_info_go(NBDClient *client, const uint8_t *data, size_t len)
     send_ack(client);
     if (client->opt == NBD_OPT_GO) {
         client->block_size_advertised = want_block_size;
-        /* Contexts chosen for another export do not carry over. */
-        if (client->meta_export &&
-            (info.name.len != strlen(client->meta_export) ||
-             memcmp(info.name.data, client->meta_export, info.name.len) != 0)) {
-            client->meta_base_allocation = false;
-        }
         enter_transmission(client, exp);
     }
 }
@@ -370,13 +370,72 @@ static bool view_equals(NBDStringView v, const char *s)
     return v.len == strlen(s) && memcmp(v.data, s, v.len) == 0;
 }
 
-static void send_meta_context(NBDClient *client, uint32_t id)
+static void clear_meta(NBDClient *client)
+{
+    g_clear_pointer(&client->meta_exp, nbd_export_put);
+    g_clear_pointer(&client->meta_bitmaps, g_free);
+    client->meta_base_allocation = false;
+    client->meta_allocation_depth = false;
+    client->meta_count = 0;
+}
+
+static void send_meta_context(NBDClient *client, uint32_t id, const char *name)
 {
     uint8_t buf[NBD_REP_META_CONTEXT_MAX];
-    size_t n = nbd_encode_rep_meta_context(buf, sizeof(buf), client->opt, id,
-                                           META_BASE_ALLOCATION,
-                                           strlen(META_BASE_ALLOCATION));
+    size_t n = nbd_encode_rep_meta_context(buf, sizeof(buf), client->opt, id, name,
+                                           strlen(name));
     nbd_client_send_copy(client, buf, n);
+}
+
+/* What one query asks for, as QEMU reads it: exact names select, and for
+ * LIST a bare namespace ("base:", "qemu:") or "qemu:dirty-bitmap:" asks for
+ * everything under it. Unknown queries select nothing. */
+static void match_query(NBDExport *exp, NBDStringView q, bool list, bool *base, bool *depth,
+                        bool *bitmaps)
+{
+    static const char bitmap_prefix[] = "qemu:dirty-bitmap:";
+    NBDStringView ns, leaf;
+
+    if (view_equals(q, META_BASE_ALLOCATION)) {
+        *base = true;
+        return;
+    }
+    if (!nbd_meta_context_split(q, &ns, &leaf)) {
+        return;
+    }
+    if (view_equals(ns, "base")) {
+        *base |= list && leaf.len == 0;
+        return;
+    }
+    if (!view_equals(ns, "qemu")) {
+        return;
+    }
+    if (leaf.len == 0) {
+        if (list) {
+            *depth |= exp->allocation_depth;
+            memset(bitmaps, 1, exp->n_bitmaps * sizeof(bool));
+        }
+        return;
+    }
+    if (view_equals(q, "qemu:allocation-depth")) {
+        *depth |= exp->allocation_depth;
+        return;
+    }
+    size_t plen = strlen(bitmap_prefix);
+    if (q.len < plen || memcmp(q.data, bitmap_prefix, plen) != 0) {
+        return;
+    }
+    if (q.len == plen) {
+        if (list) {
+            memset(bitmaps, 1, exp->n_bitmaps * sizeof(bool));
+        }
+        return;
+    }
+    for (guint i = 0; i < exp->n_bitmaps; i++) {
+        if (view_equals(q, exp->bitmap_contexts[i])) {
+            bitmaps[i] = true;
+        }
+    }
 }
 
 static void opt_meta_context(NBDClient *client, const uint8_t *data, size_t len)
@@ -398,25 +457,44 @@ static void opt_meta_context(NBDClient *client, const uint8_t *data, size_t len)
                  (int) MIN(opt.export_name.len, 256), opt.export_name.data);
         return;
     }
-    bool match = !set && opt.n_queries == 0; /* LIST with no query lists all */
+    bool base = false, depth = false;
+    g_autofree bool *bitmaps = g_new0(bool, MAX(exp->n_bitmaps, 1));
+    if (!set && opt.n_queries == 0) {
+        /* LIST with no query lists all */
+        base = true;
+        depth = exp->allocation_depth;
+        memset(bitmaps, 1, exp->n_bitmaps * sizeof(bool));
+    }
     NBDMetaQueryIter it;
-    NBDStringView q, ns, leaf;
+    NBDStringView q;
     nbd_meta_query_iter_init(&it, &opt);
     while (nbd_meta_query_iter_next(&it, &q)) {
-        if (view_equals(q, META_BASE_ALLOCATION)) {
-            match = true;
-        } else if (!set && nbd_meta_context_split(q, &ns, &leaf) && view_equals(ns, "base") &&
-                   leaf.len == 0) {
-            match = true; /* "base:" asks for every context in the namespace */
+        match_query(exp, q, !set, &base, &depth, bitmaps);
+    }
+    uint32_t count = 0;
+    if (base) {
+        send_meta_context(client, set ? NBD_META_ID_BASE_ALLOCATION : 0, META_BASE_ALLOCATION);
+        count++;
+    }
+    if (depth) {
+        send_meta_context(client, set ? NBD_META_ID_ALLOCATION_DEPTH : 0,
+                          "qemu:allocation-depth");
+        count++;
+    }
+    for (guint i = 0; i < exp->n_bitmaps; i++) {
+        if (bitmaps[i]) {
+            send_meta_context(client, set ? NBD_META_ID_DIRTY_BITMAP(i) : 0,
+                              exp->bitmap_contexts[i]);
+            count++;
         }
     }
-    if (match) {
-        send_meta_context(client, set ? META_BASE_ALLOCATION_ID : 0);
-    }
     if (set) {
-        client->meta_base_allocation = match;
-        g_free(client->meta_export);
-        client->meta_export = g_strndup(opt.export_name.data, opt.export_name.len);
+        clear_meta(client);
+        client->meta_exp = nbd_export_get(exp);
+        client->meta_base_allocation = base;
+        client->meta_allocation_depth = depth;
+        client->meta_bitmaps = g_steal_pointer(&bitmaps);
+        client->meta_count = count;
     }
     send_ack(client);
 }

@@ -13,6 +13,7 @@
 #include "berth/nbd/proto.h"
 #include "nbd/proto/codec.h"
 #include "io/channel-watch.h"
+#include "berth/block/dirty-bitmap.h"
 
 /* Bytes of socket input read per wakeup; request headers are parsed from it
  * in one go. Small write payloads are copied out of it, large ones are read
@@ -62,6 +63,11 @@ struct NBDExport {
     GMainContext *ctx;          /* referenced, or NULL: see NBDExportConfig */
     void (*ctx_release)(gpointer data);
     gpointer ctx_release_data;
+    /* Metadata contexts besides base:allocation (set at creation). */
+    bool allocation_depth;      /* qemu:allocation-depth */
+    guint n_bitmaps;
+    BdrvDirtyBitmap **bitmaps;  /* busy while exported; their nodes referenced */
+    char **bitmap_contexts;     /* "qemu:dirty-bitmap:NAME", one per bitmap */
 };
 
 typedef enum {
@@ -143,8 +149,12 @@ struct NBDClient {
     uint32_t skip_reply;        /* error to send once the skip ends */
     bool structured;
     bool extended;
-    bool meta_base_allocation;  /* base:allocation negotiated (id 1) */
-    char *meta_export;          /* export name the contexts were set for */
+    /* contexts chosen by the last SET_META_CONTEXT, for meta_exp only */
+    NBDExport *meta_exp;        /* referenced; NULL: none chosen */
+    bool meta_base_allocation;  /* base:allocation (id NBD_META_ID_BASE_ALLOCATION) */
+    bool meta_allocation_depth; /* qemu:allocation-depth (NBD_META_ID_ALLOCATION_DEPTH) */
+    bool *meta_bitmaps;         /* meta_exp->n_bitmaps: qemu:dirty-bitmap:NAME */
+    uint32_t meta_count;        /* contexts chosen */
     bool no_zeroes;
     bool block_size_advertised; /* client asked for NBD_INFO_BLOCK_SIZE in GO */
     uint64_t export_size;       /* the size the handshake told the client */
@@ -169,6 +179,10 @@ static inline void nbd_counter_set(guint *counter, guint value)
 {
     __atomic_store_n(counter, value, __ATOMIC_RELAXED);
 }
+/* Context ids: fixed ones, then one per exported bitmap. */
+#define NBD_META_ID_BASE_ALLOCATION 1
+#define NBD_META_ID_ALLOCATION_DEPTH 2
+#define NBD_META_ID_DIRTY_BITMAP(i) (3 + (uint32_t) (i))
 
 /* export.c */
 /* The size to tell a client that connects now. */

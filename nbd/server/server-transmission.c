@@ -64,7 +64,7 @@ void nbd_transmission_set_limits(NBDClient *client)
         .min_block = exp->min_block,
         .max_block = exp->max_block,
         .max_payload = NBD_MAX_PAYLOAD,
-        .n_contexts = client->meta_base_allocation ? 1 : 0,
+        .n_contexts = client->meta_count,
     };
 }
 
@@ -339,25 +339,138 @@ static void reply_read(NBDRequestCtx *ctx)
     reply_read_chunks(ctx);
 }
 
+/* One context's answer to a BLOCK_STATUS request: extents whose status is
+ * the context's wire flags. */
+typedef struct {
+    uint32_t id;
+    guint n;
+    BdrvExtent *ext;
+} StatusChunk;
+
+/* Longest extent a reply may carry: 32 bits without extended headers, kept
+ * a multiple of the export's minimum block. */
+static uint64_t extent_cap(NBDRequestCtx *ctx)
+{
+    uint64_t min = MAX(ctx->client->exp->min_block, 1);
+    if (client_mode(ctx->client) == NBD_MODE_EXTENDED) {
+        return UINT64_MAX - (UINT64_MAX % min);
+    }
+    return UINT32_MAX - (UINT32_MAX % min);
+}
+
+static guint max_extents(NBDRequestCtx *ctx)
+{
+    return (ctx->req.flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_MAX_STATUS_EXTENTS;
+}
+
+/* Append len bytes of status `flags` to c (room for max extents), merging
+ * with the last extent; returns the bytes taken, fewer once c is full. */
+static uint64_t chunk_add(StatusChunk *c, guint max, uint64_t cap, uint64_t len, uint32_t flags)
+{
+    uint64_t taken = 0;
+    while (taken < len) {
+        BdrvExtent *last = c->n ? &c->ext[c->n - 1] : NULL;
+        if (last && last->status == flags && last->length < cap) {
+            uint64_t t = MIN(len - taken, cap - last->length);
+            last->length += t;
+            taken += t;
+        } else if (c->n < max) {
+            c->ext[c->n++] = (BdrvExtent) { 0, flags };
+        } else {
+            break;
+        }
+    }
+    return taken;
+}
+
+/* base:allocation (depth false) or qemu:allocation-depth from the node's
+ * block status: a node without a backing chain holds all its data itself,
+ * so depth is 1 where the node reports data or zeroes, 0 where neither. */
+static void status_chunk(NBDRequestCtx *ctx, StatusChunk *c, bool depth)
+{
+    guint max = max_extents(ctx);
+    uint64_t cap = extent_cap(ctx);
+    c->ext = g_new(BdrvExtent, max);
+    for (guint i = 0; i < ctx->n_extents; i++) {
+        uint32_t st = ctx->extents[i].status, flags;
+        if (depth) {
+            flags = (st & (BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO)) ? 1 : 0;
+        } else {
+            flags = (st & BDRV_BLOCK_DATA ? 0 : NBD_STATE_HOLE) |
+                    (st & BDRV_BLOCK_ZERO ? NBD_STATE_ZERO : 0);
+        }
+        if (chunk_add(c, max, cap, ctx->extents[i].length, flags) < ctx->extents[i].length) {
+            break;
+        }
+    }
+}
+
+/* qemu:dirty-bitmap:NAME: bit 0 set where the bitmap is dirty. */
+static void bitmap_chunk(NBDRequestCtx *ctx, BdrvDirtyBitmap *bm, StatusChunk *c)
+{
+    guint max = max_extents(ctx);
+    uint64_t cap = extent_cap(ctx);
+    uint64_t off = ctx->client->exp->dev_offset + ctx->req.offset, pos = 0;
+    uint64_t len = ctx->req.length;
+    c->ext = g_new(BdrvExtent, max);
+    while (pos < len) {
+        uint64_t run;
+        uint32_t flags = bdrv_dirty_bitmap_status(bm, off + pos, len - pos, &run)
+                         ? NBD_STATE_DIRTY : 0;
+        if (chunk_add(c, max, cap, run, flags) < run) {
+            break;              /* full: the client asks again from there */
+        }
+        pos += run;
+    }
+}
+
 static void reply_block_status(NBDRequestCtx *ctx)
 {
     count_request(ctx, true);
-    bool ext = client_mode(ctx->client) == NBD_MODE_EXTENDED;
-    guint n = ctx->n_extents;
+    NBDClient *client = ctx->client;
+    NBDExport *exp = client->exp;
+    bool ext = client_mode(client) == NBD_MODE_EXTENDED;
     size_t desc = ext ? NBD_EXTENT_EXT_SIZE : NBD_EXTENT_SIZE;
-    size_t body = (ext ? NBD_BLOCK_STATUS_EXT_HDR_SIZE : NBD_BLOCK_STATUS_HDR_SIZE) + n * desc;
-    ctx->hdrs = g_malloc(NBD_REPLY_HEADER_MAX_SIZE + body);
+    size_t hdr = ext ? NBD_BLOCK_STATUS_EXT_HDR_SIZE : NBD_BLOCK_STATUS_HDR_SIZE;
+    g_autofree StatusChunk *chunks = g_new0(StatusChunk, MAX(client->meta_count, 1));
+    guint nc = 0;
+
+    if (client->meta_base_allocation) {
+        chunks[nc].id = NBD_META_ID_BASE_ALLOCATION;
+        status_chunk(ctx, &chunks[nc++], false);
+    }
+    if (client->meta_allocation_depth) {
+        chunks[nc].id = NBD_META_ID_ALLOCATION_DEPTH;
+        status_chunk(ctx, &chunks[nc++], true);
+    }
+    for (guint i = 0; client->meta_bitmaps && i < exp->n_bitmaps; i++) {
+        if (client->meta_bitmaps[i]) {
+            chunks[nc].id = NBD_META_ID_DIRTY_BITMAP(i);
+            bitmap_chunk(ctx, exp->bitmaps[i], &chunks[nc++]);
+        }
+    }
+
+    size_t total = 0;
+    for (guint c = 0; c < nc; c++) {
+        total += NBD_REPLY_HEADER_MAX_SIZE + hdr + chunks[c].n * desc;
+    }
+    ctx->hdrs = g_malloc(MAX(total, 1));
     uint8_t *h = ctx->hdrs;
-    size_t off = chunk_header(ctx, h, NBD_REPLY_FLAG_DONE,
-                              ext ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT : NBD_REPLY_TYPE_BLOCK_STATUS,
-                              body);
-    off += ext ? nbd_encode_block_status_ext_hdr(h + off, 1, n)
-               : nbd_encode_block_status_hdr(h + off, 1);
-    for (guint i = 0; i < n; i++) {
-        uint32_t flags = (ctx->extents[i].status & BDRV_BLOCK_DATA ? 0 : NBD_STATE_HOLE) |
-                         (ctx->extents[i].status & BDRV_BLOCK_ZERO ? NBD_STATE_ZERO : 0);
-        off += ext ? nbd_encode_extent_ext(h + off, ctx->extents[i].length, flags)
-                   : nbd_encode_extent(h + off, (uint32_t) ctx->extents[i].length, flags);
+    size_t off = 0;
+    for (guint c = 0; c < nc; c++) {
+        StatusChunk *k = &chunks[c];
+        size_t body = hdr + k->n * desc;
+        off += chunk_header(ctx, h + off, c + 1 == nc ? NBD_REPLY_FLAG_DONE : 0,
+                            ext ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT : NBD_REPLY_TYPE_BLOCK_STATUS,
+                            body);
+        off += ext ? nbd_encode_block_status_ext_hdr(h + off, k->id, k->n)
+                   : nbd_encode_block_status_hdr(h + off, k->id);
+        for (guint i = 0; i < k->n; i++) {
+            off += ext ? nbd_encode_extent_ext(h + off, k->ext[i].length, k->ext[i].status)
+                       : nbd_encode_extent(h + off, (uint32_t) k->ext[i].length,
+                                           k->ext[i].status);
+        }
+        g_free(k->ext);
     }
     ctx->iov[0] = (struct iovec) { h, off };
     send_reply(ctx, 1);
@@ -502,8 +615,17 @@ static void submit(NBDRequestCtx *ctx)
         bdrv_aio_cache(bs, off, req->length, on_op_done, ctx);
         break;
     case NBD_CMD_BLOCK_STATUS:
+        if (!client->meta_base_allocation && !client->meta_allocation_depth) {
+            /* Only dirty bitmaps: answered from memory, no node request. */
+            ctx->pending = 0;
+            request_complete(ctx);
+            return;
+        }
+        /* qemu:allocation-depth's one extent under REQ_ONE may span several
+         * of base:allocation's: ask for all, each context keeps what it may. */
         bdrv_aio_block_status(bs, off, req->length,
-                              (req->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : NBD_MAX_STATUS_EXTENTS,
+                              (req->flags & NBD_CMD_FLAG_REQ_ONE) &&
+                              !client->meta_allocation_depth ? 1 : NBD_MAX_STATUS_EXTENTS,
                               on_status_done, ctx);
         break;
     default:

@@ -3,9 +3,11 @@
  * A host program that embeds libberth using nothing but what
  * `pkg-config --cflags --libs berth` gives: it opens an in-memory node,
  * writes a pattern and reads it back with the asynchronous API on its own
- * GMainContext and loop, and exits 0 only if the data round-trips.
+ * GMainContext and loop, with a dirty bitmap recording the write, and exits
+ * 0 only if the data round-trips and the bitmap shows exactly the write.
  */
 #include <berth/block/block.h>
+#include <berth/block/dirty-bitmap.h>
 
 #include <string.h>
 
@@ -40,6 +42,12 @@ int main(void)
         return 1;
     }
 
+    BdrvDirtyBitmap *bm = bdrv_dirty_bitmap_create(bs, "backup", 4096, false, &err);
+    if (!bm) {
+        g_printerr("embed-host: %s\n", err->message);
+        return 1;
+    }
+
     static uint8_t out[65536], in[65536];
     memset(out, 0x5a, sizeof(out));
     struct iovec wv = { out, sizeof(out) }, rv = { in, sizeof(in) };
@@ -52,6 +60,15 @@ int main(void)
     g_main_loop_run(w.loop);
     if (w.ret < 0 || memcmp(in, out, sizeof(in)) != 0) {
         g_printerr("embed-host: data did not round-trip\n");
+        return 1;
+    }
+    uint64_t run;
+    BdrvDirtyBitmapInfo info;
+    bdrv_dirty_bitmap_get_info(bm, &info);
+    if (bdrv_dirty_bitmap_status(bm, 0, 1 << 20, &run) || run != 4096 ||
+        !bdrv_dirty_bitmap_status(bm, 4096, 1 << 20, &run) || run != sizeof(out) ||
+        info.count != sizeof(out)) {
+        g_printerr("embed-host: the dirty bitmap does not show the write\n");
         return 1;
     }
     g_print("embed-host: wrote and read back %zu bytes on node %s\n", sizeof(in),

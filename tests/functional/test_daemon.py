@@ -189,9 +189,6 @@ class CommandLine(bh.DaemonTestCase):
         sock = self.path("s")
         server = ["--nbd-server", "addr.type=unix,addr.path=" + sock]
         cases = [
-            ("allocation-depth",
-             null + server + ["--export", "type=nbd,id=e0,node-name=n0,allocation-depth=on"],
-             ["allocation-depth", "not supported"]),
             ("multi-conn with one connection",
              null + server[:1] + [server[1] + ",max-connections=1"]
              + ["--export", "type=nbd,id=e0,node-name=n0,multi-conn=on"],
@@ -211,12 +208,15 @@ class CommandLine(bh.DaemonTestCase):
                                                 "--monitor", "m0"], [key, "not supported"]))
         self.assert_one_line_errors(cases, sock)
 
-    def test_allocation_depth_off_accepted(self):
-        sock = self.path("nbd.sock")
-        self.start_daemon(bh.blockdev_null("n0", MiB) + bh.nbd_server_unix(sock)
-                          + ["--export", "type=nbd,id=e0,node-name=n0,name=null,"
-                             "allocation-depth=off"], wait_for=sock)
-        w.connect_when_served(sock, "null").disconnect()
+    def test_allocation_depth_accepted(self):
+        for value in ("off", "on"):
+            with self.subTest(value):
+                sock = self.path("nbd-%s.sock" % value)
+                d = self.start_daemon(bh.blockdev_null("n0", MiB) + bh.nbd_server_unix(sock)
+                                      + ["--export", "type=nbd,id=e0,node-name=n0,name=null,"
+                                         "allocation-depth=" + value], wait_for=sock)
+                w.connect_when_served(sock, "null").disconnect()
+                d.stop()
 
     def test_iothread_option(self):
         """iothread= must name an iothread; exports on it serve their

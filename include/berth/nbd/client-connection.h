@@ -44,6 +44,7 @@ typedef struct NBDClientTarget {
     char *export_name;
     BerthTlsCreds *tls_creds;   /* a reference, or NULL */
     char *tls_hostname;         /* or NULL */
+    char *meta_context;         /* asked for instead of base:allocation, or NULL */
 } NBDClientTarget;
 
 /* A zeroed target with one reference, for the caller to fill in. */

@@ -57,7 +57,7 @@ typedef struct NBDExportInfo {
     uint32_t min_block, pref_block, max_block;
     bool structured_reply;      /* structured replies are in use ... */
     bool extended_headers;      /* ... or extended headers (which imply them) */
-    bool base_allocation;       /* "base:allocation" was selected ... */
+    bool base_allocation;       /* "base:allocation" (or the context asked for) was selected ... */
     uint32_t meta_context_id;   /* ... with this id */
     char *description;          /* NBD_INFO_DESCRIPTION, or NULL; owned (g_free) */
 } NBDExportInfo;
@@ -107,6 +107,17 @@ bool nbd_receive_negotiate_limited(BerthChannel *ch, const char *export_name,
                                    BerthTlsCreds *tls_creds, const char *tls_hostname,
                                    NBDNegotiateLimit limit, NBDExportInfo *info,
                                    BerthChannel **out_ch, GError **errp);
+
+/*
+ * nbd_receive_negotiate_limited() asking for the metadata context `context`
+ * instead of base:allocation (NULL: base:allocation), as QEMU's nbd driver
+ * does for x-dirty-bitmap; info->base_allocation and meta_context_id then
+ * describe that context.
+ */
+bool nbd_receive_negotiate_context(BerthChannel *ch, const char *export_name,
+                                   BerthTlsCreds *tls_creds, const char *tls_hostname,
+                                   NBDNegotiateLimit limit, const char *context,
+                                   NBDExportInfo *info, BerthChannel **out_ch, GError **errp);
 
 /* ======================================================================
  * Listing exports (what `berth-nbd -L` and `qemu-nbd -L` print)

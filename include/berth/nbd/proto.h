@@ -139,6 +139,7 @@
 /* ---- base:allocation metadata context states ---- */
 #define NBD_STATE_HOLE              (1u << 0)
 #define NBD_STATE_ZERO              (1u << 1)
+#define NBD_STATE_DIRTY             (1u << 0)   /* qemu:dirty-bitmap:NAME */
 
 /* ---- Limits ---- */
 

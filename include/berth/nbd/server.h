@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "berth/block/block.h"
+#include "berth/block/dirty-bitmap.h"
 #include "berth/block/block-backend.h"
 #include "berth/io/channel.h"
 #include "berth/io/net-listener.h"
@@ -105,6 +106,15 @@ typedef struct NBDExportConfig {
     GMainContext *ctx;
     void (*ctx_release)(gpointer data);
     gpointer ctx_release_data;
+    /*
+     * Metadata contexts besides base:allocation. Each bitmap (of any node)
+     * is served as qemu:dirty-bitmap:NAME, is busy while the export lives
+     * and keeps its node referenced; a busy one is refused. allocation_depth
+     * serves qemu:allocation-depth (0: unallocated, 1: data in this node).
+     */
+    BdrvDirtyBitmap *const *bitmaps;
+    guint n_bitmaps;
+    bool allocation_depth;
 } NBDExportConfig;
 
 #define NBD_EXPORT_CONFIG_INIT { .size = -1, .multi_conn = NBD_MULTI_CONN_AUTO }
