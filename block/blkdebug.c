@@ -173,9 +173,10 @@ static bool parse_rule(json_object *entry, guint index, bool keyval, BlkdebugRul
     memcpy(members, inject_members, sizeof(members));
     members[0] = spec_event;
     if (!argspec_decode(tables, entry, keyval, &o, &err)) {
-        /* QEMU names the member inside the list: 'inject-error[0].foo'. */
+        /* QEMU names the member inside the list: 'inject-error[0].foo',
+         * but for a bad enum value, only the member. */
         const char *q = strchr(err->message, '\'');
-        if (q) {
+        if (q && !strstr(err->message, "does not accept value")) {
             char *msg = g_strdup_printf("%.*sinject-error[%u].%s", (int) (q - err->message + 1),
                                         err->message, index, q + 1);
             g_free(err->message);
