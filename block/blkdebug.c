@@ -367,7 +367,7 @@ static void blkdebug_go(BdrvRequest *req)
 {
     BlkdebugState *s = req->bs->opaque;
 
-    bdrv_child_forward(req, s->image, req->offset);
+    bdrv_request_redirect(req, s->image, req->offset);
 }
 
 /* req->ret holds, until the request completes, the error to inject. */

@@ -300,6 +300,15 @@ void bdrv_child_submit(BdrvRequest *parent, BlockDriverState *child, BdrvOp op,
 void bdrv_child_forward(BdrvRequest *parent, BlockDriverState *child, uint64_t offset);
 
 /*
+ * From a driver's submit(): hand the request itself over to a child at
+ * another offset, for a driver that has nothing to do once the child is
+ * done (raw, a filter): no second request, and the completion goes straight
+ * to the submitter. The request then belongs to the child (req->bs), and
+ * goes through the child's checks. Any thread.
+ */
+void bdrv_request_redirect(BdrvRequest *req, BlockDriverState *child, uint64_t offset);
+
+/*
  * Synchronous requests, for a driver's code running on a worker-pool
  * thread (bdrv_worker_submit()): block the calling thread until the child
  * request finished. Return 0 (reads and writes: the whole length was

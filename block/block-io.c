@@ -358,3 +358,16 @@ void bdrv_child_forward(BdrvRequest *parent, BlockDriverState *child, uint64_t o
     bdrv_child_submit(parent, child, parent->op, offset, parent->bytes, parent->iov,
                       parent->niov, parent->flags, NULL, NULL);
 }
+
+void bdrv_request_redirect(BdrvRequest *req, BlockDriverState *child, uint64_t offset)
+{
+    BlockDriverState *parent = req->bs;
+
+    g_return_if_fail(req != NULL && child != NULL);
+    req->bs = bdrv_get(child);
+    g_atomic_int_inc(&child->in_flight);
+    req->offset = offset;
+    g_atomic_int_add(&parent->in_flight, -1);
+    bdrv_put(parent);
+    bdrv_request_submit(req);
+}

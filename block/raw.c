@@ -2,9 +2,9 @@
 /*
  * The raw format driver: the image is its file child's bytes, optionally a
  * window of them (offset, size), as QEMU's raw driver. Every request is
- * passed to the child at the window's offset with the caller's buffers, and
- * the child's completion finishes it on the completing thread, so a raw
- * node costs one request structure and no thread or loop hop. Block status,
+ * handed over to the child itself, at the window's offset
+ * (bdrv_request_redirect()), so a raw node costs no allocation, no thread
+ * and no loop hop: only the checks, once more. Block status,
  * zeroes, discard and FUA pass through; the child's capabilities are the
  * node's. A window that ends inside a sector of the child (an offset that
  * is not a multiple of 512, without size) reads zeroes in that last partial
@@ -151,7 +151,7 @@ static void raw_submit(BdrvRequest *req)
         raw_submit_tail(s, req);
         return;
     }
-    bdrv_child_forward(req, s->file, s->offset + req->offset);
+    bdrv_request_redirect(req, s->file, s->offset + req->offset);
 }
 
 /* QEMU names a window by its options, and a plain raw node by its file. */
