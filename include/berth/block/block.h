@@ -2,8 +2,12 @@
 /*
  * berth block layer: nodes (BlockDriverState) and their asynchronous requests.
  *
- * A node is one driver instance (file, null-co, memory, nbd) with a unique
- * node-name, kept in a global table from bdrv_open() until bdrv_delete().
+ * A node is one driver instance (file, null-co, memory, nbd, raw, blkdebug)
+ * with a unique node-name, kept in a global table from bdrv_open() until
+ * bdrv_delete(). Format and filter nodes (raw, blkdebug) have children: other
+ * nodes of the table, named by node-name or defined nested in their options
+ * (then listed under an automatic "#block..." name and deleted with their
+ * parent).
  *
  * Ownership:
  *  - bdrv_open() returns a new node holding two references: one owned by the
@@ -11,8 +15,9 @@
  *    Anything that keeps a node (an export, a drive) takes its own reference
  *    with bdrv_get() and drops it with bdrv_put(); the last put frees it.
  *  - bdrv_delete() fails with "Node X is in use" while anyone but the table
- *    holds a reference (see bdrv_delete()); requests still in flight keep the
- *    node alive but do not count as users.
+ *    and its parents holds a reference (see bdrv_delete()); requests still in
+ *    flight keep the node alive but do not count as users. A parent holds a
+ *    reference on each child until it is freed.
  *  - Strings returned by getters are owned by the node and live as long as it.
  *
  * Threads:
@@ -65,7 +70,7 @@ typedef struct BdrvExtent {
 /* What a node can do; the NBD server advertises flags from this. */
 typedef struct BdrvInfo {
     const char *node_name;
-    const char *driver;        /* "file", "null-co", "memory", "nbd" */
+    const char *driver;        /* "file", "null-co", "memory", "nbd", "raw", ... */
     const char *filename;      /* file path, or a description; may be NULL */
     uint64_t size;             /* virtual size in bytes */
     bool read_only;
@@ -135,9 +140,12 @@ void bdrv_set_probed_raw(BlockDriverState *bs);
 BlockDriverState *bdrv_get(BlockDriverState *bs);        /* returns bs */
 void bdrv_put(BlockDriverState *bs);
 
-/* Remove a node from the table (blockdev-del). Fails with QEMU's texts:
- * "Node %s is in use" if references other than the table's exist,
- * "Failed to find node with node-name='%s'" if there is no such node. */
+/* Remove a node from the table (blockdev-del), with its nested children.
+ * Fails with QEMU's texts: "Node %s is in use" if references other than
+ * the table's and its parents' exist, "Node %s is not owned by the
+ * monitor" for a nested child, "Block device %s is in use" for a child of
+ * another node, "Failed to find node with node-name='%s'" if there is no
+ * such node. */
 bool bdrv_delete(const char *node_name, GError **errp);
 
 /* Calls fn for every node in the table, in creation order. */
