@@ -56,6 +56,18 @@ typedef struct BdrvCompletionQueue BdrvCompletionQueue;
 #define BDRV_MAX_EXTENTS 65536
 
 typedef struct BdrvRequest BdrvRequest;
+typedef struct BdrvSyncWaiter BdrvSyncWaiter;
+
+/*
+ * For a request that a parent driver sent to its child with
+ * bdrv_child_submit(): runs on whatever thread completes the child request,
+ * with its outcome in creq->ret, creq->err and creq->extents. It must finish
+ * the parent request (bdrv_request_complete(), or by submitting more work
+ * that does) and must not keep creq, which is freed when it returns; it may
+ * steal creq->err (set it to NULL) and creq->extents.
+ */
+typedef void (*BdrvChildDoneFunc)(BdrvRequest *parent, BdrvRequest *creq);
+
 struct BdrvRequest {
     BdrvRequest *next;          /* link in a completion queue */
     BlockDriverState *bs;       /* holds a reference until freed */
@@ -80,6 +92,17 @@ struct BdrvRequest {
 
     /* For drivers that hand the request to the worker pool. */
     void (*work)(BdrvRequest *req);
+
+    /*
+     * A request to a child: parent is the request it serves (not a
+     * reference: the parent cannot finish before this one calls done), and
+     * done runs instead of a delivery on the queue. child_opaque is the
+     * parent driver's. A synchronous request has a waiter instead.
+     */
+    BdrvRequest *parent;
+    BdrvChildDoneFunc done;
+    void *child_opaque;
+    BdrvSyncWaiter *waiter;
 
     struct iovec iov_inline[BDRV_REQ_INLINE_IOV];
 };
@@ -131,7 +154,26 @@ typedef struct BlockDriver {
      * Main context.
      */
     void (*image_info)(BlockDriverState *bs, json_object *image);
+    /*
+     * A filter (QEMU's is_filter: blkdebug): its one child is shown as the
+     * node's backing-image, and counts in backing_file_depth.
+     */
+    bool is_filter;
 } BlockDriver;
+
+/*
+ * One edge of the node graph: the parent holds a reference on the child
+ * from bdrv_open_child() until the parent is freed. role is static text
+ * ("file", "image", "backing"), as QEMU names the child.
+ */
+typedef struct BdrvChild {
+    BlockDriverState *bs;
+    const char *role;
+} BdrvChild;
+
+/* A node has at most this many children (raw and blkdebug have one, qcow2
+ * a file and a backing node). */
+#define BDRV_MAX_CHILDREN 4
 
 struct BlockDriverState {
     gint refcnt;                /* atomic */
@@ -142,6 +184,25 @@ struct BlockDriverState {
     char *filename;             /* from describe(); may be NULL */
     uint64_t size;              /* the driver's size rounded up to a sector */
     bool in_table;
+    /*
+     * Ownership in the graph (main thread, except n_parents: atomic, since
+     * a parent may be freed on an I/O thread):
+     *  - monitor_owned: opened at the top of blockdev-add/--blockdev (or the
+     *    C API); only such nodes may be deleted with bdrv_delete(). Nested
+     *    children (file={...}) are not: they live in the node table under a
+     *    name of their own or an automatic "#blockNNN", and leave it when
+     *    their parent is deleted.
+     *  - children: the parent's references, dropped when the parent is
+     *    freed (bdrv_free, any thread).
+     *  - n_parents: how many parents hold this node as a child; such a node
+     *    cannot be deleted ("Block device %s is in use", as QEMU).
+     */
+    bool monitor_owned;
+    BdrvChild children[BDRV_MAX_CHILDREN];
+    guint n_children;
+    gint n_parents;
+    /* During open() only: how the options were given, for bdrv_open_child. */
+    bool opening_keyval;
 
     /* Set at open and never changed: requests read them without a lock. */
     bool read_only;
@@ -193,10 +254,95 @@ bool bdrv_request_add_extent(BdrvRequest *req, uint64_t length, uint32_t status)
 /* Run work(req) on the shared worker pool (a few threads for all nodes). */
 void bdrv_worker_submit(BdrvRequest *req, void (*work)(BdrvRequest *req));
 
+/* --- children (children.c, block-io.c) ---------------------------------- */
+
+/*
+ * From a driver's open(): the child named by `ref`, the value of the
+ * driver's option `role` (an ARG_ANY member): a node-name string naming an
+ * existing node, or an object with a driver of its own (the nested form,
+ * file.driver=file,file.filename=X on the command line). A nested child
+ * inherits read-only, auto-read-only, force-share, cache.* and discard from
+ * the parent's options unless it sets them, gets an automatic node-name
+ * ("#block" and a number) unless it has one, and is entered in the node
+ * table as not owned by the monitor. Errors have QEMU's texts, nested
+ * members named with the role as prefix ('file.filename'). On success the
+ * child is in bs->children (the parent's reference) and returned borrowed;
+ * a child opened by an open() that then fails is released by bdrv_open().
+ * Main thread.
+ */
+BlockDriverState *bdrv_open_child(BlockDriverState *bs, json_object *ref, const char *role,
+                                  GError **errp);
+
+/* bdrv_open() for a nested child: no node-name needed (an automatic one
+ * is made), not owned by the monitor. block.c. */
+BlockDriverState *bdrv_open_nested(json_object *options, bool keyval, GError **errp);
+
+/* The node's child with that role, or NULL (borrowed). */
+BlockDriverState *bdrv_child(BlockDriverState *bs, const char *role);
+
+/*
+ * From a driver's submit(): send a request to a child on behalf of parent.
+ * The child request shares parent's completion queue (so it runs in the
+ * same context) and goes through the same checks as any request (range,
+ * read-only, ...). Reads and writes carry iov/niov (copied; the buffers are
+ * the parent's) and bytes is ignored; the other operations take bytes and
+ * no iov. Block status asks for parent->max_extents. done (NULL: finish
+ * parent with the child's outcome, extents included) runs on the thread
+ * that completes the child request, without a hop through a main loop.
+ * Any thread.
+ */
+void bdrv_child_submit(BdrvRequest *parent, BlockDriverState *child, BdrvOp op,
+                       uint64_t offset, uint64_t bytes, const struct iovec *iov, int niov,
+                       BdrvRequestFlags flags, BdrvChildDoneFunc done, void *opaque);
+
+/* bdrv_child_submit() of the parent's own operation, iov and flags at
+ * another offset, finishing the parent with the child's outcome. */
+void bdrv_child_forward(BdrvRequest *parent, BlockDriverState *child, uint64_t offset);
+
+/*
+ * Synchronous requests, for a driver's code running on a worker-pool
+ * thread (bdrv_worker_submit()): block the calling thread until the child
+ * request finished. Return 0 (reads and writes: the whole length was
+ * transferred) or -errno with errp set. They refuse (-EDEADLK) to run on a
+ * thread that owns a GMainContext, whose loop could be the one that has to
+ * deliver the completion. File children run their I/O on the calling worker
+ * itself, so these never wait for a free worker.
+ */
+int bdrv_child_preadv_sync(BlockDriverState *child, uint64_t offset,
+                           const struct iovec *iov, int niov, GError **errp);
+int bdrv_child_pwritev_sync(BlockDriverState *child, uint64_t offset,
+                            const struct iovec *iov, int niov, BdrvRequestFlags flags,
+                            GError **errp);
+int bdrv_child_pread_sync(BlockDriverState *child, uint64_t offset, void *buf, size_t len,
+                          GError **errp);
+int bdrv_child_pwrite_sync(BlockDriverState *child, uint64_t offset, const void *buf,
+                           size_t len, BdrvRequestFlags flags, GError **errp);
+int bdrv_child_flush_sync(BlockDriverState *child, GError **errp);
+int bdrv_child_pwrite_zeroes_sync(BlockDriverState *child, uint64_t offset, uint64_t bytes,
+                                  BdrvRequestFlags flags, GError **errp);
+int bdrv_child_pdiscard_sync(BlockDriverState *child, uint64_t offset, uint64_t bytes,
+                             GError **errp);
+
+/*
+ * The node as QEMU's json: filename pseudo-protocol would describe it:
+ * {"driver": ..., "filename": ...} for a node with a plain filename, or
+ * the parsed json: description. A new reference.
+ */
+json_object *bdrv_node_json(BlockDriverState *bs);
+
+/* Request internals shared by block-io.c and children.c. */
+BdrvRequest *bdrv_request_new(BlockDriverState *bs, BdrvOp op, BdrvCompletionFunc cb,
+                              BdrvBlockStatusFunc status_cb, gpointer opaque);
+bool bdrv_request_set_iov(BdrvRequest *req, const struct iovec *iov, int niov);
+void bdrv_request_submit(BdrvRequest *req);
+/* children.c: wake the thread waiting for a synchronous request. */
+void bdrv_sync_request_complete(BdrvRequest *req);
+
 /* --- completion queues (completion.c) ----------------------------------- */
 
 /* The queue of the calling thread's thread-default context (a new ref). */
 BdrvCompletionQueue *bdrv_completion_queue_get(void);
+BdrvCompletionQueue *bdrv_completion_queue_ref(BdrvCompletionQueue *q);
 void bdrv_completion_queue_unref(BdrvCompletionQueue *q);
 GMainContext *bdrv_completion_queue_context(BdrvCompletionQueue *q);
 /*

@@ -14,15 +14,22 @@
 #include <stdarg.h>
 #include <string.h>
 
-static BdrvRequest *request_new(BlockDriverState *bs, BdrvOp op, BdrvCompletionFunc cb,
-                                BdrvBlockStatusFunc status_cb, gpointer opaque)
+static BdrvRequest *request_alloc(BlockDriverState *bs, BdrvOp op, BdrvCompletionQueue *queue)
 {
     BdrvRequest *req = g_new0(BdrvRequest, 1);
 
     req->bs = bdrv_get(bs);
     g_atomic_int_inc(&bs->in_flight);
-    req->queue = bdrv_completion_queue_get();
+    req->queue = queue;
     req->op = op;
+    return req;
+}
+
+BdrvRequest *bdrv_request_new(BlockDriverState *bs, BdrvOp op, BdrvCompletionFunc cb,
+                              BdrvBlockStatusFunc status_cb, gpointer opaque)
+{
+    BdrvRequest *req = request_alloc(bs, op, bdrv_completion_queue_get());
+
     req->cb = cb;
     req->status_cb = status_cb;
     req->opaque = opaque;
@@ -66,6 +73,15 @@ void bdrv_request_complete(BdrvRequest *req, int ret, GError *err)
     }
     req->ret = ret;
     req->err = err;
+    if (req->parent) {
+        req->done(req->parent, req);
+        bdrv_request_free(req);
+        return;
+    }
+    if (req->waiter) {
+        bdrv_sync_request_complete(req);
+        return;
+    }
     bdrv_completion_queue_push(req->queue, req);
 }
 
@@ -101,7 +117,7 @@ bool bdrv_request_add_extent(BdrvRequest *req, uint64_t length, uint32_t status)
     return true;
 }
 
-static bool request_set_iov(BdrvRequest *req, const struct iovec *iov, int niov)
+bool bdrv_request_set_iov(BdrvRequest *req, const struct iovec *iov, int niov)
 {
     uint64_t total = 0;
 
@@ -145,7 +161,7 @@ static bool op_modifies(BdrvOp op)
 }
 
 /* The checks every driver relies on; then the driver, or an early answer. */
-static void request_submit(BdrvRequest *req)
+void bdrv_request_submit(BdrvRequest *req)
 {
     BlockDriverState *bs = req->bs;
 
@@ -209,10 +225,10 @@ void bdrv_aio_preadv(BlockDriverState *bs, uint64_t offset,
     BdrvRequest *req;
 
     g_return_if_fail(bs != NULL);
-    req = request_new(bs, BDRV_OP_READ, cb, NULL, opaque);
+    req = bdrv_request_new(bs, BDRV_OP_READ, cb, NULL, opaque);
     req->offset = offset;
-    if (request_set_iov(req, iov, niov)) {
-        request_submit(req);
+    if (bdrv_request_set_iov(req, iov, niov)) {
+        bdrv_request_submit(req);
     }
 }
 
@@ -223,29 +239,29 @@ void bdrv_aio_pwritev(BlockDriverState *bs, uint64_t offset,
     BdrvRequest *req;
 
     g_return_if_fail(bs != NULL);
-    req = request_new(bs, BDRV_OP_WRITE, cb, NULL, opaque);
+    req = bdrv_request_new(bs, BDRV_OP_WRITE, cb, NULL, opaque);
     req->offset = offset;
     req->flags = flags & BDRV_REQ_FUA;
-    if (request_set_iov(req, iov, niov)) {
-        request_submit(req);
+    if (bdrv_request_set_iov(req, iov, niov)) {
+        bdrv_request_submit(req);
     }
 }
 
 void bdrv_aio_flush(BlockDriverState *bs, BdrvCompletionFunc cb, gpointer opaque)
 {
     g_return_if_fail(bs != NULL);
-    request_submit(request_new(bs, BDRV_OP_FLUSH, cb, NULL, opaque));
+    bdrv_request_submit(bdrv_request_new(bs, BDRV_OP_FLUSH, cb, NULL, opaque));
 }
 
 static void submit_range(BlockDriverState *bs, BdrvOp op, uint64_t offset, uint64_t bytes,
                          BdrvRequestFlags flags, BdrvCompletionFunc cb, gpointer opaque)
 {
-    BdrvRequest *req = request_new(bs, op, cb, NULL, opaque);
+    BdrvRequest *req = bdrv_request_new(bs, op, cb, NULL, opaque);
 
     req->offset = offset;
     req->bytes = bytes;
     req->flags = flags;
-    request_submit(req);
+    bdrv_request_submit(req);
 }
 
 void bdrv_aio_pdiscard(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
@@ -279,9 +295,66 @@ void bdrv_aio_block_status(BlockDriverState *bs, uint64_t offset, uint64_t bytes
     BdrvRequest *req;
 
     g_return_if_fail(bs != NULL);
-    req = request_new(bs, BDRV_OP_BLOCK_STATUS, NULL, cb, opaque);
+    req = bdrv_request_new(bs, BDRV_OP_BLOCK_STATUS, NULL, cb, opaque);
     req->offset = offset;
     req->bytes = bytes;
     req->max_extents = max_extents == 0 ? BDRV_MAX_EXTENTS : MIN(max_extents, BDRV_MAX_EXTENTS);
-    request_submit(req);
+    bdrv_request_submit(req);
+}
+
+/* --- requests to a child node ------------------------------------------- */
+
+/* The default done: the parent finishes as its child did. */
+static void child_done_forward(BdrvRequest *parent, BdrvRequest *creq)
+{
+    GError *err = creq->err;
+
+    creq->err = NULL;
+    if (creq->ret >= 0 && parent->op == BDRV_OP_BLOCK_STATUS && creq->n_extents > 0) {
+        if (parent->n_extents == 0 && parent->max_extents >= creq->n_extents) {
+            /* The usual case: take the answer over as it is. */
+            g_free(parent->extents);
+            parent->extents = g_steal_pointer(&creq->extents);
+            parent->n_extents = parent->extents_alloc = creq->n_extents;
+            creq->n_extents = creq->extents_alloc = 0;
+        } else {
+            for (guint i = 0; i < creq->n_extents; i++) {
+                if (!bdrv_request_add_extent(parent, creq->extents[i].length,
+                                             creq->extents[i].status)) {
+                    break;
+                }
+            }
+        }
+    }
+    bdrv_request_complete(parent, creq->ret, err);
+}
+
+void bdrv_child_submit(BdrvRequest *parent, BlockDriverState *child, BdrvOp op,
+                       uint64_t offset, uint64_t bytes, const struct iovec *iov, int niov,
+                       BdrvRequestFlags flags, BdrvChildDoneFunc done, void *opaque)
+{
+    BdrvRequest *creq;
+
+    g_return_if_fail(parent != NULL && child != NULL);
+    creq = request_alloc(child, op, bdrv_completion_queue_ref(parent->queue));
+    creq->parent = parent;
+    creq->done = done ? done : child_done_forward;
+    creq->child_opaque = opaque;
+    creq->offset = offset;
+    creq->flags = flags;
+    creq->max_extents = parent->max_extents ? parent->max_extents : BDRV_MAX_EXTENTS;
+    if (op == BDRV_OP_READ || op == BDRV_OP_WRITE) {
+        if (!bdrv_request_set_iov(creq, iov, niov)) {
+            return;
+        }
+    } else {
+        creq->bytes = bytes;
+    }
+    bdrv_request_submit(creq);
+}
+
+void bdrv_child_forward(BdrvRequest *parent, BlockDriverState *child, uint64_t offset)
+{
+    bdrv_child_submit(parent, child, parent->op, offset, parent->bytes, parent->iov,
+                      parent->niov, parent->flags, NULL, NULL);
 }

@@ -120,15 +120,36 @@ static bool check_node_name(const char *name, GError **errp)
     return true;
 }
 
-/* Checks between options that QEMU makes before opening anything. */
-static bool check_common_options(const BdrvCommonOptions *opts, GError **errp)
+/*
+ * QEMU's automatic names for nodes opened nested in another: "#block", a
+ * counter and two random digits. '#' cannot start a user's node-name, so
+ * these never clash with one.
+ */
+static char *auto_node_name(void)
 {
-    if (!opts->has_node_name) {
+    static gint counter;
+
+    for (;;) {
+        char *name = g_strdup_printf("#block%d%02d", g_atomic_int_add(&counter, 1),
+                                     g_random_int_range(0, 100));
+        if (!bdrv_find_node(name)) {
+            return name;
+        }
+        g_free(name);
+    }
+}
+
+/* Checks between options that QEMU makes before opening anything. */
+static bool check_common_options(BdrvCommonOptions *opts, bool nested, GError **errp)
+{
+    if (!opts->has_node_name && nested) {
+        opts->node_name = auto_node_name();
+        opts->has_node_name = true;
+    } else if (!opts->has_node_name) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                             "'node-name' must be specified for the root node");
         return false;
-    }
-    if (!check_node_name(opts->node_name, errp)) {
+    } else if (!check_node_name(opts->node_name, errp)) {
         return false;
     }
     if (opts->detect_zeroes == BDRV_DETECT_ZEROES_UNMAP &&
@@ -172,17 +193,50 @@ const QmpArgsUnion bdrv_blockdev_add_schema = {
     .base = blockdev_add_base, .tag = "driver", .foreach_variant = blockdev_add_variants,
 };
 
+static void node_table_remove(BlockDriverState *bs);
+
+/* The parent's references; any thread (the last put of a parent). */
+static void release_children(BlockDriverState *bs)
+{
+    while (bs->n_children > 0) {
+        BlockDriverState *child = bs->children[--bs->n_children].bs;
+
+        g_atomic_int_add(&child->n_parents, -1);
+        bdrv_put(child);
+    }
+}
+
+/*
+ * Nested children leave the node table with their parent (main thread):
+ * the parent's reference keeps them alive as long as it lives. A nested
+ * child that another node also uses by name stays.
+ */
+static void detach_children(BlockDriverState *bs)
+{
+    for (guint i = 0; i < bs->n_children; i++) {
+        BlockDriverState *child = bs->children[i].bs;
+
+        if (!child->monitor_owned && child->in_table &&
+            g_atomic_int_get(&child->n_parents) == 1) {
+            detach_children(child);
+            node_table_remove(child);
+        }
+    }
+}
+
 static void bdrv_free(BlockDriverState *bs)
 {
     if (bs->drv && bs->drv->close) {
         bs->drv->close(bs);
     }
+    release_children(bs);
     g_free(bs->node_name);
     g_free(bs->filename);
     g_free(bs);
 }
 
-BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
+static BlockDriverState *open_node(json_object *options, bool keyval, bool nested,
+                                   GError **errp)
 {
     BdrvCommonOptions common = { 0 };
     const ArgSpec driver_member[] = {
@@ -213,7 +267,7 @@ BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
     if (!argspec_decode_targets(targets, G_N_ELEMENTS(targets), options, keyval, errp)) {
         return NULL;
     }
-    if (!check_common_options(&common, errp)) {
+    if (!check_common_options(&common, nested, errp)) {
         argspec_clear_targets(targets, G_N_ELEMENTS(targets));
         return NULL;
     }
@@ -230,19 +284,26 @@ BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
     bs->cache_direct = common.cache.direct;
     bs->cache_no_flush = common.cache.no_flush;
     bs->request_alignment = 1;
+    bs->monitor_owned = !nested;
+    bs->opening_keyval = keyval;
 
     if (!drv->open(bs, drv_opts, errp)) {
-        /* The driver cleaned up after itself; close() must not run. */
+        /* The driver cleaned up after itself (but for the children it
+         * opened, which are bs's); close() must not run. */
         argspec_clear_targets(targets, G_N_ELEMENTS(targets));
+        detach_children(bs);
+        release_children(bs);
         g_free(bs->node_name);
         g_free(bs);
         return NULL;
     }
+    bs->opening_keyval = false;
     bs->drv = drv;
     if (bs->size > (uint64_t) BDRV_MAX_LENGTH) {
         g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                             "Could not refresh total sector count: File too large");
         argspec_clear_targets(targets, G_N_ELEMENTS(targets));
+        detach_children(bs);
         bdrv_free(bs);
         return NULL;
     }
@@ -259,12 +320,23 @@ BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
     if (bdrv_find_node(bs->node_name)) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
                     "Duplicate nodes with node-name='%s'", bs->node_name);
+        detach_children(bs);
         bdrv_free(bs);
         return NULL;
     }
     bs->in_table = true;
     berth_named_table_add(&node_table, bs->node_name, bs);
     return bdrv_get(bs);
+}
+
+BlockDriverState *bdrv_open(json_object *options, bool keyval, GError **errp)
+{
+    return open_node(options, keyval, false, errp);
+}
+
+BlockDriverState *bdrv_open_nested(json_object *options, bool keyval, GError **errp)
+{
+    return open_node(options, keyval, true, errp);
 }
 
 BlockDriverState *bdrv_find_node(const char *node_name)
@@ -291,6 +363,7 @@ void bdrv_put(BlockDriverState *bs)
 
 static void node_table_remove(BlockDriverState *bs)
 {
+    detach_children(bs);
     berth_named_table_remove(&node_table, bs->node_name);
     bs->in_table = false;
     bdrv_put(bs);
@@ -305,9 +378,24 @@ bool bdrv_delete(const char *node_name, GError **errp)
                     "Failed to find node with node-name='%s'", node_name ? node_name : "");
         return false;
     }
-    /* Requests still finishing keep the node alive but are not users. */
-    if (g_atomic_int_get(&bs->refcnt) - g_atomic_int_get(&bs->in_flight) > 1) {
+    /*
+     * QEMU's checks in its order: users such as exports and drives, then
+     * nested nodes, then parents. Requests still finishing keep the node
+     * alive but are not users; the table and each parent hold one
+     * reference.
+     */
+    gint parents = g_atomic_int_get(&bs->n_parents);
+    if (g_atomic_int_get(&bs->refcnt) - g_atomic_int_get(&bs->in_flight) - parents > 1) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_BUSY, "Node %s is in use", node_name);
+        return false;
+    }
+    if (!bs->monitor_owned) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_BUSY, "Node %s is not owned by the monitor",
+                    node_name);
+        return false;
+    }
+    if (parents > 0) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_BUSY, "Block device %s is in use", node_name);
         return false;
     }
     node_table_remove(bs);

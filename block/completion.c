@@ -243,6 +243,12 @@ void bdrv_dispatch_completions(void)
     }
 }
 
+BdrvCompletionQueue *bdrv_completion_queue_ref(BdrvCompletionQueue *q)
+{
+    g_source_ref(&q->source);
+    return q;
+}
+
 void bdrv_completion_queue_unref(BdrvCompletionQueue *q)
 {
     g_source_unref(&q->source);

@@ -22,10 +22,14 @@
 #define WORKER_THREADS_MIN 16
 #define WORKER_THREADS_MAX 64
 
+/* Set on the pool's own threads. */
+static GPrivate on_worker_thread;
+
 static void worker_run(gpointer data, gpointer user_data)
 {
     BdrvRequest *req = data;
 
+    g_private_set(&on_worker_thread, GINT_TO_POINTER(1));
     req->work(req);
 }
 
@@ -52,6 +56,16 @@ void bdrv_worker_submit(BdrvRequest *req, void (*work)(BdrvRequest *req))
     g_autoptr(GError) err = NULL;
 
     req->work = work;
+    /*
+     * A driver on a worker that waits for a child's request (qcow2 reading
+     * its tables through bdrv_child_pread_sync()) would hold its worker
+     * while the child's work queues behind it: with every worker doing
+     * that, nothing would run. The worker does the child's work itself.
+     */
+    if (g_private_get(&on_worker_thread)) {
+        work(req);
+        return;
+    }
     if (!pool) {
         bdrv_request_fail(req, EAGAIN, "No I/O worker threads available");
         return;
