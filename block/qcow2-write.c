@@ -385,18 +385,18 @@ int qcow2_write_zeroes(Qcow2 *s, uint64_t offset, uint64_t len, bool may_unmap,
     }
     whole_clusters(s, offset, len, &first, &end);
     g_rw_lock_writer_lock(&s->lock);
-    if (first == end) {
-        ret = zero_partial(s, offset, len, errp);
-    } else {
-        uint64_t head_end = first * cs, tail = end * cs;
+    {
+        /* Partial clusters at either end, each within one cluster. */
+        uint64_t stop = offset + len;
+        uint64_t head_end = MIN(first * cs, stop), tail = MAX(end * cs, head_end);
         if (offset < head_end) {
             ret = zero_partial(s, offset, head_end - offset, errp);
         }
-        if (ret == 0) {
+        if (ret == 0 && first < end) {
             ret = clear_clusters(s, first, end, may_unmap ? MODE_ZERO_UNMAP : MODE_ZERO, errp);
         }
-        if (ret == 0 && tail < offset + len) {
-            ret = zero_partial(s, tail, offset + len - tail, errp);
+        if (ret == 0 && tail < stop) {
+            ret = zero_partial(s, tail, stop - tail, errp);
         }
     }
     g_rw_lock_writer_unlock(&s->lock);
