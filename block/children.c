@@ -126,8 +126,9 @@ BlockDriverState *bdrv_open_child(BlockDriverState *bs, json_object *ref, const 
         return NULL;
     }
 
-    /* A read-only child makes its parent read-only: nothing could write. */
-    if (child->read_only) {
+    /* A read-only child makes its parent read-only: nothing could write.
+     * Not a backing child: a format writes only to its own file. */
+    if (child->read_only && strcmp(role, "backing") != 0) {
         bs->read_only = true;
     }
     g_atomic_int_inc(&child->n_parents);

@@ -12,11 +12,13 @@ extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_null_co;
 extern const BlockDriver bdrv_memory;
 extern const BlockDriver bdrv_nbd;
+extern const BlockDriver bdrv_qcow2;
 
 const BlockDriver *const bdrv_drivers[] = {
     &bdrv_file,
     &bdrv_null_co,
     &bdrv_memory,
     &bdrv_nbd,
+    &bdrv_qcow2,
     NULL
 };
