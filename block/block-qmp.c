@@ -43,7 +43,21 @@ static json_object *node_device_info(BlockDriverState *bs)
     json_object_object_add(node, "node-name", json_object_new_string(info.node_name));
     json_object_object_add(node, "ro", json_object_new_boolean(info.read_only));
     json_object_object_add(node, "drv", json_object_new_string(info.driver));
-    json_object_object_add(node, "backing_file_depth", json_object_new_int(0));
+    {
+        /* A format node's backing chain (qcow2's "backing" child). */
+        BlockDriverState *backing = bdrv_child(bs, "backing");
+        int depth = 0;
+
+        for (BlockDriverState *b = backing; b; b = bdrv_child(b, "backing")) {
+            depth++;
+        }
+        if (backing) {
+            json_object_object_add(node, "backing_file",
+                                   json_object_new_string(backing->filename
+                                                          ? backing->filename : ""));
+        }
+        json_object_object_add(node, "backing_file_depth", json_object_new_int(depth));
+    }
     json_object_object_add(node, "encrypted", json_object_new_boolean(false));
     json_object_object_add(node, "detect_zeroes",
                            json_object_new_string(info.detect_zeroes ? info.detect_zeroes
