@@ -495,8 +495,8 @@ static void add_image_members(BlockDriverState *bs, json_object *image)
         json_object_put(fimage);
     }
     json_object_object_add(data, "compat", json_object_new_string(v3 ? "1.1" : "0.10"));
+    json_object_object_add(data, "compression-type", json_object_new_string("zlib"));
     if (v3) {
-        json_object_object_add(data, "compression-type", json_object_new_string("zlib"));
         json_object_object_add(data, "lazy-refcounts", json_object_new_boolean(false));
     }
     json_object_object_add(data, "refcount-bits", json_object_new_int(16));
