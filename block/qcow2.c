@@ -36,8 +36,6 @@ typedef struct {
     bool has_cache_size;
     uint64_t l2_cache_size;
     bool has_l2_cache_size;
-    uint64_t refcount_cache_size;
-    bool has_refcount_cache_size;
 } Qcow2Options;
 
 static const ArgSpec qcow2_members[] = {
@@ -51,8 +49,6 @@ static const ArgSpec qcow2_members[] = {
                  has_pass_discard_request),
     ARG_OPTIONAL("cache-size", ARG_SIZE, Qcow2Options, cache_size, has_cache_size),
     ARG_OPTIONAL("l2-cache-size", ARG_SIZE, Qcow2Options, l2_cache_size, has_l2_cache_size),
-    ARG_OPTIONAL("refcount-cache-size", ARG_SIZE, Qcow2Options, refcount_cache_size,
-                 has_refcount_cache_size),
     ARG_TABLE_END
 };
 
@@ -385,9 +381,8 @@ static bool qcow2_open_node(BlockDriverState *bs, const void *options, GError **
     if (opts->has_l2_cache_size) {
         l2_cache = MAX(opts->l2_cache_size, 1);
     } else if (opts->has_cache_size) {
-        l2_cache = MAX(opts->cache_size - (opts->has_refcount_cache_size
-                                           ? MIN(opts->refcount_cache_size, opts->cache_size)
-                                           : opts->cache_size / 4), 1);
+        /* The refcount cache keeps a quarter, as QEMU's split roughly does. */
+        l2_cache = MAX(opts->cache_size - opts->cache_size / 4, 1);
     }
     s = g_new0(Qcow2State, 1);
     bs->opaque = s;

@@ -217,6 +217,28 @@ class WriteTest(Qcow2Test):
         self.check_clean(image)
         bh.run_tool(["qemu-img", "compare", "-f", "qcow2", "-F", "raw", image, ref])
 
+    def test_discard_and_unmap(self):
+        image = self.img("d.qcow2")
+        self.qemu_io(image, "write -P 0x66 0 8m")
+        ref = self.path("ref.raw")
+        bh.make_sparse_file(ref, 16 * MiB)
+        ops = ["discard 1m 1m", "write -z -u 4m 1m", "write -z 6m 64k"]
+        self.qemu_io(ref, "write -P 0x66 0 8m", *ops, fmt="raw")
+        d, uri, _ = self.serve(image, writable=True, extra={"discard": "unmap"})
+        self.qemu_io(uri, *ops, fmt="raw")
+        d.stop()
+        self.check_clean(image)
+        bh.run_tool(["qemu-img", "compare", "-f", "qcow2", "-F", "raw", image, ref])
+        rc, out, _ = bh.run_tool(["qemu-img", "map", "--output=json", image])
+        extents = json.loads(out)
+        # The discarded and unmapped clusters own no data any more.
+        for start in (1 * MiB, 4 * MiB):
+            e = [x for x in extents if x["start"] <= start < x["start"] + x["length"]][0]
+            self.assertFalse(e["data"], e)
+            self.assertTrue(e["zero"], e)
+        rc, out, _ = bh.run_tool(["qemu-img", "check", image])
+        self.assertIn("No errors", out)
+
     @bh.needs_tools("nbdcopy")
     def test_nbdcopy_into_image(self):
         src = self.path("src.raw")
