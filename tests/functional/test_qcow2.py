@@ -16,7 +16,9 @@ Runs against qemu-storage-daemon too (BERTHD=qemu-storage-daemon)."""
 import json
 import os
 import shutil
+import subprocess
 import sys
+import time
 
 sys.dont_write_bytecode = True     # keep the source tree clean
 import berth_harness as bh
@@ -61,7 +63,7 @@ class Qcow2Test(bh.DaemonTestCase):
             return f.read()
 
     def serve(self, image, writable=False, nested=False, extra=None, exe=None,
-              name="daemon"):
+              name="daemon", stop_check=True):
         """A daemon exporting image through a qcow2 node 'q' as export 'q'."""
         tag = "%s-%d" % (name, len(self._test_daemons))
         sock = self.path(tag + ".sock")
@@ -80,7 +82,7 @@ class Qcow2Test(bh.DaemonTestCase):
                      + "".join("," + k + "=" + v for k, v in (extra or {}).items())]
         args += bh.nbd_server_unix(sock) + bh.nbd_export("e", "q", "q", writable=writable)
         args += bh.qmp_monitor(qmp)
-        d = self.start_daemon(args, wait_for=sock, name=tag, exe=exe)
+        d = self.start_daemon(args, wait_for=sock, name=tag, exe=exe, stop_check=stop_check)
         return d, bh.nbd_uri(sock, "q"), qmp
 
     def nbd_raw(self, uri, name):
@@ -238,6 +240,24 @@ class WriteTest(Qcow2Test):
             self.assertTrue(e["zero"], e)
         rc, out, _ = bh.run_tool(["qemu-img", "check", image])
         self.assertIn("No errors", out)
+
+    @bh.needs_tools("nbdcopy")
+    def test_sigkill_leaves_consistent_image(self):
+        # Killed in the middle of allocating writes: leaks at worst.
+        src = self.path("src.raw")
+        bh.make_pattern_file(src, 64 * MiB, seed=4)
+        for delay in (0.05, 0.2, 0.4):
+            image = self.img("k.qcow2", size="64M", opts="cluster_size=4k")
+            d, uri, _ = self.serve(image, writable=True, stop_check=False)
+            copy = subprocess.Popen(["nbdcopy", "--request-size=65536", src, uri],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(delay)
+            d.kill()
+            copy.wait(timeout=30)
+            rc, out, err = bh.run_tool(["qemu-img", "check", image], check=False)
+            self.assertIn(rc, (0, 3), out + err)
+            self.assertNotIn("ERROR", out + err)
+            os.unlink(image)
 
     @bh.needs_tools("nbdcopy")
     def test_nbdcopy_into_image(self):
