@@ -400,6 +400,12 @@ void qcow2_close(Qcow2 *s)
     if (!s) {
         return;
     }
+    if (s->writable && s->pool_end > s->pool_start) {
+        g_autoptr(GError) err = NULL;
+        if (qcow2_release_pool(s, &err) < 0) {
+            g_warning("%s (the image leaks clusters)", err->message);
+        }
+    }
     if (s->l2_cache.slots) {
         qcow2_cache_clear(&s->l2_cache);
         qcow2_cache_clear(&s->rb_cache);

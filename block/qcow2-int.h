@@ -6,7 +6,10 @@
  * leaves the image consistent whenever the process dies: refcounts before
  * the tables that use them, data before the L2 entry that points at it, an
  * L2 table before the L1 entry, and entries cleared before the clusters they
- * pointed at are freed (a crash leaks clusters at worst).
+ * pointed at are freed (a crash leaks clusters at worst). Clusters are
+ * counted a few MiB ahead and synced once for the lot, so a refcount is on
+ * disk before any table that uses it even if the host loses power; new
+ * refcount blocks and L2 tables are synced before what points at them.
  *
  * Locking: `lock` is shared by reads and by writes that touch no metadata,
  * and taken alone by anything that changes metadata. The L2 cache is also
@@ -105,6 +108,8 @@ struct Qcow2 {
     Qcow2Cache l2_cache;
     Qcow2Cache rb_cache;
     uint64_t free_hint;             /* cluster index where a free search starts */
+    /* Clusters counted (refcount 1, synced) but not yet handed out. */
+    uint64_t pool_start, pool_end;
 };
 
 /* cache.c */
@@ -132,6 +137,8 @@ void qcow2_compressed_range(Qcow2 *s, uint64_t entry, uint64_t *offset, uint64_t
 int qcow2_refcount_get(Qcow2 *s, uint64_t cluster, uint16_t *refcount, GError **errp);
 /* n contiguous free clusters with refcount 1; the host offset or -errno. */
 int64_t qcow2_alloc_clusters(Qcow2 *s, uint64_t n, GError **errp);
+/* Give back the clusters reserved but not used (at close). */
+int qcow2_release_pool(Qcow2 *s, GError **errp);
 /* Drop one reference from every cluster in [offset, offset + len). */
 int qcow2_free_range(Qcow2 *s, uint64_t offset, uint64_t len, GError **errp);
 /* Free what an L2 entry owned (normal or compressed). */

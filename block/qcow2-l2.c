@@ -132,6 +132,10 @@ static int l2_prepare(Qcow2 *s, uint64_t l1_index, uint64_t *l2_off, GError **er
             qcow2_cache_drop(&s->l2_cache, fresh);
         }
         g_mutex_unlock(&s->cache_lock);
+        if (ret == 0) {
+            /* The table is on disk before the L1 entry that points at it. */
+            ret = qcow2_sync(s, errp);
+        }
         if (ret < 0) {
             return ret;
         }

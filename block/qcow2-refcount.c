@@ -162,7 +162,7 @@ static int create_block(Qcow2 *s, uint64_t b, GError **errp)
         return corrupt(errp, "missing refcount block for metadata", rb_off);
     }
     ret = write_new_block(s, rb_off, 1, errp);
-    if (ret < 0) {
+    if (ret < 0 || (ret = qcow2_sync(s, errp)) < 0) {
         return ret;
     }
     be = GUINT64_TO_BE(rb_off);
@@ -202,7 +202,8 @@ static int64_t find_free(Qcow2 *s, uint64_t n, GError **errp)
     return -ENOSPC;
 }
 
-int64_t qcow2_alloc_clusters(Qcow2 *s, uint64_t n, GError **errp)
+/* n contiguous clusters newly counted (not yet synced). */
+static int64_t reserve_clusters(Qcow2 *s, uint64_t n, GError **errp)
 {
     for (;;) {
         int64_t start = find_free(s, n, errp);
@@ -231,8 +232,52 @@ int64_t qcow2_alloc_clusters(Qcow2 *s, uint64_t n, GError **errp)
             return ret;
         }
         s->free_hint = start + n;
+        return start;
+    }
+}
+
+int qcow2_release_pool(Qcow2 *s, GError **errp)
+{
+    uint64_t start = s->pool_start, n = s->pool_end - s->pool_start;
+
+    s->pool_start = s->pool_end = 0;
+    return n ? set_refcounts(s, start, n, -1, errp) : 0;
+}
+
+int64_t qcow2_alloc_clusters(Qcow2 *s, uint64_t n, GError **errp)
+{
+    uint64_t want = MAX(n, CLAMP((UINT64_C(4) << 20) >> s->cluster_bits, 8,
+                                 s->refblock_entries / 2));
+    int64_t start;
+    int ret;
+
+    if (s->pool_end - s->pool_start >= n) {
+        start = s->pool_start;
+        s->pool_start += n;
         return (int64_t) ((uint64_t) start << s->cluster_bits);
     }
+    ret = qcow2_release_pool(s, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    start = reserve_clusters(s, want, errp);
+    if (start < 0 && want > n) {
+        g_clear_error(errp);
+        want = n;
+        start = reserve_clusters(s, n, errp);
+    }
+    if (start < 0) {
+        return start;
+    }
+    /* One sync for the whole reserve: its counts precede every use. */
+    ret = qcow2_sync(s, errp);
+    if (ret < 0) {
+        set_refcounts(s, start, want, -1, NULL);
+        return ret;
+    }
+    s->pool_start = start + n;
+    s->pool_end = start + want;
+    return (int64_t) ((uint64_t) start << s->cluster_bits);
 }
 
 int qcow2_free_range(Qcow2 *s, uint64_t offset, uint64_t len, GError **errp)
