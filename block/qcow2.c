@@ -174,7 +174,9 @@ static uint32_t map_status(BlockDriverState *bs, Qcow2MapType t, uint64_t offset
 static int do_block_status(BdrvRequest *req, GError **errp)
 {
     Qcow2State *s = req->bs->opaque;
-    uint64_t pos = req->offset, end = req->offset + req->bytes;
+    /* Bounded work per answer (it may end early): 128Ki clusters. */
+    uint64_t limit = (uint64_t) qcow2_cluster_size(s->q) << 17;
+    uint64_t pos = req->offset, end = req->offset + MIN(req->bytes, limit);
 
     while (pos < end) {
         Qcow2MapType t;
@@ -313,6 +315,16 @@ static const char *probe_format(const char *path)
     return memcmp(magic, "QFI\xfb", 4) == 0 ? "qcow2" : "raw";
 }
 
+static bool have_driver(const char *name)
+{
+    for (const BlockDriver *const *d = bdrv_drivers; *d; d++) {
+        if (strcmp((*d)->name, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* The backing file of the header, opened read-only as a nested child. */
 static BlockDriverState *open_header_backing(BlockDriverState *bs, Qcow2State *s,
                                              GError **errp)
@@ -338,12 +350,17 @@ static BlockDriverState *open_header_backing(BlockDriverState *bs, Qcow2State *s
                     fmt, name);
         return NULL;
     }
-    opts = json_object_new_object();
     file = json_object_new_object();
     json_object_object_add(file, "driver", json_object_new_string("file"));
     json_object_object_add(file, "filename", json_object_new_string(path));
-    json_object_object_add(opts, "driver", json_object_new_string(fmt));
-    json_object_object_add(opts, "file", file);
+    if (strcmp(fmt, "raw") == 0 && !have_driver("raw")) {
+        /* Without a raw driver the file node itself is the raw image. */
+        opts = file;
+    } else {
+        opts = json_object_new_object();
+        json_object_object_add(opts, "driver", json_object_new_string(fmt));
+        json_object_object_add(opts, "file", file);
+    }
     json_object_object_add(opts, "read-only", bs->opening_keyval
                                               ? json_object_new_string("on")
                                               : json_object_new_boolean(true));

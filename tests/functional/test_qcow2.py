@@ -135,6 +135,29 @@ class ReadTest(Qcow2Test):
         self.qemu_io(top, "write -P 0x44 32k 64k", "write -z 1000000 64k")
         self.check_read(top)
 
+    def test_raw_backing(self):
+        base = bh.make_pattern_file(self.path("base.raw"), 8 * MiB, seed=7,
+                                    sparse_every=1 * MiB)
+        top = self.path("top.qcow2")
+        bh.run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw",
+                     top, "12M"])
+        self.qemu_io(top, "write -P 0x44 100k 64k")
+        self.check_read(top)
+        with open(base, "rb") as f:
+            before = f.read()
+        ref = self.path("ref.raw")
+        with open(ref, "wb") as f:
+            f.write(before + bytes(4 * MiB))
+        self.qemu_io(ref, "write -P 0x44 100k 64k", fmt="raw")
+        d, uri, _ = self.serve(top, writable=True)
+        self.qemu_io(uri, "write -P 0x55 3000000 5000", "write -z 6m 64k", fmt="raw")
+        d.stop()
+        self.qemu_io(ref, "write -P 0x55 3000000 5000", "write -z 6m 64k", fmt="raw")
+        self.check_clean(top)
+        bh.run_tool(["qemu-img", "compare", "-f", "qcow2", "-F", "raw", top, ref])
+        with open(base, "rb") as f:
+            self.assertEqual(f.read(), before)
+
     def test_backing_null(self):
         base = self.filled("base.qcow2", None)
         top = self.img("top.qcow2", backing=base)
