@@ -348,6 +348,7 @@ Qcow2 *qcow2_open(const Qcow2File *file, bool writable, uint64_t l2_cache_bytes,
     s->file = *file;
     s->writable = writable;
     g_rw_lock_init(&s->lock);
+    g_mutex_init(&s->gate);
     g_mutex_init(&s->cache_lock);
 
     file_len = s->file.length(s->file.opaque);
@@ -415,6 +416,7 @@ void qcow2_close(Qcow2 *s)
     g_free(s->backing_file);
     g_free(s->backing_format);
     g_rw_lock_clear(&s->lock);
+    g_mutex_clear(&s->gate);
     g_mutex_clear(&s->cache_lock);
     g_free(s);
 }

@@ -104,6 +104,8 @@ struct Qcow2 {
     uint64_t *reftable;             /* big-endian */
 
     GRWLock lock;
+    GMutex gate;                    /* see qcow2_lock_shared() */
+    gint writers_waiting;           /* atomic */
     GMutex cache_lock;
     Qcow2Cache l2_cache;
     Qcow2Cache rb_cache;
@@ -156,6 +158,40 @@ int qcow2_read_cluster(Qcow2 *s, uint64_t guest_cluster, uint64_t entry, uint8_t
 int qcow2_pread(Qcow2 *s, uint64_t offset, void *buf, size_t len, GError **errp);
 int qcow2_pwrite(Qcow2 *s, uint64_t offset, const void *buf, size_t len, GError **errp);
 int qcow2_sync(Qcow2 *s, GError **errp);
+
+/*
+ * The metadata lock. GRWLock lets readers in while a writer waits, so a
+ * steady stream of reads could keep an allocating write out for ever: a
+ * writer holds the gate while it waits, and readers that come after it
+ * queue at the gate (readers take no mutex while no writer waits).
+ */
+static inline void qcow2_lock_shared(Qcow2 *s)
+{
+    if (g_atomic_int_get(&s->writers_waiting)) {
+        g_mutex_lock(&s->gate);
+        g_mutex_unlock(&s->gate);
+    }
+    g_rw_lock_reader_lock(&s->lock);
+}
+
+static inline void qcow2_unlock_shared(Qcow2 *s)
+{
+    g_rw_lock_reader_unlock(&s->lock);
+}
+
+static inline void qcow2_lock_exclusive(Qcow2 *s)
+{
+    g_atomic_int_inc(&s->writers_waiting);
+    g_mutex_lock(&s->gate);
+    g_rw_lock_writer_lock(&s->lock);
+    g_mutex_unlock(&s->gate);
+    g_atomic_int_dec_and_test(&s->writers_waiting);
+}
+
+static inline void qcow2_unlock_exclusive(Qcow2 *s)
+{
+    g_rw_lock_writer_unlock(&s->lock);
+}
 
 static inline uint64_t qcow2_be64(uint64_t v) { return GUINT64_FROM_BE(v); }
 

@@ -154,9 +154,9 @@ int qcow2_read(Qcow2 *s, uint64_t offset, void *buf, size_t len, GError **errp)
 {
     int ret;
 
-    g_rw_lock_reader_lock(&s->lock);
+    qcow2_lock_shared(s);
     ret = read_locked(s, offset, buf, len, errp);
-    g_rw_lock_reader_unlock(&s->lock);
+    qcow2_unlock_shared(s);
     return ret;
 }
 
@@ -183,7 +183,7 @@ int qcow2_map(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *pnum,
     bool first = true;
     int ret = 0;
 
-    g_rw_lock_reader_lock(&s->lock);
+    qcow2_lock_shared(s);
     while (pos < end) {
         uint64_t gc = pos >> s->cluster_bits, entry, next;
         uint64_t l1_index = gc / s->l2_entries;
@@ -209,7 +209,7 @@ int qcow2_map(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *pnum,
         }
         pos = MIN(next, end);
     }
-    g_rw_lock_reader_unlock(&s->lock);
+    qcow2_unlock_shared(s);
     *pnum = pos - offset;
     return ret < 0 ? ret : 0;
 }

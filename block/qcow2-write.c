@@ -221,15 +221,15 @@ int qcow2_write(Qcow2 *s, uint64_t offset, const void *buf, size_t len, GError *
     if (len == 0) {
         return 0;
     }
-    g_rw_lock_reader_lock(&s->lock);
+    qcow2_lock_shared(s);
     ret = write_in_place(s, offset, buf, len, errp);
-    g_rw_lock_reader_unlock(&s->lock);
+    qcow2_unlock_shared(s);
     if (ret != 0) {
         return ret < 0 ? ret : 0;
     }
-    g_rw_lock_writer_lock(&s->lock);
+    qcow2_lock_exclusive(s);
     ret = write_locked(s, offset, buf, len, errp);
-    g_rw_lock_writer_unlock(&s->lock);
+    qcow2_unlock_exclusive(s);
     return ret;
 }
 
@@ -384,7 +384,7 @@ int qcow2_write_zeroes(Qcow2 *s, uint64_t offset, uint64_t len, bool may_unmap,
         return 0;
     }
     whole_clusters(s, offset, len, &first, &end);
-    g_rw_lock_writer_lock(&s->lock);
+    qcow2_lock_exclusive(s);
     {
         /* Partial clusters at either end, each within one cluster. */
         uint64_t stop = offset + len;
@@ -399,7 +399,7 @@ int qcow2_write_zeroes(Qcow2 *s, uint64_t offset, uint64_t len, bool may_unmap,
             ret = zero_partial(s, tail, stop - tail, errp);
         }
     }
-    g_rw_lock_writer_unlock(&s->lock);
+    qcow2_unlock_exclusive(s);
     return ret;
 }
 
@@ -412,9 +412,9 @@ int qcow2_discard(Qcow2 *s, uint64_t offset, uint64_t len, GError **errp)
         return 0;
     }
     whole_clusters(s, offset, len, &first, &end);
-    g_rw_lock_writer_lock(&s->lock);
+    qcow2_lock_exclusive(s);
     ret = clear_clusters(s, first, end, MODE_DISCARD, errp);
-    g_rw_lock_writer_unlock(&s->lock);
+    qcow2_unlock_exclusive(s);
     return ret;
 }
 
