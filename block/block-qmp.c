@@ -13,22 +13,52 @@
 
 /* --- node description, shared by query-named-block-nodes and query-block --- */
 
-static json_object *node_image_info(BlockDriverState *bs, const BdrvInfo *info)
+/*
+ * The node QEMU shows as backing-image: a filter's child (blkdebug's
+ * image) or a format's backing node.
+ */
+static BlockDriverState *node_backing(BlockDriverState *bs)
+{
+    if (bs->drv->is_filter && bs->n_children > 0) {
+        return bs->children[0].bs;
+    }
+    return bdrv_child(bs, "backing");
+}
+
+static int node_backing_depth(BlockDriverState *bs)
+{
+    int depth = 0;
+
+    /* Bounded: a graph has no cycles, and no chain is longer than the table. */
+    while ((bs = node_backing(bs)) != NULL && depth < 65536) {
+        depth++;
+    }
+    return depth;
+}
+
+/* QEMU's ImageInfo; with recurse, the backing chain as backing-image. */
+static json_object *node_image_info(BlockDriverState *bs, bool recurse)
 {
     json_object *image = json_object_new_object();
-    const char *filename = info->filename ? info->filename : "";
+    BlockDriverState *backing = node_backing(bs);
+    BdrvInfo info;
 
-    json_object_object_add(image, "virtual-size", json_object_new_int64((int64_t) info->size));
-    json_object_object_add(image, "filename", json_object_new_string(filename));
-    json_object_object_add(image, "format", json_object_new_string(info->driver));
+    bdrv_get_info(bs, &info);
+    json_object_object_add(image, "virtual-size", json_object_new_int64((int64_t) info.size));
+    json_object_object_add(image, "filename",
+                           json_object_new_string(info.filename ? info.filename : ""));
+    json_object_object_add(image, "format", json_object_new_string(info.driver));
     if (bs->drv->image_info) {
         bs->drv->image_info(bs, image);
+    }
+    if (backing && recurse) {
+        json_object_object_add(image, "backing-image", node_image_info(backing, true));
     }
     return image;
 }
 
 /* QEMU's BlockDeviceInfo; berth has no throttling, so those members are 0. */
-static json_object *node_device_info(BlockDriverState *bs)
+static json_object *node_device_info(BlockDriverState *bs, bool flat)
 {
     static const char *const zero_members[] = {
         "bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr", "write_threshold",
@@ -43,21 +73,14 @@ static json_object *node_device_info(BlockDriverState *bs)
     json_object_object_add(node, "node-name", json_object_new_string(info.node_name));
     json_object_object_add(node, "ro", json_object_new_boolean(info.read_only));
     json_object_object_add(node, "drv", json_object_new_string(info.driver));
-    {
-        /* A format node's backing chain (qcow2's "backing" child). */
-        BlockDriverState *backing = bdrv_child(bs, "backing");
-        int depth = 0;
-
-        for (BlockDriverState *b = backing; b; b = bdrv_child(b, "backing")) {
-            depth++;
-        }
-        if (backing) {
-            json_object_object_add(node, "backing_file",
-                                   json_object_new_string(backing->filename
-                                                          ? backing->filename : ""));
-        }
-        json_object_object_add(node, "backing_file_depth", json_object_new_int(depth));
+    if (node_backing(bs) && !node_backing(bs)->drv->is_filter && !bs->drv->is_filter) {
+        BlockDriverState *backing = node_backing(bs);
+        json_object_object_add(node, "backing_file",
+                               json_object_new_string(backing->filename
+                                                      ? backing->filename : ""));
     }
+    json_object_object_add(node, "backing_file_depth",
+                           json_object_new_int(node_backing_depth(bs)));
     json_object_object_add(node, "encrypted", json_object_new_boolean(false));
     json_object_object_add(node, "detect_zeroes",
                            json_object_new_string(info.detect_zeroes ? info.detect_zeroes
@@ -65,7 +88,7 @@ static json_object *node_device_info(BlockDriverState *bs)
     for (size_t i = 0; i < G_N_ELEMENTS(zero_members); i++) {
         json_object_object_add(node, zero_members[i], json_object_new_int(0));
     }
-    json_object_object_add(node, "image", node_image_info(bs, &info));
+    json_object_object_add(node, "image", node_image_info(bs, !flat));
     json_object_object_add(cache, "writeback", json_object_new_boolean(true));
     json_object_object_add(cache, "direct", json_object_new_boolean(info.cache_direct));
     json_object_object_add(cache, "no-flush", json_object_new_boolean(info.cache_no_flush));
@@ -132,11 +155,15 @@ static bool qmp_query_named_block_nodes(void *opaque, json_object **ret, GError 
     g_autoptr(GPtrArray) nodes = g_ptr_array_new();
     json_object *list = json_object_new_array();
 
-    /* berth nodes have no children, so "flat" changes nothing. */
+    QueryNodesArgs *args = opaque;
+
+    /* Children are nodes of the table too; "flat" leaves out the
+     * backing-image chains. */
     bdrv_foreach(collect_node, nodes);
     /* QEMU lists the newest node first. */
     for (guint i = nodes->len; i-- > 0;) {
-        json_object_array_add(list, node_device_info(g_ptr_array_index(nodes, i)));
+        json_object_array_add(list, node_device_info(g_ptr_array_index(nodes, i),
+                                                     args->flat));
     }
     *ret = list;
     return true;
@@ -380,7 +407,7 @@ static void describe_drive(BlockBackend *blk, gpointer opaque)
     json_object_object_add(drive, "locked", json_object_new_boolean(false));
     json_object_object_add(drive, "tray_open", json_object_new_boolean(blk_is_tray_open(blk)));
     if (medium) {
-        json_object_object_add(drive, "inserted", node_device_info(medium));
+        json_object_object_add(drive, "inserted", node_device_info(medium, false));
     }
     json_object_array_add(opaque, drive);
 }

@@ -12,6 +12,8 @@ extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_null_co;
 extern const BlockDriver bdrv_memory;
 extern const BlockDriver bdrv_nbd;
+extern const BlockDriver bdrv_raw;
+extern const BlockDriver bdrv_blkdebug;
 extern const BlockDriver bdrv_qcow2;
 
 const BlockDriver *const bdrv_drivers[] = {
@@ -19,6 +21,8 @@ const BlockDriver *const bdrv_drivers[] = {
     &bdrv_null_co,
     &bdrv_memory,
     &bdrv_nbd,
+    &bdrv_raw,
+    &bdrv_blkdebug,
     &bdrv_qcow2,
     NULL
 };

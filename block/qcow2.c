@@ -473,21 +473,6 @@ static char *qcow2_describe(BlockDriverState *bs, const void *options)
 
 /* ---- ImageInfo (main thread) --------------------------------------------------- */
 
-static json_object *backing_image(BlockDriverState *backing)
-{
-    json_object *image = json_object_new_object();
-
-    json_object_object_add(image, "virtual-size",
-                           json_object_new_int64((int64_t) bdrv_getlength(backing)));
-    json_object_object_add(image, "filename",
-                           json_object_new_string(backing->filename ? backing->filename : ""));
-    json_object_object_add(image, "format", json_object_new_string(backing->drv->name));
-    if (backing->drv->image_info) {
-        backing->drv->image_info(backing, image);
-    }
-    return image;
-}
-
 static void add_image_members(BlockDriverState *bs, json_object *image)
 {
     Qcow2State *s = bs->opaque;
@@ -532,7 +517,6 @@ static void add_image_members(BlockDriverState *bs, json_object *image)
         json_object_object_add(image, "full-backing-filename",
                                json_object_new_string(s->backing->filename
                                                       ? s->backing->filename : ""));
-        json_object_object_add(image, "backing-image", backing_image(s->backing));
     }
 }
 
