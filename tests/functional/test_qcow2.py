@@ -338,6 +338,18 @@ class QsdCompareTest(Qcow2Test):
         self.qemu_io(top, "write -P 3 10m 1m")
         self.compare(top, nested=True)
 
+    @bh.needs_tools("qemu-storage-daemon", "nbdinfo")
+    def test_raw_backing(self):
+        base = bh.make_pattern_file(self.path("base.raw"), 8 * MiB, seed=2,
+                                    sparse_every=1 * MiB)
+        top = self.path("top.qcow2")
+        bh.run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw",
+                     top, "8M"])
+        self.qemu_io(top, "write -P 3 2m 64k")
+        nodes, _ = self.query(bh.DAEMON_PATH, top, False)
+        theirs, _ = self.query(QSD, top, False)
+        self.assertEqual(nodes, theirs)
+
 
 @bh.berth_only
 class RefuseTest(Qcow2Test):
