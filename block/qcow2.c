@@ -156,16 +156,15 @@ static uint32_t map_status(BlockDriverState *bs, Qcow2MapType t, uint64_t offset
         return BDRV_BLOCK_ZERO;
     }
     *pnum = MIN(*pnum, bdrv_getlength(s->backing) - offset);
-    /* A qcow2 backing node answers for itself; others are data. */
-    if (s->backing->drv == bs->drv) {
-        Qcow2State *bstate = s->backing->opaque;
-        Qcow2MapType bt;
-        uint64_t n;
+    /* What the backing chain holds there, as QEMU reports it. */
+    if (s->backing->has_block_status) {
         g_autoptr(GError) err = NULL;
+        uint64_t n;
+        uint32_t status;
 
-        if (qcow2_map(bstate->q, offset, *pnum, &n, &bt, &err) == 0) {
+        if (bdrv_child_block_status_sync(s->backing, offset, *pnum, &n, &status, &err) == 0) {
             *pnum = n;
-            return map_status(s->backing, bt, offset, pnum);
+            return status;
         }
     }
     return BDRV_BLOCK_DATA;

@@ -346,9 +346,7 @@ class QsdCompareTest(Qcow2Test):
         bh.run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw",
                      top, "8M"])
         self.qemu_io(top, "write -P 3 2m 64k")
-        nodes, _ = self.query(bh.DAEMON_PATH, top, False)
-        theirs, _ = self.query(QSD, top, False)
-        self.assertEqual(nodes, theirs)
+        self.compare(top)
 
 
 @bh.berth_only
