@@ -106,3 +106,14 @@ void qcow2_cache_drop(Qcow2Cache *c, uint64_t offset)
         slot->last_used = 0;
     }
 }
+
+uint8_t *qcow2_cache_peek(Qcow2Cache *c, uint64_t offset)
+{
+    Qcow2CacheSlot *slot = find(c, offset);
+
+    if (!slot) {
+        return NULL;
+    }
+    slot->last_used = ++c->tick;
+    return slot->table;
+}

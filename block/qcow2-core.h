@@ -57,6 +57,17 @@ int qcow2_flush(Qcow2 *s, GError **errp);
 int qcow2_map(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *pnum,
               Qcow2MapType *type, GError **errp);
 
+/*
+ * A read the caller can send to the image file itself, without blocking
+ * (for an event loop's thread): true when [offset, offset + len) lies in
+ * data clusters contiguous in the file whose L2 tables are cached, with
+ * *host where it starts; the caller reads len bytes there and then calls
+ * qcow2_direct_read_done(). Until then those clusters are not reused.
+ * false: use qcow2_read().
+ */
+bool qcow2_direct_read_begin(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *host);
+void qcow2_direct_read_done(Qcow2 *s);
+
 /* A Qcow2File reading and writing the guest view (for backing chains). */
 Qcow2File qcow2_as_file(Qcow2 *s);
 

@@ -401,11 +401,15 @@ void qcow2_close(Qcow2 *s)
     if (!s) {
         return;
     }
-    if (s->writable && s->pool_end > s->pool_start) {
+    if (s->writable) {
         g_autoptr(GError) err = NULL;
-        if (qcow2_release_pool(s, &err) < 0) {
+        /* No direct read is left at close. */
+        if (qcow2_free_deferred(s, &err) < 0 || qcow2_release_pool(s, &err) < 0) {
             g_warning("%s (the image leaks clusters)", err->message);
         }
+    }
+    if (s->deferred) {
+        g_array_free(s->deferred, TRUE);
     }
     if (s->l2_cache.slots) {
         qcow2_cache_clear(&s->l2_cache);

@@ -112,7 +112,20 @@ struct Qcow2 {
     uint64_t free_hint;             /* cluster index where a free search starts */
     /* Clusters counted (refcount 1, synced) but not yet handed out. */
     uint64_t pool_start, pool_end;
+
+    /*
+     * Direct reads (qcow2_direct_read_begin) run without the lock, so a
+     * cluster they may be reading is not freed while any is in flight: its
+     * refcount drop waits in `deferred` (pairs of offset, length) until
+     * none is, and past a bound new direct reads are turned away.
+     */
+    gint direct_reads;              /* atomic */
+    gint direct_disabled;           /* atomic */
+    GArray *deferred;               /* uint64_t; exclusive lock */
 };
+
+/* refcount.c: frees put off while direct reads ran (exclusive lock). */
+int qcow2_free_deferred(Qcow2 *s, GError **errp);
 
 /* cache.c */
 void qcow2_cache_init(Qcow2Cache *c, size_t table_size, guint nslots);
@@ -122,6 +135,8 @@ uint8_t *qcow2_cache_get(Qcow2 *s, Qcow2Cache *c, uint64_t offset, GError **errp
 /* A slot for a table the caller fills entirely (a new table). */
 uint8_t *qcow2_cache_get_empty(Qcow2Cache *c, uint64_t offset);
 void qcow2_cache_drop(Qcow2Cache *c, uint64_t offset);
+/* The cached table at offset, or NULL: never reads. */
+uint8_t *qcow2_cache_peek(Qcow2Cache *c, uint64_t offset);
 
 /* l2.c: guest cluster -> L2 entry; the lock (either mode) is held. */
 int qcow2_l2_lookup(Qcow2 *s, uint64_t guest_cluster, uint64_t *entry, GError **errp);

@@ -214,6 +214,64 @@ int qcow2_map(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *pnum,
     return ret < 0 ? ret : 0;
 }
 
+/* ---- direct reads ------------------------------------------------------------ */
+
+/* The entry of a cached L2 table, without waiting for anything. */
+static bool peek_entry(Qcow2 *s, uint64_t gc, uint64_t *entry)
+{
+    uint64_t l1_index = gc / s->l2_entries, l2_off;
+    const uint64_t *table;
+
+    if (l1_index >= s->l1_size) {
+        return false;
+    }
+    l2_off = qcow2_be64(s->l1[l1_index]) & QCOW2_OFFSET_MASK;
+    if (!l2_off || (l2_off & (s->cluster_size - 1)) ||
+        qcow2_overlaps_metadata(s, l2_off, s->cluster_size) ||
+        !g_mutex_trylock(&s->cache_lock)) {
+        return false;
+    }
+    table = (const uint64_t *) qcow2_cache_peek(&s->l2_cache, l2_off);
+    if (table) {
+        *entry = qcow2_be64(table[gc % s->l2_entries]);
+    }
+    g_mutex_unlock(&s->cache_lock);
+    return table != NULL;
+}
+
+bool qcow2_direct_read_begin(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *host)
+{
+    uint64_t first = offset >> s->cluster_bits;
+    uint64_t last = (offset + len - 1) >> s->cluster_bits;
+    uint64_t base = 0;
+    bool ok = true;
+
+    if (len == 0 || g_atomic_int_get(&s->direct_disabled) ||
+        g_atomic_int_get(&s->writers_waiting) || !g_rw_lock_reader_trylock(&s->lock)) {
+        return false;
+    }
+    for (uint64_t gc = first; gc <= last && ok; gc++) {
+        uint64_t entry = 0;
+        ok = peek_entry(s, gc, &entry) && qcow2_l2_type(s, entry) == QCOW2_CL_NORMAL &&
+             qcow2_l2_check_entry(s, entry, NULL) == 0;
+        if (ok && gc == first) {
+            base = entry & QCOW2_OFFSET_MASK;
+        }
+        ok = ok && (entry & QCOW2_OFFSET_MASK) == base + ((gc - first) << s->cluster_bits);
+    }
+    if (ok) {
+        *host = base + (offset & (s->cluster_size - 1));
+        g_atomic_int_inc(&s->direct_reads);
+    }
+    g_rw_lock_reader_unlock(&s->lock);
+    return ok;
+}
+
+void qcow2_direct_read_done(Qcow2 *s)
+{
+    g_atomic_int_dec_and_test(&s->direct_reads);
+}
+
 /* ---- the guest view as a Qcow2File ---------------------------------------- */
 
 static int as_pread(void *opaque, uint64_t offset, void *buf, size_t len)

@@ -251,6 +251,10 @@ int64_t qcow2_alloc_clusters(Qcow2 *s, uint64_t n, GError **errp)
     int64_t start;
     int ret;
 
+    ret = qcow2_free_deferred(s, errp);
+    if (ret < 0) {
+        return ret;
+    }
     if (s->pool_end - s->pool_start >= n) {
         start = s->pool_start;
         s->pool_start += n;
@@ -280,15 +284,53 @@ int64_t qcow2_alloc_clusters(Qcow2 *s, uint64_t n, GError **errp)
     return (int64_t) ((uint64_t) start << s->cluster_bits);
 }
 
-int qcow2_free_range(Qcow2 *s, uint64_t offset, uint64_t len, GError **errp)
+#define MAX_DEFERRED_FREES 4096
+
+static int free_now(Qcow2 *s, uint64_t offset, uint64_t len, GError **errp)
 {
     uint64_t first = offset >> s->cluster_bits;
     uint64_t last = (offset + len - 1) >> s->cluster_bits;
 
+    return set_refcounts(s, first, last - first + 1, -1, errp);
+}
+
+int qcow2_free_deferred(Qcow2 *s, GError **errp)
+{
+    int ret = 0;
+
+    if (!s->deferred || s->deferred->len == 0 || g_atomic_int_get(&s->direct_reads)) {
+        return 0;
+    }
+    for (guint i = 0; i + 1 < s->deferred->len && ret == 0; i += 2) {
+        ret = free_now(s, g_array_index(s->deferred, uint64_t, i),
+                       g_array_index(s->deferred, uint64_t, i + 1), errp);
+    }
+    g_array_set_size(s->deferred, 0);
+    g_atomic_int_set(&s->direct_disabled, 0);
+    return ret;
+}
+
+int qcow2_free_range(Qcow2 *s, uint64_t offset, uint64_t len, GError **errp)
+{
+    int ret;
+
     if (len == 0) {
         return 0;
     }
-    return set_refcounts(s, first, last - first + 1, -1, errp);
+    /* The exclusive lock keeps new direct reads out; older ones may run. */
+    if (g_atomic_int_get(&s->direct_reads)) {
+        if (!s->deferred) {
+            s->deferred = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+        }
+        g_array_append_val(s->deferred, offset);
+        g_array_append_val(s->deferred, len);
+        if (s->deferred->len >= 2 * MAX_DEFERRED_FREES) {
+            g_atomic_int_set(&s->direct_disabled, 1);
+        }
+        return 0;
+    }
+    ret = qcow2_free_deferred(s, errp);
+    return ret < 0 ? ret : free_now(s, offset, len, errp);
 }
 
 int qcow2_free_entry(Qcow2 *s, uint64_t entry, GError **errp)

@@ -276,8 +276,33 @@ static void qcow2_work(BdrvRequest *req)
     bdrv_request_complete(req, ret, ret < 0 ? g_steal_pointer(&err) : NULL);
 }
 
+/* A direct read's file request finished: the clusters may be reused. */
+static void direct_read_done(BdrvRequest *parent, BdrvRequest *creq)
+{
+    Qcow2State *s = parent->bs->opaque;
+
+    qcow2_direct_read_done(s->q);
+    bdrv_request_complete(parent, creq->ret, g_steal_pointer(&creq->err));
+}
+
 static void qcow2_submit(BdrvRequest *req)
 {
+    Qcow2State *s = req->bs->opaque;
+    uint64_t host;
+
+    /*
+     * Reads of data clusters whose L2 table is cached go to the file from
+     * here, without a worker; everything else runs on the pool.
+     */
+    if (req->op == BDRV_OP_READ &&
+        qcow2_direct_read_begin(s->q, req->offset, req->bytes, &host)) {
+        if (host + req->bytes <= (uint64_t) child_length(s->file)) {
+            bdrv_child_submit(req, s->file, BDRV_OP_READ, host, 0, req->iov, req->niov, 0,
+                              direct_read_done, NULL);
+            return;
+        }
+        qcow2_direct_read_done(s->q);
+    }
     bdrv_worker_submit(req, qcow2_work);
 }
 

@@ -207,6 +207,48 @@ static void test_concurrent(void)
     qt_run("qemu-io -f qcow2 -c 'read -P 0x10 0 4k' -c 'read -P 0x11 32k 4k' race.qcow2");
 }
 
+/* A cluster being read directly is not handed out again until the read is done. */
+static void test_direct_read_defers_free(void)
+{
+    g_autoptr(GError) err = NULL;
+    uint8_t buf[4096];
+    uint64_t host, host2, host3;
+    QtImage img;
+
+    if (!qt_have_tools()) {
+        return;
+    }
+    qt_run("qemu-img create -q -f qcow2 -o cluster_size=4k direct.qcow2 1M");
+    qt_run("qemu-io -f qcow2 -c 'write -P 0x31 0 4k' direct.qcow2");
+    g_assert_nonnull(qt_open(&img, "direct.qcow2", true, &err));
+    /* Not cached yet: no direct read. */
+    g_assert_false(qcow2_direct_read_begin(img.q, 0, 4096, &host));
+    g_assert_cmpint(qcow2_read(img.q, 0, buf, sizeof(buf), &err), ==, 0);
+    g_assert_true(qcow2_direct_read_begin(img.q, 0, 4096, &host));
+    g_assert_false(qcow2_direct_read_begin(img.q, 4096, 4096, &host2));  /* unallocated */
+
+    g_assert_cmpint(qcow2_discard(img.q, 0, 4096, &err), ==, 0);
+    for (guint i = 1; i < 40; i++) {
+        memset(buf, i, sizeof(buf));
+        g_assert_cmpint(qcow2_write(img.q, i * 4096, buf, sizeof(buf), &err), ==, 0);
+        g_assert_true(qcow2_direct_read_begin(img.q, i * 4096, 4096, &host2));
+        g_assert_cmpuint(host2, !=, host);
+        qcow2_direct_read_done(img.q);
+    }
+    g_assert_cmpint(qt_pread(GINT_TO_POINTER(img.fd), host, buf, 4096), ==, 0);
+    g_assert_cmpint(buf[0], ==, 0x31);
+    qcow2_direct_read_done(img.q);
+
+    /* Once the read is over, the cluster is free for the next allocation. */
+    memset(buf, 0x77, sizeof(buf));
+    g_assert_cmpint(qcow2_write(img.q, 900 * 1024, buf, sizeof(buf), &err), ==, 0);
+    g_assert_true(qcow2_direct_read_begin(img.q, 900 * 1024, 4096, &host3));
+    qcow2_direct_read_done(img.q);
+    qt_close(&img);
+    check_clean("direct.qcow2");
+    qt_run("qemu-io -f qcow2 -c 'read -P 0 0 4k' -c 'read -P 0x77 900k 4k' direct.qcow2");
+}
+
 static const WriteCase cases[] = {
     { "v3-64k", "1.1", 65536, false, false, 600 },
     { "v2-64k", "0.10", 65536, false, false, 600 },
@@ -229,6 +271,7 @@ int main(int argc, char **argv)
         g_test_add_data_func(path, &cases[i], test_write_case);
     }
     g_test_add_func("/block/qcow2/write/concurrent", test_concurrent);
+    g_test_add_func("/block/qcow2/write/direct-read-defers-free", test_direct_read_defers_free);
     ret = g_test_run();
     qt_remove_dir();
     return ret;
