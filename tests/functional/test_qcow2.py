@@ -80,8 +80,9 @@ class Qcow2Test(bh.DaemonTestCase):
             args += ["--blockdev", "driver=qcow2,node-name=q,file=f"
                      + ("" if writable else ",read-only=on")
                      + "".join("," + k + "=" + v for k, v in (extra or {}).items())]
+        # The monitor first: its socket exists once the NBD one (waited for) does.
+        args = bh.qmp_monitor(qmp) + args
         args += bh.nbd_server_unix(sock) + bh.nbd_export("e", "q", "q", writable=writable)
-        args += bh.qmp_monitor(qmp)
         d = self.start_daemon(args, wait_for=sock, name=tag, exe=exe, stop_check=stop_check)
         return d, bh.nbd_uri(sock, "q"), qmp
 
