@@ -66,6 +66,10 @@ int qcow2_map(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *pnum,
  * false: use qcow2_read().
  */
 bool qcow2_direct_read_begin(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *host);
+/* The same for a write in place: the clusters are this image's own data
+ * clusters (no copy-on-write, no metadata to change). Ends with
+ * qcow2_direct_read_done() too. */
+bool qcow2_direct_write_begin(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *host);
 void qcow2_direct_read_done(Qcow2 *s);
 
 /* A Qcow2File reading and writing the guest view (for backing chains). */

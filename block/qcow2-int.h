@@ -114,8 +114,8 @@ struct Qcow2 {
     uint64_t pool_start, pool_end;
 
     /*
-     * Direct reads (qcow2_direct_read_begin) run without the lock, so a
-     * cluster they may be reading is not freed while any is in flight: its
+     * Direct reads and writes (qcow2_direct_*_begin) run without the lock,
+     * so a cluster they may be using is not freed while any is in flight: its
      * refcount drop waits in `deferred` (pairs of offset, length) until
      * none is, and past a bound new direct reads are turned away.
      */

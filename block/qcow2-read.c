@@ -214,7 +214,7 @@ int qcow2_map(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *pnum,
     return ret < 0 ? ret : 0;
 }
 
-/* ---- direct reads ------------------------------------------------------------ */
+/* ---- direct reads and writes ------------------------------------------------------------ */
 
 /* The entry of a cached L2 table, without waiting for anything. */
 static bool peek_entry(Qcow2 *s, uint64_t gc, uint64_t *entry)
@@ -239,20 +239,21 @@ static bool peek_entry(Qcow2 *s, uint64_t gc, uint64_t *entry)
     return table != NULL;
 }
 
-bool qcow2_direct_read_begin(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *host)
+static bool direct_begin(Qcow2 *s, uint64_t offset, uint64_t len, bool write, uint64_t *host)
 {
     uint64_t first = offset >> s->cluster_bits;
     uint64_t last = (offset + len - 1) >> s->cluster_bits;
     uint64_t base = 0;
     bool ok = true;
 
-    if (len == 0 || g_atomic_int_get(&s->direct_disabled) ||
+    if (len == 0 || (write && !s->writable) || g_atomic_int_get(&s->direct_disabled) ||
         g_atomic_int_get(&s->writers_waiting) || !g_rw_lock_reader_trylock(&s->lock)) {
         return false;
     }
     for (uint64_t gc = first; gc <= last && ok; gc++) {
         uint64_t entry = 0;
         ok = peek_entry(s, gc, &entry) && qcow2_l2_type(s, entry) == QCOW2_CL_NORMAL &&
+             (!write || (entry & QCOW2_OFLAG_COPIED)) &&
              qcow2_l2_check_entry(s, entry, NULL) == 0;
         if (ok && gc == first) {
             base = entry & QCOW2_OFFSET_MASK;
@@ -265,6 +266,16 @@ bool qcow2_direct_read_begin(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *
     }
     g_rw_lock_reader_unlock(&s->lock);
     return ok;
+}
+
+bool qcow2_direct_read_begin(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *host)
+{
+    return direct_begin(s, offset, len, false, host);
+}
+
+bool qcow2_direct_write_begin(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *host)
+{
+    return direct_begin(s, offset, len, true, host);
 }
 
 void qcow2_direct_read_done(Qcow2 *s)

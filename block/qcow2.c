@@ -4,9 +4,11 @@
  * (qcow2-*.c). Its children are the image file ("file") and an optional
  * backing node ("backing": a node name, nested options, null for none, or
  * when absent the file named in the image header, opened read-only with the
- * header's format). Every request runs on the worker pool, where the core
- * does its synchronous I/O on the children (bdrv_child_*_sync); the core's
- * own locks serialize metadata updates. The image file grows as clusters are
+ * header's format). Reads and in-place writes of data clusters whose L2
+ * table is cached go straight to the file child from the submitting thread;
+ * every other request runs on the worker pool, where the core does its
+ * synchronous I/O on the children (bdrv_child_*_sync); the core's own locks
+ * serialize metadata updates. The image file grows as clusters are
  * allocated, so the file child's size follows the highest byte written.
  * open() runs the core's open on a short-lived thread of its own, since
  * synchronous child requests may not wait on the main thread.
@@ -276,7 +278,7 @@ static void qcow2_work(BdrvRequest *req)
     bdrv_request_complete(req, ret, ret < 0 ? g_steal_pointer(&err) : NULL);
 }
 
-/* A direct read's file request finished: the clusters may be reused. */
+/* A direct request to the file finished: the clusters may be reused. */
 static void direct_read_done(BdrvRequest *parent, BdrvRequest *creq)
 {
     Qcow2State *s = parent->bs->opaque;
@@ -291,14 +293,16 @@ static void qcow2_submit(BdrvRequest *req)
     uint64_t host;
 
     /*
-     * Reads of data clusters whose L2 table is cached go to the file from
-     * here, without a worker; everything else runs on the pool.
+     * Reads and in-place writes of data clusters whose L2 table is cached
+     * go to the file from here, without a worker; the rest runs on the pool.
      */
-    if (req->op == BDRV_OP_READ &&
-        qcow2_direct_read_begin(s->q, req->offset, req->bytes, &host)) {
+    if ((req->op == BDRV_OP_READ &&
+         qcow2_direct_read_begin(s->q, req->offset, req->bytes, &host)) ||
+        (req->op == BDRV_OP_WRITE &&
+         qcow2_direct_write_begin(s->q, req->offset, req->bytes, &host))) {
         if (host + req->bytes <= (uint64_t) child_length(s->file)) {
-            bdrv_child_submit(req, s->file, BDRV_OP_READ, host, 0, req->iov, req->niov, 0,
-                              direct_read_done, NULL);
+            bdrv_child_submit(req, s->file, req->op, host, 0, req->iov, req->niov,
+                              req->flags & BDRV_REQ_FUA, direct_read_done, NULL);
             return;
         }
         qcow2_direct_read_done(s->q);
