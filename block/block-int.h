@@ -415,6 +415,10 @@ int bdrv_child_pwrite_zeroes_sync(BlockDriverState *child, uint64_t offset, uint
                                   BdrvRequestFlags flags, GError **errp);
 int bdrv_child_pdiscard_sync(BlockDriverState *child, uint64_t offset, uint64_t bytes,
                              GError **errp);
+/* The first extent of a block-status answer: its length (<= bytes, > 0) and
+ * BDRV_BLOCK_* status. */
+int bdrv_child_block_status_sync(BlockDriverState *child, uint64_t offset, uint64_t bytes,
+                                 uint64_t *pnum, uint32_t *status, GError **errp);
 
 /*
  * The node as QEMU's json: filename pseudo-protocol would describe it:

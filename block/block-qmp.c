@@ -89,6 +89,12 @@ static json_object *node_device_info(BlockDriverState *bs, bool flat)
     json_object_object_add(node, "node-name", json_object_new_string(info.node_name));
     json_object_object_add(node, "ro", json_object_new_boolean(info.read_only));
     json_object_object_add(node, "drv", json_object_new_string(info.driver));
+    if (node_backing(bs) && !node_backing(bs)->drv->is_filter && !bs->drv->is_filter) {
+        BlockDriverState *backing = node_backing(bs);
+        json_object_object_add(node, "backing_file",
+                               json_object_new_string(backing->filename
+                                                      ? backing->filename : ""));
+    }
     json_object_object_add(node, "backing_file_depth",
                            json_object_new_int(node_backing_depth(bs)));
     json_object_object_add(node, "encrypted", json_object_new_boolean(false));

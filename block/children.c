@@ -126,8 +126,9 @@ BlockDriverState *bdrv_open_child(BlockDriverState *bs, json_object *ref, const 
         return NULL;
     }
 
-    /* A read-only child makes its parent read-only: nothing could write. */
-    if (child->read_only) {
+    /* A read-only child makes its parent read-only: nothing could write.
+     * Not a backing child: a format writes only to its own file. */
+    if (child->read_only && strcmp(role, "backing") != 0) {
         bs->read_only = true;
     }
     g_atomic_int_inc(&child->n_parents);
@@ -194,9 +195,10 @@ static bool may_wait(GError **errp)
     return true;
 }
 
-static int sync_request(BlockDriverState *child, BdrvOp op, uint64_t offset, uint64_t bytes,
-                        const struct iovec *iov, int niov, BdrvRequestFlags flags,
-                        GError **errp)
+/* first: for block status, the answer's first extent (zero length: none). */
+static int sync_request_full(BlockDriverState *child, BdrvOp op, uint64_t offset,
+                             uint64_t bytes, const struct iovec *iov, int niov,
+                             BdrvRequestFlags flags, BdrvExtent *first, GError **errp)
 {
     BdrvSyncWaiter w = { .done = false };
     BdrvRequest *req;
@@ -212,6 +214,9 @@ static int sync_request(BlockDriverState *child, BdrvOp op, uint64_t offset, uin
     req->waiter = &w;
     req->offset = offset;
     req->flags = flags;
+    if (op == BDRV_OP_BLOCK_STATUS) {
+        req->max_extents = 1;
+    }
     if (op == BDRV_OP_READ || op == BDRV_OP_WRITE) {
         if (bdrv_request_set_iov(req, iov, niov)) {
             bdrv_request_submit(req);
@@ -231,9 +236,36 @@ static int sync_request(BlockDriverState *child, BdrvOp op, uint64_t offset, uin
     if (ret < 0 && errp) {
         *errp = g_steal_pointer(&req->err);
     }
+    if (first) {
+        *first = ret == 0 && req->n_extents ? req->extents[0] : (BdrvExtent) { 0 };
+    }
     bdrv_request_free(req);
     g_mutex_clear(&w.lock);
     g_cond_clear(&w.cond);
+    return ret;
+}
+
+static int sync_request(BlockDriverState *child, BdrvOp op, uint64_t offset, uint64_t bytes,
+                        const struct iovec *iov, int niov, BdrvRequestFlags flags,
+                        GError **errp)
+{
+    return sync_request_full(child, op, offset, bytes, iov, niov, flags, NULL, errp);
+}
+
+int bdrv_child_block_status_sync(BlockDriverState *child, uint64_t offset, uint64_t bytes,
+                                 uint64_t *pnum, uint32_t *status, GError **errp)
+{
+    BdrvExtent first;
+    int ret = sync_request_full(child, BDRV_OP_BLOCK_STATUS, offset, bytes, NULL, 0, 0,
+                                &first, errp);
+
+    if (ret == 0 && first.length == 0) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_FAILED,
+                            "Block status answer without an extent");
+        ret = -EIO;
+    }
+    *pnum = ret == 0 ? MIN(first.length, bytes) : 0;
+    *status = ret == 0 ? first.status : 0;
     return ret;
 }
 

@@ -14,6 +14,7 @@ extern const BlockDriver bdrv_memory;
 extern const BlockDriver bdrv_nbd;
 extern const BlockDriver bdrv_raw;
 extern const BlockDriver bdrv_blkdebug;
+extern const BlockDriver bdrv_qcow2;
 
 const BlockDriver *const bdrv_drivers[] = {
     &bdrv_file,
@@ -22,5 +23,6 @@ const BlockDriver *const bdrv_drivers[] = {
     &bdrv_nbd,
     &bdrv_raw,
     &bdrv_blkdebug,
+    &bdrv_qcow2,
     NULL
 };
