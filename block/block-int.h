@@ -80,6 +80,8 @@ struct BdrvRequest {
 
     /* For drivers that hand the request to the worker pool. */
     void (*work)(BdrvRequest *req);
+    /* The driver's own, for a request it passes between its threads. */
+    void *drv_data;
 
     struct iovec iov_inline[BDRV_REQ_INLINE_IOV];
 };

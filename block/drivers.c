@@ -12,11 +12,17 @@ extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_null_co;
 extern const BlockDriver bdrv_memory;
 extern const BlockDriver bdrv_nbd;
+#ifdef CONFIG_RBD
+extern const BlockDriver bdrv_rbd;
+#endif
 
 const BlockDriver *const bdrv_drivers[] = {
     &bdrv_file,
     &bdrv_null_co,
     &bdrv_memory,
     &bdrv_nbd,
+#ifdef CONFIG_RBD
+    &bdrv_rbd,
+#endif
     NULL
 };
