@@ -103,6 +103,12 @@ pid_file = $dir/run/\$name.pid
 log_file = $dir/log/\$name.log
 keyring = /dev/null
 rbd_default_features = 61
+[client]
+# Short client timeouts, so that a test that stops the cluster under load
+# sees its requests fail soon (MICRO_CEPH_CLIENT_TIMEOUT seconds).
+rados_osd_op_timeout = ${MICRO_CEPH_CLIENT_TIMEOUT:-10}
+rados_mon_op_timeout = ${MICRO_CEPH_CLIENT_TIMEOUT:-10}
+client_mount_timeout = ${MICRO_CEPH_CLIENT_TIMEOUT:-10}
 [mon]
 mon_data = $dir/\$name
 mon_initial_members = a
