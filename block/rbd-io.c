@@ -204,6 +204,12 @@ void rbd_submit(BdrvRequest *req)
         return;
     }
 
+    if (req->op == BDRV_OP_WRITE_ZEROES && (req->flags & BDRV_REQ_NO_FALLBACK) &&
+        !(req->flags & BDRV_REQ_MAY_UNMAP)) {
+        /* Thick zeroes are written as data: not fast. */
+        bdrv_request_complete(req, -ENOTSUP, NULL);
+        return;
+    }
     a = g_new0(RbdAio, 1);
     a->req = req;
     a->iov = req->iov;

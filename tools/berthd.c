@@ -93,6 +93,12 @@ static void usage(void)
 "                                    server.port=PORT [,export=NAME]\n"
 "                                    [,tls-creds=ID][,tls-hostname=NAME]\n"
 "                                    [,reconnect-delay=SECS][,open-timeout=SECS]\n"
+#ifdef CONFIG_RBD
+"                           rbd      pool=POOL,image=IMAGE[,namespace=NS]\n"
+"                                    [,snapshot=SNAP][,conf=PATH][,user=ID]\n"
+"                                    [,key-secret=ID][,auth-client-required.0=cephx|none]\n"
+"                                    [,server.0.host=HOST,server.0.port=PORT]\n"
+#endif
 "\n"
 "  --chardev socket,id=ID,path=PATH|host=HOST,port=PORT,server=on[,wait=off]\n"
 "                         a listening socket for a QMP monitor\n"
