@@ -8,10 +8,11 @@
  * blockdev-add fails with an error naming the pool and image; rbd-io.c
  * does the requests. A snapshot is opened read-only, as in QEMU.
  *
- * Closing never waits on the caller's loop: rbd_close() may have to give
- * up the exclusive lock on a cluster that is gone (up to the OSD timeout),
- * so the image, the pool context and the cluster reference are released on
- * a thread of their own.
+ * Closing never waits on the caller's loop: rbd_close() writes librbd's
+ * cache back and gives up the exclusive lock, which on a cluster that is
+ * gone takes up to the OSD timeout, so the image, the pool context and the
+ * cluster reference are released on a thread of their own; the process
+ * waits for those threads at exit (bounded).
  */
 #include "block/rbd-int.h"
 
@@ -19,6 +20,7 @@
 #include "util/json.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* BlockdevOptionsRbd */
@@ -209,6 +211,32 @@ static bool open_image(RbdState *s, const RbdOptions *o, bool read_only, GError 
     return true;
 }
 
+/*
+ * Closes still running. rbd_close() writes back librbd's cache and gives
+ * the image's lock up, so the process waits for them at exit (bounded: a
+ * cluster that is gone cannot take the data anyway), else a clean shutdown
+ * would lose acknowledged writes and leave the next opener to break the lock.
+ */
+#define RBD_EXIT_WAIT_US (20 * G_USEC_PER_SEC)
+static GMutex releases_lock;
+static GCond releases_cond;
+static guint releases_pending;
+
+static void wait_for_releases(void)
+{
+    gint64 deadline = g_get_monotonic_time() + RBD_EXIT_WAIT_US;
+
+    g_mutex_lock(&releases_lock);
+    while (releases_pending > 0) {
+        if (!g_cond_wait_until(&releases_cond, &releases_lock, deadline)) {
+            g_warning("rbd: %u image(s) still closing at exit; giving up on them",
+                      releases_pending);
+            break;
+        }
+    }
+    g_mutex_unlock(&releases_lock);
+}
+
 static void *release_thread(void *data)
 {
     RbdState *s = data;
@@ -226,6 +254,16 @@ static void *release_thread(void *data)
     return NULL;
 }
 
+static void *release_thread_counted(void *data)
+{
+    release_thread(data);
+    g_mutex_lock(&releases_lock);
+    releases_pending--;
+    g_cond_broadcast(&releases_cond);
+    g_mutex_unlock(&releases_lock);
+    return NULL;
+}
+
 /* Off the caller's thread; see the head comment. */
 static void release_state(RbdState *s)
 {
@@ -235,11 +273,20 @@ static void release_state(RbdState *s)
         release_thread(s);
         return;
     }
-    t = g_thread_try_new("rbd-close", release_thread, s, NULL);
+    static gsize exit_hook;
+
+    if (g_once_init_enter(&exit_hook)) {
+        atexit(wait_for_releases);
+        g_once_init_leave(&exit_hook, 1);
+    }
+    g_mutex_lock(&releases_lock);
+    releases_pending++;
+    g_mutex_unlock(&releases_lock);
+    t = g_thread_try_new("rbd-close", release_thread_counted, s, NULL);
     if (t) {
         g_thread_unref(t);
     } else {
-        release_thread(s);
+        release_thread_counted(s);
     }
 }
 

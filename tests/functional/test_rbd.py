@@ -325,6 +325,13 @@ class RbdClusterLossTest(RbdClusterTestCase):
             time.sleep(0.2)
         self.assertEqual(r, {"return": {}})
         self.assertIn("return", q.cmd("query-named-block-nodes"))
+        if not is_qsd():
+            # SIGTERM: berthd waits for the image's close (which writes the
+            # cache back and gives the lock up), at most 20 s; on a dead
+            # cluster that takes a few op timeouts.
+            t2 = time.monotonic()
+            self.assertEqual(d.stop(timeout=40), 0)
+            sys.stderr.write("(exit %.1f s after SIGTERM) " % (time.monotonic() - t2))
 
 
 if __name__ == "__main__":
