@@ -174,13 +174,3 @@ void rbd_cluster_unref(RbdCluster *c)
     g_free(c->digest);
     g_free(c);
 }
-
-guint rbd_cluster_count(void)
-{
-    guint n;
-
-    g_mutex_lock(&clusters_lock);
-    n = clusters ? g_hash_table_size(clusters) : 0;
-    g_mutex_unlock(&clusters_lock);
-    return n;
-}

@@ -36,8 +36,6 @@ RbdCluster *rbd_cluster_get(const RbdClusterParams *p, GError **errp);
 rados_t rbd_cluster_handle(RbdCluster *c);
 /* Drop a reference; the last one shuts the connection down. Any thread. */
 void rbd_cluster_unref(RbdCluster *c);
-/* How many distinct cluster handles are open (for tests and query). */
-guint rbd_cluster_count(void);
 
 typedef struct RbdState {
     RbdCluster *cluster;

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 
-from berth_harness import (DaemonTestCase, MiB, SOURCE_ROOT, TOOL_TIMEOUT, import_nbd,
+from berth_harness import (DaemonTestCase, berth_only, MiB, SOURCE_ROOT, TOOL_TIMEOUT, import_nbd,
                            is_qsd, main, nbd_export, nbd_server_unix, nbd_uri, opt_escape,
                            qmp_monitor, qsd_deviates, require_tools, run_tool)
 
@@ -189,6 +189,29 @@ class RbdTest(RbdClusterTestCase):
                          {"return": {}})
         self.assertEqual(q.cmd("blockdev-del", node_name="n2"), {"return": {}})
 
+    @berth_only
+    def test_one_cluster_connection_shared(self):
+        """Nodes that name the cluster the same way share one rados_t (a
+        dozen threads each): a second node adds far fewer threads than a
+        node with another identity (another client id)."""
+        imgs = [self.image() for _ in range(3)]
+        d, sock, q = self.serve([], [])
+
+        def threads():
+            return len(os.listdir("/proc/%d/task" % d.pid))
+
+        def add(node, img, **kw):
+            self.assertEqual(q.cmd("blockdev-add", driver="rbd", node_name=node, pool="rbd",
+                                   image=img, conf=self.ceph.conf, **kw), {"return": {}})
+        add("n0", imgs[0])
+        t0 = threads()
+        add("n1", imgs[1])
+        t1 = threads()
+        add("n2", imgs[2], user="admin")
+        t2 = threads()
+        self.assertLess(t1 - t0, 4, (t0, t1, t2))
+        self.assertGreater(t2 - t1, 8, (t0, t1, t2))
+
     def mon_port(self):
         with open(self.ceph.conf) as f:
             for line in f:
@@ -198,7 +221,11 @@ class RbdTest(RbdClusterTestCase):
 
     def test_two_images_at_once(self):
         a, b = self.image(), self.image()
-        d, sock, _ = self.serve(blockdev_rbd("na", self.ceph, a) + blockdev_rbd("nb", self.ceph, b),
+        # The second names the monitor itself, in the dotted list form.
+        d, sock, _ = self.serve(blockdev_rbd("na", self.ceph, a) +
+                                blockdev_rbd("nb", self.ceph, b,
+                                             ",server.0.host=127.0.0.1,server.0.port=%s"
+                                             % self.mon_port()),
                                 nbd_export("ea", "na", name=a, writable=True) +
                                 nbd_export("eb", "nb", name=b, writable=True))
         ha, hb = self.client(sock, a), self.client(sock, b)
