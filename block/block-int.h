@@ -109,6 +109,8 @@ struct BdrvRequest {
 
     /* For drivers that hand the request to the worker pool. */
     void (*work)(BdrvRequest *req);
+    /* The driver's own, for a request it passes between its threads. */
+    void *drv_data;
 
     /* Accounting (block-stats.c): class as submitted, -1 for none. */
     int acct;

@@ -15,6 +15,9 @@ extern const BlockDriver bdrv_nbd;
 extern const BlockDriver bdrv_raw;
 extern const BlockDriver bdrv_blkdebug;
 extern const BlockDriver bdrv_qcow2;
+#ifdef CONFIG_RBD
+extern const BlockDriver bdrv_rbd;
+#endif
 
 const BlockDriver *const bdrv_drivers[] = {
     &bdrv_file,
@@ -24,5 +27,8 @@ const BlockDriver *const bdrv_drivers[] = {
     &bdrv_raw,
     &bdrv_blkdebug,
     &bdrv_qcow2,
+#ifdef CONFIG_RBD
+    &bdrv_rbd,
+#endif
     NULL
 };

@@ -5,10 +5,13 @@
 # .ci/run. Usage: scripts/install-deps.sh [build|bench|all]
 set -euo pipefail
 
-build_pkgs="meson ninja-build pkg-config gcc libglib2.0-dev libgnutls28-dev libjson-c-dev liburing-dev"
+build_pkgs="meson ninja-build pkg-config gcc libglib2.0-dev libgnutls28-dev libjson-c-dev liburing-dev librbd-dev"
 # The fuzz targets (.ci/run, docs/security.rst): clang and libFuzzer.
 fuzz_pkgs="clang libclang-rt-14-dev"
 test_pkgs="python3 python3-docutils systemd python3-libnbd libnbd-bin qemu-utils qemu-system-common nbdkit nbd-server fio gnutls-bin"
+# The rbd driver's tests: a one-node cluster (tests/ceph/micro-ceph.sh), the rbd
+# tool, and QEMU's rbd driver to compare with.
+test_pkgs="$test_pkgs ceph-mon ceph-osd ceph-common qemu-block-extra"
 # bench/run.sh: the peers and fio are test packages already; the plot needs gnuplot.
 bench_pkgs="gnuplot-nox"
 

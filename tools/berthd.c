@@ -98,6 +98,12 @@ static void usage(void)
 "                           blkdebug  image=NODE|image.driver=DRIVER,...\n"
 "                                    [,inject-error.N.event=EVENT,\n"
 "                                    inject-error.N.errno=ERRNO,...][,x-delay-ms=MS]\n"
+#ifdef CONFIG_RBD
+"                           rbd      pool=POOL,image=IMAGE[,namespace=NS]\n"
+"                                    [,snapshot=SNAP][,conf=PATH][,user=ID]\n"
+"                                    [,key-secret=ID][,auth-client-required.0=cephx|none]\n"
+"                                    [,server.0.host=HOST,server.0.port=PORT]\n"
+#endif
 "\n"
 "  --chardev socket,id=ID,path=PATH|host=HOST,port=PORT,server=on[,wait=off]\n"
 "                         a listening socket for a QMP monitor\n"
