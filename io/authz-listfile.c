@@ -10,6 +10,7 @@
  * letting people in), and says why in a warning.
  */
 #include "authz-int.h"
+#include "util/tsan.h"
 
 #include <gio/gio.h>
 #include <string.h>
@@ -72,9 +73,9 @@ static AuthzRuleSet *listfile_load(const char *filename, GError **errp)
 static bool listfile_is_allowed(BerthAuthz *authz, const char *identity)
 {
     AuthzListFile *lf = (AuthzListFile *) authz;
-    g_mutex_lock(&lf->lock);
+    berth_mutex_lock(&lf->lock);
     bool allowed = lf->set && authz_rule_set_allows(lf->set, identity);
-    g_mutex_unlock(&lf->lock);
+    berth_mutex_unlock(&lf->lock);
     return allowed;
 }
 
@@ -87,7 +88,7 @@ static void listfile_free(BerthAuthz *authz)
         g_object_unref(lf->monitor);
     }
     authz_rule_set_unref(lf->set);
-    g_mutex_clear(&lf->lock);
+    berth_mutex_clear(&lf->lock);
     g_free(lf->id);
     g_free(lf->filename);
     g_free(lf);
@@ -102,10 +103,10 @@ static void listfile_reload(AuthzListFile *lf)
 {
     g_autoptr(GError) err = NULL;
     AuthzRuleSet *set = listfile_load(lf->filename, &err);
-    g_mutex_lock(&lf->lock);
+    berth_mutex_lock(&lf->lock);
     AuthzRuleSet *old = lf->set;
     lf->set = set;
-    g_mutex_unlock(&lf->lock);
+    berth_mutex_unlock(&lf->lock);
     authz_rule_set_unref(old);
     if (set) {
         g_message("authz-listfile '%s': reloaded %s", lf->id, lf->filename);
