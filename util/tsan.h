@@ -37,6 +37,26 @@
 #ifdef BERTH_TSAN
 #include <sanitizer/tsan_interface.h>
 
+/* In the TSan runtime of GCC and clang, not in their headers. */
+void __tsan_ignore_thread_begin(void);
+void __tsan_ignore_thread_end(void);
+
+/*
+ * Between these two, this thread's memory accesses (allocations included)
+ * are not checked; its synchronisation still is. For a third-party call
+ * that sets up memory its own threads then use behind its own locks, never
+ * around berth's code.
+ */
+static inline void berth_tsan_ignore_begin(void)
+{
+    __tsan_ignore_thread_begin();
+}
+
+static inline void berth_tsan_ignore_end(void)
+{
+    __tsan_ignore_thread_end();
+}
+
 static inline void berth_tsan_release(const void *obj)
 {
     __tsan_release((void *) obj);
@@ -88,6 +108,14 @@ static inline gboolean berth_cond_wait_until(GCond *c, GMutex *m, gint64 end_tim
 }
 
 #else
+
+static inline void berth_tsan_ignore_begin(void)
+{
+}
+
+static inline void berth_tsan_ignore_end(void)
+{
+}
 
 static inline void berth_tsan_release(const void *obj)
 {
