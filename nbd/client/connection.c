@@ -342,6 +342,8 @@ static bool adopt_connection(NBDClientConnection *conn, ConnectAttempt *a)
 static gboolean attempt_done(gpointer opaque)
 {
     ConnectAttempt *a = opaque;
+    /* Pairs with the release before the report's g_source_attach(). */
+    berth_tsan_acquire(a);
     NBDClientConnection *conn = a->conn;
     if (!conn) {
         return G_SOURCE_REMOVE;     /* cancelled after it reported */
@@ -380,6 +382,9 @@ static gpointer attempt_thread(gpointer opaque)
         g_atomic_int_inc(&a->ref);
         g_source_set_priority(report, G_PRIORITY_DEFAULT);
         g_source_set_callback(report, attempt_done, a, attempt_unref);
+        /* The context's lock, inside GLib, orders our result before
+         * attempt_done(); TSan sees only this. */
+        berth_tsan_release(a);
         g_source_attach(report, a->ctx);
         g_source_unref(report);
     }
