@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The null-co driver: a device of a given size that stores nothing, for
- * benchmarks and tests. As in QEMU 7.2, writes are dropped, reads leave the
- * caller's buffer untouched unless read-zeroes=on, and block status reports
- * no data (a hole, known to read as zeroes only with read-zeroes=on). Every
+ * benchmarks and tests. As in QEMU 7.2, writes are dropped and block status
+ * reports no data (a hole, known to read as zeroes only with read-zeroes=on).
+ * Reads return zeroes either way: QEMU leaves the buffer untouched with
+ * read-zeroes=off, but an NBD server's buffer holds whatever its last request
+ * left there (another client's data, say), so an untouched buffer would
+ * send stale memory to the client. read-zeroes=off only means that block
+ * status does not promise zeroes. Every
  * request finishes inline; latency-ns delays only the completion, with a
  * timer on the submitter's context, so it costs no thread.
  */
@@ -94,14 +98,13 @@ static void null_submit(BdrvRequest *req)
     NullState *s = req->bs->opaque;
 
     switch (req->op) {
-    case BDRV_OP_READ:
-        if (s->read_zeroes) {
-            BerthIovCursor c;
+    case BDRV_OP_READ: {
+        BerthIovCursor c;
 
-            berth_iov_cursor_init(&c, req->iov, req->niov);
-            berth_iov_cursor_memset(&c, 0, req->bytes);
-        }
+        berth_iov_cursor_init(&c, req->iov, req->niov);
+        berth_iov_cursor_memset(&c, 0, req->bytes);
         break;
+    }
     case BDRV_OP_BLOCK_STATUS:
         bdrv_request_add_extent(req, req->bytes, s->read_zeroes ? BDRV_BLOCK_ZERO : 0);
         break;

@@ -29,13 +29,13 @@ static void test_null_defaults(void)
     g_assert_false(info.read_only);
     g_assert_true(info.coherent);
 
-    /* read-zeroes=off (QEMU 7.2's default): the buffer is left alone. */
+    /* read-zeroes=off (QEMU 7.2's default): QEMU leaves the buffer alone,
+     * berth zeroes it all the same, so no stale memory reaches a client. */
     memset(buf, 0xcc, sizeof(buf));
     bdrv_aio_preadv(bs, 0, &iov, 1, on_done, &r);
     g_assert_cmpint(wait_result(&r), ==, 0);
     result_clear(&r);
-    g_assert_cmpint(buf[0], ==, 0xcc);
-    g_assert_cmpint(buf[4095], ==, 0xcc);
+    g_assert_true(is_zero(buf, sizeof(buf)));
 
     /* Writes and everything else succeed and store nothing. */
     bdrv_aio_pwritev(bs, (1 << 30) - 4096, &iov, 1, BDRV_REQ_FUA, on_done, &r);
