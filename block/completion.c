@@ -16,6 +16,7 @@
  * destroy notify and drop whatever is still queued (nobody is left to call).
  */
 #include "block/block-int.h"
+#include "util/tsan.h"
 
 #include <errno.h>
 #include <sys/eventfd.h>
@@ -71,10 +72,10 @@ static void queue_deliver(BdrvCompletionQueue *q)
 {
     BdrvRequest *req, *last;
 
-    g_mutex_lock(&q->lock);
+    berth_mutex_lock(&q->lock);
     req = q->head;
     q->head = q->tail = NULL;
-    g_mutex_unlock(&q->lock);
+    berth_mutex_unlock(&q->lock);
 
     /* Append to a batch a nested delivery may have left (can_recurse). */
     if (q->batch) {
@@ -121,7 +122,7 @@ static void queue_finalize(GSource *source)
     if (q->local) {
         g_source_unref(q->local);
     }
-    g_mutex_clear(&q->lock);
+    berth_mutex_clear(&q->lock);
 }
 
 static GSourceFuncs queue_funcs = {
@@ -143,18 +144,18 @@ static void queue_context_gone(gpointer data)
     BdrvRequest *list, *next;
     bool was_listed = false;
 
-    g_mutex_lock(&queues_lock);
+    berth_mutex_lock(&queues_lock);
     if (queues && g_hash_table_lookup(queues, q->ctx) == q) {
         g_hash_table_steal(queues, q->ctx);
         was_listed = true;
     }
-    g_mutex_unlock(&queues_lock);
+    berth_mutex_unlock(&queues_lock);
 
-    g_mutex_lock(&q->lock);
+    berth_mutex_lock(&q->lock);
     g_atomic_int_set(&q->dead, 1);
     list = q->head;
     q->head = q->tail = NULL;
-    g_mutex_unlock(&q->lock);
+    berth_mutex_unlock(&q->lock);
 
     for (; list; list = next) {
         next = list->next;
@@ -192,7 +193,7 @@ static BdrvCompletionQueue *queue_lookup(GMainContext *ctx)
 {
     BdrvCompletionQueue *q;
 
-    g_mutex_lock(&queues_lock);
+    berth_mutex_lock(&queues_lock);
     if (!queues) {
         queues = g_hash_table_new(g_direct_hash, g_direct_equal);
     }
@@ -203,7 +204,7 @@ static BdrvCompletionQueue *queue_lookup(GMainContext *ctx)
         g_hash_table_insert(queues, ctx, q);
     }
     g_source_ref(&q->source);
-    g_mutex_unlock(&queues_lock);
+    berth_mutex_unlock(&queues_lock);
     return q;
 }
 
@@ -272,9 +273,9 @@ void bdrv_completion_queue_set_local(BdrvCompletionQueue *q, GSource *local)
 
 void bdrv_completion_queue_push(BdrvCompletionQueue *q, BdrvRequest *req)
 {
-    g_mutex_lock(&q->lock);
+    berth_mutex_lock(&q->lock);
     if (q->dead) {
-        g_mutex_unlock(&q->lock);
+        berth_mutex_unlock(&q->lock);
         bdrv_request_free(req);
         return;
     }
@@ -283,7 +284,7 @@ void bdrv_completion_queue_push(BdrvCompletionQueue *q, BdrvRequest *req)
         /* Someone already woke the context (or it is about to look). */
         q->tail->next = req;
         q->tail = req;
-        g_mutex_unlock(&q->lock);
+        berth_mutex_unlock(&q->lock);
         return;
     }
     q->tail = req;
@@ -302,5 +303,5 @@ void bdrv_completion_queue_push(BdrvCompletionQueue *q, BdrvRequest *req)
             g_main_context_wakeup(q->ctx);
         }
     }
-    g_mutex_unlock(&q->lock);
+    berth_mutex_unlock(&q->lock);
 }

@@ -10,6 +10,7 @@
  * request themselves (the pool runs them, and io_uring falls back to them).
  */
 #include "block/file-posix-int.h"
+#include "util/tsan.h"
 
 #include <errno.h>
 #include <gio/gio.h>
@@ -183,7 +184,7 @@ int bdrv_file_write_bounce(FileState *s, const struct iovec *iov, int niov,
         return -ENOMEM;
     }
     berth_iov_cursor_init(&c, iov, niov);
-    g_mutex_lock(&s->rmw_lock);
+    berth_mutex_lock(&s->rmw_lock);
     while (pos < aligned_end && ret == 0) {
         uint64_t n = MIN((uint64_t) FILE_WINDOW, aligned_end - pos);
         uint64_t from = MAX(pos, offset), to = MIN(pos + n, end);
@@ -209,7 +210,7 @@ int bdrv_file_write_bounce(FileState *s, const struct iovec *iov, int niov,
         ret = file_transfer_buf(s->fd, true, buf, pos, n, failed_at);
         pos += n;
     }
-    g_mutex_unlock(&s->rmw_lock);
+    berth_mutex_unlock(&s->rmw_lock);
     return ret;
 }
 

@@ -14,6 +14,7 @@
  * and reads past the end of a shrunken file return zeroes.
  */
 #include "block/file-posix-int.h"
+#include "util/tsan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -421,7 +422,7 @@ static void file_close(BlockDriverState *bs)
     FileState *s = bs->opaque;
 
     close(s->fd);
-    g_mutex_clear(&s->rmw_lock);
+    berth_mutex_clear(&s->rmw_lock);
     g_free(s->filename);
     g_free(s);
 }

@@ -7,9 +7,11 @@
  * pages (discard, write-zeroes with MAY_UNMAP) gives the memory back. Reads
  * of pages never written see zeroes and block status is exact at page
  * granularity. One reader-writer lock per disk makes it coherent for
- * multi-conn: reads and writes to pages that exist share the lock (NBD gives
- * no ordering between overlapping requests in flight, so they need none);
- * only allocating or freeing pages excludes everyone else. Requests run
+ * multi-conn: reads and block status share it, anything that changes the
+ * disk (write, zero, discard) holds it alone. NBD orders nothing between
+ * overlapping requests in flight, but two threads copying into the same
+ * bytes at once is still a data race in C (and a read could see half of a
+ * write), so writes to pages that exist are exclusive too. Requests run
  * inline on the submitting thread; only the callback is deferred.
  */
 #include "block/block-int.h"
@@ -236,38 +238,12 @@ static void memory_read(MemoryState *s, BdrvRequest *req)
     bdrv_request_complete(req, 0, NULL);
 }
 
-/* Copies into pages that exist under the shared lock; returns the offset
- * of the first page that must be allocated, or end. */
-static uint64_t write_existing(MemoryState *s, BerthIovCursor *c, uint64_t pos, uint64_t end)
-{
-    while (pos < end) {
-        size_t in_page = pos & (PAGE_SIZE - 1);
-        size_t n = MIN(PAGE_SIZE - in_page, end - pos);
-        char *page = page_lookup(s, pos >> PAGE_SHIFT);
-
-        if (!page) {
-            break;
-        }
-        berth_iov_cursor_to_buf(c, page + in_page, n);
-        pos += n;
-    }
-    return pos;
-}
-
 static void memory_write(MemoryState *s, BdrvRequest *req)
 {
     BerthIovCursor c;
     uint64_t pos = req->offset, end = req->offset + req->bytes;
 
     berth_iov_cursor_init(&c, req->iov, req->niov);
-    g_rw_lock_reader_lock(&s->lock);
-    pos = write_existing(s, &c, pos, end);
-    g_rw_lock_reader_unlock(&s->lock);
-    if (pos == end) {
-        bdrv_request_complete(req, 0, NULL);
-        return;
-    }
-
     g_rw_lock_writer_lock(&s->lock);
     while (pos < end) {
         size_t in_page = pos & (PAGE_SIZE - 1);

@@ -8,6 +8,7 @@
  * request itself, so handing work over costs no allocation.
  */
 #include "block/block-int.h"
+#include "util/tsan.h"
 
 #include <errno.h>
 
@@ -30,6 +31,9 @@ static void worker_run(gpointer data, gpointer user_data)
     BdrvRequest *req = data;
 
     g_private_set(&on_worker_thread, GINT_TO_POINTER(1));
+    /* GThreadPool's queue is invisible to TSan: pairs with the release in
+     * bdrv_worker_submit(). */
+    berth_tsan_acquire(req);
     req->work(req);
 }
 
@@ -70,6 +74,7 @@ void bdrv_worker_submit(BdrvRequest *req, void (*work)(BdrvRequest *req))
         bdrv_request_fail(req, EAGAIN, "No I/O worker threads available");
         return;
     }
+    berth_tsan_release(req);
     /* On failure GLib still queues the item for the threads it has. */
     if (!g_thread_pool_push(pool, req, &err) && g_thread_pool_get_num_threads(pool) == 0) {
         g_warning("block: cannot start an I/O worker: %s", err->message);

@@ -215,7 +215,10 @@ static int serve(const BerthNbdOptions *o)
     }
     /* Before any thread or socket exists; with -c as qemu-nbd does. */
     if (o->fork || (o->device && !o->verbose)) {
-        berthd_daemonize();
+        int parent_status = berthd_daemonize();
+        if (parent_status >= 0) {
+            return parent_status;   /* the parent, once the child is ready */
+        }
     }
     if (o->pid_file) {
         g_autoptr(GError) err = NULL;

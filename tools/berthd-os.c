@@ -31,7 +31,7 @@ static const char *prog(void)
     return name ? name : "berthd";
 }
 
-void berthd_daemonize(void)
+int berthd_daemonize(void)
 {
     int fds[2];
 
@@ -53,18 +53,20 @@ void berthd_daemonize(void)
         do {
             n = read(fds[0], &byte, 1);
         } while (n < 0 && errno == EINTR);
+        close(fds[0]);
         if (n == 1) {
-            _exit(0);
+            return 0;
         }
         /* The child ended before it was ready: its status is ours. */
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
-        _exit(WIFEXITED(status) && WEXITSTATUS(status) ? WEXITSTATUS(status) : 1);
+        return WIFEXITED(status) && WEXITSTATUS(status) ? WEXITSTATUS(status) : 1;
     }
     close(fds[0]);
     ready_fd = fds[1];
     fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
     setsid();
+    return -1;
 }
 
 void berthd_daemon_ready(void)

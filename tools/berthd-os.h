@@ -16,11 +16,12 @@
 
 /*
  * Fork. The parent waits until the child calls berthd_daemon_ready() and
- * then exits 0, or, if the child exits first, exits with its status, so
+ * then returns 0, or, if the child exits first, returns its status, so
  * start-up errors (which the child still prints on the caller's stderr)
- * decide the exit status. Returns only in the child.
+ * decide the exit status: the parent exits with what this returns, through
+ * main() so that what it allocated is freed. Returns -1 in the child.
  */
-void berthd_daemonize(void);
+int berthd_daemonize(void);
 
 /* Tell the waiting parent that start-up succeeded, detach from the
  * terminal. No-op when not daemonized. */

@@ -441,7 +441,10 @@ int main(int argc, char **argv)
     }
     /* Before any thread or socket exists. */
     if (daemonize) {
-        berthd_daemonize();
+        int parent_status = berthd_daemonize();
+        if (parent_status >= 0) {
+            return parent_status;
+        }
     }
     if (pidfile) {
         g_autoptr(GError) err = NULL;

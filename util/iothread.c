@@ -9,6 +9,7 @@
  * leaves its loop.
  */
 #include "util/iothread.h"
+#include "util/tsan.h"
 
 typedef struct {
     BerthIOThreadFunc fn;       /* NULL: the stop marker */
@@ -35,10 +36,10 @@ struct BerthIOThread {
 static void work_finish(BerthIOThread *iot, Work *w)
 {
     if (w->sync) {
-        g_mutex_lock(&iot->lock);
+        berth_mutex_lock(&iot->lock);
         w->done = true;
         g_cond_broadcast(&iot->cond);
-        g_mutex_unlock(&iot->lock);
+        berth_mutex_unlock(&iot->lock);
         return;
     }
     if (w->notify) {
@@ -55,9 +56,9 @@ static gboolean work_dispatch(GSource *source, GSourceFunc cb, gpointer data)
      * look makes the source ready again. */
     g_source_set_ready_time(source, -1);
     for (;;) {
-        g_mutex_lock(&iot->lock);
+        berth_mutex_lock(&iot->lock);
         Work *w = g_queue_pop_head(&iot->work);
-        g_mutex_unlock(&iot->lock);
+        berth_mutex_unlock(&iot->lock);
         if (!w) {
             break;
         }
@@ -83,10 +84,10 @@ static gpointer iothread_run(gpointer opaque)
     /* Held for the whole run, as g_main_loop_run() would. */
     g_main_context_acquire(iot->ctx);
     g_main_context_push_thread_default(iot->ctx);
-    g_mutex_lock(&iot->lock);
+    berth_mutex_lock(&iot->lock);
     iot->started = true;
     g_cond_broadcast(&iot->cond);
-    g_mutex_unlock(&iot->lock);
+    berth_mutex_unlock(&iot->lock);
 
     while (!iot->quit) {
         g_main_context_iteration(iot->ctx, TRUE);
@@ -103,7 +104,7 @@ static void iothread_release(BerthIOThread *iot)
     g_source_unref(iot->work_source);
     g_main_context_unref(iot->ctx);
     g_cond_clear(&iot->cond);
-    g_mutex_clear(&iot->lock);
+    berth_mutex_clear(&iot->lock);
     g_free(iot);
 }
 
@@ -126,11 +127,11 @@ BerthIOThread *berth_iothread_new(const char *name, GError **errp)
         iothread_release(iot);
         return NULL;
     }
-    g_mutex_lock(&iot->lock);
+    berth_mutex_lock(&iot->lock);
     while (!iot->started) {
-        g_cond_wait(&iot->cond, &iot->lock);
+        berth_cond_wait(&iot->cond, &iot->lock);
     }
-    g_mutex_unlock(&iot->lock);
+    berth_mutex_unlock(&iot->lock);
     return iot;
 }
 
@@ -147,13 +148,13 @@ bool berth_iothread_is_current(BerthIOThread *iot)
 /* Append unless stopping; `stop` appends the marker and starts stopping. */
 static bool enqueue(BerthIOThread *iot, Work *w, bool stop)
 {
-    g_mutex_lock(&iot->lock);
+    berth_mutex_lock(&iot->lock);
     bool accepted = !iot->stopping;
     if (accepted) {
         g_queue_push_tail(&iot->work, w);
         iot->stopping = stop;
     }
-    g_mutex_unlock(&iot->lock);
+    berth_mutex_unlock(&iot->lock);
     if (accepted) {
         g_source_set_ready_time(iot->work_source, 0);
     }
@@ -191,11 +192,11 @@ bool berth_iothread_run_sync(BerthIOThread *iot, BerthIOThreadFunc fn, gpointer 
     if (!enqueue(iot, &w, false)) {
         return false;
     }
-    g_mutex_lock(&iot->lock);
+    berth_mutex_lock(&iot->lock);
     while (!w.done) {
-        g_cond_wait(&iot->cond, &iot->lock);
+        berth_cond_wait(&iot->cond, &iot->lock);
     }
-    g_mutex_unlock(&iot->lock);
+    berth_mutex_unlock(&iot->lock);
     return true;
 }
 

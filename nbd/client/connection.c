@@ -8,6 +8,7 @@
  * of its own so that the deadline timer keeps ticking.
  */
 #include "berth/nbd/client-connection.h"
+#include "util/tsan.h"
 
 #include <errno.h>
 #include <gio/gio.h>
@@ -73,7 +74,7 @@ static void attempt_unref(gpointer p)
     nbd_export_info_clear(&a->info);
     g_clear_error(&a->err);
     nbd_client_target_unref(a->target);
-    g_mutex_clear(&a->lock);
+    berth_mutex_clear(&a->lock);
     g_free(a);
 }
 
@@ -343,6 +344,8 @@ static bool adopt_connection(NBDClientConnection *conn, ConnectAttempt *a)
 static gboolean attempt_done(gpointer opaque)
 {
     ConnectAttempt *a = opaque;
+    /* Pairs with the release before the report's g_source_attach(). */
+    berth_tsan_acquire(a);
     NBDClientConnection *conn = a->conn;
     if (!conn) {
         return G_SOURCE_REMOVE;     /* cancelled after it reported */
@@ -373,7 +376,7 @@ static gpointer attempt_thread(gpointer opaque)
     } else {
         a->err = err;
     }
-    g_mutex_lock(&a->lock);
+    berth_mutex_lock(&a->lock);
     if (a->ctx) {
         /* A source, not g_main_context_invoke(): that would run attempt_done
          * right here whenever nobody holds the context at this moment. */
@@ -381,10 +384,13 @@ static gpointer attempt_thread(gpointer opaque)
         g_atomic_int_inc(&a->ref);
         g_source_set_priority(report, G_PRIORITY_DEFAULT);
         g_source_set_callback(report, attempt_done, a, attempt_unref);
+        /* The context's lock, inside GLib, orders our result before
+         * attempt_done(); TSan sees only this. */
+        berth_tsan_release(a);
         g_source_attach(report, a->ctx);
         g_source_unref(report);
     }
-    g_mutex_unlock(&a->lock);
+    berth_mutex_unlock(&a->lock);
     attempt_unref(a);
     return NULL;
 }
@@ -449,9 +455,9 @@ void nbd_client_connection_free(NBDClientConnection *conn)
     if (conn->attempt) {
         /* Its thread finishes on its own (bounded by the negotiation
          * timeout) and reports to nobody. */
-        g_mutex_lock(&conn->attempt->lock);
+        berth_mutex_lock(&conn->attempt->lock);
         conn->attempt->ctx = NULL;
-        g_mutex_unlock(&conn->attempt->lock);
+        berth_mutex_unlock(&conn->attempt->lock);
         conn->attempt->conn = NULL; /* in case its report is already queued */
         attempt_unref(conn->attempt);
         conn->attempt = NULL;

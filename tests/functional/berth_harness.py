@@ -43,10 +43,25 @@ SOURCE_ROOT = os.path.dirname(os.path.dirname(HERE))
 BERTHD = (os.environ.get("BERTH_FUNCTIONAL_DAEMON") or os.environ.get("BERTHD")
           or os.path.join(SOURCE_ROOT, "build", "tools", "berthd"))
 
+# BERTH_VALGRIND=1 (tests/valgrind.sh --functional): the daemon under test
+# runs under valgrind memcheck, and any error or definite leak makes it exit
+# with status 99, which stop() reports. Other programs run as they are.
+VALGRIND = os.environ.get("BERTH_VALGRIND", "") not in ("", "0")
+VALGRIND_COMMAND = [
+    "valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+    "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+    "--suppressions=" + os.path.join(SOURCE_ROOT, "tests", "valgrind.supp"),
+]
+# valgrind makes start-up and shut-down several times slower.
+SLOW = 4.0 if VALGRIND else 1.0
+# A sanitizer build (meson's b_sanitize) or valgrind: memory figures and
+# timings are not the daemon's own.
+SANITIZED = VALGRIND or os.environ.get("BERTH_SANITIZE", "none") not in ("", "none")
+
 SKIP_EXIT = 77              # meson's "skipped" exit status
-START_TIMEOUT = 10.0        # seconds until the daemon's socket must accept
-STOP_TIMEOUT = 10.0         # seconds until the daemon must exit after SIGTERM
-TEST_TIMEOUT = float(os.environ.get("BERTH_TEST_TIMEOUT", "45"))
+START_TIMEOUT = 10.0 * SLOW  # seconds until the daemon's socket must accept
+STOP_TIMEOUT = 10.0 * SLOW  # seconds until the daemon must exit after SIGTERM
+TEST_TIMEOUT = float(os.environ.get("BERTH_TEST_TIMEOUT", "45")) * SLOW
 TOOL_TIMEOUT = 60.0         # any external tool (qemu-img, nbdcopy, ...)
 REPLY_TIMEOUT = 10.0        # seconds until a QMP reply must have come
 
@@ -330,6 +345,8 @@ class Daemon:
     def __init__(self, args, workdir, wait_for=None, wait_tcp=None, name="daemon",
                  exe=None):
         self.args = [exe or DAEMON_PATH] + list(args)
+        if VALGRIND and exe is None:
+            self.args = VALGRIND_COMMAND + self.args
         self.workdir = workdir
         self.name = name
         self.stderr_path = os.path.join(workdir, "%s.stderr" % name)
@@ -500,9 +517,15 @@ def kill_pid(pid):
             os.kill(pid, signal.SIGKILL)
 
 
+def daemon_command():
+    """The command that runs the daemon under test (under valgrind with
+    BERTH_VALGRIND=1), for tests that run it themselves."""
+    return (VALGRIND_COMMAND if VALGRIND else []) + [DAEMON_PATH]
+
+
 def run_daemon_once(args, workdir, timeout=STOP_TIMEOUT):
     """Run the daemon to completion (for --help, bad options, ...)."""
-    p = subprocess.run([DAEMON_PATH] + list(args), cwd=workdir,
+    p = subprocess.run(daemon_command() + list(args), cwd=workdir,
                        stdin=subprocess.DEVNULL, capture_output=True,
                        timeout=timeout, preexec_fn=_die_with_parent)
     return p.returncode, p.stdout.decode("utf-8", "replace"), \

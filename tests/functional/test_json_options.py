@@ -51,7 +51,7 @@ ERRORS = [
 class JsonOptions(bh.DaemonTestCase):
 
     def run_once(self, args):
-        out = subprocess.run([bh.DAEMON_PATH] + args, capture_output=True, text=True,
+        out = subprocess.run(bh.daemon_command() + args, capture_output=True, text=True,
                              timeout=bh.TOOL_TIMEOUT, cwd=self.tmpdir)
         return out.returncode, out.stderr
 

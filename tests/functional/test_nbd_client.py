@@ -50,8 +50,8 @@ import nbd_fake_server as fake
 
 nbd = bh.import_nbd()
 
-SANITIZED = os.environ.get("BERTH_SANITIZE", "none") not in ("", "none")
-SLOW = 3.0 if SANITIZED else 1.0    # scale for every time bound
+SANITIZED = bh.SANITIZED
+SLOW = (3.0 if SANITIZED else 1.0) * bh.SLOW    # scale for every time bound
 SIZE = 16 * MiB
 EXPORT = "x"                        # the name of D's re-export
 HANG = 20.0 * SLOW                  # an I/O slower than this is a hang

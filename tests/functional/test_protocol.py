@@ -890,8 +890,7 @@ class HandshakeFlood(ProtocolBase):
         self.assertEqual((r.option, r.type), (w.OPT_ABORT, w.REP_ACK))
         writer.join(10)
 
-    @unittest.skipIf(os.environ.get("BERTH_SANITIZE", "none") not in ("", "none"),
-                     "ASan's quarantine keeps freed memory resident")
+    @unittest.skipIf(bh.SANITIZED, "ASan's quarantine (valgrind's too) keeps freed memory resident")
     def test_memory_given_back(self):
         before = self.daemon.memory_kib("VmRSS")
         clients = [self.haggling() for _ in range(8)]

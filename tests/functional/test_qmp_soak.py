@@ -23,7 +23,7 @@ RSS_SLACK_KIB = 2 * 1024
 # RSS climbs for a while in a sanitizer build whatever the daemon does; the
 # leak check there is LeakSanitizer's at exit, and this bound only catches
 # gross growth.
-if os.environ.get("BERTH_SANITIZE", "none") not in ("", "none"):
+if bh.SANITIZED:
     RSS_SLACK_KIB = 64 * 1024
 DISK_SIZE = 4 * bh.MiB
 BLOCK = 4096

@@ -160,6 +160,16 @@ static inline int read_ret(BlockDriverState *bs, uint64_t off, void *buf, size_t
     return ret;
 }
 
+static inline int write_ret(BlockDriverState *bs, uint64_t off, const void *buf, size_t len,
+                            BdrvRequestFlags flags)
+{
+    Result r = { 0 };
+    int ret = do_write(bs, off, buf, len, flags, &r);
+
+    result_clear(&r);
+    return ret;
+}
+
 static inline int do_simple(void (*fn)(BlockDriverState *, uint64_t, uint64_t,
                                        BdrvCompletionFunc, gpointer),
                             BlockDriverState *bs, uint64_t off, uint64_t len)

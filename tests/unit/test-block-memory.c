@@ -6,7 +6,8 @@
  * status with several extents and the max_extents limit, a disk of terabytes
  * that costs nothing until written, range and read-only refusals, option
  * errors, detect-zeroes, and completion delivery: never inside the submitting
- * call, always on the submitter's context, also from other threads.
+ * call, always on the submitter's context, also from other threads; and
+ * threads writing the same pages at once never leave a torn page.
  */
 #include "block-test-util.h"
 
@@ -425,6 +426,66 @@ static void test_completion_contexts(void)
     close_node(bs);
 }
 
+/* Several threads write whole pages of their own byte over the same page
+ * and read it back: every read sees one write, never a mix of two. */
+#define SAME_PAGE_THREADS 4
+#define SAME_PAGE_ROUNDS 300
+
+typedef struct {
+    BlockDriverState *bs;
+    guint8 value;
+    gint *ready;
+    bool ok;
+} SamePageJob;
+
+static gpointer same_page_main(gpointer data)
+{
+    SamePageJob *job = data;
+    GMainContext *ctx = push_new_context();
+    uint8_t wbuf[8192], rbuf[8192];
+
+    memset(wbuf, job->value, sizeof(wbuf));
+    g_atomic_int_inc(job->ready);
+    while (g_atomic_int_get(job->ready) < SAME_PAGE_THREADS) {
+        g_thread_yield();
+    }
+    for (int i = 0; i < SAME_PAGE_ROUNDS && job->ok; i++) {
+        /* Two pages, half a page in: a write spans a page boundary. */
+        if (write_ret(job->bs, 2048, wbuf, sizeof(wbuf), 0) != 0 ||
+            read_ret(job->bs, 2048, rbuf, sizeof(rbuf)) != 0) {
+            job->ok = false;
+            break;
+        }
+        for (size_t k = 1; k < sizeof(rbuf); k++) {
+            if (rbuf[k] != rbuf[0] || rbuf[0] == 0) {
+                job->ok = false;
+                break;
+            }
+        }
+    }
+    pop_context(ctx);
+    return NULL;
+}
+
+static void test_same_page_threads(void)
+{
+    BlockDriverState *bs = open_ok("{\"driver\":\"memory\",\"node-name\":\"p\",\"size\":65536}");
+    SamePageJob jobs[SAME_PAGE_THREADS];
+    GThread *threads[SAME_PAGE_THREADS];
+    gint ready = 0;
+
+    for (int i = 0; i < SAME_PAGE_THREADS; i++) {
+        jobs[i] = (SamePageJob) { .bs = bs, .value = (guint8) (0x11 * (i + 1)), .ready = &ready,
+                                  .ok = true };
+        threads[i] = g_thread_new("same-page", same_page_main, &jobs[i]);
+    }
+    for (int i = 0; i < SAME_PAGE_THREADS; i++) {
+        g_thread_join(threads[i]);
+        g_assert_true(jobs[i].ok);
+    }
+    close_node(bs);
+}
+
 /* A callback may submit again; the new completion waits for a later
  * iteration, so a chain of requests cannot starve the context. */
 typedef struct {
@@ -474,5 +535,6 @@ int main(int argc, char **argv)
     g_test_add_func("/block/memory/detect-zeroes", test_detect_zeroes);
     g_test_add_func("/block/memory/completion-contexts", test_completion_contexts);
     g_test_add_func("/block/memory/chained-submission", test_chained_submission);
+    g_test_add_func("/block/memory/same-page-threads", test_same_page_threads);
     return run_block_tests(NULL);
 }

@@ -8,6 +8,7 @@
  * everything accepted first and refuses what comes later.
  */
 #include "util/iothread.h"
+#include "util/tsan.h"
 
 #include <pthread.h>
 
@@ -160,23 +161,23 @@ typedef struct {
 static gboolean note_thread(gpointer opaque)
 {
     Seen *s = opaque;
-    g_mutex_lock(&s->lock);
+    berth_mutex_lock(&s->lock);
     s->ran_on = g_thread_self();
     s->fired = true;
     g_cond_signal(&s->cond);
-    g_mutex_unlock(&s->lock);
+    berth_mutex_unlock(&s->lock);
     return G_SOURCE_REMOVE;
 }
 
 static GThread *wait_seen(Seen *s)
 {
     gint64 deadline = g_get_monotonic_time() + 10 * G_TIME_SPAN_SECOND;
-    g_mutex_lock(&s->lock);
+    berth_mutex_lock(&s->lock);
     while (!s->fired) {
-        g_assert_true(g_cond_wait_until(&s->cond, &s->lock, deadline));
+        g_assert_true(berth_cond_wait_until(&s->cond, &s->lock, deadline));
     }
     s->fired = false;
-    g_mutex_unlock(&s->lock);
+    berth_mutex_unlock(&s->lock);
     return s->ran_on;
 }
 
