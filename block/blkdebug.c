@@ -271,7 +271,7 @@ static bool refuse_unsupported(const BlkdebugOptions *o, GError **errp)
 
 static void blkdebug_free_state(BlkdebugState *s)
 {
-    g_mutex_clear(&s->lock);
+    berth_mutex_clear(&s->lock);
     g_free(s->rules);
     g_free(s);
 }
@@ -341,7 +341,7 @@ static bool match_rule(BlkdebugState *s, const BdrvRequest *req, BlkdebugRule *o
     if (type < 0 || s->n_rules == 0) {
         return false;
     }
-    g_mutex_lock(&s->lock);
+    berth_mutex_lock(&s->lock);
     for (guint i = 0; i < s->n_rules; i++) {
         BlkdebugRule *r = &s->rules[i];
         if (r->removed || !(r->iotypes & (1u << type))) {
@@ -359,7 +359,7 @@ static bool match_rule(BlkdebugState *s, const BdrvRequest *req, BlkdebugRule *o
         found = true;
         break;
     }
-    g_mutex_unlock(&s->lock);
+    berth_mutex_unlock(&s->lock);
     return found && out->error != 0;
 }
 

@@ -17,6 +17,7 @@
 #include "berth/util/argspec.h"
 #include "berth/util/qmp-command.h"
 #include "util/iov.h"
+#include "util/tsan.h"
 
 #include <gio/gio.h>
 

@@ -230,7 +230,7 @@ static void bdrv_free(BlockDriverState *bs)
         bs->drv->close(bs);
     }
     bdrv_dirty_bitmaps_free_all(bs);
-    g_mutex_clear(&bs->dirty_lock);
+    berth_mutex_clear(&bs->dirty_lock);
     release_children(bs);
     g_free(bs->node_name);
     g_free(bs->filename);

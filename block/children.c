@@ -176,10 +176,10 @@ void bdrv_sync_request_complete(BdrvRequest *req)
 {
     BdrvSyncWaiter *w = req->waiter;
 
-    g_mutex_lock(&w->lock);
+    berth_mutex_lock(&w->lock);
     w->done = true;
     g_cond_signal(&w->cond);
-    g_mutex_unlock(&w->lock);
+    berth_mutex_unlock(&w->lock);
 }
 
 static bool may_wait(GError **errp)
@@ -226,11 +226,11 @@ static int sync_request_full(BlockDriverState *child, BdrvOp op, uint64_t offset
         bdrv_request_submit(req);
     }
 
-    g_mutex_lock(&w.lock);
+    berth_mutex_lock(&w.lock);
     while (!w.done) {
-        g_cond_wait(&w.cond, &w.lock);
+        berth_cond_wait(&w.cond, &w.lock);
     }
-    g_mutex_unlock(&w.lock);
+    berth_mutex_unlock(&w.lock);
 
     ret = req->ret < 0 ? req->ret : 0;
     if (ret < 0 && errp) {
@@ -240,7 +240,7 @@ static int sync_request_full(BlockDriverState *child, BdrvOp op, uint64_t offset
         *first = ret == 0 && req->n_extents ? req->extents[0] : (BdrvExtent) { 0 };
     }
     bdrv_request_free(req);
-    g_mutex_clear(&w.lock);
+    berth_mutex_clear(&w.lock);
     g_cond_clear(&w.cond);
     return ret;
 }

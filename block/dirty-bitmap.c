@@ -100,10 +100,10 @@ BdrvDirtyBitmap *bdrv_dirty_bitmap_create(BlockDriverState *bs, const char *name
     bm->disabled = disabled;
     bm->bits = berth_bitmap_new(nbits);
 
-    g_mutex_lock(&bs->dirty_lock);
+    berth_mutex_lock(&bs->dirty_lock);
     bs->dirty_bitmaps = g_list_prepend(bs->dirty_bitmaps, bm);
     g_atomic_int_inc(&bs->n_dirty_bitmaps);
-    g_mutex_unlock(&bs->dirty_lock);
+    berth_mutex_unlock(&bs->dirty_lock);
     return bm;
 }
 
@@ -131,10 +131,10 @@ bool bdrv_dirty_bitmap_remove(BdrvDirtyBitmap *bm, GError **errp)
     if (!bdrv_dirty_bitmap_check(bm, errp)) {
         return false;
     }
-    g_mutex_lock(&bs->dirty_lock);
+    berth_mutex_lock(&bs->dirty_lock);
     bs->dirty_bitmaps = g_list_remove(bs->dirty_bitmaps, bm);
     g_atomic_int_add(&bs->n_dirty_bitmaps, -1);
-    g_mutex_unlock(&bs->dirty_lock);
+    berth_mutex_unlock(&bs->dirty_lock);
     bitmap_free(bm);
     return true;
 }
@@ -157,7 +157,7 @@ bool bdrv_dirty_bitmaps_resize(BlockDriverState *bs, uint64_t size, GError **err
             return false;
         }
     }
-    g_mutex_lock(&bs->dirty_lock);
+    berth_mutex_lock(&bs->dirty_lock);
     for (GList *l = bs->dirty_bitmaps; l; l = l->next) {
         BdrvDirtyBitmap *bm = l->data;
         berth_bitmap_resize(bm->bits, bits_for(size, bm->shift));
@@ -165,7 +165,7 @@ bool bdrv_dirty_bitmaps_resize(BlockDriverState *bs, uint64_t size, GError **err
          * it stays as it was, like the rest of the old range. */
         bm->size = size;
     }
-    g_mutex_unlock(&bs->dirty_lock);
+    berth_mutex_unlock(&bs->dirty_lock);
     return true;
 }
 
@@ -174,9 +174,9 @@ bool bdrv_dirty_bitmap_clear(BdrvDirtyBitmap *bm, GError **errp)
     if (!bdrv_dirty_bitmap_check(bm, errp)) {
         return false;
     }
-    g_mutex_lock(&bm->bs->dirty_lock);
+    berth_mutex_lock(&bm->bs->dirty_lock);
     berth_bitmap_reset_all(bm->bits);
-    g_mutex_unlock(&bm->bs->dirty_lock);
+    berth_mutex_unlock(&bm->bs->dirty_lock);
     return true;
 }
 
@@ -185,17 +185,17 @@ bool bdrv_dirty_bitmap_set_enabled(BdrvDirtyBitmap *bm, bool enabled, GError **e
     if (!bdrv_dirty_bitmap_check(bm, errp)) {
         return false;
     }
-    g_mutex_lock(&bm->bs->dirty_lock);
+    berth_mutex_lock(&bm->bs->dirty_lock);
     bm->disabled = !enabled;
-    g_mutex_unlock(&bm->bs->dirty_lock);
+    berth_mutex_unlock(&bm->bs->dirty_lock);
     return true;
 }
 
 void bdrv_dirty_bitmap_set_busy(BdrvDirtyBitmap *bm, bool busy)
 {
-    g_mutex_lock(&bm->bs->dirty_lock);
+    berth_mutex_lock(&bm->bs->dirty_lock);
     bm->busy = busy;
-    g_mutex_unlock(&bm->bs->dirty_lock);
+    berth_mutex_unlock(&bm->bs->dirty_lock);
 }
 
 /* Caller holds the lock of bm's node. */
@@ -211,9 +211,9 @@ static void set_bytes_locked(BdrvDirtyBitmap *bm, uint64_t offset, uint64_t byte
 
 void bdrv_dirty_bitmap_set_range(BdrvDirtyBitmap *bm, uint64_t offset, uint64_t bytes)
 {
-    g_mutex_lock(&bm->bs->dirty_lock);
+    berth_mutex_lock(&bm->bs->dirty_lock);
     set_bytes_locked(bm, offset, bytes);
-    g_mutex_unlock(&bm->bs->dirty_lock);
+    berth_mutex_unlock(&bm->bs->dirty_lock);
 }
 
 void bdrv_dirty_bitmaps_mark(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
@@ -221,14 +221,14 @@ void bdrv_dirty_bitmaps_mark(BlockDriverState *bs, uint64_t offset, uint64_t byt
     if (g_atomic_int_get(&bs->n_dirty_bitmaps) == 0 || bytes == 0) {
         return;
     }
-    g_mutex_lock(&bs->dirty_lock);
+    berth_mutex_lock(&bs->dirty_lock);
     for (GList *l = bs->dirty_bitmaps; l; l = l->next) {
         BdrvDirtyBitmap *bm = l->data;
         if (!bm->disabled) {
             set_bytes_locked(bm, offset, bytes);
         }
     }
-    g_mutex_unlock(&bs->dirty_lock);
+    berth_mutex_unlock(&bs->dirty_lock);
 }
 
 /* Caller holds the lock; offset < bm->size. */
@@ -252,9 +252,9 @@ bool bdrv_dirty_bitmap_status(BdrvDirtyBitmap *bm, uint64_t offset, uint64_t byt
         *run = bytes;
         return false;
     }
-    g_mutex_lock(&bm->bs->dirty_lock);
+    berth_mutex_lock(&bm->bs->dirty_lock);
     bool dirty = status_locked(bm, offset, bytes, run);
-    g_mutex_unlock(&bm->bs->dirty_lock);
+    berth_mutex_unlock(&bm->bs->dirty_lock);
     return dirty;
 }
 
@@ -306,43 +306,43 @@ bool bdrv_dirty_bitmap_merge_many(BdrvDirtyBitmap *dst, BdrvDirtyBitmap *const *
      * land in dst while the copy is made are replayed by merging dst's
      * current bits again at the swap.
      */
-    g_mutex_lock(&dst->bs->dirty_lock);
+    berth_mutex_lock(&dst->bs->dirty_lock);
     BerthBitmap *result = berth_bitmap_copy(dst->bits);
-    g_mutex_unlock(&dst->bs->dirty_lock);
+    berth_mutex_unlock(&dst->bs->dirty_lock);
     for (guint i = 0; i < n; i++) {
-        g_mutex_lock(&srcs[i]->bs->dirty_lock);
+        berth_mutex_lock(&srcs[i]->bs->dirty_lock);
         merge_locked(dst, result, srcs[i]);
-        g_mutex_unlock(&srcs[i]->bs->dirty_lock);
+        berth_mutex_unlock(&srcs[i]->bs->dirty_lock);
     }
-    g_mutex_lock(&dst->bs->dirty_lock);
+    berth_mutex_lock(&dst->bs->dirty_lock);
     berth_bitmap_merge(result, dst->bits);
     BerthBitmap *old = dst->bits;
     dst->bits = result;
-    g_mutex_unlock(&dst->bs->dirty_lock);
+    berth_mutex_unlock(&dst->bs->dirty_lock);
     berth_bitmap_free(old);
     return true;
 }
 
 BerthBitmap *bdrv_dirty_bitmap_snapshot(BdrvDirtyBitmap *bm)
 {
-    g_mutex_lock(&bm->bs->dirty_lock);
+    berth_mutex_lock(&bm->bs->dirty_lock);
     BerthBitmap *copy = berth_bitmap_copy(bm->bits);
-    g_mutex_unlock(&bm->bs->dirty_lock);
+    berth_mutex_unlock(&bm->bs->dirty_lock);
     return copy;
 }
 
 void bdrv_dirty_bitmap_restore(BdrvDirtyBitmap *bm, BerthBitmap *bits)
 {
-    g_mutex_lock(&bm->bs->dirty_lock);
+    berth_mutex_lock(&bm->bs->dirty_lock);
     BerthBitmap *old = bm->bits;
     bm->bits = bits;
-    g_mutex_unlock(&bm->bs->dirty_lock);
+    berth_mutex_unlock(&bm->bs->dirty_lock);
     berth_bitmap_free(old);
 }
 
 void bdrv_dirty_bitmap_get_info(BdrvDirtyBitmap *bm, BdrvDirtyBitmapInfo *info)
 {
-    g_mutex_lock(&bm->bs->dirty_lock);
+    berth_mutex_lock(&bm->bs->dirty_lock);
     *info = (BdrvDirtyBitmapInfo) {
         .name = bm->name,
         .granularity = bm->granularity,
@@ -352,7 +352,7 @@ void bdrv_dirty_bitmap_get_info(BdrvDirtyBitmap *bm, BdrvDirtyBitmapInfo *info)
         .count = berth_bitmap_count(bm->bits) << bm->shift,
         .size = bm->size,
     };
-    g_mutex_unlock(&bm->bs->dirty_lock);
+    berth_mutex_unlock(&bm->bs->dirty_lock);
 }
 
 BlockDriverState *bdrv_dirty_bitmap_get_node(BdrvDirtyBitmap *bm)

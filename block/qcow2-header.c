@@ -420,8 +420,8 @@ void qcow2_close(Qcow2 *s)
     g_free(s->backing_file);
     g_free(s->backing_format);
     g_rw_lock_clear(&s->lock);
-    g_mutex_clear(&s->gate);
-    g_mutex_clear(&s->cache_lock);
+    berth_mutex_clear(&s->gate);
+    berth_mutex_clear(&s->cache_lock);
     g_free(s);
 }
 

@@ -20,6 +20,7 @@
 #define BERTH_BLOCK_QCOW2_INT_H
 
 #include "block/qcow2-core.h"
+#include "util/tsan.h"
 
 #include <errno.h>
 #include <string.h>
@@ -183,8 +184,8 @@ int qcow2_sync(Qcow2 *s, GError **errp);
 static inline void qcow2_lock_shared(Qcow2 *s)
 {
     if (g_atomic_int_get(&s->writers_waiting)) {
-        g_mutex_lock(&s->gate);
-        g_mutex_unlock(&s->gate);
+        berth_mutex_lock(&s->gate);
+        berth_mutex_unlock(&s->gate);
     }
     g_rw_lock_reader_lock(&s->lock);
 }
@@ -197,9 +198,9 @@ static inline void qcow2_unlock_shared(Qcow2 *s)
 static inline void qcow2_lock_exclusive(Qcow2 *s)
 {
     g_atomic_int_inc(&s->writers_waiting);
-    g_mutex_lock(&s->gate);
+    berth_mutex_lock(&s->gate);
     g_rw_lock_writer_lock(&s->lock);
-    g_mutex_unlock(&s->gate);
+    berth_mutex_unlock(&s->gate);
     g_atomic_int_dec_and_test(&s->writers_waiting);
 }
 

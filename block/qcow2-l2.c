@@ -38,12 +38,12 @@ int qcow2_l2_lookup(Qcow2 *s, uint64_t guest_cluster, uint64_t *entry, GError **
     if (ret < 0 || !l2_off) {
         return ret;
     }
-    g_mutex_lock(&s->cache_lock);
+    berth_mutex_lock(&s->cache_lock);
     table = (const uint64_t *) qcow2_cache_get(s, &s->l2_cache, l2_off, errp);
     if (table) {
         *entry = qcow2_be64(table[guest_cluster % s->l2_entries]);
     }
-    g_mutex_unlock(&s->cache_lock);
+    berth_mutex_unlock(&s->cache_lock);
     return table ? 0 : -EIO;
 }
 
@@ -124,14 +124,14 @@ static int l2_prepare(Qcow2 *s, uint64_t l1_index, uint64_t *l2_off, GError **er
         if (fresh < 0) {
             return fresh;
         }
-        g_mutex_lock(&s->cache_lock);
+        berth_mutex_lock(&s->cache_lock);
         table = qcow2_cache_get_empty(&s->l2_cache, fresh);
         memset(table, 0, s->cluster_size);
         ret = qcow2_pwrite(s, fresh, table, s->cluster_size, errp);
         if (ret < 0) {
             qcow2_cache_drop(&s->l2_cache, fresh);
         }
-        g_mutex_unlock(&s->cache_lock);
+        berth_mutex_unlock(&s->cache_lock);
         if (ret == 0) {
             /* The table is on disk before the L1 entry that points at it. */
             ret = qcow2_sync(s, errp);
@@ -164,10 +164,10 @@ int qcow2_l2_set(Qcow2 *s, uint64_t guest_cluster, const uint64_t *entries, guin
     if (ret < 0) {
         return ret;
     }
-    g_mutex_lock(&s->cache_lock);
+    berth_mutex_lock(&s->cache_lock);
     table = (uint64_t *) qcow2_cache_get(s, &s->l2_cache, l2_off, errp);
     if (!table) {
-        g_mutex_unlock(&s->cache_lock);
+        berth_mutex_unlock(&s->cache_lock);
         return -EIO;
     }
     for (guint i = 0; i < n; i++) {
@@ -178,6 +178,6 @@ int qcow2_l2_set(Qcow2 *s, uint64_t guest_cluster, const uint64_t *entries, guin
         /* The disk may hold either version: forget ours. */
         qcow2_cache_drop(&s->l2_cache, l2_off);
     }
-    g_mutex_unlock(&s->cache_lock);
+    berth_mutex_unlock(&s->cache_lock);
     return ret < 0 ? ret : 0;
 }

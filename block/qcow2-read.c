@@ -228,14 +228,14 @@ static bool peek_entry(Qcow2 *s, uint64_t gc, uint64_t *entry)
     l2_off = qcow2_be64(s->l1[l1_index]) & QCOW2_OFFSET_MASK;
     if (!l2_off || (l2_off & (s->cluster_size - 1)) ||
         qcow2_overlaps_metadata(s, l2_off, s->cluster_size) ||
-        !g_mutex_trylock(&s->cache_lock)) {
+        !berth_mutex_trylock(&s->cache_lock)) {
         return false;
     }
     table = (const uint64_t *) qcow2_cache_peek(&s->l2_cache, l2_off);
     if (table) {
         *entry = qcow2_be64(table[gc % s->l2_entries]);
     }
-    g_mutex_unlock(&s->cache_lock);
+    berth_mutex_unlock(&s->cache_lock);
     return table != NULL;
 }
 

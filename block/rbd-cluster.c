@@ -126,7 +126,7 @@ RbdCluster *rbd_cluster_get(const RbdClusterParams *p, GError **errp)
     RbdCluster *c;
     rados_t h;
 
-    g_mutex_lock(&clusters_lock);
+    berth_mutex_lock(&clusters_lock);
     if (!clusters) {
         clusters = g_hash_table_new(g_str_hash, g_str_equal);
     }
@@ -134,10 +134,10 @@ RbdCluster *rbd_cluster_get(const RbdClusterParams *p, GError **errp)
     /* One that is going away (count already 0) is not reused. */
     if (c && g_atomic_int_get(&c->refcnt) > 0) {
         g_atomic_int_inc(&c->refcnt);
-        g_mutex_unlock(&clusters_lock);
+        berth_mutex_unlock(&clusters_lock);
         return c;
     }
-    g_mutex_unlock(&clusters_lock);
+    berth_mutex_unlock(&clusters_lock);
 
     /* Connecting blocks; do it without the lock, so that closes go on. */
     if (!cluster_connect(p, &h, errp)) {
@@ -147,10 +147,10 @@ RbdCluster *rbd_cluster_get(const RbdClusterParams *p, GError **errp)
     c->refcnt = 1;
     c->digest = g_steal_pointer(&digest);
     c->handle = h;
-    g_mutex_lock(&clusters_lock);
+    berth_mutex_lock(&clusters_lock);
     /* Replaces a dying entry; that one no longer removes itself. */
     g_hash_table_insert(clusters, c->digest, c);
-    g_mutex_unlock(&clusters_lock);
+    berth_mutex_unlock(&clusters_lock);
     return c;
 }
 
@@ -161,15 +161,15 @@ rados_t rbd_cluster_handle(RbdCluster *c)
 
 void rbd_cluster_unref(RbdCluster *c)
 {
-    g_mutex_lock(&clusters_lock);
+    berth_mutex_lock(&clusters_lock);
     if (!g_atomic_int_dec_and_test(&c->refcnt)) {
-        g_mutex_unlock(&clusters_lock);
+        berth_mutex_unlock(&clusters_lock);
         return;
     }
     if (g_hash_table_lookup(clusters, c->digest) == c) {
         g_hash_table_remove(clusters, c->digest);
     }
-    g_mutex_unlock(&clusters_lock);
+    berth_mutex_unlock(&clusters_lock);
     rados_shutdown(c->handle);
     g_free(c->digest);
     g_free(c);

@@ -226,15 +226,15 @@ static void wait_for_releases(void)
 {
     gint64 deadline = g_get_monotonic_time() + RBD_EXIT_WAIT_US;
 
-    g_mutex_lock(&releases_lock);
+    berth_mutex_lock(&releases_lock);
     while (releases_pending > 0) {
-        if (!g_cond_wait_until(&releases_cond, &releases_lock, deadline)) {
+        if (!berth_cond_wait_until(&releases_cond, &releases_lock, deadline)) {
             g_warning("rbd: %u image(s) still closing at exit; giving up on them",
                       releases_pending);
             break;
         }
     }
-    g_mutex_unlock(&releases_lock);
+    berth_mutex_unlock(&releases_lock);
 }
 
 static void *release_thread(void *data)
@@ -257,10 +257,10 @@ static void *release_thread(void *data)
 static void *release_thread_counted(void *data)
 {
     release_thread(data);
-    g_mutex_lock(&releases_lock);
+    berth_mutex_lock(&releases_lock);
     releases_pending--;
     g_cond_broadcast(&releases_cond);
-    g_mutex_unlock(&releases_lock);
+    berth_mutex_unlock(&releases_lock);
     return NULL;
 }
 
@@ -279,9 +279,9 @@ static void release_state(RbdState *s)
         atexit(wait_for_releases);
         g_once_init_leave(&exit_hook, 1);
     }
-    g_mutex_lock(&releases_lock);
+    berth_mutex_lock(&releases_lock);
     releases_pending++;
-    g_mutex_unlock(&releases_lock);
+    berth_mutex_unlock(&releases_lock);
     t = g_thread_try_new("rbd-close", release_thread_counted, s, NULL);
     if (t) {
         g_thread_unref(t);

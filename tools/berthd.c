@@ -98,6 +98,9 @@ static void usage(void)
 "                           blkdebug  image=NODE|image.driver=DRIVER,...\n"
 "                                    [,inject-error.N.event=EVENT,\n"
 "                                    inject-error.N.errno=ERRNO,...][,x-delay-ms=MS]\n"
+"                           qcow2    file=NODE|file.driver=DRIVER,file.OPTION=...\n"
+"                                    [,backing=NODE|null][,l2-cache-size=BYTES]\n"
+"                                    [,cache-size=BYTES]\n"
 #ifdef CONFIG_RBD
 "                           rbd      pool=POOL,image=IMAGE[,namespace=NS]\n"
 "                                    [,snapshot=SNAP][,conf=PATH][,user=ID]\n"

@@ -74,6 +74,15 @@ static inline void berth_mutex_lock(GMutex *m)
     __tsan_mutex_post_lock(m, 0, 0);
 }
 
+/* __tsan_mutex_try_lock (0x10) and __tsan_mutex_try_lock_failed (0x20). */
+static inline gboolean berth_mutex_trylock(GMutex *m)
+{
+    __tsan_mutex_pre_lock(m, 0x10);
+    gboolean got = g_mutex_trylock(m);
+    __tsan_mutex_post_lock(m, got ? 0x10 : 0x30, 0);
+    return got;
+}
+
 static inline void berth_mutex_unlock(GMutex *m)
 {
     __tsan_mutex_pre_unlock(m, 0);
@@ -130,6 +139,11 @@ static inline void berth_tsan_acquire(const void *obj)
 static inline void berth_mutex_lock(GMutex *m)
 {
     g_mutex_lock(m);
+}
+
+static inline gboolean berth_mutex_trylock(GMutex *m)
+{
+    return g_mutex_trylock(m);
 }
 
 static inline void berth_mutex_unlock(GMutex *m)

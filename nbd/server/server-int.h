@@ -9,6 +9,7 @@
 #ifndef BERTH_NBD_SERVER_INT_H
 #define BERTH_NBD_SERVER_INT_H
 
+#include "util/tsan.h"
 #include "berth/nbd/server.h"
 #include "berth/nbd/proto.h"
 #include "nbd/proto/codec.h"

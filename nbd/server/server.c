@@ -345,10 +345,10 @@ static gboolean stop_in_client_thread(gpointer opaque)
      * in this context's completion queue, holding references to the
      * client: deliver them now, so it goes with this close. */
     bdrv_dispatch_completions();
-    g_mutex_lock(&call->lock);
+    berth_mutex_lock(&call->lock);
     g_atomic_int_set(&call->done, 1);
     g_cond_signal(&call->cond);
-    g_mutex_unlock(&call->lock);
+    berth_mutex_unlock(&call->lock);
     return G_SOURCE_REMOVE;
 }
 
@@ -366,13 +366,13 @@ static void client_stop_from_main(NBDClient *client)
     g_mutex_init(&call.lock);
     g_cond_init(&call.cond);
     g_main_context_invoke(client->ctx, stop_in_client_thread, &call);
-    g_mutex_lock(&call.lock);
+    berth_mutex_lock(&call.lock);
     while (!g_atomic_int_get(&call.done)) {
-        g_cond_wait(&call.cond, &call.lock);
+        berth_cond_wait(&call.cond, &call.lock);
     }
-    g_mutex_unlock(&call.lock);
+    berth_mutex_unlock(&call.lock);
     g_cond_clear(&call.cond);
-    g_mutex_clear(&call.lock);
+    berth_mutex_clear(&call.lock);
 }
 
 void nbd_client_close(NBDClient *client)
