@@ -412,7 +412,7 @@ void nbd_client_get_info(NBDClient *client, NBDClientInfo *info)
     info->export_name = client->negotiated && client->exp ? client->exp->name : NULL;
     info->peer = berth_channel_peer(client->ch);
     info->connected_since = client->connected_since;
-    info->in_flight = client->in_flight;
+    info->in_flight = __atomic_load_n(&client->in_flight, __ATOMIC_RELAXED);
     nbd_stats_copy(&info->stats, &client->stats);
     info->tls_identity = client->tls_active ? berth_tls_peer_identity(client->ch) : NULL;
     pid_t pid;
