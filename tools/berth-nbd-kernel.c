@@ -2,7 +2,7 @@
 /*
  * berth-nbd -c/-d: the Linux kernel's NBD device (nbd/kernel.h). For -c
  * the export is served over one end of a socketpair, as an ordinary
- * NBDClient of the in-process server, and the other end is handed to the
+ * NBDConn of the in-process server, and the other end is handed to the
  * kernel. The kernel's NBD driver speaks only simple replies, so the
  * handshake on the kernel's end is the oldest one a fixed-newstyle server
  * takes (NBD_OPT_EXPORT_NAME, nothing else), written here with the codec;
@@ -27,7 +27,7 @@
 struct BerthNbdKernel {
     char *dev;
     int fd;                     /* the device, owned */
-    NBDClient *client;          /* the server's end, one reference */
+    NBDConn *client;          /* the server's end, one reference */
     BerthChannel *ch;           /* the kernel's end */
     char *export_name;
     GThread *thread;
@@ -151,7 +151,7 @@ void berth_nbd_kernel_start(BerthNbdKernel *k, NBDExport *exp, const char *expor
         return;
     }
     BerthChannel *server_end = berth_channel_socket_new(sv[0]);
-    k->client = nbd_client_new(exp, server_end, NULL, NULL, NULL);
+    k->client = nbd_conn_new(exp, server_end, NULL, NULL, NULL);
     berth_channel_unref(server_end);
     k->ch = berth_channel_socket_new(sv[1]);
     k->thread = g_thread_new("nbd-kernel", kernel_thread, k);
@@ -167,7 +167,7 @@ int berth_nbd_kernel_stop(BerthNbdKernel *k)
         g_autoptr(GError) err = NULL;
         nbd_kernel_disconnect(k->fd, &err);
         if (k->client) {
-            nbd_client_close(k->client);
+            nbd_conn_close(k->client);
         }
         status = GPOINTER_TO_INT(g_thread_join(g_steal_pointer(&k->thread)));
     }
@@ -178,8 +178,8 @@ int berth_nbd_kernel_stop(BerthNbdKernel *k)
     while (g_source_remove_by_user_data(k)) {
     }
     if (k->client) {
-        nbd_client_close(k->client);
-        nbd_client_put(k->client);
+        nbd_conn_close(k->client);
+        nbd_conn_put(k->client);
     }
     if (k->ch) {
         berth_channel_unref(k->ch);

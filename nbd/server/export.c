@@ -18,7 +18,7 @@
 static BerthNamedTable export_table = BERTH_NAMED_TABLE_INIT;
 /* Every export not yet freed, named or not (borrowed): a change of the
  * server's connection limit must reach all of them, including those that
- * serve a channel handed over by the host (nbd_client_new with an export). */
+ * serve a channel handed over by the host (nbd_conn_new with an export). */
 static GList *live_exports;
 
 /*
@@ -398,7 +398,7 @@ void nbd_export_close(NBDExport *exp)
     exp->closed = true;
     /* Clients detach themselves as they close. */
     while (exp->clients) {
-        nbd_client_close(exp->clients->data);
+        nbd_conn_close(exp->clients->data);
     }
     leave_table(exp);
     if (exp->eject_blk) {
@@ -442,12 +442,12 @@ bool nbd_export_is_shutting_down(NBDExport *exp)
     return exp->shutting_down;
 }
 
-void nbd_export_attach_client(NBDExport *exp, NBDClient *client)
+void nbd_export_attach_client(NBDExport *exp, NBDConn *client)
 {
     exp->clients = g_list_prepend(exp->clients, client);
 }
 
-void nbd_export_detach_client(NBDExport *exp, NBDClient *client)
+void nbd_export_detach_client(NBDExport *exp, NBDConn *client)
 {
     exp->clients = g_list_remove(exp->clients, client);
     if (!exp->clients && exp->shutting_down && !exp->closed) {

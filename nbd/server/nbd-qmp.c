@@ -740,12 +740,12 @@ static json_object *stats_to_json(const NBDStats *st)
     return o;
 }
 
-static void describe_client(NBDClient *client, gpointer opaque)
+static void describe_client(NBDConn *client, gpointer opaque)
 {
     json_object *o = json_object_new_object();
-    NBDClientInfo info;
+    NBDConnInfo info;
 
-    nbd_client_get_info(client, &info);
+    nbd_conn_get_info(client, &info);
     json_object_object_add(o, "id", json_object_new_uint64(info.id));
     if (info.export_name) {
         json_object_object_add(o, "export", json_object_new_string(info.export_name));
@@ -787,14 +787,14 @@ static const ArgSpec *const client_disconnect_args[] = { client_disconnect_membe
 static bool qmp_nbd_client_disconnect(void *opaque, json_object **ret, GError **errp)
 {
     ClientDisconnectArgs *args = opaque;
-    NBDClient *client = nbd_server_find_client(args->id);
+    NBDConn *client = nbd_server_find_client(args->id);
 
     if (!client) {
         g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD client %" G_GUINT64_FORMAT
                     " not found", args->id);
         return false;
     }
-    nbd_client_close(client);
+    nbd_conn_close(client);
     return true;
 }
 

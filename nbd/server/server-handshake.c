@@ -21,14 +21,14 @@
 
 static gboolean on_handshake_timeout(gpointer opaque)
 {
-    NBDClient *client = opaque;
+    NBDConn *client = opaque;
     client->handshake_timer = 0;
     g_info("NBD client %s: handshake timed out", berth_channel_peer(client->ch));
-    nbd_client_close(client);
+    nbd_conn_close(client);
     return G_SOURCE_REMOVE;
 }
 
-bool nbd_handshake_start(NBDClient *client)
+bool nbd_handshake_start(NBDConn *client)
 {
     uint8_t buf[NBD_GREETING_SIZE];
     size_t n = nbd_encode_greeting(buf, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
@@ -37,11 +37,11 @@ bool nbd_handshake_start(NBDClient *client)
         client->handshake_timer = g_timeout_add_seconds(client->handshake_max_seconds,
                                                         on_handshake_timeout, client);
     }
-    nbd_client_send_copy(client, buf, n);
-    return client->phase != NBD_CLIENT_CLOSED;
+    nbd_conn_send_copy(client, buf, n);
+    return client->phase != NBD_CONN_CLOSED;
 }
 
-void nbd_handshake_cleanup(NBDClient *client)
+void nbd_handshake_cleanup(NBDConn *client)
 {
     if (client->handshake_timer) {
         g_source_remove(client->handshake_timer);
@@ -53,13 +53,13 @@ void nbd_handshake_cleanup(NBDClient *client)
 
 /* --- replies --- */
 
-static void send_ack(NBDClient *client)
+static void send_ack(NBDConn *client)
 {
     uint8_t buf[NBD_OPTION_REPLY_HEADER_SIZE];
-    nbd_client_send_copy(client, buf, nbd_encode_rep_ack(buf, client->opt));
+    nbd_conn_send_copy(client, buf, nbd_encode_rep_ack(buf, client->opt));
 }
 
-static void G_GNUC_PRINTF(3, 4) send_err(NBDClient *client, uint32_t type, const char *fmt, ...)
+static void G_GNUC_PRINTF(3, 4) send_err(NBDConn *client, uint32_t type, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -70,24 +70,24 @@ static void G_GNUC_PRINTF(3, 4) send_err(NBDClient *client, uint32_t type, const
     size_t n = nbd_encode_rep_err(buf, sizeof(buf), client->opt, type, msg, msg_len);
     g_debug("NBD client %s: %s: %s: %s", berth_channel_peer(client->ch),
             nbd_opt_name(client->opt), nbd_rep_name(type), msg);
-    nbd_client_send_copy(client, buf, n);
+    nbd_conn_send_copy(client, buf, n);
 }
 
 /* --- export lookup --- */
 
-static NBDExport *lookup_export(NBDClient *client, NBDStringView name)
+static NBDExport *lookup_export(NBDConn *client, NBDStringView name)
 {
     g_autofree char *s = g_strndup(name.data, name.len);
     if (client->exp) {
-        /* A client made for one export (nbd_client_new with exp) sees only it. */
+        /* A client made for one export (nbd_conn_new with exp) sees only it. */
         return client->exp;
     }
     return nbd_export_find(s);
 }
 
-static void clear_meta(NBDClient *client);
+static void clear_meta(NBDConn *client);
 
-static void enter_transmission(NBDClient *client, NBDExport *exp)
+static void enter_transmission(NBDConn *client, NBDExport *exp)
 {
     /* Contexts chosen for another export do not carry over. */
     if (client->meta_exp != exp) {
@@ -102,7 +102,7 @@ static void enter_transmission(NBDClient *client, NBDExport *exp)
         client->handshake_timer = 0;
     }
     client->negotiated = true;
-    client->phase = NBD_CLIENT_TRANSMISSION;
+    client->phase = NBD_CONN_TRANSMISSION;
     const char *identity = client->tls_active ? berth_tls_peer_identity(client->ch) : NULL;
     g_info("NBD client %s connected to export '%s' (%s replies%s%s%s)",
            berth_channel_peer(client->ch), exp->name ? exp->name : "",
@@ -111,7 +111,7 @@ static void enter_transmission(NBDClient *client, NBDExport *exp)
            client->tls_active ? (identity ? identity : "(none)") : "",
            client->tls_active ? "'" : "");
     if (exp->ctx) {
-        /* client-io.c moves the client once this dispatch is over; until
+        /* conn-io.c moves the client once this dispatch is over; until
          * then nothing here reads or runs a request. */
         nbd_transmission_set_limits(client);
         client->handoff_pending = true;
@@ -122,7 +122,7 @@ static void enter_transmission(NBDClient *client, NBDExport *exp)
 
 /* --- options --- */
 
-static void opt_export_name(NBDClient *client, const uint8_t *data, size_t len)
+static void opt_export_name(NBDConn *client, const uint8_t *data, size_t len)
 {
     NBDStringView name;
     NBDDecodeResult r = nbd_parse_opt_export_name(data, len, &name);
@@ -131,18 +131,18 @@ static void opt_export_name(NBDClient *client, const uint8_t *data, size_t len)
         /* This option has no error reply: the spec says to hang up. */
         g_info("NBD client %s: export '%.*s' not found", berth_channel_peer(client->ch),
                (int) MIN(name.len, 256), r.status == NBD_DECODE_OK ? name.data : "");
-        nbd_client_finish(client, false);
+        nbd_conn_finish(client, false);
         return;
     }
     uint8_t buf[NBD_EXPORT_NAME_REPLY_MAX];
     client->export_size = nbd_export_current_size(exp);
     size_t n = nbd_encode_export_name_reply(buf, client->export_size, exp->tx_flags,
                                             client->no_zeroes);
-    nbd_client_send_copy(client, buf, n);
+    nbd_conn_send_copy(client, buf, n);
     enter_transmission(client, exp);
 }
 
-static void opt_list(NBDClient *client, size_t len)
+static void opt_list(NBDConn *client, size_t len)
 {
     if (len != 0) {
         send_err(client, NBD_REP_ERR_INVALID, "NBD_OPT_LIST must not carry data");
@@ -155,21 +155,21 @@ static void opt_list(NBDClient *client, size_t len)
         const char *desc = exp->description ? exp->description : "";
         size_t n = nbd_encode_rep_server(buf, NBD_REP_SERVER_MAX, client->opt, exp->name,
                                          strlen(exp->name), desc, strlen(desc));
-        nbd_client_send_copy(client, buf, n);
+        nbd_conn_send_copy(client, buf, n);
     }
     g_list_free(all);
     send_ack(client);
 }
 
-static void send_info_string(NBDClient *client, uint16_t type, const char *s)
+static void send_info_string(NBDConn *client, uint16_t type, const char *s)
 {
     g_autofree uint8_t *buf = g_malloc(NBD_REP_INFO_STRING_MAX);
     size_t n = nbd_encode_rep_info_string(buf, NBD_REP_INFO_STRING_MAX, client->opt, type, s,
                                           strlen(s));
-    nbd_client_send_copy(client, buf, n);
+    nbd_conn_send_copy(client, buf, n);
 }
 
-static void opt_info_go(NBDClient *client, const uint8_t *data, size_t len)
+static void opt_info_go(NBDConn *client, const uint8_t *data, size_t len)
 {
     NBDOptInfoGo info;
     NBDDecodeResult r = nbd_parse_opt_info_go(data, len, &info);
@@ -196,11 +196,11 @@ static void opt_info_go(NBDClient *client, const uint8_t *data, size_t len)
      * did not ask is not bound by it (the defaults apply to its requests),
      * but learns the 32 MiB maximum payload before it sends more.
      */
-    nbd_client_send_copy(client, buf,
+    nbd_conn_send_copy(client, buf,
                          nbd_encode_rep_info_block_size(buf, client->opt, exp->min_block,
                                                         exp->pref_block, exp->max_block));
     client->export_size = nbd_export_current_size(exp);
-    nbd_client_send_copy(client, buf,
+    nbd_conn_send_copy(client, buf,
                          nbd_encode_rep_info_export(buf, client->opt, client->export_size,
                                                     exp->tx_flags));
     send_ack(client);
@@ -215,24 +215,24 @@ static void opt_info_go(NBDClient *client, const uint8_t *data, size_t len)
 typedef struct {
     NBDOutItem item;
     struct iovec iov;
-    NBDClient *client;
+    NBDConn *client;
     uint8_t buf[NBD_OPTION_REPLY_HEADER_SIZE];
 } StartTlsAck;
 
 static void starttls_ack_sent(NBDOutItem *item)
 {
     StartTlsAck *ack = (StartTlsAck *) item;
-    NBDClient *client = ack->client;
+    NBDConn *client = ack->client;
     g_free(ack);
-    if (client->phase != NBD_CLIENT_HANDSHAKE) {
+    if (client->phase != NBD_CONN_HANDSHAKE) {
         return; /* dropped because the connection is closing */
     }
     client->tls_ack_sent = true;
     /* Resuming kicks a read, and the read runs the TLS handshake. */
-    nbd_client_pause_reading(client, false);
+    nbd_conn_pause_reading(client, false);
 }
 
-static void opt_starttls(NBDClient *client, size_t len)
+static void opt_starttls(NBDConn *client, size_t len)
 {
     if (len != 0) {
         send_err(client, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS must not carry data");
@@ -246,11 +246,11 @@ static void opt_starttls(NBDClient *client, size_t len)
         send_err(client, NBD_REP_ERR_INVALID, "TLS is already active");
         return;
     }
-    if (nbd_client_input_avail(client) > 0) {
+    if (nbd_conn_input_avail(client) > 0) {
         /* Bytes that came before our ack cannot be TLS yet, nor options. */
         g_message("NBD client %s: data sent before the reply to NBD_OPT_STARTTLS, "
                   "disconnecting", berth_channel_peer(client->ch));
-        nbd_client_finish(client, false);
+        nbd_conn_finish(client, false);
         return;
     }
     StartTlsAck *ack = g_new0(StartTlsAck, 1);
@@ -261,8 +261,8 @@ static void opt_starttls(NBDClient *client, size_t len)
     ack->item.sent = starttls_ack_sent;
     client->hs = NBD_HS_TLS;
     client->tls_ack_sent = false;
-    nbd_client_pause_reading(client, true);
-    nbd_client_send_item(client, &ack->item);
+    nbd_conn_pause_reading(client, true);
+    nbd_conn_send_item(client, &ack->item);
 }
 
 /*
@@ -270,7 +270,7 @@ static void opt_starttls(NBDClient *client, size_t len)
  * drive the handshake; then check the peer against tls-authz. Returns false
  * when the connection was closed.
  */
-static bool starttls_step(NBDClient *client)
+static bool starttls_step(NBDConn *client)
 {
     g_autoptr(GError) err = NULL;
     if (!client->tls_ack_sent) {
@@ -283,10 +283,10 @@ static bool starttls_step(NBDClient *client)
         if (!tls) {
             g_warning("NBD client %s: cannot start TLS: %s", berth_channel_peer(client->ch),
                       err->message);
-            nbd_client_close(client);
+            nbd_conn_close(client);
             return false;
         }
-        nbd_client_use_channel(client, tls);
+        nbd_conn_use_channel(client, tls);
     }
     switch (berth_tls_handshake(client->ch, &err)) {
     case BERTH_TLS_HANDSHAKE_AGAIN:
@@ -294,7 +294,7 @@ static bool starttls_step(NBDClient *client)
     case BERTH_TLS_HANDSHAKE_ERROR:
         g_message("NBD client %s: TLS handshake failed: %s", berth_channel_peer(client->ch),
                   err->message);
-        nbd_client_close(client);
+        nbd_conn_close(client);
         return false;
     case BERTH_TLS_HANDSHAKE_DONE:
         break;
@@ -306,7 +306,7 @@ static bool starttls_step(NBDClient *client)
             g_message("NBD client %s: TLS identity '%s' denied by authorization '%s'%s%s",
                       berth_channel_peer(client->ch), identity ? identity : "(none)",
                       client->tls_authz, err ? ": " : "", err ? err->message : "");
-            nbd_client_close(client);
+            nbd_conn_close(client);
             return false;
         }
     }
@@ -319,7 +319,7 @@ static bool starttls_step(NBDClient *client)
 
 /* Rule 12: before TLS only STARTTLS and ABORT get anywhere. True when the
  * option was answered here (refused). */
-static bool refused_before_tls(NBDClient *client)
+static bool refused_before_tls(NBDConn *client)
 {
     switch (client->opt) {
     case NBD_OPT_STARTTLS:
@@ -329,7 +329,7 @@ static bool refused_before_tls(NBDClient *client)
         /* No error reply exists for this option: hang up. */
         g_message("NBD client %s: NBD_OPT_EXPORT_NAME without TLS, disconnecting",
                   berth_channel_peer(client->ch));
-        nbd_client_finish(client, false);
+        nbd_conn_finish(client, false);
         return true;
     default:
         send_err(client, NBD_REP_ERR_TLS_REQD, "Option %s not permitted before TLS",
@@ -338,7 +338,7 @@ static bool refused_before_tls(NBDClient *client)
     }
 }
 
-static void opt_structured_reply(NBDClient *client, size_t len)
+static void opt_structured_reply(NBDConn *client, size_t len)
 {
     if (len != 0) {
         send_err(client, NBD_REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY must not carry data");
@@ -352,7 +352,7 @@ static void opt_structured_reply(NBDClient *client, size_t len)
     }
 }
 
-static void opt_extended_headers(NBDClient *client, size_t len)
+static void opt_extended_headers(NBDConn *client, size_t len)
 {
     if (len != 0) {
         send_err(client, NBD_REP_ERR_INVALID, "NBD_OPT_EXTENDED_HEADERS must not carry data");
@@ -370,7 +370,7 @@ static bool view_equals(NBDStringView v, const char *s)
     return v.len == strlen(s) && memcmp(v.data, s, v.len) == 0;
 }
 
-static void clear_meta(NBDClient *client)
+static void clear_meta(NBDConn *client)
 {
     g_clear_pointer(&client->meta_exp, nbd_export_put);
     g_clear_pointer(&client->meta_bitmaps, g_free);
@@ -379,12 +379,12 @@ static void clear_meta(NBDClient *client)
     client->meta_count = 0;
 }
 
-static void send_meta_context(NBDClient *client, uint32_t id, const char *name)
+static void send_meta_context(NBDConn *client, uint32_t id, const char *name)
 {
     uint8_t buf[NBD_REP_META_CONTEXT_MAX];
     size_t n = nbd_encode_rep_meta_context(buf, sizeof(buf), client->opt, id, name,
                                            strlen(name));
-    nbd_client_send_copy(client, buf, n);
+    nbd_conn_send_copy(client, buf, n);
 }
 
 /* What one query asks for, as QEMU reads it: exact names select, and for
@@ -438,7 +438,7 @@ static void match_query(NBDExport *exp, NBDStringView q, bool list, bool *base, 
     }
 }
 
-static void opt_meta_context(NBDClient *client, const uint8_t *data, size_t len)
+static void opt_meta_context(NBDConn *client, const uint8_t *data, size_t len)
 {
     bool set = client->opt == NBD_OPT_SET_META_CONTEXT;
     if (!client->structured) {
@@ -499,7 +499,7 @@ static void opt_meta_context(NBDClient *client, const uint8_t *data, size_t len)
     send_ack(client);
 }
 
-static void handle_option(NBDClient *client, const uint8_t *data, size_t len)
+static void handle_option(NBDConn *client, const uint8_t *data, size_t len)
 {
     if (client->tls_creds && !client->tls_active && refused_before_tls(client)) {
         return;
@@ -511,7 +511,7 @@ static void handle_option(NBDClient *client, const uint8_t *data, size_t len)
     case NBD_OPT_ABORT:
         /* Data sent with ABORT is ignored, as the spec asks. */
         send_ack(client);
-        nbd_client_finish(client, true);
+        nbd_conn_finish(client, true);
         break;
     case NBD_OPT_LIST:
         opt_list(client, len);
@@ -542,16 +542,16 @@ static void handle_option(NBDClient *client, const uint8_t *data, size_t len)
 
 /* --- the state machine --- */
 
-static void consume(NBDClient *client, size_t n)
+static void consume(NBDConn *client, size_t n)
 {
     client->in_start += n;
 }
 
 /* Advance one step with what is buffered; false when more input is needed. */
-static bool handshake_step(NBDClient *client)
+static bool handshake_step(NBDConn *client)
 {
     const uint8_t *p = client->inbuf + client->in_start;
-    size_t avail = nbd_client_input_avail(client);
+    size_t avail = nbd_conn_input_avail(client);
     switch (client->hs) {
     case NBD_HS_START: {
         if (avail < NBD_CLIENT_FLAGS_SIZE) {
@@ -563,7 +563,7 @@ static bool handshake_step(NBDClient *client)
                                                  NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
         if (why) {
             g_info("NBD client %s: %s", berth_channel_peer(client->ch), why);
-            nbd_client_finish(client, false);
+            nbd_conn_finish(client, false);
             return true;
         }
         client->no_zeroes = (client->client_flags & NBD_FLAG_C_NO_ZEROES) != 0;
@@ -578,7 +578,7 @@ static bool handshake_step(NBDClient *client)
         }
         if (r.status == NBD_DECODE_INVALID) {
             g_info("NBD client %s: %s", berth_channel_peer(client->ch), r.reason);
-            nbd_client_finish(client, false);
+            nbd_conn_finish(client, false);
             return true;
         }
         consume(client, r.size);
@@ -598,7 +598,7 @@ static bool handshake_step(NBDClient *client)
             g_info("NBD client %s: option %s with length %" G_GUINT32_FORMAT
                    " is too long, disconnecting", berth_channel_peer(client->ch),
                    nbd_opt_name(h.option), h.length);
-            nbd_client_finish(client, false);
+            nbd_conn_finish(client, false);
             break;
         }
         return true;
@@ -636,20 +636,20 @@ static bool handshake_step(NBDClient *client)
     return false;
 }
 
-bool nbd_handshake_input(NBDClient *client)
+bool nbd_handshake_input(NBDConn *client)
 {
     /* Bounded: a client gets a fair share of the loop, then waits for poll;
      * so it does once a read came back short (the socket is empty). */
     bool drained = false;
     for (int reads = 0; reads < 16;) {
-        if (client->phase != NBD_CLIENT_HANDSHAKE) {
+        if (client->phase != NBD_CONN_HANDSHAKE) {
             if (client->handoff_pending) {
                 return true; /* its requests are the export's thread's to read */
             }
-            if (client->phase == NBD_CLIENT_TRANSMISSION) {
+            if (client->phase == NBD_CONN_TRANSMISSION) {
                 return nbd_transmission_input(client);
             }
-            return client->phase != NBD_CLIENT_CLOSED;
+            return client->phase != NBD_CONN_CLOSED;
         }
         if (client->hs == NBD_HS_TLS) {
             if (!starttls_step(client)) {
@@ -662,7 +662,7 @@ bool nbd_handshake_input(NBDClient *client)
         }
         /* A peer that does not read our replies gets no more of them:
          * its options wait in the socket, not in our memory. */
-        if (nbd_client_output_backlogged(client)) {
+        if (nbd_conn_output_backlogged(client)) {
             return true;
         }
         if (handshake_step(client)) {
@@ -671,17 +671,17 @@ bool nbd_handshake_input(NBDClient *client)
         if (drained) {
             return true;
         }
-        ssize_t got = nbd_client_read_more(client, NULL, 0, SIZE_MAX, &drained);
+        ssize_t got = nbd_conn_read_more(client, NULL, 0, SIZE_MAX, &drained);
         if (got == BERTH_CHANNEL_AGAIN) {
             return true;
         }
         if (got <= 0) {
-            nbd_client_close(client);
+            nbd_conn_close(client);
             return false;
         }
         reads++;
     }
     /* Budget spent: buffered requests must not wait for more socket input. */
-    nbd_client_kick_read(client);
+    nbd_conn_kick_read(client);
     return true;
 }

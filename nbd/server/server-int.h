@@ -2,7 +2,7 @@
 /*
  * Private state of the NBD server, shared by its files: export.c (exports
  * and their table), server.c (listeners, client list, client lifetime),
- * client-io.c (a connection's socket: input buffer, output queue, watch),
+ * conn-io.c (a connection's socket: input buffer, output queue, watch),
  * server-handshake.c (option haggling) and server-transmission.c
  * (requests and replies). Nothing outside nbd/ includes this.
  */
@@ -20,14 +20,14 @@
  * in one go. Small write payloads are copied out of it, large ones are read
  * straight into their own buffer (all of it, after a large write: see
  * server-transmission.c's input_limit()). */
-#define NBD_CLIENT_INBUF_SIZE (256 * 1024)
-/* Send buffer asked for on unix sockets (client-io.c): room for a few
+#define NBD_CONN_INBUF_SIZE (256 * 1024)
+/* Send buffer asked for on unix sockets (conn-io.c): room for a few
  * 1 MiB replies at once; the kernel doubles it for its bookkeeping. */
-#define NBD_CLIENT_UNIX_SNDBUF (2 * 1024 * 1024)
+#define NBD_CONN_UNIX_SNDBUF (2 * 1024 * 1024)
 /* Bounded concurrency per connection: beyond either limit we stop reading
  * the socket until replies drain, so memory per client stays bounded. */
-#define NBD_CLIENT_MAX_IN_FLIGHT 128
-#define NBD_CLIENT_MAX_IN_FLIGHT_BYTES (96u * 1024 * 1024)
+#define NBD_CONN_MAX_IN_FLIGHT 128
+#define NBD_CONN_MAX_IN_FLIGHT_BYTES (96u * 1024 * 1024)
 /* Option lengths are judged by nbd_opt_check_length() before any byte of
  * the payload is read: accepted ones fit the input buffer whole. */
 /* A handshaking peer that does not read our replies: we stop reading its
@@ -57,7 +57,7 @@ struct NBDExport {
     gulong eject_notifier;
     void (*close_cb)(NBDExport *exp);
     void (*drained_cb)(NBDExport *exp);
-    GList *clients;             /* NBDClient *, borrowed (each holds a ref on us) */
+    GList *clients;             /* NBDConn *, borrowed (each holds a ref on us) */
     NBDStats stats;             /* added to with nbd_stats_add() */
     gpointer owner_data;
     GDestroyNotify owner_destroy;
@@ -80,11 +80,11 @@ typedef enum {
 } NBDHandshakeState;
 
 typedef enum {
-    NBD_CLIENT_HANDSHAKE,
-    NBD_CLIENT_TRANSMISSION,
-    NBD_CLIENT_DRAINING,        /* DISC or fatal error: finish replies, then close */
-    NBD_CLIENT_CLOSED,
-} NBDClientPhase;
+    NBD_CONN_HANDSHAKE,
+    NBD_CONN_TRANSMISSION,
+    NBD_CONN_DRAINING,        /* DISC or fatal error: finish replies, then close */
+    NBD_CONN_CLOSED,
+} NBDConnPhase;
 
 typedef struct NBDOutItem NBDOutItem;
 struct NBDOutItem {
@@ -100,7 +100,7 @@ typedef struct NBDRequestCtx NBDRequestCtx;
 /*
  * Threads. A client starts on the main context. If its export has a
  * context of its own, the main context hands the client over once it
- * enters transmission (client-io.c: hand_off() at the end of the
+ * enters transmission (conn-io.c: hand_off() at the end of the
  * dispatch that negotiated, never inside the handshake code); from then
  * on only that context's thread touches the fields below "socket
  * plumbing", the phase and the transmission state, and the main context
@@ -110,15 +110,15 @@ typedef struct NBDRequestCtx NBDRequestCtx;
  * last reference dropped on an I/O thread frees the client on the main
  * context, since freeing drops an export reference.
  */
-struct NBDClient {
+struct NBDConn {
     gint refcount;              /* atomic */
     uint64_t id;
     BerthChannel *ch;
     NBDExport *exp;             /* referenced; NULL until the handshake picks one */
     char *tls_creds;
     char *tls_authz;
-    void (*close_cb)(NBDClient *client, bool negotiated);
-    NBDClientPhase phase;
+    void (*close_cb)(NBDConn *client, bool negotiated);
+    NBDConnPhase phase;
     bool negotiated;
     bool close_cb_done;
     gint64 connected_since;
@@ -126,7 +126,7 @@ struct NBDClient {
     bool handoff_pending;       /* main only: hand over at the end of this dispatch */
     bool main_closed;           /* main only: detached and close_cb run */
 
-    /* socket plumbing (client-io.c) */
+    /* socket plumbing (conn-io.c) */
     BerthChannelWatch *watch;   /* NULL once closed */
     guint handshake_timer;
     guint handshake_max_seconds; /* NBD_HANDSHAKE_NO_LIMIT: no timer */
@@ -188,59 +188,59 @@ static inline void nbd_counter_set(guint *counter, guint value)
 /* export.c */
 /* The size to tell a client that connects now. */
 uint64_t nbd_export_current_size(NBDExport *exp);
-void nbd_export_attach_client(NBDExport *exp, NBDClient *client);
-void nbd_export_detach_client(NBDExport *exp, NBDClient *client);
+void nbd_export_attach_client(NBDExport *exp, NBDConn *client);
+void nbd_export_detach_client(NBDExport *exp, NBDConn *client);
 GList *nbd_export_list(void);  /* table order; borrowed pointers, free the list */
 /* The server's connection limit changed: recompute what every export
  * advertises (CAN_MULTI_CONN) to clients that negotiate from now on. */
 void nbd_export_connection_limit_changed(void);
 
-/* client-io.c */
-void nbd_client_io_start(NBDClient *client);
-void nbd_client_io_stop(NBDClient *client);
+/* conn-io.c */
+void nbd_conn_io_start(NBDConn *client);
+void nbd_conn_io_stop(NBDConn *client);
 /* Go on over `ch` (same fd: a TLS session on the plaintext channel);
  * takes the caller's reference and drops the old channel's. */
-void nbd_client_use_channel(NBDClient *client, BerthChannel *ch);
+void nbd_conn_use_channel(NBDConn *client, BerthChannel *ch);
 /* Queue bytes (copied) or an item (kept until sent) and try writing now. */
-void nbd_client_send_copy(NBDClient *client, const void *buf, size_t len);
-void nbd_client_send_item(NBDClient *client, NBDOutItem *item);
-/* Transmission: a send buffer of NBD_CLIENT_UNIX_SNDBUF on unix sockets. */
-void nbd_client_enlarge_send_buffer(NBDClient *client);
-void nbd_client_pause_reading(NBDClient *client, bool paused);
+void nbd_conn_send_copy(NBDConn *client, const void *buf, size_t len);
+void nbd_conn_send_item(NBDConn *client, NBDOutItem *item);
+/* Transmission: a send buffer of NBD_CONN_UNIX_SNDBUF on unix sockets. */
+void nbd_conn_enlarge_send_buffer(NBDConn *client);
+void nbd_conn_pause_reading(NBDConn *client, bool paused);
 /* Drop connection state and close after the output queue drains (or now). */
-void nbd_client_finish(NBDClient *client, bool flush_first);
-size_t nbd_client_input_avail(NBDClient *client);
+void nbd_conn_finish(NBDConn *client, bool flush_first);
+size_t nbd_conn_input_avail(NBDConn *client);
 /* Handshake only: true (and reading stops until the queue drains below
  * NBD_HANDSHAKE_MAX_OUTPUT) when the peer has not read enough of our
  * replies to be given more. */
-bool nbd_client_output_backlogged(NBDClient *client);
+bool nbd_conn_output_backlogged(NBDConn *client);
 /* Dispatch the input handler again soon even if the fd stays quiet: used
  * when a handler stops early with input still buffered. */
-void nbd_client_kick_read(NBDClient *client);
+void nbd_conn_kick_read(NBDConn *client);
 /* One readv into `direct` (if direct_len) and then the input buffer, at
  * most in_max bytes of it. Returns
  * bytes read (direct first), 0 at EOF, BERTH_CHANNEL_AGAIN or _ERROR.
  * *drained says the socket had less than we asked for (or nothing): reading
  * again before poll says readable would only fail with EAGAIN. */
-ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len,
+ssize_t nbd_conn_read_more(NBDConn *client, void *direct, size_t direct_len,
                              size_t in_max, bool *drained);
 /* A request finished (in_flight dropped): close if draining and idle. */
-void nbd_client_request_done(NBDClient *client);
+void nbd_conn_request_done(NBDConn *client);
 
 /* server-handshake.c: consume input; returns false when the client closed */
-bool nbd_handshake_start(NBDClient *client);
-bool nbd_handshake_input(NBDClient *client);
-void nbd_handshake_cleanup(NBDClient *client);
+bool nbd_handshake_start(NBDConn *client);
+bool nbd_handshake_input(NBDConn *client);
+void nbd_handshake_cleanup(NBDConn *client);
 
 /* server-transmission.c */
-void nbd_transmission_start(NBDClient *client);
+void nbd_transmission_start(NBDConn *client);
 /* The two halves of nbd_transmission_start: the request limits, taken from
  * the export on the main context, and the socket side, on the client's
  * own context (after a hand-off, there). */
-void nbd_transmission_set_limits(NBDClient *client);
-void nbd_transmission_begin(NBDClient *client);
-bool nbd_transmission_input(NBDClient *client);
-void nbd_transmission_cleanup(NBDClient *client);
+void nbd_transmission_set_limits(NBDConn *client);
+void nbd_transmission_begin(NBDConn *client);
+bool nbd_transmission_input(NBDConn *client);
+void nbd_transmission_cleanup(NBDConn *client);
 
 /*
  * Traffic counters: added to by the thread serving a client, read by QMP

@@ -29,7 +29,7 @@
 #define CHUNK_HDR_ROOM (NBD_REPLY_HEADER_MAX_SIZE + NBD_OFFSET_HOLE_SIZE)
 
 struct NBDRequestCtx {
-    NBDClient *client;
+    NBDConn *client;
     NBDRequest req;
     NBDOutItem out;
     uint8_t *buf;               /* READ data / WRITE payload, from the buffer pool */
@@ -47,13 +47,13 @@ struct NBDRequestCtx {
     uint8_t small_hdrs[CHUNK_HDR_ROOM + NBD_ERROR_HDR_SIZE + 256];
 };
 
-static NBDMode client_mode(NBDClient *client)
+static NBDMode client_mode(NBDConn *client)
 {
     return client->extended ? NBD_MODE_EXTENDED
            : client->structured ? NBD_MODE_STRUCTURED : NBD_MODE_SIMPLE;
 }
 
-void nbd_transmission_set_limits(NBDClient *client)
+void nbd_transmission_set_limits(NBDConn *client)
 {
     NBDExport *exp = client->exp;
     client->limits = (NBDRequestLimits) {
@@ -68,23 +68,23 @@ void nbd_transmission_set_limits(NBDClient *client)
     };
 }
 
-void nbd_transmission_begin(NBDClient *client)
+void nbd_transmission_begin(NBDConn *client)
 {
-    nbd_client_enlarge_send_buffer(client);
+    nbd_conn_enlarge_send_buffer(client);
     /* Requests may already be waiting behind the last option. */
-    if (nbd_client_input_avail(client)) {
-        nbd_client_pause_reading(client, true);
-        nbd_client_pause_reading(client, false);
+    if (nbd_conn_input_avail(client)) {
+        nbd_conn_pause_reading(client, true);
+        nbd_conn_pause_reading(client, false);
     }
 }
 
-void nbd_transmission_start(NBDClient *client)
+void nbd_transmission_start(NBDConn *client)
 {
     nbd_transmission_set_limits(client);
     nbd_transmission_begin(client);
 }
 
-void nbd_transmission_cleanup(NBDClient *client)
+void nbd_transmission_cleanup(NBDConn *client)
 {
     /* A request still collecting its payload has not reached the node:
      * nobody else will free it. */
@@ -106,7 +106,7 @@ void nbd_transmission_cleanup(NBDClient *client)
 static void request_free(NBDOutItem *item)
 {
     NBDRequestCtx *ctx = G_STRUCT_MEMBER_P(item, -G_STRUCT_OFFSET(NBDRequestCtx, out));
-    NBDClient *client = ctx->client;
+    NBDConn *client = ctx->client;
     nbd_counter_set(&client->in_flight, client->in_flight - 1);
     client->in_flight_bytes -= ctx->buf_len;
     if (ctx->iov != ctx->small_iov) {
@@ -119,19 +119,19 @@ static void request_free(NBDOutItem *item)
     g_free(ctx->errmsg);
     g_free(ctx->extents);
     g_free(ctx);
-    if (client->phase == NBD_CLIENT_TRANSMISSION && client->read_paused &&
-        client->in_flight < NBD_CLIENT_MAX_IN_FLIGHT &&
-        client->in_flight_bytes < NBD_CLIENT_MAX_IN_FLIGHT_BYTES) {
-        nbd_client_pause_reading(client, false);
+    if (client->phase == NBD_CONN_TRANSMISSION && client->read_paused &&
+        client->in_flight < NBD_CONN_MAX_IN_FLIGHT &&
+        client->in_flight_bytes < NBD_CONN_MAX_IN_FLIGHT_BYTES) {
+        nbd_conn_pause_reading(client, false);
     }
-    nbd_client_request_done(client);
-    nbd_client_put(client);
+    nbd_conn_request_done(client);
+    nbd_conn_put(client);
 }
 
-static NBDRequestCtx *request_new(NBDClient *client, const NBDRequest *req, uint64_t buf_len)
+static NBDRequestCtx *request_new(NBDConn *client, const NBDRequest *req, uint64_t buf_len)
 {
     NBDRequestCtx *ctx = g_new0(NBDRequestCtx, 1);
-    ctx->client = nbd_client_get(client);
+    ctx->client = nbd_conn_get(client);
     ctx->req = *req;
     ctx->out.sent = request_free;
     ctx->iov = ctx->small_iov;
@@ -197,7 +197,7 @@ static void send_reply(NBDRequestCtx *ctx, int niov)
 {
     ctx->out.iov = ctx->iov;
     ctx->out.niov = niov;
-    nbd_client_send_item(ctx->client, &ctx->out);
+    nbd_conn_send_item(ctx->client, &ctx->out);
 }
 
 static void reply_error(NBDRequestCtx *ctx, uint32_t nbd_err, const char *msg)
@@ -427,7 +427,7 @@ static void bitmap_chunk(NBDRequestCtx *ctx, BdrvDirtyBitmap *bm, StatusChunk *c
 static void reply_block_status(NBDRequestCtx *ctx)
 {
     count_request(ctx, true);
-    NBDClient *client = ctx->client;
+    NBDConn *client = ctx->client;
     NBDExport *exp = client->exp;
     bool ext = client_mode(client) == NBD_MODE_EXTENDED;
     size_t desc = ext ? NBD_EXTENT_EXT_SIZE : NBD_EXTENT_SIZE;
@@ -566,7 +566,7 @@ static void on_status_done(gpointer opaque, int ret, const BdrvExtent *ext, guin
 
 static void submit(NBDRequestCtx *ctx)
 {
-    NBDClient *client = ctx->client;
+    NBDConn *client = ctx->client;
     NBDExport *exp = client->exp;
     BlockDriverState *bs = exp->bs;
     const NBDRequest *req = &ctx->req;
@@ -639,18 +639,18 @@ static void submit(NBDRequestCtx *ctx)
 
 /* --- reading requests --- */
 
-static bool over_limits(NBDClient *client)
+static bool over_limits(NBDConn *client)
 {
-    return client->in_flight >= NBD_CLIENT_MAX_IN_FLIGHT ||
-           client->in_flight_bytes >= NBD_CLIENT_MAX_IN_FLIGHT_BYTES;
+    return client->in_flight >= NBD_CONN_MAX_IN_FLIGHT ||
+           client->in_flight_bytes >= NBD_CONN_MAX_IN_FLIGHT_BYTES;
 }
 
 /* Move buffered input into the payload being collected; true when complete. */
-static bool fill_payload(NBDClient *client)
+static bool fill_payload(NBDConn *client)
 {
     NBDRequestCtx *ctx = client->cur_write;
     size_t need = ctx->buf_len - client->cur_write_have;
-    size_t take = MIN(need, nbd_client_input_avail(client));
+    size_t take = MIN(need, nbd_conn_input_avail(client));
     memcpy(ctx->buf + client->cur_write_have, client->inbuf + client->in_start, take);
     client->in_start += take;
     client->cur_write_have += take;
@@ -666,7 +666,7 @@ static bool fill_payload(NBDClient *client)
 static void reply_error_after_payload(NBDRequestCtx *ctx, uint64_t payload_length,
                                       uint32_t nbd_err, const char *msg)
 {
-    NBDClient *client = ctx->client;
+    NBDConn *client = ctx->client;
 
     if (!payload_length) {
         reply_error(ctx, nbd_err, msg);
@@ -678,9 +678,9 @@ static void reply_error_after_payload(NBDRequestCtx *ctx, uint64_t payload_lengt
     client->discard_msg = msg;
 }
 
-static void drop_payload(NBDClient *client)
+static void drop_payload(NBDConn *client)
 {
-    size_t take = MIN(client->discard_left, nbd_client_input_avail(client));
+    size_t take = MIN(client->discard_left, nbd_conn_input_avail(client));
     client->in_start += take;
     client->discard_left -= take;
     if (!client->discard_left && client->discard_ctx) {
@@ -691,18 +691,18 @@ static void drop_payload(NBDClient *client)
 }
 
 /* Handle one request header from the buffer; false when more input is needed. */
-static bool parse_request(NBDClient *client)
+static bool parse_request(NBDConn *client)
 {
     NBDRequest req;
     const uint8_t *p = client->inbuf + client->in_start;
-    NBDDecodeResult r = nbd_decode_request(p, nbd_client_input_avail(client),
+    NBDDecodeResult r = nbd_decode_request(p, nbd_conn_input_avail(client),
                                            client->limits.mode, &req);
     if (r.status == NBD_DECODE_NEED_MORE) {
         return false;
     }
     if (r.status == NBD_DECODE_INVALID) {
         g_info("NBD client %s: %s, disconnecting", berth_channel_peer(client->ch), r.reason);
-        nbd_client_finish(client, false);
+        nbd_conn_finish(client, false);
         return true;
     }
     client->in_start += r.size;
@@ -710,12 +710,12 @@ static bool parse_request(NBDClient *client)
     if (v.payload == NBD_PAYLOAD_DISCONNECT) {
         g_info("NBD client %s: %s, disconnecting", berth_channel_peer(client->ch),
                v.message ? v.message : "request payload cannot be consumed");
-        nbd_client_finish(client, false);
+        nbd_conn_finish(client, false);
         return true;
     }
     if (req.type == NBD_CMD_DISC && v.error == NBD_SUCCESS) {
         /* No reply; the replies of earlier requests still go out. */
-        nbd_client_finish(client, true);
+        nbd_conn_finish(client, true);
         return true;
     }
     bool has_payload = v.payload == NBD_PAYLOAD_READ;
@@ -756,11 +756,11 @@ static bool parse_request(NBDClient *client)
  * straight into its own buffer instead of into ours and then copied (a
  * readv of up to 256 KiB would bring the first 200 KiB or so of it).
  */
-static size_t input_limit(NBDClient *client)
+static size_t input_limit(NBDConn *client)
 {
     size_t header = client->limits.mode == NBD_MODE_EXTENDED ? NBD_EXTENDED_REQUEST_SIZE
                                                              : NBD_REQUEST_SIZE;
-    size_t have = nbd_client_input_avail(client);
+    size_t have = nbd_conn_input_avail(client);
 
     if (!client->large_writes) {
         return SIZE_MAX;
@@ -768,14 +768,14 @@ static size_t input_limit(NBDClient *client)
     return header > have ? header - have : SIZE_MAX;
 }
 
-bool nbd_transmission_input(NBDClient *client)
+bool nbd_transmission_input(NBDConn *client)
 {
     /* Once a read comes back short, the socket is empty: wait for poll. */
     bool drained = false;
     /* Bounded work per wakeup keeps one busy client from starving others. */
     for (int reads = 0; reads < 8;) {
-        if (client->phase != NBD_CLIENT_TRANSMISSION) {
-            return client->phase != NBD_CLIENT_CLOSED;
+        if (client->phase != NBD_CONN_TRANSMISSION) {
+            return client->phase != NBD_CONN_CLOSED;
         }
         void *direct = NULL;
         size_t direct_len = 0;
@@ -797,7 +797,7 @@ bool nbd_transmission_input(NBDClient *client)
                 continue;
             }
         } else if (over_limits(client)) {
-            nbd_client_pause_reading(client, true);
+            nbd_conn_pause_reading(client, true);
             return true;
         } else if (parse_request(client)) {
             continue;
@@ -805,13 +805,13 @@ bool nbd_transmission_input(NBDClient *client)
         if (drained) {
             return true;
         }
-        ssize_t got = nbd_client_read_more(client, direct, direct_len, input_limit(client),
+        ssize_t got = nbd_conn_read_more(client, direct, direct_len, input_limit(client),
                                            &drained);
         if (got == BERTH_CHANNEL_AGAIN) {
             return true;
         }
         if (got <= 0) {
-            nbd_client_close(client);
+            nbd_conn_close(client);
             return false;
         }
         if (direct_len) {
@@ -820,6 +820,6 @@ bool nbd_transmission_input(NBDClient *client)
         reads++;
     }
     /* Budget spent: buffered requests must not wait for more socket input. */
-    nbd_client_kick_read(client);
+    nbd_conn_kick_read(client);
     return true;
 }

@@ -2,7 +2,7 @@
 /*
  * The NBD server object and the lifetime of a connection: listeners that
  * accept sockets, the list of live clients with max-connections, and
- * nbd_client_new/close, which tie a connection to its channel, its export
+ * nbd_conn_new/close, which tie a connection to its channel, its export
  * and its close callback (run exactly once, whoever ends the connection).
  */
 #include "io/tls.h"
@@ -20,7 +20,7 @@ static struct {
     char *tls_authz;
     guint max_connections;
     guint handshake_max_seconds;
-    GList *clients;         /* NBDClient *, one reference each */
+    GList *clients;         /* NBDConn *, one reference each */
     guint n_clients;
 } server;
 
@@ -47,7 +47,7 @@ static void update_listeners(void)
     }
 }
 
-static void on_server_client_closed(NBDClient *client, bool negotiated)
+static void on_server_client_closed(NBDConn *client, bool negotiated)
 {
     GList *link = g_list_find(server.clients, client);
     if (!link) {
@@ -56,29 +56,29 @@ static void on_server_client_closed(NBDClient *client, bool negotiated)
     server.clients = g_list_delete_link(server.clients, link);
     server.n_clients--;
     update_listeners();
-    nbd_client_put(client);
+    nbd_conn_put(client);
     if (client_closed_notify) {
         client_closed_notify(negotiated, server.n_clients, client_closed_opaque);
     }
 }
 
-static NBDClient *client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
+static NBDConn *client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
                              const char *tls_authz, guint handshake_max_seconds,
-                             void (*close_cb)(NBDClient *client, bool negotiated));
+                             void (*close_cb)(NBDConn *client, bool negotiated));
 
 static void on_accept(int fd, gpointer opaque)
 {
     BerthChannel *ch = berth_channel_socket_new(fd);
-    NBDClient *client = client_new(NULL, ch, server.tls_creds, server.tls_authz,
+    NBDConn *client = client_new(NULL, ch, server.tls_creds, server.tls_authz,
                                    server.handshake_max_seconds, on_server_client_closed);
     berth_channel_unref(ch);
-    /* The client may already have failed and closed inside nbd_client_new. */
-    if (client->phase != NBD_CLIENT_CLOSED) {
+    /* The client may already have failed and closed inside nbd_conn_new. */
+    if (client->phase != NBD_CONN_CLOSED) {
         server.clients = g_list_prepend(server.clients, client);
         server.n_clients++;
         update_listeners();
     } else {
-        nbd_client_put(client);
+        nbd_conn_put(client);
     }
 }
 
@@ -149,7 +149,7 @@ void nbd_server_stop(void)
     }
     g_clear_pointer(&server.listeners, g_ptr_array_unref);
     while (server.clients) {
-        nbd_client_close(server.clients->data);
+        nbd_conn_close(server.clients->data);
     }
     pin_object(server.tls_creds, false);
     pin_object(server.tls_authz, false);
@@ -184,7 +184,7 @@ guint nbd_server_get_handshake_max_seconds(void)
     return server.running ? server.handshake_max_seconds : 0;
 }
 
-void nbd_server_foreach_client(void (*fn)(NBDClient *client, gpointer opaque), gpointer opaque)
+void nbd_server_foreach_client(void (*fn)(NBDConn *client, gpointer opaque), gpointer opaque)
 {
     GList *copy = g_list_copy(server.clients);
     for (GList *it = g_list_last(copy); it; it = it->prev) {
@@ -193,10 +193,10 @@ void nbd_server_foreach_client(void (*fn)(NBDClient *client, gpointer opaque), g
     g_list_free(copy);
 }
 
-NBDClient *nbd_server_find_client(uint64_t id)
+NBDConn *nbd_server_find_client(uint64_t id)
 {
     for (GList *it = server.clients; it; it = it->next) {
-        NBDClient *c = it->data;
+        NBDConn *c = it->data;
         if (c->id == id) {
             return c;
         }
@@ -205,7 +205,7 @@ NBDClient *nbd_server_find_client(uint64_t id)
 }
 
 /* The single place where a client's close callback runs. */
-static void nbd_client_closed(NBDClient *client)
+static void nbd_conn_closed(NBDConn *client)
 {
     if (client->close_cb_done) {
         return;
@@ -220,11 +220,11 @@ static void nbd_client_closed(NBDClient *client)
     }
 }
 
-static NBDClient *client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
+static NBDConn *client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
                              const char *tls_authz, guint handshake_max_seconds,
-                             void (*close_cb)(NBDClient *client, bool negotiated))
+                             void (*close_cb)(NBDConn *client, bool negotiated))
 {
-    NBDClient *client = g_new0(NBDClient, 1);
+    NBDConn *client = g_new0(NBDConn, 1);
     client->refcount = 1;
     client->id = next_client_id++;
     client->ch = berth_channel_ref(channel);
@@ -232,34 +232,34 @@ static NBDClient *client_new(NBDExport *exp, BerthChannel *channel, const char *
     client->tls_authz = g_strdup(tls_authz);
     client->close_cb = close_cb;
     client->connected_since = g_get_real_time();
-    client->phase = NBD_CLIENT_HANDSHAKE;
+    client->phase = NBD_CONN_HANDSHAKE;
     client->handshake_max_seconds = handshake_max_seconds;
     if (exp) {
         client->exp = nbd_export_get(exp);
         nbd_export_attach_client(exp, client);
     }
-    nbd_client_io_start(client);
+    nbd_conn_io_start(client);
     nbd_handshake_start(client);
     return client;
 }
 
-NBDClient *nbd_client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
+NBDConn *nbd_conn_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
                           const char *tls_authz,
-                          void (*close_cb)(NBDClient *client, bool negotiated))
+                          void (*close_cb)(NBDConn *client, bool negotiated))
 {
     return client_new(exp, channel, tls_creds, tls_authz, NBD_HANDSHAKE_DEFAULT_SECONDS,
                       close_cb);
 }
 
-NBDClient *nbd_client_get(NBDClient *client)
+NBDConn *nbd_conn_get(NBDConn *client)
 {
     g_atomic_int_inc(&client->refcount);
     return client;
 }
 
-static void client_free(NBDClient *client)
+static void client_free(NBDConn *client)
 {
-    g_assert(client->phase == NBD_CLIENT_CLOSED);
+    g_assert(client->phase == NBD_CONN_CLOSED);
     if (client->exp) {
         nbd_export_put(client->exp);
     }
@@ -279,7 +279,7 @@ static gboolean client_free_on_main(gpointer opaque)
     return G_SOURCE_REMOVE;
 }
 
-void nbd_client_put(NBDClient *client)
+void nbd_conn_put(NBDConn *client)
 {
     if (!client || !g_atomic_int_dec_and_test(&client->refcount)) {
         return;
@@ -293,34 +293,34 @@ void nbd_client_put(NBDClient *client)
 }
 
 /* The client's own thread: stop its I/O. False if it was already stopped. */
-static bool client_stop_here(NBDClient *client)
+static bool client_stop_here(NBDConn *client)
 {
-    if (client->phase == NBD_CLIENT_CLOSED) {
+    if (client->phase == NBD_CONN_CLOSED) {
         return false;
     }
-    nbd_client_get(client);
-    client->phase = NBD_CLIENT_CLOSED;
-    nbd_client_io_stop(client);
+    nbd_conn_get(client);
+    client->phase = NBD_CONN_CLOSED;
+    nbd_conn_io_stop(client);
     berth_channel_shutdown(client->ch);
     nbd_handshake_cleanup(client);
     nbd_transmission_cleanup(client);
-    nbd_client_put(client);
+    nbd_conn_put(client);
     return true;
 }
 
 /* The main context: leave the export and tell the owner, once. */
-static void client_closed_on_main(NBDClient *client)
+static void client_closed_on_main(NBDConn *client)
 {
     if (client->main_closed) {
         return;
     }
     client->main_closed = true;
-    nbd_client_get(client);
+    nbd_conn_get(client);
     if (client->exp) {
         nbd_export_detach_client(client->exp, client);
     }
-    nbd_client_closed(client);
-    nbd_client_put(client);
+    nbd_conn_closed(client);
+    nbd_conn_put(client);
 }
 
 static gboolean client_closed_cb(gpointer opaque)
@@ -330,7 +330,7 @@ static gboolean client_closed_cb(gpointer opaque)
 }
 
 typedef struct {
-    NBDClient *client;
+    NBDConn *client;
     GMutex lock;
     GCond cond;
     gint done;                  /* atomic, so that it orders what the stop wrote */
@@ -359,7 +359,7 @@ static gboolean stop_in_client_thread(gpointer opaque)
  * I/O thread never waits for the main context, so this cannot deadlock;
  * the export's context is run until the export is freed (server.h).
  */
-static void client_stop_from_main(NBDClient *client)
+static void client_stop_from_main(NBDConn *client)
 {
     StopCall call = { .client = client };
 
@@ -375,38 +375,38 @@ static void client_stop_from_main(NBDClient *client)
     berth_mutex_clear(&call.lock);
 }
 
-void nbd_client_close(NBDClient *client)
+void nbd_conn_close(NBDConn *client)
 {
     if (!client->ctx) {
         /* Never handed over: everything happens here, on the main context. */
-        if (client->phase == NBD_CLIENT_CLOSED) {
+        if (client->phase == NBD_CONN_CLOSED) {
             return;
         }
-        nbd_client_get(client);
+        nbd_conn_get(client);
         client_stop_here(client);
         client_closed_on_main(client);
-        nbd_client_put(client);
+        nbd_conn_put(client);
         return;
     }
     if (g_main_context_is_owner(client->ctx)) {
         /* The I/O thread ends its own client (peer left, protocol error). */
         if (client_stop_here(client)) {
             g_main_context_invoke_full(NULL, G_PRIORITY_DEFAULT, client_closed_cb,
-                                       nbd_client_get(client),
-                                       (GDestroyNotify) nbd_client_put);
+                                       nbd_conn_get(client),
+                                       (GDestroyNotify) nbd_conn_put);
         }
         return;
     }
     if (client->main_closed) {
         return;
     }
-    nbd_client_get(client);
+    nbd_conn_get(client);
     client_stop_from_main(client);
     client_closed_on_main(client);
-    nbd_client_put(client);
+    nbd_conn_put(client);
 }
 
-void nbd_client_get_info(NBDClient *client, NBDClientInfo *info)
+void nbd_conn_get_info(NBDConn *client, NBDConnInfo *info)
 {
     info->id = client->id;
     info->export_name = client->negotiated && client->exp ? client->exp->name : NULL;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The NBD server as the handshake and transmission targets see it: for
- * each input, fresh nodes and exports, one real NBDClient (nbd_client_new,
+ * each input, fresh nodes and exports, one real NBDConn (nbd_conn_new,
  * as the server's listener makes them) on a socketpair, the input played
  * into it by a FuzzPeer, and everything taken down again once the
  * connection has closed, so that no state carries from one input to the
@@ -77,7 +77,7 @@ static inline void fuzz_nbd_server_init(void)
 
 static bool fuzz_client_closed;
 
-static void fuzz_on_client_close(NBDClient *client, bool negotiated)
+static void fuzz_on_client_close(NBDConn *client, bool negotiated)
 {
     fuzz_client_closed = true;
 }
@@ -112,7 +112,7 @@ static inline void fuzz_nbd_serve(bool tls, const uint8_t *prefix, size_t prefix
     fuzz_socketpair(sv);
     BerthChannel *ch = berth_channel_socket_new(sv[0]);
     fuzz_client_closed = false;
-    NBDClient *client = nbd_client_new(NULL, ch, tls ? "tls0" : NULL, NULL,
+    NBDConn *client = nbd_conn_new(NULL, ch, tls ? "tls0" : NULL, NULL,
                                        fuzz_on_client_close);
     berth_channel_unref(ch);
 
@@ -120,7 +120,7 @@ static inline void fuzz_nbd_serve(bool tls, const uint8_t *prefix, size_t prefix
     fuzz_peer_init(&peer, sv[1], stream, prefix_len + size);
     fuzz_run_until(&peer, fuzz_is_client_closed, NULL, "the NBD connection");
     fuzz_peer_close(&peer);
-    nbd_client_put(client);
+    nbd_conn_put(client);
 
     for (size_t i = 0; i < G_N_ELEMENTS(exps); i++) {
         nbd_export_close(exps[i]);

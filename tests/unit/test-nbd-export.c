@@ -21,7 +21,7 @@ static void on_export_close(NBDExport *exp)
     export_closed++;
 }
 
-static void on_client_close(NBDClient *client, bool negotiated)
+static void on_client_close(NBDConn *client, bool negotiated)
 {
     client_closed++;
 }
@@ -185,12 +185,12 @@ static void send_all(int fd, const void *buf, size_t len)
     drain_main_context();
 }
 
-static NBDClient *start_client(NBDExport *exp, int *peer_fd)
+static NBDConn *start_client(NBDExport *exp, int *peer_fd)
 {
     int sv[2];
     g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
     BerthChannel *ch = berth_channel_socket_new(sv[0]);
-    NBDClient *client = nbd_client_new(exp, ch, NULL, NULL, on_client_close);
+    NBDConn *client = nbd_conn_new(exp, ch, NULL, NULL, on_client_close);
     berth_channel_unref(ch);
     *peer_fd = sv[1];
     return client;
@@ -244,7 +244,7 @@ static void test_client_roundtrip(void)
     NBDExport *exp = nbd_export_new(bs, 0, -1, 0, on_export_close, false, NULL, &err);
     g_assert_no_error(err);
     int fd;
-    NBDClient *client = start_client(exp, &fd);
+    NBDConn *client = start_client(exp, &fd);
     g_assert_cmpuint(nbd_export_client_count(exp), ==, 1);
 
     uint64_t size;
@@ -293,16 +293,16 @@ static void test_client_roundtrip(void)
     g_assert_cmpuint(st.errors, ==, 1);
 
     /* Closing the export disconnects the client: both callbacks run once. */
-    nbd_client_get(client);
+    nbd_conn_get(client);
     nbd_export_close(exp);
     drain_main_context();
     g_assert_cmpint(export_closed, ==, 1);
     g_assert_cmpint(client_closed, ==, 1);
     g_assert_cmpint(recv(fd, rep, 1, MSG_DONTWAIT), ==, 0);
-    nbd_client_close(client);
+    nbd_conn_close(client);
     g_assert_cmpint(client_closed, ==, 1);
-    nbd_client_put(client);
-    nbd_client_put(client);
+    nbd_conn_put(client);
+    nbd_conn_put(client);
     close(fd);
     nbd_export_put(exp);
     bdrv_put(bs);
@@ -317,7 +317,7 @@ static void test_peer_hangup_and_safe_removal(void)
     NBDExport *exp = nbd_export_new(bs, 0, -1, 0, on_export_close, false, NULL, &err);
     g_assert_true(nbd_export_set_name(exp, "safe", &err));
     int fd;
-    NBDClient *client = start_client(exp, &fd);
+    NBDConn *client = start_client(exp, &fd);
     uint64_t size;
     uint16_t flags;
     negotiate(fd, &size, &flags);
@@ -334,7 +334,7 @@ static void test_peer_hangup_and_safe_removal(void)
     g_assert_cmpint(client_closed, ==, 1);
     g_assert_cmpint(export_closed, ==, 1);
     g_assert_cmpint(drained, ==, 1);
-    nbd_client_put(client);
+    nbd_conn_put(client);
     nbd_export_put(exp);
     bdrv_put(bs);
     delete_exports_and_nodes();
@@ -347,7 +347,7 @@ static void test_garbage_closes_client(void)
     BlockDriverState *bs = make_node("n5", NODE_SIZE, false, NULL);
     NBDExport *exp = nbd_export_new(bs, 0, -1, 0, NULL, false, NULL, &err);
     int fd;
-    NBDClient *client = start_client(exp, &fd);
+    NBDConn *client = start_client(exp, &fd);
     uint8_t buf[64];
     recv_all(fd, buf, NBD_GREETING_SIZE);
     send_all(fd, "\0\0\0\3", 4);
@@ -357,8 +357,48 @@ static void test_garbage_closes_client(void)
         g_main_context_iteration(NULL, TRUE);
     }
     g_assert_cmpint(client_closed, ==, 1);
-    nbd_client_put(client);
+    nbd_conn_put(client);
     close(fd);
+    nbd_export_put(exp);
+    bdrv_put(bs);
+    delete_exports_and_nodes();
+}
+
+/* The seed API's names (nbd_client_*) act on the same connection objects. */
+static void test_seed_names(void)
+{
+    reset_counters();
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *bs = make_node("n9", NODE_SIZE, false, NULL);
+    NBDExport *exp = nbd_export_new(bs, 0, -1, 0, NULL, false, NULL, &err);
+    g_assert_true(nbd_export_set_name(exp, "seed", &err));
+    int sv[2];
+    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
+    BerthChannel *ch = berth_channel_socket_new(sv[0]);
+    NBDClient *client = nbd_client_new(exp, ch, NULL, NULL, on_client_close);
+    berth_channel_unref(ch);
+    uint64_t size;
+    uint16_t flags;
+    negotiate(sv[1], &size, &flags);
+    g_assert_cmpuint(size, ==, NODE_SIZE);
+
+    NBDClientInfo old_info;
+    NBDConnInfo info;
+    nbd_client_get_info(client, &old_info);
+    nbd_conn_get_info(client, &info);
+    g_assert_cmpuint(old_info.id, ==, info.id);
+    g_assert_cmpstr(old_info.export_name, ==, "seed");
+    g_assert_cmpstr(info.export_name, ==, "seed");
+
+    g_assert_true(nbd_client_get(client) == client);
+    nbd_client_close(client);
+    drain_main_context();
+    g_assert_cmpint(client_closed, ==, 1);
+    g_assert_cmpint(recv(sv[1], &flags, 1, MSG_DONTWAIT), ==, 0);
+    nbd_client_put(client);
+    nbd_client_put(client);
+    close(sv[1]);
+    nbd_export_close(exp);
     nbd_export_put(exp);
     bdrv_put(bs);
     delete_exports_and_nodes();
@@ -370,11 +410,11 @@ static uint16_t negotiated_flags(NBDExport *exp)
     int fd;
     uint64_t size;
     uint16_t flags;
-    NBDClient *client = start_client(exp, &fd);
+    NBDConn *client = start_client(exp, &fd);
 
     negotiate(fd, &size, &flags);
-    nbd_client_close(client);
-    nbd_client_put(client);
+    nbd_conn_close(client);
+    nbd_conn_put(client);
     close(fd);
     drain_main_context();
     return flags;
@@ -472,5 +512,6 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd/client/garbage", test_garbage_closes_client);
     g_test_add_func("/nbd/export/multi-conn", test_multi_conn);
     g_test_add_func("/nbd/server/handshake-limit", test_handshake_limit_config);
+    g_test_add_func("/nbd/server/seed-names", test_seed_names);
     return g_test_run();
 }

@@ -22,7 +22,7 @@ static bool client_closed_on_main;
 static int released;
 static bool released_on_main;
 
-static void on_client_close(NBDClient *client, bool negotiated)
+static void on_client_close(NBDConn *client, bool negotiated)
 {
     client_closed++;
     client_closed_on_main = g_thread_self() == main_thread;
@@ -133,12 +133,12 @@ static NBDExport *make_iothread_export(BerthIOThread *iot, const char *name)
     return exp;
 }
 
-static NBDClient *start_client(NBDExport *exp, int *peer_fd)
+static NBDConn *start_client(NBDExport *exp, int *peer_fd)
 {
     int sv[2];
     g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
     BerthChannel *ch = berth_channel_socket_new(sv[0]);
-    NBDClient *client = nbd_client_new(exp, ch, NULL, NULL, on_client_close);
+    NBDConn *client = nbd_conn_new(exp, ch, NULL, NULL, on_client_close);
     berth_channel_unref(ch);
     *peer_fd = sv[1];
     return client;
@@ -152,7 +152,7 @@ static void test_served_by_iothread_and_closed_from_main(void)
     g_assert_no_error(err);
     NBDExport *exp = make_iothread_export(iot, "iot0");
     int fd;
-    NBDClient *client = start_client(exp, &fd);
+    NBDConn *client = start_client(exp, &fd);
     negotiate(fd);
 
     /* From here the main context is never iterated until the close. */
@@ -177,17 +177,17 @@ static void test_served_by_iothread_and_closed_from_main(void)
     g_assert_cmpuint(st.bytes_read, ==, 16 * 8192);
 
     /* Closed, callback run, socket shut down - all before close returns. */
-    nbd_client_get(client);
+    nbd_conn_get(client);
     nbd_export_close(exp);
     g_assert_cmpint(client_closed, ==, 1);
     g_assert_true(client_closed_on_main);
     g_assert_cmpuint(nbd_export_client_count(exp), ==, 0);
     uint8_t c;
     g_assert_cmpint(recv(fd, &c, 1, 0), ==, 0);
-    nbd_client_close(client);   /* again: nothing more happens */
+    nbd_conn_close(client);   /* again: nothing more happens */
     g_assert_cmpint(client_closed, ==, 1);
-    nbd_client_put(client);
-    nbd_client_put(client);     /* nbd_client_new's */
+    nbd_conn_put(client);
+    nbd_conn_put(client);     /* nbd_conn_new's */
     drain_main_context();
 
     g_assert_cmpint(released, ==, 0);
@@ -207,7 +207,7 @@ static void test_peer_hangup_on_iothread(void)
     g_assert_no_error(err);
     NBDExport *exp = make_iothread_export(iot, "iot1");
     int fd;
-    NBDClient *client = start_client(exp, &fd);
+    NBDConn *client = start_client(exp, &fd);
     negotiate(fd);
     uint8_t buf[4096];
     g_assert_cmpuint(request(fd, NBD_CMD_READ, 1, 0, sizeof(buf), NULL, buf), ==, 0);
@@ -230,7 +230,7 @@ static void test_peer_hangup_on_iothread(void)
     g_assert_cmpint(client_closed, ==, 1);
     g_assert_true(client_closed_on_main);
     g_assert_cmpuint(nbd_export_client_count(exp), ==, 0);
-    nbd_client_put(client);     /* nbd_client_new's */
+    nbd_conn_put(client);     /* nbd_conn_new's */
 
     nbd_export_close(exp);
     nbd_export_put(exp);
@@ -288,7 +288,7 @@ static void test_context_is_main(void)
     g_assert_no_error(err);
     bdrv_put(cfg.bs);
     int fd;
-    NBDClient *client = start_client(exp, &fd);
+    NBDConn *client = start_client(exp, &fd);
     negotiate(fd);
     serve_main_in_requests = true;
     uint8_t data[4096], back[4096];
@@ -301,7 +301,7 @@ static void test_context_is_main(void)
     nbd_export_close(exp);
     drain_main_context();
     g_assert_cmpint(client_closed, ==, 1);
-    nbd_client_put(client);
+    nbd_conn_put(client);
     nbd_export_put(exp);
     drain_main_context();
     g_assert_cmpint(released, ==, 1);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * berth's NBD server: exports (NBDExport), connections (NBDClient) and the
+ * berth's NBD server: exports (NBDExport), connections (NBDConn) and the
  * server object (listeners, export table, limits).
  *
  * Ownership:
@@ -11,7 +11,7 @@
  *  - An export holds a reference to its node (bdrv_get) until it is freed,
  *    and registers an eject notifier on `on_eject_blk` (if given) which
  *    closes the export when that drive's medium goes away.
- *  - Each NBDClient holds a reference to its export and to its channel; the
+ *  - Each NBDConn holds a reference to its export and to its channel; the
  *    server's client list holds one reference to each client until it closes.
  *  - close callbacks run exactly once: an export's when it is closed, a
  *    client's when its connection ends, whatever the reason.
@@ -23,7 +23,7 @@
  * thread: each client negotiates on the main context, and once it enters
  * transmission its socket watch, request parsing, block submission,
  * completions and replies all move to the export's context for good.
- * Closing such a client from the main context (nbd_client_close, export
+ * Closing such a client from the main context (nbd_conn_close, export
  * close, server stop) waits for its thread to stop it; callbacks (close_cb,
  * the export's close and ctx_release) still run on the main context.
  */
@@ -43,7 +43,7 @@
 G_BEGIN_DECLS
 
 typedef struct NBDExport NBDExport;
-typedef struct NBDClient NBDClient;
+typedef struct NBDConn NBDConn;
 
 /* nbdflags for nbd_export_new(): only READ_ONLY matters to callers; every
  * other transmission flag is derived from what the node can do. */
@@ -191,15 +191,15 @@ bool nbd_export_is_shutting_down(NBDExport *exp);
  * NBD_HANDSHAKE_DEFAULT_SECONDS (clients the server accepts get its own
  * limit instead).
  */
-NBDClient *nbd_client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
-                          const char *tls_authz, void (*close_cb)(NBDClient *client,
+NBDConn *nbd_conn_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
+                          const char *tls_authz, void (*close_cb)(NBDConn *client,
                                                                   bool negotiated));
-NBDClient *nbd_client_get(NBDClient *client);
-void nbd_client_put(NBDClient *client);
+NBDConn *nbd_conn_get(NBDConn *client);
+void nbd_conn_put(NBDConn *client);
 /* End the connection now (in-flight requests are abandoned cleanly). */
-void nbd_client_close(NBDClient *client);
+void nbd_conn_close(NBDConn *client);
 
-typedef struct NBDClientInfo {
+typedef struct NBDConnInfo {
     uint64_t id;               /* unique per server run */
     const char *export_name;   /* NULL while still negotiating */
     const char *peer;          /* "unix" or "host:port" */
@@ -209,8 +209,24 @@ typedef struct NBDClientInfo {
     const char *tls_identity;  /* the peer's x509 DN or PSK user; NULL without TLS */
     bool has_peer_cred;        /* a unix socket: the peer process, as the kernel saw it */
     int64_t peer_pid, peer_uid;
-} NBDClientInfo;
+} NBDConnInfo;
 
+void nbd_conn_get_info(NBDConn *client, NBDConnInfo *info);
+
+/*
+ * The seed API's names for the calls above, from before the server's
+ * connections were called NBDConn (the word "client" now means berth's NBD
+ * client library only). The same objects and the same ownership rules; kept
+ * for existing embedders. New code uses the nbd_conn_* names.
+ */
+typedef NBDConn NBDClient;
+typedef NBDConnInfo NBDClientInfo;
+NBDClient *nbd_client_new(NBDExport *exp, BerthChannel *channel, const char *tls_creds,
+                          const char *tls_authz, void (*close_cb)(NBDClient *client,
+                                                                  bool negotiated));
+NBDClient *nbd_client_get(NBDClient *client);
+void nbd_client_put(NBDClient *client);
+void nbd_client_close(NBDClient *client);
 void nbd_client_get_info(NBDClient *client, NBDClientInfo *info);
 
 /* --- server --- */
@@ -227,7 +243,7 @@ typedef struct NBDServerConfig {
     guint handshake_max_seconds;
 } NBDServerConfig;
 
-/* QEMU's default; also the limit of clients made with nbd_client_new(). */
+/* QEMU's default; also the limit of clients made with nbd_conn_new(). */
 #define NBD_HANDSHAKE_DEFAULT_SECONDS 10
 #define NBD_HANDSHAKE_NO_LIMIT G_MAXUINT
 
@@ -244,7 +260,7 @@ guint nbd_server_get_max_connections(void);
  * for none), or 0 when stopped. */
 guint nbd_server_get_handshake_max_seconds(void);
 
-void nbd_server_foreach_client(void (*fn)(NBDClient *client, gpointer opaque),
+void nbd_server_foreach_client(void (*fn)(NBDConn *client, gpointer opaque),
                                gpointer opaque);
 
 /*
@@ -259,7 +275,7 @@ void nbd_server_foreach_client(void (*fn)(NBDClient *client, gpointer opaque),
  */
 typedef void (*NBDServerClientClosedFunc)(bool negotiated, guint remaining, gpointer opaque);
 void nbd_server_set_client_closed_notify(NBDServerClientClosedFunc fn, gpointer opaque);
-NBDClient *nbd_server_find_client(uint64_t id); /* borrowed, or NULL */
+NBDConn *nbd_server_find_client(uint64_t id); /* borrowed, or NULL */
 
 G_END_DECLS
 

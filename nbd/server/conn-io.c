@@ -17,27 +17,27 @@
 
 #define NBD_MAX_WRITE_IOV 64
 
-static void flush_output(NBDClient *client);
-static void hand_off(NBDClient *client);
+static void flush_output(NBDConn *client);
+static void hand_off(NBDConn *client);
 
-static void update_events(NBDClient *client)
+static void update_events(NBDConn *client)
 {
     if (!client->watch) {
         return;
     }
-    bool reading = client->phase == NBD_CLIENT_HANDSHAKE ||
-                   client->phase == NBD_CLIENT_TRANSMISSION;
+    bool reading = client->phase == NBD_CONN_HANDSHAKE ||
+                   client->phase == NBD_CONN_TRANSMISSION;
     berth_channel_watch_set_read(client->watch, reading && !client->read_paused);
     berth_channel_watch_set_write(client->watch, client->out_head != NULL);
 }
 
-static void read_input(NBDClient *client)
+static void read_input(NBDConn *client)
 {
     switch (client->phase) {
-    case NBD_CLIENT_HANDSHAKE:
+    case NBD_CONN_HANDSHAKE:
         nbd_handshake_input(client);
         break;
-    case NBD_CLIENT_TRANSMISSION:
+    case NBD_CONN_TRANSMISSION:
         nbd_transmission_input(client);
         break;
     default:
@@ -53,7 +53,7 @@ static void read_input(NBDClient *client)
  */
 static void client_ready(void *opaque, GIOCondition ready)
 {
-    NBDClient *client = nbd_client_get(opaque);
+    NBDConn *client = nbd_conn_get(opaque);
     client->in_dispatch = true;
     if ((ready & G_IO_OUT) && client->out_head) {
         flush_output(client);
@@ -71,19 +71,19 @@ static void client_ready(void *opaque, GIOCondition ready)
     }
     if (client->handoff_pending) {
         client->handoff_pending = false;
-        if (client->phase == NBD_CLIENT_TRANSMISSION) {
+        if (client->phase == NBD_CONN_TRANSMISSION) {
             hand_off(client); /* not ours any more */
         }
     }
-    nbd_client_put(client);
+    nbd_conn_put(client);
 }
 
 /* On the export's context: the client's watch from now on lives here. */
 static gboolean client_adopt(gpointer opaque)
 {
-    NBDClient *client = opaque;
+    NBDConn *client = opaque;
 
-    if (client->phase != NBD_CLIENT_TRANSMISSION) {
+    if (client->phase != NBD_CONN_TRANSMISSION) {
         return G_SOURCE_REMOVE; /* closed from the main context meanwhile */
     }
     /* Block completions come back to the thread-default context. */
@@ -107,12 +107,12 @@ static gboolean client_adopt(gpointer opaque)
  * invoke's lock orders everything written here before the I/O thread's
  * first look.
  */
-static void hand_off(NBDClient *client)
+static void hand_off(NBDConn *client)
 {
     g_clear_pointer(&client->watch, berth_channel_watch_free);
     client->ctx = g_main_context_ref(client->exp->ctx);
     g_main_context_invoke_full(client->ctx, G_PRIORITY_DEFAULT, client_adopt,
-                               nbd_client_get(client), (GDestroyNotify) nbd_client_put);
+                               nbd_conn_get(client), (GDestroyNotify) nbd_conn_put);
 }
 
 /*
@@ -125,25 +125,25 @@ static void hand_off(NBDClient *client)
  * queue anyway; a handshaking peer keeps the small default. TCP sockets
  * keep the kernel's own tuning, which a fixed size would turn off.
  */
-void nbd_client_enlarge_send_buffer(NBDClient *client)
+void nbd_conn_enlarge_send_buffer(NBDConn *client)
 {
     int fd = berth_channel_fd(client->ch);
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    int size = NBD_CLIENT_UNIX_SNDBUF;
+    int size = NBD_CONN_UNIX_SNDBUF;
 
     if (getsockname(fd, (struct sockaddr *) &ss, &len) == 0 && ss.ss_family == AF_UNIX) {
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
     }
 }
 
-void nbd_client_io_start(NBDClient *client)
+void nbd_conn_io_start(NBDConn *client)
 {
-    client->inbuf = g_malloc(NBD_CLIENT_INBUF_SIZE);
+    client->inbuf = g_malloc(NBD_CONN_INBUF_SIZE);
     client->watch = berth_channel_watch_new(client->ch, NULL, "nbd-client", client_ready, client);
 }
 
-void nbd_client_use_channel(NBDClient *client, BerthChannel *ch)
+void nbd_conn_use_channel(NBDConn *client, BerthChannel *ch)
 {
     berth_channel_unref(client->ch);
     client->ch = ch;
@@ -161,7 +161,7 @@ static size_t item_length(const NBDOutItem *it)
     return total;
 }
 
-static void drop_output(NBDClient *client)
+static void drop_output(NBDConn *client)
 {
     client->out_bytes = 0;
     while (client->out_head) {
@@ -172,13 +172,13 @@ static void drop_output(NBDClient *client)
     client->out_tail = NULL;
 }
 
-void nbd_client_io_stop(NBDClient *client)
+void nbd_conn_io_stop(NBDConn *client)
 {
     g_clear_pointer(&client->watch, berth_channel_watch_free);
     drop_output(client);
 }
 
-void nbd_client_pause_reading(NBDClient *client, bool paused)
+void nbd_conn_pause_reading(NBDConn *client, bool paused)
 {
     if (client->read_paused == paused) {
         return;
@@ -187,29 +187,29 @@ void nbd_client_pause_reading(NBDClient *client, bool paused)
     if (!paused) {
         /* Input may already sit in our buffer, where poll() cannot see it:
          * dispatch once without waiting for the fd. */
-        nbd_client_kick_read(client);
+        nbd_conn_kick_read(client);
     }
     update_events(client);
 }
 
-void nbd_client_kick_read(NBDClient *client)
+void nbd_conn_kick_read(NBDConn *client)
 {
     if (client->watch) {
         berth_channel_watch_kick_read(client->watch);
     }
 }
 
-size_t nbd_client_input_avail(NBDClient *client)
+size_t nbd_conn_input_avail(NBDConn *client)
 {
     return client->in_end - client->in_start;
 }
 
-ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len,
+ssize_t nbd_conn_read_more(NBDConn *client, void *direct, size_t direct_len,
                              size_t in_max, bool *drained)
 {
     if (client->in_start == client->in_end) {
         client->in_start = client->in_end = 0;
-    } else if (client->in_start > 0 && client->in_end == NBD_CLIENT_INBUF_SIZE) {
+    } else if (client->in_start > 0 && client->in_end == NBD_CONN_INBUF_SIZE) {
         memmove(client->inbuf, client->inbuf + client->in_start,
                 client->in_end - client->in_start);
         client->in_end -= client->in_start;
@@ -220,7 +220,7 @@ ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len,
     if (direct_len) {
         iov[n++] = (struct iovec) { direct, direct_len };
     }
-    size_t room = MIN(NBD_CLIENT_INBUF_SIZE - client->in_end, in_max);
+    size_t room = MIN(NBD_CONN_INBUF_SIZE - client->in_end, in_max);
     if (room) {
         iov[n++] = (struct iovec) { client->inbuf + client->in_end, room };
     }
@@ -241,14 +241,14 @@ ssize_t nbd_client_read_more(NBDClient *client, void *direct, size_t direct_len,
     return got;
 }
 
-static void maybe_finish_drain(NBDClient *client)
+static void maybe_finish_drain(NBDConn *client)
 {
-    if (client->phase == NBD_CLIENT_DRAINING && !client->out_head && client->in_flight == 0) {
-        nbd_client_close(client);
+    if (client->phase == NBD_CONN_DRAINING && !client->out_head && client->in_flight == 0) {
+        nbd_conn_close(client);
     }
 }
 
-static void flush_output(NBDClient *client)
+static void flush_output(NBDConn *client)
 {
     while (client->out_head) {
         struct iovec iov[NBD_MAX_WRITE_IOV];
@@ -273,7 +273,7 @@ static void flush_output(NBDClient *client)
         }
         if (wrote == BERTH_CHANNEL_ERROR) {
             g_debug("NBD client %s: %s", berth_channel_peer(client->ch), err->message);
-            nbd_client_close(client);
+            nbd_conn_close(client);
             return;
         }
         /* Retire fully written items, remember how far into the next we got. */
@@ -296,27 +296,27 @@ static void flush_output(NBDClient *client)
     }
     if (client->out_backlog && client->out_bytes < NBD_HANDSHAKE_MAX_OUTPUT) {
         client->out_backlog = false;
-        nbd_client_pause_reading(client, false);
+        nbd_conn_pause_reading(client, false);
     }
     update_events(client);
     maybe_finish_drain(client);
 }
 
-bool nbd_client_output_backlogged(NBDClient *client)
+bool nbd_conn_output_backlogged(NBDConn *client)
 {
     if (client->out_bytes < NBD_HANDSHAKE_MAX_OUTPUT) {
         return false;
     }
     if (!client->out_backlog) {
         client->out_backlog = true;
-        nbd_client_pause_reading(client, true);
+        nbd_conn_pause_reading(client, true);
     }
     return true;
 }
 
-void nbd_client_send_item(NBDClient *client, NBDOutItem *item)
+void nbd_conn_send_item(NBDConn *client, NBDOutItem *item)
 {
-    if (client->phase == NBD_CLIENT_CLOSED) {
+    if (client->phase == NBD_CONN_CLOSED) {
         item->sent(item);
         return;
     }
@@ -352,7 +352,7 @@ static void copy_item_sent(NBDOutItem *item)
     g_free(item);
 }
 
-void nbd_client_send_copy(NBDClient *client, const void *buf, size_t len)
+void nbd_conn_send_copy(NBDConn *client, const void *buf, size_t len)
 {
     CopyItem *ci = g_malloc(sizeof(CopyItem) + len);
     memcpy(ci->data, buf, len);
@@ -360,24 +360,24 @@ void nbd_client_send_copy(NBDClient *client, const void *buf, size_t len)
     ci->item.iov = &ci->iov;
     ci->item.niov = 1;
     ci->item.sent = copy_item_sent;
-    nbd_client_send_item(client, &ci->item);
+    nbd_conn_send_item(client, &ci->item);
 }
 
-void nbd_client_finish(NBDClient *client, bool flush_first)
+void nbd_conn_finish(NBDConn *client, bool flush_first)
 {
-    if (client->phase == NBD_CLIENT_CLOSED) {
+    if (client->phase == NBD_CONN_CLOSED) {
         return;
     }
     if (!flush_first) {
-        nbd_client_close(client);
+        nbd_conn_close(client);
         return;
     }
-    client->phase = NBD_CLIENT_DRAINING;
+    client->phase = NBD_CONN_DRAINING;
     update_events(client);
     maybe_finish_drain(client);
 }
 
-void nbd_client_request_done(NBDClient *client)
+void nbd_conn_request_done(NBDConn *client)
 {
     maybe_finish_drain(client);
 }
