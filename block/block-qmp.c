@@ -150,8 +150,8 @@ static bool qmp_blockdev_del(void *opaque, json_object **ret, GError **errp)
     NodeNameArgs *args = opaque;
 
     if (!bdrv_find_node(args->node_name)) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "Failed to find node with node-name='%s'", args->node_name);
+        qmp_error_setg(errp,
+                       "Failed to find node with node-name='%s'", args->node_name);
         return false;
     }
     return bdrv_delete(args->node_name, errp);
@@ -248,8 +248,7 @@ static const ArgSpec *const insert_medium_args[] = { drive_medium_members, NULL 
 static BlockBackend *find_drive(const char *device, const char *id, GError **errp)
 {
     if (!device == !id) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Need exactly one of 'device' and 'id'");
+        qmp_error_setg(errp, "Need exactly one of 'device' and 'id'");
         return NULL;
     }
     const char *name = id ? id : device;
@@ -263,8 +262,8 @@ static BlockBackend *find_drive(const char *device, const char *id, GError **err
 static bool remove_medium(BlockBackend *blk, GError **errp)
 {
     if (!blk_is_tray_open(blk)) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Tray of device '%s' is not open",
-                    blk_get_id(blk));
+        qmp_error_setg(errp, "Tray of device '%s' is not open",
+                       blk_get_id(blk));
         return false;
     }
     if (!blk_get_medium(blk)) {
@@ -350,21 +349,20 @@ static bool qmp_blockdev_insert_medium(void *opaque, json_object **ret, GError *
     }
     BlockDriverState *bs = bdrv_find_node(args->node_name);
     if (!bs) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Node '%s' not found", args->node_name);
+        qmp_error_setg(errp, "Node '%s' not found", args->node_name);
         return false;
     }
     if (node_is_medium(bs)) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Node '%s' is already in use",
-                    args->node_name);
+        qmp_error_setg(errp, "Node '%s' is already in use",
+                       args->node_name);
         return false;
     }
     if (!blk_is_tray_open(blk)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Tray of the device is not open");
+        qmp_error_setg(errp, "Tray of the device is not open");
         return false;
     }
     if (blk_get_medium(blk)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "There already is a medium in the device");
+        qmp_error_setg(errp, "There already is a medium in the device");
         return false;
     }
     return blk_insert_medium(blk, bs, errp);
@@ -392,13 +390,13 @@ static bool qmp_drive_add(void *opaque, json_object **ret, GError **errp)
     if (args->has_node_name) {
         bs = bdrv_find_node(args->node_name);
         if (!bs) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Node '%s' not found",
-                        args->node_name);
+            qmp_error_setg(errp, "Node '%s' not found",
+                           args->node_name);
             return false;
         }
         if (node_is_medium(bs)) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Node '%s' is already in use",
-                        args->node_name);
+            qmp_error_setg(errp, "Node '%s' is already in use",
+                           args->node_name);
             return false;
         }
     }

@@ -92,27 +92,17 @@ typedef struct {
     BerthBitmap *backup;        /* clear, merge: the bits before */
 } TxAction;
 
-static void set_error(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static void set_error(GError **errp, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    g_propagate_error(errp, g_error_new_valist(QMP_ERROR, QMP_ERROR_GENERIC, fmt, ap));
-    va_end(ap);
-}
-
 /* QEMU's block_dirty_bitmap_lookup(). */
 static BdrvDirtyBitmap *lookup(const char *node, const char *name, GError **errp)
 {
     BlockDriverState *bs = bdrv_find_node(node);
     if (!bs) {
-        set_error(errp, "Node '%s' not found", node);
+        qmp_error_setg(errp, "Node '%s' not found", node);
         return NULL;
     }
     BdrvDirtyBitmap *bm = bdrv_dirty_bitmap_find(bs, name);
     if (!bm) {
-        set_error(errp, "Dirty bitmap '%s' not found", name);
+        qmp_error_setg(errp, "Dirty bitmap '%s' not found", name);
     }
     return bm;
 }
@@ -120,24 +110,24 @@ static BdrvDirtyBitmap *lookup(const char *node, const char *name, GError **errp
 static bool prepare_add(TxAction *a, const BitmapAddArgs *args, GError **errp)
 {
     if (!*args->name) {
-        set_error(errp, "Bitmap name cannot be empty");
+        qmp_error_setg(errp, "Bitmap name cannot be empty");
         return false;
     }
     BlockDriverState *bs = bdrv_find_node(args->node);
     if (!bs) {
-        set_error(errp, "Cannot find device='%s' nor node-name='%s'", args->node, args->node);
+        qmp_error_setg(errp, "Cannot find device='%s' nor node-name='%s'", args->node, args->node);
         return false;
     }
     uint64_t g = args->has_granularity ? args->granularity
                                        : BDRV_DIRTY_BITMAP_DEFAULT_GRANULARITY;
     if (g < 512 || (g & (g - 1))) {
-        set_error(errp, "Granularity must be power of 2 and at least 512");
+        qmp_error_setg(errp, "Granularity must be power of 2 and at least 512");
         return false;
     }
     if (args->has_persistent && args->persistent) {
         /* No driver of berth's stores bitmaps in its image yet. */
-        set_error(errp, "Can't store persistent bitmaps to %s: Operation not supported",
-                  args->node);
+        qmp_error_setg(errp, "Can't store persistent bitmaps to %s: Operation not supported",
+                       args->node);
         return false;
     }
     a->bm = bdrv_dirty_bitmap_create(bs, args->name, (uint32_t) g,
@@ -150,7 +140,7 @@ static GPtrArray *merge_sources(const BitmapMergeArgs *args, BlockDriverState *b
                                 GError **errp)
 {
     if (!json_object_is_type(args->bitmaps, json_type_array)) {
-        set_error(errp, "Invalid parameter type for 'bitmaps', expected: array");
+        qmp_error_setg(errp, "Invalid parameter type for 'bitmaps', expected: array");
         return NULL;
     }
     g_autoptr(GPtrArray) srcs = g_ptr_array_new();
@@ -161,7 +151,7 @@ static GPtrArray *merge_sources(const BitmapMergeArgs *args, BlockDriverState *b
         if (json_object_is_type(el, json_type_string)) {
             src = bdrv_dirty_bitmap_find(bs, json_object_get_string(el));
             if (!src) {
-                set_error(errp, "Dirty bitmap '%s' not found", json_object_get_string(el));
+                qmp_error_setg(errp, "Dirty bitmap '%s' not found", json_object_get_string(el));
                 return NULL;
             }
         } else if (json_object_is_type(el, json_type_object)) {
@@ -171,10 +161,10 @@ static GPtrArray *merge_sources(const BitmapMergeArgs *args, BlockDriverState *b
                 /* "Parameter 'node' ..." becomes "Parameter 'bitmaps[0].node' ..." */
                 const char *q = strchr(err->message, '\'');
                 if (q) {
-                    set_error(errp, "%.*sbitmaps[%zu].%s", (int) (q - err->message + 1),
-                              err->message, i, q + 1);
+                    qmp_error_setg(errp, "%.*sbitmaps[%zu].%s", (int) (q - err->message + 1),
+                                   err->message, i, q + 1);
                 } else {
-                    set_error(errp, "%s", err->message);
+                    qmp_error_setg(errp, "%s", err->message);
                 }
                 return NULL;
             }
@@ -185,8 +175,8 @@ static GPtrArray *merge_sources(const BitmapMergeArgs *args, BlockDriverState *b
             }
         } else {
             /* QEMU 7.2 names no member here: its text says 'null'. */
-            set_error(errp, "Invalid parameter type for 'null', expected: "
-                      "BlockDirtyBitmapOrStr");
+            qmp_error_setg(errp, "Invalid parameter type for 'null', expected: "
+                           "BlockDirtyBitmapOrStr");
             return NULL;
         }
         g_ptr_array_add(srcs, src);
@@ -304,7 +294,7 @@ static const ArgSpec *const *action_tables(TxKind kind, size_t *size)
 static bool check_granularity(const BitmapAddArgs *args, const char *prefix, GError **errp)
 {
     if (args->has_granularity && args->granularity > UINT32_MAX) {
-        set_error(errp, "Parameter '%sgranularity' expects uint32_t", prefix);
+        qmp_error_setg(errp, "Parameter '%sgranularity' expects uint32_t", prefix);
         return false;
     }
     return true;
@@ -316,7 +306,7 @@ static bool action_prepare(TxAction *a, void *args, GError **errp)
 {
     switch (a->kind) {
     case TX_ABORT:
-        set_error(errp, "Transaction aborted using Abort action");
+        qmp_error_setg(errp, "Transaction aborted using Abort action");
         return false;
     case TX_ADD:
         return prepare_add(a, args, errp);
@@ -328,8 +318,8 @@ static bool action_prepare(TxAction *a, void *args, GError **errp)
     case TX_REMOVE:
         return prepare_simple(a, args, errp);
     default:
-        set_error(errp, "Transaction action '%s' is not supported by berth (it has only "
-                  "the abort and block-dirty-bitmap-* actions)", a->type_name);
+        qmp_error_setg(errp, "Transaction action '%s' is not supported by berth (it has only "
+                       "the abort and block-dirty-bitmap-* actions)", a->type_name);
         return false;
     }
 }
@@ -416,9 +406,9 @@ static void prefixed_error(GError **errp, const GError *err, const char *prefix)
 {
     const char *q = strchr(err->message, '\'');
     if (q) {
-        set_error(errp, "%.*s%s%s", (int) (q - err->message + 1), err->message, prefix, q + 1);
+        qmp_error_setg(errp, "%.*s%s%s", (int) (q - err->message + 1), err->message, prefix, q + 1);
     } else {
-        set_error(errp, "%s", err->message);
+        qmp_error_setg(errp, "%s", err->message);
     }
 }
 
@@ -444,15 +434,15 @@ static bool decode_action(json_object *el, size_t i, TxEntry *e, GError **errp)
     json_object *type = NULL, *data = NULL;
 
     if (!json_object_is_type(el, json_type_object)) {
-        set_error(errp, "Invalid parameter type for 'actions[%zu]', expected: object", i);
+        qmp_error_setg(errp, "Invalid parameter type for 'actions[%zu]', expected: object", i);
         return false;
     }
     if (!json_object_object_get_ex(el, "type", &type)) {
-        set_error(errp, "Parameter '%stype' is missing", prefix);
+        qmp_error_setg(errp, "Parameter '%stype' is missing", prefix);
         return false;
     }
     if (!json_object_is_type(type, json_type_string)) {
-        set_error(errp, "Invalid parameter type for '%stype', expected: string", prefix);
+        qmp_error_setg(errp, "Invalid parameter type for '%stype', expected: string", prefix);
         return false;
     }
     const char *tname = json_object_get_string(type);
@@ -463,7 +453,7 @@ static bool decode_action(json_object *el, size_t i, TxEntry *e, GError **errp)
         }
     }
     if (idx < 0) {
-        set_error(errp, "Parameter 'type' does not accept value '%s'", tname);
+        qmp_error_setg(errp, "Parameter 'type' does not accept value '%s'", tname);
         return false;
     }
     e->action.kind = tx_type_kinds[idx];
@@ -471,16 +461,16 @@ static bool decode_action(json_object *el, size_t i, TxEntry *e, GError **errp)
     json_object_object_foreach(el, key, val) {
         (void) val;
         if (strcmp(key, "type") != 0 && strcmp(key, "data") != 0) {
-            set_error(errp, "Parameter '%s%s' is unexpected", prefix, key);
+            qmp_error_setg(errp, "Parameter '%s%s' is unexpected", prefix, key);
             return false;
         }
     }
     if (!json_object_object_get_ex(el, "data", &data)) {
-        set_error(errp, "Parameter '%sdata' is missing", prefix);
+        qmp_error_setg(errp, "Parameter '%sdata' is missing", prefix);
         return false;
     }
     if (!json_object_is_type(data, json_type_object)) {
-        set_error(errp, "Invalid parameter type for '%sdata', expected: object", prefix);
+        qmp_error_setg(errp, "Invalid parameter type for '%sdata', expected: object", prefix);
         return false;
     }
     size_t size;
@@ -507,7 +497,7 @@ static bool qmp_transaction(void *opaque, json_object **ret, GError **errp)
     TxProperties props = { 0 };
 
     if (!json_object_is_type(args->actions, json_type_array)) {
-        set_error(errp, "Invalid parameter type for 'actions', expected: array");
+        qmp_error_setg(errp, "Invalid parameter type for 'actions', expected: array");
         return false;
     }
     if (args->has_properties) {
@@ -531,8 +521,8 @@ static bool qmp_transaction(void *opaque, json_object **ret, GError **errp)
         TxEntry *e = &entries[prepared];
         if (props.has_completion_mode && props.completion_mode == 1 &&
             e->action.kind != TX_ABORT) {
-            set_error(errp, "Action '%s' does not support Transaction property "
-                      "completion-mode = grouped", e->action.type_name);
+            qmp_error_setg(errp, "Action '%s' does not support Transaction property "
+                           "completion-mode = grouped", e->action.type_name);
             ok = false;
             break;
         }

@@ -94,8 +94,8 @@ static bool add_bitmap(const ExportRequest *req, BdrvDirtyBitmap *bm, GPtrArray 
     }
     bdrv_dirty_bitmap_get_info(bm, &info);
     if (!req->writable && !bdrv_is_read_only(req->bs) && info.recording) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "Enabled bitmap '%s' incompatible with readonly export", info.name);
+        qmp_error_setg(errp,
+                       "Enabled bitmap '%s' incompatible with readonly export", info.name);
         return false;
     }
     g_ptr_array_add(out, bm);
@@ -107,7 +107,7 @@ static bool add_bitmap_by_name(const ExportRequest *req, const char *name, GPtrA
 {
     BdrvDirtyBitmap *bm = bdrv_dirty_bitmap_find(req->bs, name);
     if (!bm) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Bitmap '%s' is not found", name);
+        qmp_error_setg(errp, "Bitmap '%s' is not found", name);
         return false;
     }
     return add_bitmap(req, bm, out, errp);
@@ -134,19 +134,19 @@ static bool add_bitmap_ref(const ExportRequest *req, json_object *el, const char
     /* Both members are strings, which keyval gives as strings too. */
     if (!argspec_decode(bitmap_ref_args, el, false, &ref, &err)) {
         const char *q = strchr(err->message, '\'');
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "%.*s%s.%s",
-                    q ? (int) (q - err->message + 1) : 0, err->message, where,
-                    q ? q + 1 : err->message);
+        qmp_error_setg(errp, "%.*s%s.%s",
+                       q ? (int) (q - err->message + 1) : 0, err->message, where,
+                       q ? q + 1 : err->message);
         return false;
     }
     bool ok = false;
     BlockDriverState *bs = bdrv_find_node(ref.node);
     BdrvDirtyBitmap *bm = bs ? bdrv_dirty_bitmap_find(bs, ref.name) : NULL;
     if (!bs) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Node '%s' not found", ref.node);
+        qmp_error_setg(errp, "Node '%s' not found", ref.node);
     } else if (!bm) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Dirty bitmap '%s' not found",
-                    ref.name);
+        qmp_error_setg(errp, "Dirty bitmap '%s' not found",
+                       ref.name);
     } else {
         ok = add_bitmap(req, bm, out, errp);
     }
@@ -169,8 +169,7 @@ static bool resolve_bitmaps(const ExportRequest *req, GPtrArray *out, GError **e
     }
     bool is_array = json_object_is_type(req->bitmaps, json_type_array);
     if (!is_array && !json_object_is_type(req->bitmaps, json_type_object)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Invalid parameter type for 'bitmaps', expected: array");
+        qmp_error_setg(errp, "Invalid parameter type for 'bitmaps', expected: array");
         return false;
     }
     for (size_t i = 0;; i++) {
@@ -195,9 +194,9 @@ static bool resolve_bitmaps(const ExportRequest *req, GPtrArray *out, GError **e
             ok = add_bitmap_ref(req, el, where, out, errp);
         } else {
             /* QEMU 7.2 names no member here: its text says 'null'. */
-            g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                                "Invalid parameter type for 'null', expected: "
-                                "BlockDirtyBitmapOrStr");
+            qmp_error_setg(errp,
+                           "Invalid parameter type for 'null', expected: "
+                           "BlockDirtyBitmapOrStr");
             ok = false;
         }
         if (!ok) {
@@ -212,34 +211,33 @@ static bool export_create(const ExportRequest *req, GError **errp)
     QmpObject *iothread = NULL;
 
     if (!berth_id_wellformed(req->id)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Invalid block export id");
+        qmp_error_setg(errp, "Invalid block export id");
         return false;
     }
     if (find_export(req->id)) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Block export id '%s' is already in use",
-                    req->id);
+        qmp_error_setg(errp, "Block export id '%s' is already in use",
+                       req->id);
         return false;
     }
     if (req->iothread) {
         iothread = qmp_object_find(req->iothread, "iothread");
         if (!iothread) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "iothread \"%s\" not found",
-                        req->iothread);
+            qmp_error_setg(errp, "iothread \"%s\" not found",
+                           req->iothread);
             return false;
         }
     }
     if (req->writable && bdrv_is_read_only(req->bs)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Cannot export read-only node as writable");
+        qmp_error_setg(errp, "Cannot export read-only node as writable");
         return false;
     }
     if (!nbd_server_is_running()) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD server not running");
+        qmp_error_setg(errp, "NBD server not running");
         return false;
     }
     if (nbd_export_find(req->name)) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "NBD server already has export named '%s'", req->name);
+        qmp_error_setg(errp,
+                       "NBD server already has export named '%s'", req->name);
         return false;
     }
     g_autoptr(GPtrArray) bitmaps = g_ptr_array_new();
@@ -247,9 +245,9 @@ static bool export_create(const ExportRequest *req, GError **errp)
         return false;
     }
     if (req->multi_conn == NBD_MULTI_CONN_ON && nbd_server_get_max_connections() == 1) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Cannot advertise multi-conn: the NBD server accepts only one "
-                            "connection at a time (max-connections=1)");
+        qmp_error_setg(errp,
+                       "Cannot advertise multi-conn: the NBD server accepts only one "
+                       "connection at a time (max-connections=1)");
         return false;
     }
 
@@ -275,7 +273,7 @@ static bool export_create(const ExportRequest *req, GError **errp)
     NBDExport *exp = nbd_export_create(&cfg, &local_err);
     if (!exp) {
         g_free(cfg.ctx_release_data);
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, local_err->message);
+        qmp_error_setg(errp, "%s", local_err->message);
         return false;
     }
     if (iothread) {
@@ -308,12 +306,12 @@ static bool export_delete(const char *id, int mode, GError **errp)
     QmpExport *rec = find_export(id);
 
     if (!rec) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Export '%s' is not found", id);
+        qmp_error_setg(errp, "Export '%s' is not found", id);
         return false;
     }
     if (nbd_export_is_shutting_down(rec->exp)) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Export '%s' is already shutting down",
-                    id);
+        qmp_error_setg(errp, "Export '%s' is already shutting down",
+                       id);
         return false;
     }
     /*
@@ -373,8 +371,8 @@ typedef struct {
 static bool check_uint32(const char *name, bool present, int64_t value, GError **errp)
 {
     if (present && (value < 0 || value > UINT32_MAX)) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Parameter '%s' expects uint32_t",
-                    name);
+        qmp_error_setg(errp, "Parameter '%s' expects uint32_t",
+                       name);
         return false;
     }
     return true;
@@ -390,30 +388,28 @@ static bool server_start(const ServerArgs *args, GError **errp)
         return false;
     }
     if (nbd_server_is_running()) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD server already running");
+        qmp_error_setg(errp, "NBD server already running");
         return false;
     }
     if (args->has_tls_creds && !qmp_object_find(args->tls_creds, "tls-creds-x509") &&
         !qmp_object_find(args->tls_creds, "tls-creds-psk")) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "No TLS credentials with id '%s'",
-                    args->tls_creds);
+        qmp_error_setg(errp, "No TLS credentials with id '%s'",
+                       args->tls_creds);
         return false;
     }
     if (args->has_tls_authz && !args->has_tls_creds) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "TLS authorization is incompatible with no TLS credentials");
+        qmp_error_setg(errp, "TLS authorization is incompatible with no TLS credentials");
         return false;
     }
     if (args->addr.un.has_abstract && args->addr.un.abstract) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Abstract unix sockets are not supported");
+        qmp_error_setg(errp, "Abstract unix sockets are not supported");
         return false;
     }
     /* Inet options the listener does not implement: refused, not ignored. */
     const char *unsupported = berth_socket_address_args_unsupported(&args->addr);
     if (unsupported) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "Parameter 'addr.%s' is not supported by berth's NBD server", unsupported);
+        qmp_error_setg(errp,
+                       "Parameter 'addr.%s' is not supported by berth's NBD server", unsupported);
         return false;
     }
 
@@ -479,12 +475,11 @@ static bool qmp_nbd_server_start(void *opaque, json_object **ret, GError **errp)
 
     /* QEMU names the legacy union's tag plain 'type' in its errors. */
     if (!json_object_object_get_ex(raw->args, "addr", &addr)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Parameter 'addr' is missing");
+        qmp_error_setg(errp, "Parameter 'addr' is missing");
         return false;
     }
     if (!json_object_is_type(addr, json_type_object)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                            "Invalid parameter type for 'addr', expected: object");
+        qmp_error_setg(errp, "Invalid parameter type for 'addr', expected: object");
         return false;
     }
     int type = berth_socket_address_args_type(addr, "type", errp);
@@ -503,7 +498,7 @@ static bool qmp_server_options(void *opaque, json_object **ret, GError **errp)
 static bool qmp_nbd_server_stop(void *opaque, json_object **ret, GError **errp)
 {
     if (!nbd_server_is_running()) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD server not running");
+        qmp_error_setg(errp, "NBD server not running");
         return false;
     }
     /* As QEMU: every NBD export goes with the server, not only
@@ -536,7 +531,7 @@ static bool qmp_nbd_server_add(void *opaque, json_object **ret, GError **errp)
     ServerAddArgs *args = opaque;
 
     if (!nbd_server_is_running()) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD server not running");
+        qmp_error_setg(errp, "NBD server not running");
         return false;
     }
 
@@ -547,16 +542,16 @@ static bool qmp_nbd_server_add(void *opaque, json_object **ret, GError **errp)
     if (blk) {
         bs = blk_get_medium(blk);
         if (!bs) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Device '%s' has no medium",
-                        args->device);
+            qmp_error_setg(errp, "Device '%s' has no medium",
+                           args->device);
             return false;
         }
     } else {
         bs = bdrv_find_node(args->device);
         if (!bs) {
-            g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                        "Cannot find device='%s' nor node-name='%s'", args->device,
-                        args->device);
+            qmp_error_setg(errp,
+                           "Cannot find device='%s' nor node-name='%s'", args->device,
+                           args->device);
             return false;
         }
     }
@@ -646,18 +641,18 @@ static bool qmp_block_export_add(void *opaque, json_object **ret, GError **errp)
 {
     ExportAddArgs *args = opaque;
     if (!berth_id_wellformed(args->id)) {
-        g_set_error_literal(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Invalid block export id");
+        qmp_error_setg(errp, "Invalid block export id");
         return false;
     }
     if (find_export(args->id)) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "Block export id '%s' is already in use",
-                    args->id);
+        qmp_error_setg(errp, "Block export id '%s' is already in use",
+                       args->id);
         return false;
     }
     BlockDriverState *bs = bdrv_find_node(args->node_name);
     if (!bs) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC,
-                    "Cannot find device='' nor node-name='%s'", args->node_name);
+        qmp_error_setg(errp,
+                       "Cannot find device='' nor node-name='%s'", args->node_name);
         return false;
     }
 
@@ -790,8 +785,8 @@ static bool qmp_nbd_client_disconnect(void *opaque, json_object **ret, GError **
     NBDConn *client = nbd_server_find_client(args->id);
 
     if (!client) {
-        g_set_error(errp, QMP_ERROR, QMP_ERROR_GENERIC, "NBD client %" G_GUINT64_FORMAT
-                    " not found", args->id);
+        qmp_error_setg(errp, "NBD client %" G_GUINT64_FORMAT
+                       " not found", args->id);
         return false;
     }
     nbd_conn_close(client);
