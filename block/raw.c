@@ -18,7 +18,9 @@
 typedef struct RawState {
     BlockDriverState *file;     /* bs->children's reference */
     uint64_t offset;
-    uint64_t limit;             /* bytes of the child inside the window */
+    uint64_t limit;             /* bytes of the child inside the window;
+                                 * block_resize changes it (atomic) */
+    bool fixed_size;            /* size= given: the window cannot change */
 } RawState;
 
 /* BlockdevOptionsRaw: BlockdevOptionsGenericFormat, then offset and size. */
@@ -72,6 +74,7 @@ static bool raw_open(BlockDriverState *bs, const void *options, GError **errp)
     s->file = file;
     s->offset = opts->offset;
     s->limit = opts->has_size ? opts->size : real_size - opts->offset;
+    s->fixed_size = opts->has_size;
     bs->opaque = s;
     bs->size = s->limit;
     bs->can_flush = file->can_flush && !file->cache_no_flush;
@@ -92,7 +95,8 @@ static void raw_close(BlockDriverState *bs)
 /* A request that reaches into the zeroes past the child's last byte. */
 static void raw_submit_tail(RawState *s, BdrvRequest *req)
 {
-    uint64_t inside = req->offset < s->limit ? s->limit - req->offset : 0;
+    uint64_t limit = __atomic_load_n(&s->limit, __ATOMIC_RELAXED);
+    uint64_t inside = req->offset < limit ? limit - req->offset : 0;
 
     switch (req->op) {
     case BDRV_OP_READ: {
@@ -147,11 +151,35 @@ static void raw_submit(BdrvRequest *req)
 {
     RawState *s = req->bs->opaque;
 
-    if (G_UNLIKELY(req->op != BDRV_OP_FLUSH && req->offset + req->bytes > s->limit)) {
+    if (G_UNLIKELY(req->op != BDRV_OP_FLUSH &&
+                   req->offset + req->bytes > __atomic_load_n(&s->limit, __ATOMIC_RELAXED))) {
         raw_submit_tail(s, req);
         return;
     }
     bdrv_request_redirect(req, s->file, s->offset + req->offset);
+}
+
+/* block_resize: the file grows or shrinks with the node, as in QEMU, unless
+ * size= fixed the window. */
+static bool raw_truncate(BlockDriverState *bs, uint64_t size, GError **errp)
+{
+    RawState *s = bs->opaque;
+
+    if (s->fixed_size) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                            "Cannot resize fixed-size raw disks");
+        return false;
+    }
+    if (size > (uint64_t) BDRV_MAX_LENGTH - s->offset) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                            "Disk size too large for the chosen offset");
+        return false;
+    }
+    if (!bdrv_truncate(s->file, s->offset + size, errp)) {
+        return false;
+    }
+    __atomic_store_n(&s->limit, size, __ATOMIC_RELAXED);
+    return true;
 }
 
 /* QEMU names a window by its options, and a plain raw node by its file. */
@@ -196,4 +224,5 @@ const BlockDriver bdrv_raw = {
     .submit = raw_submit,
     .describe = raw_describe,
     .image_info = raw_image_info,
+    .truncate = raw_truncate,
 };

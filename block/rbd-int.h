@@ -42,7 +42,7 @@ typedef struct RbdState {
     rados_ioctx_t ioctx;
     rbd_image_t image;
     char *pool, *ns, *name, *snap;
-    uint64_t image_size;        /* bytes, at open */
+    uint64_t image_size;        /* bytes; block_resize changes it (atomic) */
     bool fast_diff;             /* block status from the object map */
     bool cache;                 /* librbd caches writes: FUA needs a flush */
 } RbdState;

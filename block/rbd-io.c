@@ -159,11 +159,12 @@ static int diff_cb(uint64_t offs, size_t len, int exists, void *arg)
 static void block_status_work(BdrvRequest *req)
 {
     RbdState *s = req->bs->opaque;
-    uint64_t end = MIN(req->offset + req->bytes, s->image_size);
+    uint64_t size = __atomic_load_n(&s->image_size, __ATOMIC_RELAXED);
+    uint64_t end = MIN(req->offset + req->bytes, size);
     DiffWalk w = { .req = req, .pos = req->offset, .end = end };
     int r;
 
-    if (req->offset >= s->image_size) {
+    if (req->offset >= size) {
         /* The sector padding past the image's end. */
         bdrv_request_add_extent(req, req->bytes, BDRV_BLOCK_ZERO);
         bdrv_request_complete(req, 0, NULL);
@@ -215,9 +216,10 @@ void rbd_submit(BdrvRequest *req)
     a->iov = req->iov;
     a->niov = req->niov;
     a->len = req->bytes;
-    if (req->op != BDRV_OP_FLUSH && req->offset + req->bytes > s->image_size) {
+    uint64_t size = __atomic_load_n(&s->image_size, __ATOMIC_RELAXED);
+    if (req->op != BDRV_OP_FLUSH && req->offset + req->bytes > size) {
         /* The tail of the last sector, past the image's end. */
-        uint64_t in = req->offset < s->image_size ? s->image_size - req->offset : 0;
+        uint64_t in = req->offset < size ? size - req->offset : 0;
 
         if (req->op == BDRV_OP_READ) {
             berth_iov_memset(req->iov, req->niov, in, 0, req->bytes - in);

@@ -393,6 +393,21 @@ static char *rbd_describe(BlockDriverState *bs, const void *options)
     return g_strdup_printf("json:%s", json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN));
 }
 
+/* block_resize: librbd resizes the image (a synchronous call, as in QEMU). */
+static bool rbd_truncate_node(BlockDriverState *bs, uint64_t size, GError **errp)
+{
+    RbdState *s = bs->opaque;
+    int r = rbd_resize(s->image, size);
+
+    if (r < 0) {
+        g_set_error(errp, G_IO_ERROR, g_io_error_from_errno(-r), "failed to resize rbd image: %s",
+                    errno_text(r));
+        return false;
+    }
+    __atomic_store_n(&s->image_size, size, __ATOMIC_RELAXED);
+    return true;
+}
+
 const BlockDriver bdrv_rbd = {
     .name = "rbd",
     .options = rbd_members,
@@ -401,4 +416,5 @@ const BlockDriver bdrv_rbd = {
     .close = rbd_close_node,
     .submit = rbd_submit,
     .describe = rbd_describe,
+    .truncate = rbd_truncate_node,
 };

@@ -217,6 +217,42 @@ class BlockResize(bh.DaemonTestCase):
         self.assertEqual(r["error"]["desc"], "Parameter 'size' is missing")
         self.assertEqual(os.path.getsize(self.disk), 64 * MiB)
 
+    def add_raw(self, name, file, **opts):
+        r = self.q.cmd("blockdev-add", driver="raw", **{"node-name": name}, file=file, **opts)
+        self.assertEqual(r, {"return": {}})
+
+    def test_raw_resizes_its_file(self):
+        img = bh.make_sparse_file(self.path("r.img"), 4 * MiB)
+        self.assertEqual(self.q.cmd("blockdev-add", driver="file", **{"node-name": "f1"},
+                                    filename=img), {"return": {}})
+        self.add_raw("r1", "f1")
+        self.assertEqual(self.resize(96 * MiB, **{"node-name": "r1"}), {"return": {}})
+        self.assertEqual(os.path.getsize(img), 96 * MiB)
+        self.assertEqual(self.node_size("r1"), 96 * MiB)
+        self.assertEqual(self.node_size("f1"), 96 * MiB)
+        self.assertEqual(self.resize(MiB, **{"node-name": "r1"}), {"return": {}})
+        self.assertEqual(os.path.getsize(img), MiB)
+        self.assertEqual(self.node_size("r1"), MiB)
+
+    def test_raw_window(self):
+        img = bh.make_sparse_file(self.path("w.img"), 4 * MiB)
+        self.assertEqual(self.q.cmd("blockdev-add", driver="file", **{"node-name": "f2"},
+                                    filename=img), {"return": {}})
+        # A window at an offset: the file keeps the bytes before it.
+        self.add_raw("w1", "f2", offset=MiB)
+        self.assertEqual(self.resize(8 * MiB, **{"node-name": "w1"}), {"return": {}})
+        self.assertEqual(os.path.getsize(img), 9 * MiB)
+        self.assertEqual(self.node_size("w1"), 8 * MiB)
+        # A window of a fixed size cannot change.
+        img3 = bh.make_sparse_file(self.path("w3.img"), 4 * MiB)
+        self.assertEqual(self.q.cmd("blockdev-add", driver="file", **{"node-name": "f3"},
+                                    filename=img3), {"return": {}})
+        self.add_raw("w2", "f3", offset=MiB, size=MiB)
+        self.assertEqual(self.error(2 * MiB, **{"node-name": "w2"}),
+                         "Cannot resize fixed-size raw disks")
+        self.assertEqual(os.path.getsize(img3), 4 * MiB)
+        self.assertEqual(self.node_size("w2"), MiB)
+
     @bh.berth_only
     def test_exported_node_new_clients_see_new_size(self):
         sock = self.path("nbd.sock")

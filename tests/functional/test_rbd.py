@@ -14,6 +14,7 @@ option names and behaviour. Skips when the Ceph packages (ceph-mon,
 ceph-osd, ceph-common) are not installed.
 """
 
+import json
 import os
 import random
 import subprocess
@@ -188,6 +189,41 @@ class RbdTest(RbdClusterTestCase):
                                server=[{"host": "127.0.0.1", "port": self.mon_port()}]),
                          {"return": {}})
         self.assertEqual(q.cmd("blockdev-del", node_name="n2"), {"return": {}})
+
+    def test_block_resize(self):
+        img = self.image()
+        d, sock, q = self.serve(blockdev_rbd("n", self.ceph, img), [])
+
+        def sizes():
+            nodes = q.cmd("query-named-block-nodes")["return"]
+            node = [n for n in nodes if n["node-name"] == "n"][0]
+            info = run_tool(["rbd", "-c", self.ceph.conf, "info", "--format", "json", img])[1]
+            return node["image"]["virtual-size"], json.loads(info)["size"]
+        # (QSD 7.2 refuses to resize a node while an NBD export uses it.)
+        self.assertEqual(q.cmd("block_resize", node_name="n", size=2 * IMAGE_SIZE),
+                         {"return": {}})
+        self.assertEqual(sizes(), (2 * IMAGE_SIZE, 2 * IMAGE_SIZE))
+        self.assertEqual(q.cmd("block-export-add", type="nbd", id="e", node_name="n",
+                               name=img, writable=True), {"return": {}})
+        h = self.client(sock, img)
+        self.assertEqual(h.get_size(), 2 * IMAGE_SIZE)
+        h.pwrite(b"\x42" * 4096, 0)
+        h.pwrite(b"\x17" * 4096, 2 * IMAGE_SIZE - 4096)
+        h.flush()
+        h.shutdown()
+        data = self.ceph.export(img)
+        self.assertEqual(len(data), 2 * IMAGE_SIZE)
+        self.assertEqual(data[-4096:], b"\x17" * 4096)
+        self.assertEqual(q.cmd("block-export-del", id="e"), {"return": {}})
+        deadline = time.monotonic() + 10
+        while True:     # the export lets go of the node asynchronously
+            r = q.cmd("block_resize", node_name="n", size=MiB)
+            if r == {"return": {}} or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(r, {"return": {}})
+        self.assertEqual(sizes(), (MiB, MiB))
+        self.assertEqual(self.ceph.export(img)[:4096], b"\x42" * 4096)
 
     @berth_only
     def test_one_cluster_connection_shared(self):
