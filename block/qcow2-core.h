@@ -52,6 +52,8 @@ int qcow2_write_zeroes(Qcow2 *s, uint64_t offset, uint64_t len, bool may_unmap,
 /* Whole clusters only; the unaligned head and tail are left alone. */
 int qcow2_discard(Qcow2 *s, uint64_t offset, uint64_t len, GError **errp);
 int qcow2_flush(Qcow2 *s, GError **errp);
+/* A new virtual size, a multiple of 512 (block_resize): see qcow2-resize.c. */
+int qcow2_resize(Qcow2 *s, uint64_t size, GError **errp);
 
 /* The type of [offset, offset + *pnum), *pnum <= len and > 0. */
 int qcow2_map(Qcow2 *s, uint64_t offset, uint64_t len, uint64_t *pnum,

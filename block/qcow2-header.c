@@ -433,7 +433,7 @@ void qcow2_set_backing(Qcow2 *s, const Qcow2File *backing)
     }
 }
 
-uint64_t qcow2_virtual_size(Qcow2 *s) { return s->size; }
+uint64_t qcow2_virtual_size(Qcow2 *s) { return __atomic_load_n(&s->size, __ATOMIC_RELAXED); }
 uint32_t qcow2_cluster_size(Qcow2 *s) { return s->cluster_size; }
 int qcow2_version(Qcow2 *s) { return s->version; }
 bool qcow2_is_writable(Qcow2 *s) { return s->writable; }

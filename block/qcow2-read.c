@@ -289,7 +289,8 @@ static int as_pread(void *opaque, uint64_t offset, void *buf, size_t len)
 {
     g_autoptr(GError) err = NULL;
     Qcow2 *s = opaque;
-    uint64_t n = offset < s->size ? MIN(len, s->size - offset) : 0;
+    uint64_t size = qcow2_virtual_size(s);
+    uint64_t n = offset < size ? MIN(len, size - offset) : 0;
     int ret = n ? qcow2_read(s, offset, buf, n, &err) : 0;
 
     if (ret < 0) {

@@ -488,8 +488,38 @@ static void qcow2_close_node(BlockDriverState *bs)
 
     if (s) {
         qcow2_close(s->q);
-            g_free(s);
+        g_free(s);
     }
+}
+
+typedef struct {
+    Qcow2 *q;
+    uint64_t size;
+    int ret;
+    GError *err;
+} ResizeJob;
+
+static gpointer resize_thread(gpointer data)
+{
+    ResizeJob *job = data;
+
+    job->ret = qcow2_resize(job->q, job->size, &job->err);
+    return NULL;
+}
+
+/* block_resize: done on a thread of its own, as the open is (the image's
+ * metadata I/O is synchronous); requests in flight go on meanwhile. */
+static bool qcow2_truncate_node(BlockDriverState *bs, uint64_t size, GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+    ResizeJob job = { .q = s->q, .size = size };
+
+    g_thread_join(g_thread_new("qcow2-resize", resize_thread, &job));
+    if (job.ret < 0) {
+        g_propagate_error(errp, job.err);
+        return false;
+    }
+    return true;
 }
 
 static char *qcow2_describe(BlockDriverState *bs, const void *options)
@@ -562,4 +592,5 @@ const BlockDriver bdrv_qcow2 = {
     .submit = qcow2_submit,
     .describe = qcow2_describe,
     .image_info = qcow2_image_info,
+    .truncate = qcow2_truncate_node,
 };

@@ -350,6 +350,79 @@ class QsdCompareTest(Qcow2Test):
         self.compare(top)
 
 
+class ResizeTest(Qcow2Test):
+    """block_resize of a qcow2 node (no export: QSD 7.2 refuses to resize an
+    exported node), then the image checked with QEMU's own tools."""
+
+    def resize_with(self, image, *sizes, read_only=False):
+        qmp = self.path("r%d.qmp" % len(self._test_daemons))
+        args = bh.qmp_monitor(qmp) + bh.blockdev_file("f", image, read_only=read_only)
+        args += ["--blockdev", "driver=qcow2,node-name=q,file=f"
+                 + (",read-only=on" if read_only else "")]
+        d = self.start_daemon(args, wait_for=qmp)
+        q = self.connect_qmp(qmp)
+        replies = [q.cmd("block_resize", **{"node-name": "q", "size": n}) for n in sizes]
+        d.stop()
+        return replies
+
+    def info(self, path):
+        return json.loads(bh.run_tool(["qemu-img", "info", "--output=json", path])[1])
+
+    def io_ok(self, path, *cmds):
+        args = ["qemu-io", "-f", "qcow2"]
+        for c in cmds:
+            args += ["-c", c]
+        rc, out, err = bh.run_tool(args + [path], check=False)
+        self.assertEqual(rc, 0, out + err)
+        self.assertNotIn("Pattern verification failed", out + err)
+        self.assertNotIn("failed", out + err)
+
+    def test_grow_needs_a_bigger_l1_table(self):
+        path = self.img("g.qcow2")
+        self.qemu_io(path, "write -P 0xa1 0 64k", "write -P 0xa2 16773120 4096")
+        self.assertEqual(self.resize_with(path, 3 * 1024 * MiB), [{"return": {}}])
+        self.check_clean(path)
+        self.assertEqual(self.info(path)["virtual-size"], 3 * 1024 * MiB)
+        self.io_ok(path, "read -P 0xa1 0 64k", "read -P 0xa2 16773120 4096",
+                   "read -P 0 16m 1m", "write -P 0xb1 2500m 64k", "read -P 0xb1 2500m 64k")
+        self.check_clean(path)
+
+    def test_shrink_frees_clusters_and_regrows_as_zeroes(self):
+        path = self.img("s.qcow2")
+        self.qemu_io(path, "write -P 0xc1 0 16m")
+        self.assertEqual(self.resize_with(path, 8 * MiB + 512, 16 * MiB),
+                         [{"return": {}}, {"return": {}}])
+        self.check_clean(path)
+        self.assertEqual(self.info(path)["virtual-size"], 16 * MiB)
+        self.io_ok(path, "read -P 0xc1 0 8389120", "read -P 0 8454144 7929856")
+        if not bh.is_qsd():
+            # QEMU 7.2 shows the old bytes of the cut cluster again; berth
+            # zeroes what a grow brings back.
+            self.io_ok(path, "read -P 0 8389120 65024")
+        # The clusters past the end were given back.
+        m = json.loads(bh.run_tool(["qemu-img", "map", "--output=json", path])[1])
+        data = sum(e["length"] for e in m if e["data"])
+        self.assertLessEqual(data, 8 * MiB + 64 * 1024)
+
+    def test_backing_does_not_show_through(self):
+        base = self.img("base.qcow2", size="32M")
+        self.qemu_io(base, "write -P 0x11 0 32m")
+        top = self.img("top.qcow2", backing=base)
+        self.qemu_io(top, "write -P 0x22 0 1m")
+        self.assertEqual(self.resize_with(top, 32 * MiB), [{"return": {}}])
+        self.check_clean(top)
+        self.io_ok(top, "read -P 0x22 0 1m", "read -P 0x11 1m 15m", "read -P 0 16m 16m")
+
+    def test_refusals(self):
+        path = self.img("e.qcow2")
+        r = self.resize_with(path, 1000)
+        self.assertEqual(r[0]["error"]["desc"], "The new size must be a multiple of 512")
+        r = self.resize_with(path, 32 * MiB, read_only=True)
+        self.assertIn("error", r[0])
+        self.assertEqual(self.info(path)["virtual-size"], 16 * MiB)
+        self.check_clean(path)
+
+
 @bh.berth_only
 class RefuseTest(Qcow2Test):
 
