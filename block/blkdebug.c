@@ -304,13 +304,7 @@ static bool blkdebug_open(BlockDriverState *bs, const void *options, GError **er
     }
     bs->opaque = s;
     bs->size = s->image->size;
-    bs->can_flush = s->image->can_flush && !s->image->cache_no_flush;
-    bs->can_fua = s->image->can_fua;
-    bs->can_discard = s->image->can_discard && s->image->discard == BDRV_DISCARD_UNMAP;
-    bs->can_write_zeroes_fast = s->image->can_write_zeroes_fast;
-    bs->has_block_status = s->image->has_block_status;
-    bs->coherent = s->image->coherent;
-    bs->request_alignment = s->image->request_alignment;
+    bdrv_caps_from_child(bs, s->image);
     return true;
 }
 

@@ -368,6 +368,18 @@ BlockDriverState *bdrv_open_nested(json_object *options, bool keyval, GError **e
 BlockDriverState *bdrv_child(BlockDriverState *bs, const char *role);
 
 /*
+ * Capabilities in open(), for the two common kinds of driver. children.c.
+ * bdrv_caps_from_child: a filter or format that passes requests on (raw,
+ * blkdebug) can do what its child can (flush unless the child's cache
+ * ignores flushes, discard only where the child unmaps). bdrv_caps_own: a
+ * driver that does every request itself (memory, null, qcow2, rbd): FUA,
+ * discard, fast zeroes, block status, coherent across connections, any
+ * alignment; flush as given. Set what differs afterwards.
+ */
+void bdrv_caps_from_child(BlockDriverState *bs, const BlockDriverState *child);
+void bdrv_caps_own(BlockDriverState *bs, bool can_flush);
+
+/*
  * From a driver's submit(): send a request to a child on behalf of parent.
  * The child request shares parent's completion queue (so it runs in the
  * same context) and goes through the same checks as any request (range,

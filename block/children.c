@@ -317,3 +317,25 @@ int bdrv_child_pdiscard_sync(BlockDriverState *child, uint64_t offset, uint64_t 
 {
     return sync_request(child, BDRV_OP_DISCARD, offset, bytes, NULL, 0, 0, errp);
 }
+
+void bdrv_caps_from_child(BlockDriverState *bs, const BlockDriverState *child)
+{
+    bs->can_flush = child->can_flush && !child->cache_no_flush;
+    bs->can_fua = child->can_fua;
+    bs->can_discard = child->can_discard && child->discard == BDRV_DISCARD_UNMAP;
+    bs->can_write_zeroes_fast = child->can_write_zeroes_fast;
+    bs->has_block_status = child->has_block_status;
+    bs->coherent = child->coherent;
+    bs->request_alignment = child->request_alignment;
+}
+
+void bdrv_caps_own(BlockDriverState *bs, bool can_flush)
+{
+    bs->can_flush = can_flush;
+    bs->can_fua = true;
+    bs->can_discard = true;
+    bs->can_write_zeroes_fast = true;
+    bs->has_block_status = true;
+    bs->coherent = true;
+    bs->request_alignment = 1;
+}

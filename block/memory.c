@@ -195,13 +195,7 @@ static bool memory_open(BlockDriverState *bs, const void *opts, GError **errp)
     }
     bs->opaque = s;
     bs->size = size;
-    bs->can_flush = false;
-    bs->can_fua = true;
-    bs->can_discard = true;
-    bs->can_write_zeroes_fast = true;
-    bs->has_block_status = true;
-    bs->coherent = true;
-    bs->request_alignment = 1;
+    bdrv_caps_own(bs, false);
     return true;
 }
 

@@ -44,14 +44,9 @@ static bool null_open(BlockDriverState *bs, const void *options, GError **errp)
     s->latency_ns = opts->latency_ns;
     bs->opaque = s;
     bs->size = opts->has_size ? opts->size : NULL_DEFAULT_SIZE;
-    bs->can_flush = false;
-    bs->can_fua = true;
+    bdrv_caps_own(bs, false);
     bs->can_discard = false;
-    bs->can_write_zeroes_fast = true;
-    bs->has_block_status = true;
-    bs->coherent = true;
     bs->read_leaves_buffer = !s->read_zeroes;
-    bs->request_alignment = 1;
     return true;
 }
 

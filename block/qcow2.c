@@ -466,13 +466,7 @@ static bool qcow2_open_node(BlockDriverState *bs, const void *options, GError **
     }
 
     bs->size = qcow2_virtual_size(s->q);
-    bs->can_flush = true;
-    bs->can_fua = true;
-    bs->can_discard = true;
-    bs->can_write_zeroes_fast = true;
-    bs->has_block_status = true;
-    bs->coherent = true;
-    bs->request_alignment = 1;
+    bdrv_caps_own(bs, true);
     return true;
 
 fail:

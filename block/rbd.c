@@ -351,13 +351,7 @@ static bool rbd_open_node(BlockDriverState *bs, const void *options, GError **er
 
     bs->opaque = s;
     bs->size = s->image_size;
-    bs->can_flush = true;
-    bs->can_fua = true;
-    bs->can_discard = true;
-    bs->can_write_zeroes_fast = true;
-    bs->has_block_status = true;
-    bs->coherent = true;
-    bs->request_alignment = 1;
+    bdrv_caps_own(bs, true);
     return true;
 }
 
