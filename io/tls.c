@@ -58,11 +58,9 @@ static void keep_transport_error(TlsChannel *t, GError *err)
     }
 }
 
-static ssize_t tls_pull(gnutls_transport_ptr_t opaque, void *buf, size_t len)
+/* What gnutls is told of a read or write on the inner channel. */
+static ssize_t transport_result(TlsChannel *t, ssize_t n, GError *err)
 {
-    TlsChannel *t = opaque;
-    GError *err = NULL;
-    ssize_t n = berth_channel_read(t->inner, buf, len, &err);
     if (n == BERTH_CHANNEL_AGAIN) {
         gnutls_transport_set_errno(t->session, EAGAIN);
         return -1;
@@ -75,22 +73,23 @@ static ssize_t tls_pull(gnutls_transport_ptr_t opaque, void *buf, size_t len)
     return n;
 }
 
+static ssize_t tls_pull(gnutls_transport_ptr_t opaque, void *buf, size_t len)
+{
+    TlsChannel *t = opaque;
+    GError *err = NULL;
+    ssize_t n = berth_channel_read(t->inner, buf, len, &err);
+
+    return transport_result(t, n, err);
+}
+
 static ssize_t tls_vec_push(gnutls_transport_ptr_t opaque, const giovec_t *iov, int iovcnt)
 {
     TlsChannel *t = opaque;
     GError *err = NULL;
     G_STATIC_ASSERT(sizeof(giovec_t) == sizeof(struct iovec));
     ssize_t n = berth_channel_writev(t->inner, (const struct iovec *) iov, iovcnt, &err);
-    if (n == BERTH_CHANNEL_AGAIN) {
-        gnutls_transport_set_errno(t->session, EAGAIN);
-        return -1;
-    }
-    if (n == BERTH_CHANNEL_ERROR) {
-        keep_transport_error(t, err);
-        gnutls_transport_set_errno(t->session, EIO);
-        return -1;
-    }
-    return n;
+
+    return transport_result(t, n, err);
 }
 
 /* Only consulted if someone sets a record timeout; we never wait inside. */
