@@ -5,6 +5,11 @@
 # named 'rbd' initialised for RBD. Everything (data, logs, sockets, pid
 # files, ceph.conf) lives in DIR, which the caller owns.
 #
+# MICRO_CEPH_AUTH=cephx starts it with cephx authentication instead: the
+# admin key is in DIR/keyring (named in ceph.conf, so the tools just work),
+# and a user client.berth (rwx on the pool) has its key, base64, alone in
+# DIR/client.berth.key.
+#
 #   tests/ceph/micro-ceph.sh start DIR   # prints DIR/ceph.conf when healthy
 #   tests/ceph/micro-ceph.sh stop DIR    # stops the daemons it started
 #   tests/ceph/micro-ceph.sh status DIR  # exit 0 when the pool answers
@@ -76,6 +81,21 @@ start() {
     port=$(free_port)
     fsid=$(cat /proc/sys/kernel/random/uuid)
     osd_uuid=$(cat /proc/sys/kernel/random/uuid)
+    local auth=none keyring=/dev/null mon_keyring_opt=()
+    case "${MICRO_CEPH_AUTH:-none}" in
+        none) ;;
+        cephx)
+            auth=cephx
+            keyring=$dir/keyring
+            ceph-authtool --create-keyring "$dir/mon.keyring" --gen-key -n mon. \
+                --cap mon 'allow *' >/dev/null
+            ceph-authtool --create-keyring "$keyring" --gen-key -n client.admin \
+                --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *' >/dev/null
+            ceph-authtool "$dir/mon.keyring" --import-keyring "$keyring" >/dev/null
+            mon_keyring_opt=(--keyring "$dir/mon.keyring")
+            ;;
+        *) die "MICRO_CEPH_AUTH must be none or cephx" ;;
+    esac
 
     cat >"$conf" <<EOF
 [global]
@@ -85,9 +105,9 @@ ms_bind_msgr2 = false
 ms_bind_ipv4 = true
 ms_bind_ipv6 = false
 public_addr = 127.0.0.1
-auth_cluster_required = none
-auth_service_required = none
-auth_client_required = none
+auth_cluster_required = $auth
+auth_service_required = $auth
+auth_client_required = $auth
 osd_pool_default_size = 1
 osd_pool_default_min_size = 1
 osd_pool_default_pg_num = 8
@@ -101,7 +121,7 @@ run_dir = $dir/run
 admin_socket = $dir/run/\$name.asok
 pid_file = $dir/run/\$name.pid
 log_file = $dir/log/\$name.log
-keyring = /dev/null
+keyring = $keyring
 rbd_default_features = 61
 [client]
 # Short client timeouts, so that a test that stops the cluster under load
@@ -119,6 +139,7 @@ mon_osd_reporter_subtree_level = osd
 osd_class_update_on_start = false
 osd_crush_update_on_start = false
 osd_data = $dir/\$name
+keyring = $dir/\$name/keyring
 osd_objectstore = memstore
 memstore_device_bytes = ${MICRO_CEPH_MEMSTORE_BYTES:-2147483648}
 osd_max_object_name_len = 256
@@ -129,7 +150,8 @@ EOF
 
     monmaptool --create --clobber --fsid "$fsid" --addv a "[v1:127.0.0.1:$port]" \
         "$dir/monmap" >/dev/null
-    ceph-mon -c "$conf" -i a --mkfs --monmap "$dir/monmap" >/dev/null 2>"$dir/log/mkfs-mon.err" ||
+    ceph-mon -c "$conf" -i a --mkfs --monmap "$dir/monmap" "${mon_keyring_opt[@]}" \
+        >/dev/null 2>"$dir/log/mkfs-mon.err" ||
         die "ceph-mon --mkfs failed: $(cat "$dir/log/mkfs-mon.err")"
     ceph-mon -c "$conf" -i a 2>>"$dir/log/mon-start.err" || die "ceph-mon did not start; see $dir/log/mon.a.log"
     wait_for "the monitor" c mon stat
@@ -137,6 +159,11 @@ EOF
     local id
     id=$(c osd new "$osd_uuid") || die "ceph osd new failed"
     [ "$id" = 0 ] || die "unexpected OSD id $id"
+    if [ "$auth" = cephx ]; then
+        ceph-authtool --create-keyring "$dir/osd.0/keyring" --gen-key -n osd.0 >/dev/null
+        c auth add osd.0 osd 'allow *' mon 'allow profile osd' -i "$dir/osd.0/keyring" \
+            >/dev/null 2>&1 || die "ceph auth add osd.0 failed"
+    fi
     ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >/dev/null 2>"$dir/log/mkfs-osd.err" ||
         die "ceph-osd --mkfs failed: $(cat "$dir/log/mkfs-osd.err")"
     c osd crush add osd.0 1.0 root=default >/dev/null 2>&1 || die "crush add failed"
@@ -146,6 +173,12 @@ EOF
     c osd pool create rbd 8 8 >/dev/null 2>&1 || die "pool create failed"
     timeout 30 rbd -c "$conf" pool init rbd || die "rbd pool init failed"
     wait_for "the pool to answer" pool_answers
+    if [ "$auth" = cephx ]; then
+        c auth get-or-create client.berth mon 'profile rbd' osd 'profile rbd pool=rbd' \
+            >/dev/null 2>&1 || die "ceph auth get-or-create client.berth failed"
+        c auth print-key client.berth >"$dir/client.berth.key" 2>/dev/null ||
+            die "ceph auth print-key failed"
+    fi
     echo "$conf"
 }
 

@@ -35,13 +35,14 @@ IMAGE_SIZE = 16 * MiB
 
 
 class CephCluster:
-    def __init__(self, folder):
+    def __init__(self, folder, auth="none"):
         self.dir = folder
         self.conf = os.path.join(folder, "ceph.conf")
+        self.auth = auth
 
     def start(self):
         env = dict(os.environ, MICRO_CEPH_CLIENT_TIMEOUT=str(CLIENT_TIMEOUT),
-                   MICRO_CEPH_MEMSTORE_BYTES=str(1024 * MiB))
+                   MICRO_CEPH_MEMSTORE_BYTES=str(1024 * MiB), MICRO_CEPH_AUTH=self.auth)
         p = subprocess.run([MICRO_CEPH, "start", self.dir], env=env, capture_output=True,
                            stdin=subprocess.DEVNULL, timeout=120)
         if p.returncode != 0:
@@ -78,10 +79,12 @@ def blockdev_rbd(node, cluster, image, extra=""):
 
 
 class RbdClusterTestCase(DaemonTestCase):
+    AUTH = "none"
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.ceph = CephCluster(os.path.join(cls.class_dir, "ceph"))
+        cls.ceph = CephCluster(os.path.join(cls.class_dir, "ceph"), cls.AUTH)
         cls.addClassCleanup(cls.ceph.stop)
         cls.ceph.start()
         cls.serial = 0
@@ -336,6 +339,58 @@ class RbdTest(RbdClusterTestCase):
         r = q.cmd("blockdev-add", driver="rbd", node_name="n", pool="rbd", image=img,
                   conf=self.ceph.conf, auth_client_required=["none"])
         self.assertEqual(r, {"return": {}})
+
+
+class RbdCephxTest(RbdClusterTestCase):
+    """A cluster with cephx: the key of a user of its own (client.berth, rbd
+    profile on the pool) given as a secret object, as libvirt does."""
+    AUTH = "cephx"
+
+    def key(self):
+        with open(os.path.join(self.ceph.dir, "client.berth.key")) as f:
+            return f.read().strip()
+
+    def add(self, q, node, img, **kw):
+        return q.cmd("blockdev-add", driver="rbd", node_name=node, pool="rbd", image=img,
+                     conf=self.ceph.conf, **kw)
+
+    def test_key_secret(self):
+        img = self.image()
+        blockdev = blockdev_rbd("n", self.ceph, img, ",user=berth,key-secret=k")
+        d, sock, q = self.serve(["--object", "secret,id=k,format=base64,data=" + self.key()]
+                                + blockdev, nbd_export("e", "n", name=img, writable=True))
+        h = self.client(sock, img)
+        h.pwrite(b"\x3c" * 65536, MiB)
+        h.flush()
+        h.shutdown()
+        self.assertEqual(self.ceph.export(img)[MiB:MiB + 65536], b"\x3c" * 65536)
+        # The same key from a file (QEMU's file= form); without format=base64
+        # the text itself would be the secret, and Ceph refuses it.
+        path = self.path("key.txt")
+        with open(path, "w") as f:
+            f.write(self.key())
+        self.assertEqual(q.cmd("object-add", qom_type="secret", id="k2", file=path,
+                               format="base64"), {"return": {}})
+        self.assertEqual(self.add(q, "n2", img, user="berth", key_secret="k2",
+                                  read_only=True), {"return": {}})
+        self.assertEqual(q.cmd("object-add", qom_type="secret", id="k3", file=path),
+                         {"return": {}})
+        r = self.add(q, "n3", img, user="berth", key_secret="k3", read_only=True)
+        self.assertIn("Invalid argument", r["error"]["desc"])
+
+    def test_wrong_or_missing_key_refused(self):
+        img = self.image()
+        d, sock, q = self.serve([], [])
+        bad = "AQCXchFrEI3CIxAAOM+Vc8bDwDhFloZFOYDK0X=="
+        self.assertEqual(q.cmd("object-add", qom_type="secret", id="bad", format="base64",
+                               data=bad), {"return": {}})
+        for kw in ({"user": "berth", "key_secret": "bad"},
+                   {"auth_client_required": ["none"]}):
+            r = self.add(q, "n", img, **kw)
+            self.assertEqual(r["error"]["class"], "GenericError", kw)
+            self.assertIn("Permission denied" if "key_secret" in kw else "error connecting",
+                          r["error"]["desc"], kw)
+        self.assertEqual(q.cmd("query-named-block-nodes"), {"return": []})
 
 
 class RbdClusterLossTest(RbdClusterTestCase):
