@@ -632,7 +632,12 @@ class DaemonTestCase(unittest.TestCase):
         return os.path.join(self.tmpdir, name)
 
     def connect_qmp(self, path, timeout=REPLY_TIMEOUT):
-        """A QMP connection in command mode, closed at cleanup."""
+        """A QMP connection in command mode, closed at cleanup.  Waits
+        (bounded) for the socket: a daemon creates its sockets in command
+        line order, and tests often wait for another one."""
+        deadline = time.monotonic() + 10
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.02)
         q = QMPConnection(path, timeout=timeout)
         self.addCleanup(q.close)
         self.assertEqual(q.cmd("qmp_capabilities"), {"return": {}})

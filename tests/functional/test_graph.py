@@ -41,7 +41,8 @@ class Graph(bh.DaemonTestCase):
         for b in blockdevs:
             args += ["--blockdev", b]
         args += bh.nbd_server_unix(sock) + bh.qmp_monitor(self.path("qmp.sock"))
-        self.start_daemon(args, wait_for=sock)
+        # The monitor comes last: once its socket is there, both are.
+        self.start_daemon(args, wait_for=self.path("qmp.sock"))
         self.sock = sock
         return self.connect_qmp(self.path("qmp.sock"))
 
