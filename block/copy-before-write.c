@@ -193,10 +193,12 @@ static bool cbw_open(BlockDriverState *bs, const void *options, GError **errp)
         return false;
     }
     if (target->read_only) {
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
-                    "Block node '%s' is read-only", target->node_name);
+        /* QEMU's text, without the node's name. */
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                            "Block node is read-only");
         return false;
     }
+    /* QEMU accepts a smaller target and fails the copies past its end. */
     if (bdrv_getlength(target) < bdrv_getlength(file)) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                     "Target node '%s' (%" G_GUINT64_FORMAT " bytes) is smaller than the "

@@ -420,7 +420,35 @@ def scenario_incremental(tc, env):
     env.check_scratch(touched_clusters(day2) & b0_clusters, frozen)
 
 
-SCENARIOS = [scenario_full, scenario_incremental]
+def scenario_refusals(tc, env):
+    """QEMU's texts for options that cannot work."""
+    small = os.path.join(env.folder, "small.img")
+    bh.make_sparse_file(small, MiB)
+    env.ok("blockdev-add", {"driver": "file", "node-name": "ro", "filename": small,
+                            "read-only": True})
+    cases = [
+        ({"target": "ro"}, "Block node is read-only"),
+        ({"target": "zz"}, "Cannot find device='zz' nor node-name='zz'"),
+        ({"target": "f0", "bitmap": {"node": "zz", "name": "b"}}, "Node 'zz' not found"),
+        ({"target": "f0", "bitmap": {"node": "f0", "name": "b"}},
+         "Dirty bitmap 'b' not found"),
+        ({"target": "f0", "on-cbw-error": "x"},
+         "Parameter 'on-cbw-error' does not accept value 'x'"),
+        ({}, "Parameter 'target' is missing"),
+    ]
+    for extra, desc in cases:
+        args = {"driver": "copy-before-write", "node-name": "c", "file": "f0"}
+        args.update(extra)
+        env.err("blockdev-add", args, desc)
+    # A snapshot-access node over something else reads nothing.
+    env.ok("blockdev-add", {"driver": "snapshot-access", "node-name": "s", "file": "f0"})
+    env.export("s", "s")
+    tc.assertTrue(env.read_fails("s", 0, 4096))
+    env.unexport("s")
+    env.ok("blockdev-del", {"node-name": "s"})
+
+
+SCENARIOS = [scenario_full, scenario_incremental, scenario_refusals]
 
 
 class Fleecing(bh.DaemonTestCase):
@@ -434,10 +462,24 @@ class Fleecing(bh.DaemonTestCase):
     def test_incremental(self):
         scenario_incremental(self, Env(self, None, "d"))
 
+    def test_refusals(self):
+        scenario_refusals(self, Env(self, None, "d"))
+
 
 @bh.berth_only
 class BerthRefusals(bh.DaemonTestCase):
     """What berth refuses rather than do badly."""
+
+    def test_small_target(self):
+        """QEMU accepts it and fails the copies past its end; berth refuses."""
+        env = Env(self, None, "d")
+        bh.make_sparse_file(os.path.join(env.folder, "small.img"), MiB)
+        env.ok("blockdev-add", {"driver": "file", "node-name": "sm",
+                                "filename": os.path.join(env.folder, "small.img")})
+        env.err("blockdev-add", {"driver": "copy-before-write", "node-name": "cbw",
+                                 "file": "f0", "target": "sm"},
+                "Target node 'sm' (1048576 bytes) is smaller than the filtered node 'f0' "
+                "(8388608 bytes)")
 
     def test_cbw_timeout(self):
         env = Env(self, None, "d")
