@@ -443,10 +443,9 @@ static void cbw_write_step(CbwWrite *w)
 
         w->copy_pos = w->claim_first << s->shift;
         w->copy_end = MIN(w->claim_end << s->shift, s->size);
-        if (!w->buf) {
-            w->buf = g_malloc(MIN((uint64_t) CBW_MAX_CLAIM_BYTES,
-                                  (w->end - w->first) << s->shift));
-        }
+        /* At most CBW_MAX_CLAIM_BYTES, or one cluster if they are larger. */
+        g_free(w->buf);
+        w->buf = g_malloc(w->copy_end - w->copy_pos);
         copy_next(w);
         return;
     }
