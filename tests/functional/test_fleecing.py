@@ -16,7 +16,8 @@ and nbdcopy copies the snapshot export. Checked:
 * the incremental flow: a bitmap frozen in a transaction, the filter
   copying only what it marks, qemu:dirty-bitmap read from the snapshot
   export and only the dirty extents copied; the rest of the snapshot is not
-  readable;
+  readable; the full backup with the increment applied compares equal
+  (qemu-img compare) to the disk as it was when the backup began;
 * QEMU's refusals: blockdev-del of nodes in use, writes to the snapshot,
   a bitmap that does not exist.
 
@@ -410,7 +411,23 @@ def scenario_incremental(tc, env):
     tc.assertTrue(env.read_fails("snap", 2 * MiB, 4096))
     tc.assertFalse(env.read_fails("snap", 0, 4096))
 
+    # Restore: the full backup (the disk when b0 began: base) with the
+    # increment applied is the disk as it was when the backup began.
+    restored = bytearray(env.base)
+    for off, data in got.items():
+        restored[off:off + len(data)] = data
+    paths = [os.path.join(env.folder, n) for n in ("restored.img", "frozen.img")]
+    for path, data in zip(paths, (restored, frozen)):
+        with open(path, "wb") as f:
+            f.write(data)
+    rc, _, _ = bh.run_tool(["qemu-img", "compare", "-q", "-f", "raw", "-F", "raw"] + paths,
+                           check=False)
+    env.record.append(("restored-equals-frozen", rc))
+    tc.assertEqual(rc, 0)
+
     day2 = [op for ops in DAY2 for op in ops]
+    live = env.nbdcopy("live", os.path.join(env.folder, "live.img"))
+    tc.assertTrue(live == apply_ops(frozen, day2), "live disk lacks the writes of day 2")
     for n in env.qmp.cmd("query-named-block-nodes")["return"]:
         if n["node-name"] == "f0":
             counts = {b["name"]: b["count"] for b in n["dirty-bitmaps"] if "name" in b}
