@@ -208,11 +208,14 @@ class Env:
         self.ok("blockdev-del", {"node-name": "scratch"})
 
     def nodes(self):
-        """What query-named-block-nodes says of the two new nodes (the parts
-        that do not depend on the daemon's internal bitmaps)."""
-        out = {}
+        """What query-named-block-nodes says of the two new nodes: a summary
+        to check, and in the record all of it but the dirty bitmaps (QEMU
+        lists its internal, unnamed ones there)."""
+        out, full = {}, {}
         for n in self.qmp.cmd("query-named-block-nodes")["return"]:
             if n["node-name"] in ("cbw", "snap"):
+                n.pop("dirty-bitmaps", None)
+                full[n["node-name"]] = json.loads(json.dumps(n).replace(self.folder, "DIR"))
                 img = n["image"]
                 out[n["node-name"]] = {
                     "drv": n["drv"], "ro": n["ro"], "file": os.path.basename(n["file"]),
@@ -221,7 +224,7 @@ class Env:
                     "backing_file_depth": n["backing_file_depth"],
                     "backing-image": "backing-image" in img,
                 }
-        self.record.append(("nodes", out))
+        self.record.append(("nodes", full))
         return out
 
     def nbdcopy(self, name, dest, cluster_reads=True):
