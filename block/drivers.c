@@ -15,6 +15,8 @@ extern const BlockDriver bdrv_nbd;
 extern const BlockDriver bdrv_raw;
 extern const BlockDriver bdrv_blkdebug;
 extern const BlockDriver bdrv_qcow2;
+extern const BlockDriver bdrv_copy_before_write;
+extern const BlockDriver bdrv_snapshot_access;
 #ifdef CONFIG_RBD
 extern const BlockDriver bdrv_rbd;
 #endif
@@ -27,6 +29,8 @@ const BlockDriver *const bdrv_drivers[] = {
     &bdrv_raw,
     &bdrv_blkdebug,
     &bdrv_qcow2,
+    &bdrv_copy_before_write,
+    &bdrv_snapshot_access,
 #ifdef CONFIG_RBD
     &bdrv_rbd,
 #endif

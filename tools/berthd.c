@@ -101,6 +101,11 @@ static void usage(void)
 "                           qcow2    file=NODE|file.driver=DRIVER,file.OPTION=...\n"
 "                                    [,backing=NODE|null][,l2-cache-size=BYTES]\n"
 "                                    [,cache-size=BYTES]\n"
+"                           copy-before-write  file=NODE,target=NODE\n"
+"                                    [,bitmap.node=NODE,bitmap.name=NAME]\n"
+"                                    [,on-cbw-error=break-guest-write|\n"
+"                                    break-snapshot]\n"
+"                           snapshot-access  file=NODE (a copy-before-write node)\n"
 #ifdef CONFIG_RBD
 "                           rbd      pool=POOL,image=IMAGE[,namespace=NS]\n"
 "                                    [,snapshot=SNAP][,conf=PATH][,user=ID]\n"
