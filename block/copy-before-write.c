@@ -200,13 +200,7 @@ static bool cbw_open(BlockDriverState *bs, const void *options, GError **errp)
 
     bs->opaque = s;
     bs->size = file->size;
-    bs->can_flush = file->can_flush && !file->cache_no_flush;
-    bs->can_fua = file->can_fua;
-    bs->can_discard = file->can_discard && file->discard == BDRV_DISCARD_UNMAP;
-    bs->can_write_zeroes_fast = file->can_write_zeroes_fast;
-    bs->has_block_status = file->has_block_status;
-    bs->coherent = file->coherent;
-    bs->request_alignment = file->request_alignment;
+    bdrv_caps_from_child(bs, file);
     return true;
 }
 
