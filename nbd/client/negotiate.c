@@ -17,9 +17,11 @@
 #define TIMEOUT_MS NBD_CLIENT_NEGOTIATE_TIMEOUT_MS
 #define BASE_ALLOCATION "base:allocation"
 
-#define DEFAULT_MIN_BLOCK 1u
-#define DEFAULT_PREF_BLOCK 4096u
-#define DEFAULT_MAX_BLOCK (32u * 1024u * 1024u)
+/* Without NBD_INFO_BLOCK_SIZE the spec's defaults bind us; with it, the
+ * server's maximum does, larger than 32 MiB or not. */
+#define DEFAULT_MIN_BLOCK NBD_DEFAULT_MIN_BLOCK
+#define DEFAULT_PREF_BLOCK NBD_DEFAULT_PREF_BLOCK
+#define DEFAULT_MAX_BLOCK NBD_DEFAULT_MAX_BLOCK
 
 void nbd_export_info_clear(NBDExportInfo *info)
 {

@@ -194,7 +194,7 @@ static void opt_info_go(NBDConn *client, const uint8_t *data, size_t len)
     /*
      * Sent whether asked for or not, as QEMU's server does: a client that
      * did not ask is not bound by it (the defaults apply to its requests),
-     * but learns the 32 MiB maximum payload before it sends more.
+     * but learns the maximum payload (NBD_MAX_PAYLOAD) before it sends more.
      */
     nbd_conn_send_copy(client, buf,
                          nbd_encode_rep_info_block_size(buf, client->opt, exp->min_block,

@@ -24,10 +24,14 @@
 /* Send buffer asked for on unix sockets (conn-io.c): room for a few
  * 1 MiB replies at once; the kernel doubles it for its bookkeeping. */
 #define NBD_CONN_UNIX_SNDBUF (2 * 1024 * 1024)
-/* Bounded concurrency per connection: beyond either limit we stop reading
- * the socket until replies drain, so memory per client stays bounded. */
+/* Bounded concurrency per connection: at either limit we stop reading
+ * the socket until replies drain, so memory per client stays bounded. The
+ * byte limit is exact: a request whose buffer (READ data, WRITE payload)
+ * would take the connection past it waits, header unread, until enough
+ * replies went out (server-transmission.c: request_fits()). Two requests
+ * of the largest size fit at once. */
 #define NBD_CONN_MAX_IN_FLIGHT 128
-#define NBD_CONN_MAX_IN_FLIGHT_BYTES (96u * 1024 * 1024)
+#define NBD_CONN_MAX_IN_FLIGHT_BYTES (2u * NBD_MAX_PAYLOAD)
 /* Option lengths are judged by nbd_opt_check_length() before any byte of
  * the payload is read: accepted ones fit the input buffer whole. */
 /* A handshaking peer that does not read our replies: we stop reading its

@@ -690,41 +690,67 @@ static void drop_payload(NBDConn *client)
     }
 }
 
-/* Handle one request header from the buffer; false when more input is needed. */
-static bool parse_request(NBDConn *client)
+G_STATIC_ASSERT(NBD_CONN_MAX_IN_FLIGHT_BYTES >= NBD_MAX_PAYLOAD);
+
+/*
+ * Would a request needing a buffer of buf_len bytes keep the connection
+ * within its byte limit? Alone it always does (buf_len is at most
+ * NBD_MAX_PAYLOAD), so a wait ends when earlier requests are freed.
+ */
+static bool request_fits(NBDConn *client, uint64_t buf_len)
+{
+    return !buf_len || !client->in_flight ||
+           client->in_flight_bytes + buf_len <= NBD_CONN_MAX_IN_FLIGHT_BYTES;
+}
+
+typedef enum {
+    PARSE_DONE,                 /* one request handled (or the connection ends) */
+    PARSE_NEED_MORE,            /* the header is not all in the buffer yet */
+    PARSE_NO_ROOM,              /* it waits for in-flight bytes to drain */
+} ParseResult;
+
+/* Handle one request header from the buffer. */
+static ParseResult parse_request(NBDConn *client)
 {
     NBDRequest req;
     const uint8_t *p = client->inbuf + client->in_start;
     NBDDecodeResult r = nbd_decode_request(p, nbd_conn_input_avail(client),
                                            client->limits.mode, &req);
     if (r.status == NBD_DECODE_NEED_MORE) {
-        return false;
+        return PARSE_NEED_MORE;
     }
     if (r.status == NBD_DECODE_INVALID) {
         g_info("NBD client %s: %s, disconnecting", berth_channel_peer(client->ch), r.reason);
         nbd_conn_finish(client, false);
-        return true;
+        return PARSE_DONE;
     }
-    client->in_start += r.size;
     NBDRequestVerdict v = nbd_request_validate(&req, &client->limits);
     if (v.payload == NBD_PAYLOAD_DISCONNECT) {
         g_info("NBD client %s: %s, disconnecting", berth_channel_peer(client->ch),
                v.message ? v.message : "request payload cannot be consumed");
         nbd_conn_finish(client, false);
-        return true;
+        return PARSE_DONE;
     }
     if (req.type == NBD_CMD_DISC && v.error == NBD_SUCCESS) {
         /* No reply; the replies of earlier requests still go out. */
+        client->in_start += r.size;
         nbd_conn_finish(client, true);
-        return true;
+        return PARSE_DONE;
     }
     bool has_payload = v.payload == NBD_PAYLOAD_READ;
-    client->large_writes = has_payload && v.payload_length >= NBD_LARGE_WRITE;
     uint64_t buf_len = (v.error == NBD_SUCCESS && !v.no_op &&
                         (req.type == NBD_CMD_READ || has_payload)) ? req.length : 0;
     if (has_payload) {
         buf_len = v.payload_length;
     }
+    if (!request_fits(client, buf_len)) {
+        /* Leave the header where it is: decoding and validating are pure,
+         * so doing them again once there is room costs nothing else. */
+        nbd_conn_pause_reading(client, true);
+        return PARSE_NO_ROOM;
+    }
+    client->in_start += r.size;
+    client->large_writes = has_payload && v.payload_length >= NBD_LARGE_WRITE;
     NBDRequestCtx *ctx = request_new(client, &req, buf_len);
     if (v.error != NBD_SUCCESS) {
         reply_error_after_payload(ctx, v.payload == NBD_PAYLOAD_DISCARD ? v.payload_length : 0,
@@ -747,7 +773,7 @@ static bool parse_request(NBDConn *client)
     } else {
         submit(ctx);
     }
-    return true;
+    return PARSE_DONE;
 }
 
 /*
@@ -799,8 +825,14 @@ bool nbd_transmission_input(NBDConn *client)
         } else if (over_limits(client)) {
             nbd_conn_pause_reading(client, true);
             return true;
-        } else if (parse_request(client)) {
-            continue;
+        } else {
+            ParseResult pr = parse_request(client);
+            if (pr == PARSE_NO_ROOM) {
+                return true;
+            }
+            if (pr == PARSE_DONE) {
+                continue;
+            }
         }
         if (drained) {
             return true;

@@ -15,7 +15,7 @@
  */
 #include "nbd-session-test-util.h"
 
-#define DISK_SIZE (64 * MiB)
+#define DISK_SIZE (128 * MiB)      /* past the 64 MiB maximum block size */
 #define RO_SIZE (1 * MiB)
 
 static char *tmp_dir;

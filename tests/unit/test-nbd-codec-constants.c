@@ -30,7 +30,8 @@ static void test_constants(void)
     g_assert_cmpuint(NBD_REPLY_TYPE_ERROR, ==, 32769);
     g_assert_cmpuint(NBD_REPLY_TYPE_ERROR_OFFSET, ==, 32770);
     g_assert_cmpuint(NBD_ESHUTDOWN, ==, 108);
-    g_assert_cmpuint(NBD_MAX_PAYLOAD, ==, 33554432);
+    g_assert_cmpuint(NBD_MAX_PAYLOAD, ==, 67108864);
+    g_assert_cmpuint(NBD_DEFAULT_MAX_BLOCK, ==, 33554432);
     g_assert_cmpuint(NBD_MAX_STRING, ==, 4096);
 }
 

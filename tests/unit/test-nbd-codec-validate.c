@@ -186,13 +186,13 @@ static void test_validate_lengths(void)
     ASSERT_VERDICT(check(NBD_CMD_READ, NBD_CMD_FLAG_DF, 0, NBD_MAX_PAYLOAD + 1, &l),
                    NBD_EOVERFLOW, NBD_PAYLOAD_NONE);
     ASSERT_VERDICT(check(NBD_CMD_WRITE, 0, 0, NBD_MAX_PAYLOAD, &l), 0, NBD_PAYLOAD_READ);
-    /* A compact write over 32 MiB: refused, and its payload skipped so
+    /* A compact write over the maximum: refused, and its payload skipped so
      * that the connection goes on. */
     ASSERT_VERDICT(check(NBD_CMD_WRITE, 0, 0, NBD_MAX_PAYLOAD + 1, &l),
                    NBD_EINVAL, NBD_PAYLOAD_DISCARD);
     ASSERT_VERDICT(check(NBD_CMD_WRITE, 0, 0, UINT32_MAX, &l),
                    NBD_EINVAL, NBD_PAYLOAD_DISCARD);
-    /* A smaller server buffer: above it but under 32 MiB is skippable. */
+    /* A smaller server buffer: above it but under the maximum is skippable. */
     l.max_payload = 1 << 20;
     ASSERT_VERDICT(check(NBD_CMD_WRITE, 0, 0, (1 << 20) + 512, &l),
                    NBD_EINVAL, NBD_PAYLOAD_DISCARD);

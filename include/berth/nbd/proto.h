@@ -147,15 +147,21 @@
 #define NBD_MAX_STRING              4096u
 
 /*
- * Largest data payload berth moves in one request or reply: 32 MiB, the
- * size the spec says no peer may treat as a denial of service.  Both the
- * read buffer and the write buffer of a request are bounded by it.
+ * Largest data payload berth's server moves in one request or reply, and
+ * the maximum block size it advertises: 64 MiB, the most nbdkit and
+ * nbd-server accept and libnbd sends (the spec only promises 32 MiB to a
+ * client that was told nothing, see NBD_DEFAULT_MAX_BLOCK).  Both the read
+ * buffer and the write buffer of a request are bounded by it; the bytes a
+ * connection holds at once are bounded separately by the server.
  */
-#define NBD_MAX_PAYLOAD             (UINT32_C(32) * 1024 * 1024)
+#define NBD_MAX_PAYLOAD             (UINT32_C(64) * 1024 * 1024)
 
 /* Block size defaults the spec assumes when nothing was advertised. */
 #define NBD_DEFAULT_MIN_BLOCK       1u
 #define NBD_DEFAULT_PREF_BLOCK      4096u
+/* Largest read or write a client sends to a server that advertised no
+ * maximum block size: what the spec says no server may refuse as too big. */
+#define NBD_DEFAULT_MAX_BLOCK       (UINT32_C(32) * 1024 * 1024)
 #define NBD_MAX_MIN_BLOCK           65536u    /* min block MUST be <= 2^16 */
 #define NBD_MIN_PREF_BLOCK          512u      /* pref block MUST be >= 2^9 */
 #define NBD_NO_MAX_BLOCK            UINT32_C(0xffffffff)
