@@ -19,6 +19,7 @@ typedef struct RawState {
     BlockDriverState *file;     /* bs->children's reference */
     uint64_t offset;
     uint64_t limit;             /* bytes of the child inside the window */
+    bool window;                /* offset or size given */
 } RawState;
 
 /* BlockdevOptionsRaw: BlockdevOptionsGenericFormat, then offset and size. */
@@ -72,6 +73,7 @@ static bool raw_open(BlockDriverState *bs, const void *options, GError **errp)
     s->file = file;
     s->offset = opts->offset;
     s->limit = opts->has_size ? opts->size : real_size - opts->offset;
+    s->window = opts->has_offset || opts->has_size;
     bs->opaque = s;
     bs->size = s->limit;
     bs->can_flush = file->can_flush && !file->cache_no_flush;
@@ -187,6 +189,21 @@ static void raw_image_info(BlockDriverState *bs, json_object *image)
     }
 }
 
+/* A plain raw node is a filter; a window also keeps others from resizing
+ * the file under it, as QEMU's raw does for a data child. */
+static void raw_child_perm(BlockDriverState *bs, const BdrvChild *c, uint32_t perm,
+                           uint32_t unshared, uint32_t *nperm, uint32_t *nunshared)
+{
+    RawState *s = bs->opaque;
+
+    (void) c;
+    *nperm = perm;
+    *nunshared = unshared;
+    if (s && s->window) {
+        *nunshared |= BDRV_PERM_RESIZE;
+    }
+}
+
 const BlockDriver bdrv_raw = {
     .name = "raw",
     .options = raw_members,
@@ -196,4 +213,5 @@ const BlockDriver bdrv_raw = {
     .submit = raw_submit,
     .describe = raw_describe,
     .image_info = raw_image_info,
+    .child_perm = raw_child_perm,
 };
