@@ -40,6 +40,12 @@ uint64_t qcow2_virtual_size(Qcow2 *s);
 uint32_t qcow2_cluster_size(Qcow2 *s);
 int qcow2_version(Qcow2 *s);
 bool qcow2_is_writable(Qcow2 *s);
+/* Header flags as the image has them: the dirty and corrupt bits, and the
+ * lazy refcounts feature (allowed by the image; berth never uses it, so it
+ * never sets the dirty bit). */
+bool qcow2_is_dirty(Qcow2 *s);
+bool qcow2_is_corrupt(Qcow2 *s);
+bool qcow2_has_lazy_refcounts(Qcow2 *s);
 /* From the header, or NULL. */
 const char *qcow2_backing_file(Qcow2 *s);
 const char *qcow2_backing_format(Qcow2 *s);

@@ -437,5 +437,8 @@ uint64_t qcow2_virtual_size(Qcow2 *s) { return s->size; }
 uint32_t qcow2_cluster_size(Qcow2 *s) { return s->cluster_size; }
 int qcow2_version(Qcow2 *s) { return s->version; }
 bool qcow2_is_writable(Qcow2 *s) { return s->writable; }
+bool qcow2_is_dirty(Qcow2 *s) { return s->incompatible & QCOW2_INCOMPAT_DIRTY; }
+bool qcow2_is_corrupt(Qcow2 *s) { return s->incompatible & QCOW2_INCOMPAT_CORRUPT; }
+bool qcow2_has_lazy_refcounts(Qcow2 *s) { return s->compatible & QCOW2_COMPAT_LAZY_REFCOUNTS; }
 const char *qcow2_backing_file(Qcow2 *s) { return s->backing_file; }
 const char *qcow2_backing_format(Qcow2 *s) { return s->backing_format; }

@@ -522,17 +522,19 @@ static void add_image_members(BlockDriverState *bs, json_object *image)
     json_object_object_add(data, "compat", json_object_new_string(v3 ? "1.1" : "0.10"));
     json_object_object_add(data, "compression-type", json_object_new_string("zlib"));
     if (v3) {
-        json_object_object_add(data, "lazy-refcounts", json_object_new_boolean(false));
+        json_object_object_add(data, "lazy-refcounts",
+                               json_object_new_boolean(qcow2_has_lazy_refcounts(s->q)));
     }
     json_object_object_add(data, "refcount-bits", json_object_new_int(16));
     if (v3) {
-        json_object_object_add(data, "corrupt", json_object_new_boolean(false));
+        json_object_object_add(data, "corrupt",
+                               json_object_new_boolean(qcow2_is_corrupt(s->q)));
         json_object_object_add(data, "extended-l2", json_object_new_boolean(false));
     }
     json_object_object_add(spec, "type", json_object_new_string("qcow2"));
     json_object_object_add(spec, "data", data);
     json_object_object_add(image, "format-specific", spec);
-    json_object_object_add(image, "dirty-flag", json_object_new_boolean(false));
+    json_object_object_add(image, "dirty-flag", json_object_new_boolean(qcow2_is_dirty(s->q)));
     if (qcow2_backing_file(s->q)) {
         json_object_object_add(image, "backing-filename",
                                json_object_new_string(qcow2_backing_file(s->q)));
@@ -553,6 +555,35 @@ static void qcow2_image_info(BlockDriverState *bs, json_object *image)
     add_image_members(bs, image);
 }
 
+/*
+ * QEMU's rules for a format's children. The image file holds metadata: it
+ * is always read consistently, written and resized when the node is
+ * writable, and no one else may write or resize it, whatever the node's
+ * users share. A backing node is only read: consistently if the node's
+ * users read so, and others may write it only if those users let others
+ * write the node.
+ */
+static void qcow2_child_perm(BlockDriverState *bs, const BdrvChild *c, uint32_t perm,
+                             uint32_t unshared, uint32_t *nperm, uint32_t *nunshared)
+{
+    if (strcmp(c->role, "backing") == 0) {
+        *nperm = perm & BDRV_PERM_CONSISTENT_READ;
+        *nunshared = unshared & BDRV_PERM_WRITE ? BDRV_PERM_WRITE | BDRV_PERM_RESIZE : 0;
+        return;
+    }
+    *nperm = perm | BDRV_PERM_CONSISTENT_READ;
+    if (!bs->read_only) {
+        *nperm |= BDRV_PERM_WRITE | BDRV_PERM_RESIZE;
+    }
+    if (*nperm & BDRV_PERM_WRITE_UNCHANGED) {
+        *nperm |= BDRV_PERM_WRITE;
+    }
+    if (*nperm & BDRV_PERM_WRITE) {
+        *nperm |= BDRV_PERM_RESIZE;
+    }
+    *nunshared = unshared | BDRV_PERM_WRITE | BDRV_PERM_RESIZE;
+}
+
 const BlockDriver bdrv_qcow2 = {
     .name = "qcow2",
     .options = qcow2_members,
@@ -562,4 +593,5 @@ const BlockDriver bdrv_qcow2 = {
     .submit = qcow2_submit,
     .describe = qcow2_describe,
     .image_info = qcow2_image_info,
+    .child_perm = qcow2_child_perm,
 };
