@@ -201,6 +201,12 @@ typedef struct BlockDriver {
      */
     bool (*truncate)(BlockDriverState *bs, uint64_t size, GError **errp);
     /*
+     * Optional: bdrv_snapshot_load_tmp() on a read-only node with nothing
+     * in flight. Main context.
+     */
+    bool (*snapshot_load_tmp)(BlockDriverState *bs, const char *id, const char *name,
+                              GError **errp);
+    /*
      * A filter (QEMU's is_filter: blkdebug): its one child is shown as the
      * node's backing-image, and counts in backing_file_depth.
      */

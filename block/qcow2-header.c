@@ -221,6 +221,7 @@ static bool parse_header(Qcow2 *s, const uint8_t *h, size_t hlen, uint64_t file_
     s->reftable_offset = be64_at(h + 48);
     s->reftable_clusters = be32_at(h + 56);
     s->nb_snapshots = be32_at(h + 60);
+    s->snapshots_offset = be64_at(h + 64);
     backing_off = be64_at(h + 8);
     backing_len = be32_at(h + 16);
 

@@ -88,6 +88,7 @@ struct Qcow2 {
     uint32_t header_length;
     uint64_t incompatible, compatible, autoclear;
     uint32_t nb_snapshots;
+    uint64_t snapshots_offset;      /* the snapshot table (qcow2-snapshot.c) */
     char *backing_file;
     char *backing_format;
 

@@ -328,6 +328,36 @@ static gpointer open_thread(gpointer data)
     return NULL;
 }
 
+typedef struct SnapshotJob {
+    Qcow2 *q;
+    const char *id, *name;
+    GError *err;
+    int ret;
+} SnapshotJob;
+
+static gpointer snapshot_thread(gpointer data)
+{
+    SnapshotJob *job = data;
+
+    job->ret = qcow2_load_snapshot(job->q, job->id, job->name, &job->err);
+    return NULL;
+}
+
+/* On a thread of its own, as open(): the core reads the file synchronously. */
+static bool qcow2_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name,
+                                    GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+    SnapshotJob job = { .q = s->q, .id = id, .name = name };
+
+    g_thread_join(g_thread_new("qcow2-snapshot", snapshot_thread, &job));
+    if (job.ret < 0) {
+        g_propagate_error(errp, job.err);
+        return false;
+    }
+    return true;
+}
+
 /* "qcow2" or "raw" from the first bytes of a backing file, as QEMU probes. */
 static const char *probe_format(const char *path)
 {
@@ -594,4 +624,5 @@ const BlockDriver bdrv_qcow2 = {
     .describe = qcow2_describe,
     .image_info = qcow2_image_info,
     .child_perm = qcow2_child_perm,
+    .snapshot_load_tmp = qcow2_snapshot_load_tmp,
 };
