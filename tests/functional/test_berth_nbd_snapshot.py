@@ -192,6 +192,43 @@ class LoadSnapshot(SnapshotTestCase):
                               lines[0])
 
 
+    def test_malformed_snapshot_table_refused(self):
+        # berth-nbd only: a clear line, never a crash or a read out of bounds.
+        def patched(offset, value, width):
+            path = self.path("bad%d-%d.qcow2" % (offset, value))
+            shutil.copyfile(self.image, path)
+            with open(path, "r+b") as f:
+                f.seek(offset)
+                f.write(value.to_bytes(width, "big"))
+            return path
+
+        with open(self.image, "rb") as f:
+            header = f.read(72)
+        table = int.from_bytes(header[64:72], "big")
+        # "nosuch": no entry has it, so the whole table is walked; "1": the
+        # first entry, whose L1 table is then checked.
+        cases = (
+            (patched(60, 70000, 4), "nosuch", ("too many snapshots",)),
+            # What follows the two real entries is no snapshot table.
+            (patched(60, 60000, 4), "nosuch",
+             ("snapshot table truncated", "snapshot extra data too large")),
+            (patched(64, table + 8, 8), "1", ("snapshot table offset invalid",)),
+            (patched(64, 1 << 50, 8), "1", ("snapshot table offset invalid",)),
+            (patched(table, 12345, 8), "1", ("Snapshot L1 table offset invalid",)),
+            (patched(table, 1 << 50, 8), "1", ("Snapshot L1 table offset invalid",)),
+            (patched(table + 8, 1 << 30, 4), "1", ("Snapshot L1 table too large",)),
+            (patched(table + 36, 5000, 4), "1", ("snapshot extra data too large",)),
+        )
+        for path, which, words in cases:
+            with self.subTest(path=os.path.basename(path)):
+                rc, err = run([BERTH_NBD, "-k", self.path("x.sock"), "-l", which, path],
+                              timeout=10)
+                self.assertEqual(rc, 1, err)
+                lines = without_prefix("berth-nbd", err)
+                self.assertEqual(len(lines), 1, err)
+                self.assertTrue(any(w in lines[0] for w in words), lines[0])
+
+
 class Snapshot(SnapshotTestCase):
 
     def writes_discarded(self, args, image, fmt):
