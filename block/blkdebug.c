@@ -222,5 +222,6 @@ const BlockDriver bdrv_blkdebug = {
     .submit = blkdebug_submit,
     .describe = blkdebug_describe,
     .image_info = blkdebug_image_info,
+    .child_perm = bdrv_filter_child_perm,
     .is_filter = true,
 };

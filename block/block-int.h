@@ -131,6 +131,8 @@ struct BdrvRequest {
     struct iovec iov_inline[BDRV_REQ_INLINE_IOV];
 };
 
+typedef struct BdrvChild BdrvChild;
+
 typedef struct BlockDriver {
     const char *name;               /* as in driver=... */
     /*
@@ -185,10 +187,25 @@ typedef struct BlockDriver {
      */
     bool (*set_perm)(BlockDriverState *bs, uint32_t perm, uint32_t unshared, GError **errp);
     /*
+     * Optional: what the node takes on its child c (*nperm) and refuses to
+     * share on it (*nunshared), given what the node's own users hold and do
+     * not share (QEMU's bdrv_child_perm; block-perm.c keeps every edge in
+     * step). bs->read_only is final when it is asked. Without it a child
+     * gets nothing from this node. Main context.
+     */
+    void (*child_perm)(BlockDriverState *bs, const BdrvChild *c, uint32_t perm,
+                       uint32_t unshared, uint32_t *nperm, uint32_t *nunshared);
+    /*
      * Optional: block_resize. Main context, with no request of its own in
      * flight guaranteed; the generic layer then sets bs->size.
      */
     bool (*truncate)(BlockDriverState *bs, uint64_t size, GError **errp);
+    /*
+     * Optional: bdrv_snapshot_load_tmp() on a read-only node with nothing
+     * in flight. Main context.
+     */
+    bool (*snapshot_load_tmp)(BlockDriverState *bs, const char *id, const char *name,
+                              GError **errp);
     /*
      * A filter (QEMU's is_filter: blkdebug): its one child is shown as the
      * node's backing-image, and counts in backing_file_depth.
@@ -201,10 +218,12 @@ typedef struct BlockDriver {
  * from bdrv_open_child() until the parent is freed. role is static text
  * ("file", "image", "backing"), as QEMU names the child.
  */
-typedef struct BdrvChild {
+struct BdrvChild {
     BlockDriverState *bs;
     const char *role;
-} BdrvChild;
+    /* What this edge holds on bs (bdrv_perm_take); main thread only. */
+    uint32_t perm, unshared;
+};
 
 /* A node has at most this many children (raw and blkdebug have one, qcow2
  * a file and a backing node). */
@@ -359,6 +378,23 @@ void bdrv_dirty_bitmap_restore(BdrvDirtyBitmap *bm, BerthBitmap *bits);
  */
 BlockDriverState *bdrv_open_child(BlockDriverState *bs, json_object *ref, const char *role,
                                   GError **errp);
+
+/*
+ * block-perm.c: the permissions a node's edges hold on its children.
+ * bdrv_child_perm_attach() takes what the driver's child_perm() asks for
+ * on a new edge (bs->drv is set during open()), failing with the child's
+ * lock error; bdrv_child_perms_refresh() brings every edge in step after
+ * open() (which may have made the node read-only);
+ * bdrv_child_perms_drop() gives back what every edge holds, when the node
+ * leaves the graph. Main thread.
+ */
+bool bdrv_child_perm_attach(BlockDriverState *bs, BdrvChild *c, GError **errp);
+bool bdrv_child_perms_refresh(BlockDriverState *bs, GError **errp);
+void bdrv_child_perms_drop(BlockDriverState *bs);
+/* child_perm() for filters (raw without a window, blkdebug): the parent's
+ * permissions pass through unchanged. */
+void bdrv_filter_child_perm(BlockDriverState *bs, const BdrvChild *c, uint32_t perm,
+                            uint32_t unshared, uint32_t *nperm, uint32_t *nunshared);
 
 /* bdrv_open() for a nested child: no node-name needed (an automatic one
  * is made), not owned by the monitor. block.c. */

@@ -290,10 +290,14 @@ static BlockDriverState *open_node(json_object *options, bool keyval, bool neste
     bs->monitor_owned = !nested;
     bs->opening_keyval = keyval;
 
+    /* Set for open(): bdrv_open_child() asks the driver what its
+     * children's permissions are. */
+    bs->drv = drv;
     if (!drv->open(bs, drv_opts, errp)) {
         /* The driver cleaned up after itself (but for the children it
          * opened, which are bs's); close() must not run. */
         argspec_clear_targets(targets, G_N_ELEMENTS(targets));
+        bdrv_child_perms_drop(bs);
         detach_children(bs);
         release_children(bs);
         g_free(bs->node_name);
@@ -301,11 +305,14 @@ static BlockDriverState *open_node(json_object *options, bool keyval, bool neste
         return NULL;
     }
     bs->opening_keyval = false;
-    bs->drv = drv;
-    if (bs->size > (uint64_t) BDRV_MAX_LENGTH) {
-        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                            "Could not refresh total sector count: File too large");
+    bool too_large = bs->size > (uint64_t) BDRV_MAX_LENGTH;
+    if (too_large || !bdrv_child_perms_refresh(bs, errp)) {
+        if (too_large) {
+            g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                                "Could not refresh total sector count: File too large");
+        }
         argspec_clear_targets(targets, G_N_ELEMENTS(targets));
+        bdrv_child_perms_drop(bs);
         detach_children(bs);
         bdrv_free(bs);
         return NULL;
@@ -323,6 +330,7 @@ static BlockDriverState *open_node(json_object *options, bool keyval, bool neste
     if (bdrv_find_node(bs->node_name)) {
         g_set_error(errp, G_IO_ERROR, G_IO_ERROR_EXISTS,
                     "Duplicate nodes with node-name='%s'", bs->node_name);
+        bdrv_child_perms_drop(bs);
         detach_children(bs);
         bdrv_free(bs);
         return NULL;
@@ -366,6 +374,9 @@ void bdrv_put(BlockDriverState *bs)
 
 static void node_table_remove(BlockDriverState *bs)
 {
+    /* Out of the graph: what it holds on its children goes now, on the
+     * main thread, though its last reference may go later elsewhere. */
+    bdrv_child_perms_drop(bs);
     detach_children(bs);
     berth_named_table_remove(&node_table, bs->node_name);
     bs->in_table = false;

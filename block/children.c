@@ -133,6 +133,11 @@ BlockDriverState *bdrv_open_child(BlockDriverState *bs, json_object *ref, const 
     }
     g_atomic_int_inc(&child->n_parents);
     bs->children[bs->n_children++] = (BdrvChild) { .bs = child, .role = role };
+    /* Attached even when its permissions are refused: the failing open()
+     * leaves the edge to bdrv_open()'s cleanup, as any other child. */
+    if (!bdrv_child_perm_attach(bs, &bs->children[bs->n_children - 1], errp)) {
+        return NULL;
+    }
     return child;
 }
 

@@ -40,6 +40,23 @@ uint64_t qcow2_virtual_size(Qcow2 *s);
 uint32_t qcow2_cluster_size(Qcow2 *s);
 int qcow2_version(Qcow2 *s);
 bool qcow2_is_writable(Qcow2 *s);
+/* Header flags as the image has them: the dirty and corrupt bits, and the
+ * lazy refcounts feature (allowed by the image; berth never uses it, so it
+ * never sets the dirty bit). */
+bool qcow2_is_dirty(Qcow2 *s);
+bool qcow2_is_corrupt(Qcow2 *s);
+bool qcow2_has_lazy_refcounts(Qcow2 *s);
+
+/*
+ * Read an internal snapshot instead of the image's current state, as
+ * QEMU's snapshot_load_tmp: the snapshot's L1 table replaces the active one
+ * in memory only (nothing is written; the virtual size stays the image's).
+ * The snapshot is the one whose ID is `id` and whose name is `name`; either
+ * may be NULL (not both). Only on a read-only image, before any other I/O
+ * is in flight. 0, or -errno with errp ("Can't find snapshot" as QEMU, or
+ * what is wrong with the snapshot table). qcow2-snapshot.c.
+ */
+int qcow2_load_snapshot(Qcow2 *s, const char *id, const char *name, GError **errp);
 /* From the header, or NULL. */
 const char *qcow2_backing_file(Qcow2 *s);
 const char *qcow2_backing_format(Qcow2 *s);

@@ -221,6 +221,7 @@ static bool parse_header(Qcow2 *s, const uint8_t *h, size_t hlen, uint64_t file_
     s->reftable_offset = be64_at(h + 48);
     s->reftable_clusters = be32_at(h + 56);
     s->nb_snapshots = be32_at(h + 60);
+    s->snapshots_offset = be64_at(h + 64);
     backing_off = be64_at(h + 8);
     backing_len = be32_at(h + 16);
 
@@ -437,5 +438,8 @@ uint64_t qcow2_virtual_size(Qcow2 *s) { return __atomic_load_n(&s->size, __ATOMI
 uint32_t qcow2_cluster_size(Qcow2 *s) { return s->cluster_size; }
 int qcow2_version(Qcow2 *s) { return s->version; }
 bool qcow2_is_writable(Qcow2 *s) { return s->writable; }
+bool qcow2_is_dirty(Qcow2 *s) { return s->incompatible & QCOW2_INCOMPAT_DIRTY; }
+bool qcow2_is_corrupt(Qcow2 *s) { return s->incompatible & QCOW2_INCOMPAT_CORRUPT; }
+bool qcow2_has_lazy_refcounts(Qcow2 *s) { return s->compatible & QCOW2_COMPAT_LAZY_REFCOUNTS; }
 const char *qcow2_backing_file(Qcow2 *s) { return s->backing_file; }
 const char *qcow2_backing_format(Qcow2 *s) { return s->backing_format; }

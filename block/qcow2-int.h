@@ -45,6 +45,7 @@
 #define QCOW2_INCOMPAT_DATA_FILE (UINT64_C(1) << 2)
 #define QCOW2_INCOMPAT_COMPRESSION (UINT64_C(1) << 3)
 #define QCOW2_INCOMPAT_EXTL2 (UINT64_C(1) << 4)
+#define QCOW2_COMPAT_LAZY_REFCOUNTS (UINT64_C(1) << 0)
 
 /* Header offsets of the fields the core rewrites. */
 #define QCOW2_HDR_REFTABLE_OFFSET 48
@@ -87,6 +88,7 @@ struct Qcow2 {
     uint32_t header_length;
     uint64_t incompatible, compatible, autoclear;
     uint32_t nb_snapshots;
+    uint64_t snapshots_offset;      /* the snapshot table (qcow2-snapshot.c) */
     char *backing_file;
     char *backing_format;
 

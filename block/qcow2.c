@@ -328,6 +328,36 @@ static gpointer open_thread(gpointer data)
     return NULL;
 }
 
+typedef struct SnapshotJob {
+    Qcow2 *q;
+    const char *id, *name;
+    GError *err;
+    int ret;
+} SnapshotJob;
+
+static gpointer snapshot_thread(gpointer data)
+{
+    SnapshotJob *job = data;
+
+    job->ret = qcow2_load_snapshot(job->q, job->id, job->name, &job->err);
+    return NULL;
+}
+
+/* On a thread of its own, as open(): the core reads the file synchronously. */
+static bool qcow2_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name,
+                                    GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+    SnapshotJob job = { .q = s->q, .id = id, .name = name };
+
+    g_thread_join(g_thread_new("qcow2-snapshot", snapshot_thread, &job));
+    if (job.ret < 0) {
+        g_propagate_error(errp, job.err);
+        return false;
+    }
+    return true;
+}
+
 /* "qcow2" or "raw" from the first bytes of a backing file, as QEMU probes. */
 static const char *probe_format(const char *path)
 {
@@ -546,17 +576,19 @@ static void add_image_members(BlockDriverState *bs, json_object *image)
     json_object_object_add(data, "compat", json_object_new_string(v3 ? "1.1" : "0.10"));
     json_object_object_add(data, "compression-type", json_object_new_string("zlib"));
     if (v3) {
-        json_object_object_add(data, "lazy-refcounts", json_object_new_boolean(false));
+        json_object_object_add(data, "lazy-refcounts",
+                               json_object_new_boolean(qcow2_has_lazy_refcounts(s->q)));
     }
     json_object_object_add(data, "refcount-bits", json_object_new_int(16));
     if (v3) {
-        json_object_object_add(data, "corrupt", json_object_new_boolean(false));
+        json_object_object_add(data, "corrupt",
+                               json_object_new_boolean(qcow2_is_corrupt(s->q)));
         json_object_object_add(data, "extended-l2", json_object_new_boolean(false));
     }
     json_object_object_add(spec, "type", json_object_new_string("qcow2"));
     json_object_object_add(spec, "data", data);
     json_object_object_add(image, "format-specific", spec);
-    json_object_object_add(image, "dirty-flag", json_object_new_boolean(false));
+    json_object_object_add(image, "dirty-flag", json_object_new_boolean(qcow2_is_dirty(s->q)));
     if (qcow2_backing_file(s->q)) {
         json_object_object_add(image, "backing-filename",
                                json_object_new_string(qcow2_backing_file(s->q)));
@@ -577,6 +609,35 @@ static void qcow2_image_info(BlockDriverState *bs, json_object *image)
     add_image_members(bs, image);
 }
 
+/*
+ * QEMU's rules for a format's children. The image file holds metadata: it
+ * is always read consistently, written and resized when the node is
+ * writable, and no one else may write or resize it, whatever the node's
+ * users share. A backing node is only read: consistently if the node's
+ * users read so, and others may write it only if those users let others
+ * write the node.
+ */
+static void qcow2_child_perm(BlockDriverState *bs, const BdrvChild *c, uint32_t perm,
+                             uint32_t unshared, uint32_t *nperm, uint32_t *nunshared)
+{
+    if (strcmp(c->role, "backing") == 0) {
+        *nperm = perm & BDRV_PERM_CONSISTENT_READ;
+        *nunshared = unshared & BDRV_PERM_WRITE ? BDRV_PERM_WRITE | BDRV_PERM_RESIZE : 0;
+        return;
+    }
+    *nperm = perm | BDRV_PERM_CONSISTENT_READ;
+    if (!bs->read_only) {
+        *nperm |= BDRV_PERM_WRITE | BDRV_PERM_RESIZE;
+    }
+    if (*nperm & BDRV_PERM_WRITE_UNCHANGED) {
+        *nperm |= BDRV_PERM_WRITE;
+    }
+    if (*nperm & BDRV_PERM_WRITE) {
+        *nperm |= BDRV_PERM_RESIZE;
+    }
+    *nunshared = unshared | BDRV_PERM_WRITE | BDRV_PERM_RESIZE;
+}
+
 const BlockDriver bdrv_qcow2 = {
     .name = "qcow2",
     .options = qcow2_members,
@@ -587,4 +648,6 @@ const BlockDriver bdrv_qcow2 = {
     .describe = qcow2_describe,
     .image_info = qcow2_image_info,
     .truncate = qcow2_truncate_node,
+    .child_perm = qcow2_child_perm,
+    .snapshot_load_tmp = qcow2_snapshot_load_tmp,
 };

@@ -21,6 +21,7 @@ typedef struct RawState {
     uint64_t limit;             /* bytes of the child inside the window;
                                  * block_resize changes it (atomic) */
     bool fixed_size;            /* size= given: the window cannot change */
+    bool window;                /* offset or size given */
 } RawState;
 
 /* BlockdevOptionsRaw: BlockdevOptionsGenericFormat, then offset and size. */
@@ -75,6 +76,7 @@ static bool raw_open(BlockDriverState *bs, const void *options, GError **errp)
     s->offset = opts->offset;
     s->limit = opts->has_size ? opts->size : real_size - opts->offset;
     s->fixed_size = opts->has_size;
+    s->window = opts->has_offset || opts->has_size;
     bs->opaque = s;
     bs->size = s->limit;
     bdrv_caps_from_child(bs, file);
@@ -209,6 +211,21 @@ static void raw_image_info(BlockDriverState *bs, json_object *image)
     }
 }
 
+/* A plain raw node is a filter; a window also keeps others from resizing
+ * the file under it, as QEMU's raw does for a data child. */
+static void raw_child_perm(BlockDriverState *bs, const BdrvChild *c, uint32_t perm,
+                           uint32_t unshared, uint32_t *nperm, uint32_t *nunshared)
+{
+    RawState *s = bs->opaque;
+
+    (void) c;
+    *nperm = perm;
+    *nunshared = unshared;
+    if (s && s->window) {
+        *nunshared |= BDRV_PERM_RESIZE;
+    }
+}
+
 const BlockDriver bdrv_raw = {
     .name = "raw",
     .options = raw_members,
@@ -219,4 +236,5 @@ const BlockDriver bdrv_raw = {
     .describe = raw_describe,
     .image_info = raw_image_info,
     .truncate = raw_truncate,
+    .child_perm = raw_child_perm,
 };

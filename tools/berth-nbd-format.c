@@ -7,12 +7,15 @@
  * driver=FORMAT over a file node, when blockdev-add has a driver of that
  * name at run time (so qcow2 works as soon as its driver is in the list);
  * until then such an image is refused by name, never exported as raw
- * bytes by surprise.
+ * bytes by surprise. With --image-opts FILE is the node's options instead.
+ * With -s the image becomes the read-only backing node of a temporary
+ * overlay (berth-nbd-snapshot.c), which is what is exported.
  */
 #include "berth-nbd.h"
 #include "berth/block/block.h"
 #include "berth/qapi/qapi.h"
 #include "util/json.h"
+#include "util/keyval.h"
 
 #include <fcntl.h>
 #include <gio/gio.h>
@@ -26,15 +29,15 @@ static const char *const qemu_formats[] = {
     "cloop", "dmg", NULL,
 };
 
-/* The file node's members: the file and how it is accessed. */
-static json_object *file_options(const BerthNbdOptions *o)
+json_object *berth_nbd_file_options(const BerthNbdOptions *o, const char *filename,
+                                    bool read_only)
 {
     json_object *args = json_object_new_object();
     json_object *cache = json_object_new_object();
 
     json_object_object_add(args, "driver", json_object_new_string("file"));
-    json_object_object_add(args, "filename", json_object_new_string(o->filename));
-    json_object_object_add(args, "read-only", json_object_new_boolean(o->read_only));
+    json_object_object_add(args, "filename", json_object_new_string(filename));
+    json_object_object_add(args, "read-only", json_object_new_boolean(read_only));
     json_object_object_add(cache, "direct", json_object_new_boolean(o->cache_direct));
     json_object_object_add(cache, "no-flush", json_object_new_boolean(o->cache_no_flush));
     json_object_object_add(args, "cache", cache);
@@ -75,10 +78,13 @@ static bool refuse_format(const char *format, bool probed, GError **errp)
     return false;
 }
 
-bool berth_nbd_open_image(const BerthNbdOptions *o, GError **errp)
+/* -f FORMAT or probing: the node's options (typed JSON), NULL with errp. */
+static json_object *format_options(const BerthNbdOptions *o, bool *probed_raw,
+                                   GError **errp)
 {
     const char *format = o->format;
     bool probed = false;
+    json_object *args;
 
     if (!format) {
         uint8_t sector[512];
@@ -93,36 +99,124 @@ bool berth_nbd_open_image(const BerthNbdOptions *o, GError **errp)
     }
     bool raw = strcmp(format, "raw") == 0;
     if (!raw && (!g_strv_contains(qemu_formats, format) || !bdrv_driver_exists(format))) {
-        return refuse_format(format, probed, errp);
+        refuse_format(format, probed, errp);
+        return NULL;
     }
-
-    g_autoptr(json_object) args = NULL;
+    /* With -s the image is only read: writes go to the overlay. */
+    json_object *file = berth_nbd_file_options(o, o->filename, o->read_only || o->snapshot);
     if (raw) {
-        args = file_options(o);
+        args = file;
     } else {
         args = json_object_new_object();
         json_object_object_add(args, "driver", json_object_new_string(format));
-        json_object_object_add(args, "file", file_options(o));
-        json_object_object_add(args, "read-only", json_object_new_boolean(o->read_only));
+        json_object_object_add(args, "file", file);
+        json_object_object_add(args, "read-only",
+                               json_object_new_boolean(o->read_only || o->snapshot));
     }
-    json_object_object_add(args, "node-name", json_object_new_string(BERTH_NBD_NODE_NAME));
-    if (o->discard) {
-        json_object_object_add(args, "discard", json_object_new_string(o->discard));
+    *probed_raw = raw && probed;
+    return args;
+}
+
+static void set_default(json_object *obj, const char *key, const char *value)
+{
+    if (!json_object_object_get_ex(obj, key, NULL)) {
+        json_object_object_add(obj, key, json_object_new_string(value));
     }
-    if (o->detect_zeroes) {
-        json_object_object_add(args, "detect-zeroes", json_object_new_string(o->detect_zeroes));
+}
+
+/*
+ * --image-opts: FILE is keyval options (strings), as qemu-nbd takes them;
+ * berth-nbd's own settings (-r, --cache, --discard, --detect-zeroes,
+ * --aio) apply where the options do not say otherwise, as QEMU's flags.
+ */
+static json_object *image_opts_options(const BerthNbdOptions *o, GError **errp)
+{
+    g_autoptr(json_object) args = keyval_parse(o->filename, NULL, errp);
+    json_object *cache, *file;
+
+    if (!args) {
+        return NULL;
     }
-    if (!qapi_run_command(qapi_find_command("blockdev-add"), args, false, NULL, errp)) {
+    if (!json_object_object_get_ex(args, "driver", NULL)) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                            "--image-opts needs a driver (driver=raw or driver=qcow2, ...)");
+        return NULL;
+    }
+    if (json_object_object_get_ex(args, "node-name", NULL)) {
+        g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                            "--image-opts: berth-nbd names the node itself; "
+                            "remove node-name");
+        return NULL;
+    }
+    set_default(args, "read-only", o->read_only ? "on" : "off");
+    if (!json_object_object_get_ex(args, "cache", &cache)) {
+        cache = json_object_new_object();
+        json_object_object_add(args, "cache", cache);
+    }
+    if (json_object_is_type(cache, json_type_object)) {
+        set_default(cache, "direct", o->cache_direct ? "on" : "off");
+        set_default(cache, "no-flush", o->cache_no_flush ? "on" : "off");
+    }
+    if (o->aio) {
+        json_object *drv;
+        json_object_object_get_ex(args, "driver", &drv);
+        if (strcmp(json_object_get_string(drv), "file") == 0) {
+            set_default(args, "aio", o->aio);
+        } else if (json_object_object_get_ex(args, "file", &file) &&
+                   json_object_is_type(file, json_type_object) &&
+                   json_object_object_get_ex(file, "driver", &drv) &&
+                   strcmp(json_object_get_string(drv), "file") == 0) {
+            set_default(file, "aio", o->aio);
+        } else {
+            g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                                "--aio needs a file node (driver=file or "
+                                "file.driver=file) in --image-opts");
+            return NULL;
+        }
+    }
+    return g_steal_pointer(&args);
+}
+
+static bool blockdev_add(json_object *args, bool keyval, GError **errp)
+{
+    return qapi_run_command(qapi_find_command("blockdev-add"), args, keyval, NULL, errp);
+}
+
+bool berth_nbd_open_image(const BerthNbdOptions *o, GError **errp)
+{
+    bool probed_raw = false;
+    g_autoptr(json_object) args = o->image_opts ? image_opts_options(o, errp)
+                                                : format_options(o, &probed_raw, errp);
+    bool keyval = o->image_opts;
+    /* With -s the image is the overlay's read-only backing node. */
+    const char *name = o->snapshot ? BERTH_NBD_BASE_NODE_NAME : BERTH_NBD_NODE_NAME;
+
+    if (!args) {
         return false;
     }
-    if (raw && probed) {
+    json_object_object_add(args, "node-name", json_object_new_string(name));
+    if (o->snapshot) {
+        json_object_object_add(args, "read-only", keyval ? json_object_new_string("on")
+                                                         : json_object_new_boolean(true));
+    } else {
+        if (o->discard) {
+            set_default(args, "discard", o->discard);
+        }
+        if (o->detect_zeroes) {
+            set_default(args, "detect-zeroes", o->detect_zeroes);
+        }
+    }
+    if (!blockdev_add(args, keyval, errp)) {
+        return false;
+    }
+    if (probed_raw) {
         fprintf(stderr,
                 "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
                 "         Automatically detecting the format is dangerous for raw images, "
                 "write operations on block 0 will be restricted.\n"
                 "         Specify the 'raw' format explicitly to remove the restrictions.\n",
                 o->filename);
-        bdrv_set_probed_raw(bdrv_find_node(BERTH_NBD_NODE_NAME));
+        bdrv_set_probed_raw(bdrv_find_node(name));
     }
-    return true;
+    return !o->snapshot || berth_nbd_add_overlay(o, name, BERTH_NBD_NODE_NAME, errp);
 }

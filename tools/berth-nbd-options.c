@@ -4,14 +4,16 @@
  * BerthNbdOptions and checked against each other (list mode against export
  * settings, TLS against -c, ...) before anything is opened. Each problem is
  * one line on stderr, the texts qemu-nbd prints where scripts may look for
- * them. Options berth-nbd does not have (snapshots, bitmaps, tracing,
- * image-opts) are named as unsupported rather than silently ignored.
+ * them. Options berth-nbd does not have (bitmaps, SELinux labels) are
+ * named as unsupported rather than silently ignored.
  */
 #include "berth-log.h"
 #include "berth-config.h"
 #include "berth-nbd.h"
 
 #include "berth/nbd/proto.h"
+#include "util/json.h"
+#include "util/keyval.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -30,8 +32,8 @@ enum {
     OPT_FORK,
     OPT_PID_FILE,
     OPT_HANDSHAKE_LIMIT,
-    /* qemu-nbd options berth-nbd does not have */
     OPT_IMAGE_OPTS,
+    /* qemu-nbd options berth-nbd does not have */
     OPT_SELINUX_LABEL,
 };
 
@@ -100,6 +102,14 @@ static void usage(void)
 "  -o, --offset=OFFSET       start the export OFFSET bytes into FILE\n"
 "  -f, --format=FORMAT       raw, or an image format berth has a driver for;\n"
 "                            without -f the format is probed, as by qemu-nbd\n"
+"      --image-opts          FILE is a list of block options, as for\n"
+"                            blockdev-add (driver=qcow2,file.filename=X)\n"
+"  -s, --snapshot            write to a temporary qcow2 overlay over FILE,\n"
+"                            dropped at exit: FILE is never written\n"
+"  -l, --load-snapshot=SNAPSHOT_PARAM\n"
+"                            export an internal snapshot of a qcow2 FILE,\n"
+"                            read-only; 'snapshot.id=[ID],snapshot.name=[NAME]'\n"
+"                            or '[ID_OR_NAME]'\n"
 "      --cache=MODE          none, writeback (default), writethrough,\n"
 "                            directsync or unsafe\n"
 "  -n, --nocache             the same as --cache=none\n"
@@ -196,13 +206,46 @@ static const char *one_of(const char *value, const char *const *allowed)
 static const char *unsupported_option(int c)
 {
     switch (c) {
-    case 's': return "-s/--snapshot";
-    case 'l': return "-l/--load-snapshot";
     case 'B': return "-B/--bitmap";
-    case OPT_IMAGE_OPTS: return "--image-opts";
     case OPT_SELINUX_LABEL: return "--selinux-label";
     default: return NULL;
     }
+}
+
+/* -l snapshot.id=ID,snapshot.name=NAME, or -l ID_OR_NAME. */
+static bool parse_load_snapshot(const char *arg, BerthNbdOptions *o)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(json_object) opts = NULL;
+    json_object *sn;
+
+    g_clear_pointer(&o->snapshot_id, g_free);
+    g_clear_pointer(&o->snapshot_name, g_free);
+    o->snapshot_id_or_name = NULL;
+    if (!g_str_has_prefix(arg, "snapshot.")) {
+        o->snapshot_id_or_name = arg;
+        return true;
+    }
+    opts = keyval_parse(arg, NULL, &err);
+    if (opts && json_object_object_get_ex(opts, "snapshot", &sn) &&
+        json_object_is_type(sn, json_type_object) && json_object_object_length(opts) == 1) {
+        json_object_object_foreach(sn, key, value) {
+            char **dst = strcmp(key, "id") == 0 ? &o->snapshot_id
+                         : strcmp(key, "name") == 0 ? &o->snapshot_name : NULL;
+            if (!dst || !json_object_is_type(value, json_type_string)) {
+                berth_nbd_error("Invalid parameter 'snapshot.%s'", key);
+                goto bad;
+            }
+            *dst = g_strdup(json_object_get_string(value));
+        }
+        if (o->snapshot_id || o->snapshot_name) {
+            return true;
+        }
+    }
+    berth_nbd_error("%s", err ? err->message : "snapshot.id or snapshot.name is needed");
+bad:
+    berth_nbd_error("Failed in parsing snapshot param `%s'", arg);
+    return false;
 }
 
 /* One option; false after printing why it is wrong. */
@@ -234,6 +277,14 @@ static bool take_option(int c, const char *arg, BerthNbdOptions *o)
         break;
     }
     case 'f': o->format = arg; break;
+    case 's': o->snapshot = true; break;
+    case OPT_IMAGE_OPTS: o->image_opts = true; break;
+    case 'l':
+        if (!parse_load_snapshot(arg, o)) {
+            return false;
+        }
+        o->read_only = true;    /* qemu-nbd: -l implies -r */
+        break;
     case OPT_FORK: o->fork = true; break;
     case OPT_PID_FILE: o->pid_file = arg; break;
     case OPT_OBJECT: g_ptr_array_add(o->objects, (gpointer) arg); break;
@@ -374,6 +425,10 @@ int berth_nbd_parse_options(int argc, char **argv, BerthNbdOptions *o)
     } else if (argc - optind != 1) {
         berth_nbd_error("Invalid number of arguments");
         goto try_help;
+    }
+    if (o->image_opts && o->format) {
+        berth_nbd_error("--image-opts and -f are mutually exclusive");
+        return 1;
     }
     if (o->tls_creds) {
         if (o->device) {

@@ -185,6 +185,11 @@ static bool setup(const BerthNbdOptions *o)
         berth_nbd_error("Failed to open '%s': %s", o->filename, err->message);
         return false;
     }
+    if ((o->snapshot_id || o->snapshot_name || o->snapshot_id_or_name) &&
+        !berth_nbd_load_snapshot(o, &err)) {
+        berth_nbd_error("Failed to load snapshot: %s", err->message);
+        return false;
+    }
     if (!add_export(o, &err)) {
         berth_nbd_error("Cannot export '%s': %s", o->filename, err->message);
         return false;
@@ -280,6 +285,28 @@ static bool take_activation(BerthNbdOptions *o)
     return true;
 }
 
+static int run(int argc, char **argv, BerthNbdOptions *o)
+{
+    int rc = berth_nbd_parse_options(argc, argv, o);
+    if (rc >= 0) {
+        return rc;
+    }
+    if (o->disconnect) {
+        return berth_nbd_kernel_disconnect(o->filename);
+    }
+    if (!o->list && !take_activation(o)) {
+        return 1;
+    }
+    if (o->list) {
+        signal(SIGPIPE, SIG_IGN);
+        qapi_init();
+        rc = berth_nbd_create_objects(o) ? berth_nbd_list(o) : 1;
+        qmp_object_del_all();
+        return rc;
+    }
+    return serve(o);
+}
+
 int main(int argc, char **argv)
 {
     g_autoptr(GPtrArray) objects = g_ptr_array_new();
@@ -287,22 +314,8 @@ int main(int argc, char **argv)
 
     g_set_prgname(BERTH_NBD_PROG);
     berth_log_init(BERTH_NBD_PROG);
-    int rc = berth_nbd_parse_options(argc, argv, &o);
-    if (rc >= 0) {
-        return rc;
-    }
-    if (o.disconnect) {
-        return berth_nbd_kernel_disconnect(o.filename);
-    }
-    if (!o.list && !take_activation(&o)) {
-        return 1;
-    }
-    if (o.list) {
-        signal(SIGPIPE, SIG_IGN);
-        qapi_init();
-        rc = berth_nbd_create_objects(&o) ? berth_nbd_list(&o) : 1;
-        qmp_object_del_all();
-        return rc;
-    }
-    return serve(&o);
+    int rc = run(argc, argv, &o);
+    g_free(o.snapshot_id);
+    g_free(o.snapshot_name);
+    return rc;
 }

@@ -15,13 +15,17 @@
 
 #include "berth/nbd/server.h"
 
+#include <json-c/json.h>
+
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #define BERTH_NBD_PROG "berth-nbd"
-/* The node that holds the image. */
+/* The node that holds the image (with -s, the overlay). */
 #define BERTH_NBD_NODE_NAME "berth-nbd-image"
+/* With -s, the image under the overlay. */
+#define BERTH_NBD_BASE_NODE_NAME "berth-nbd-base"
 
 typedef struct BerthNbdOptions {
     /* where to listen, or (-L) where to connect */
@@ -37,6 +41,12 @@ typedef struct BerthNbdOptions {
     uint64_t offset;            /* -o */
     bool read_only;             /* -r */
     bool allocation_depth;      /* -A: serve qemu:allocation-depth */
+    bool image_opts;            /* --image-opts: filename is keyval options */
+    bool snapshot;              /* -s: writes go to a temporary qcow2 overlay */
+    /* -l: an internal snapshot to read (implies -r); snapshot.id= and
+     * snapshot.name= (allocated; either NULL), or an ID or name (argv) */
+    char *snapshot_id, *snapshot_name;
+    const char *snapshot_id_or_name;
     /* the file driver and the export's write mode (--cache, -n) */
     bool seen_cache, cache_direct, cache_no_flush, writethrough;
     const char *discard;        /* "ignore" or "unmap", or NULL */
@@ -75,6 +85,23 @@ void berth_nbd_error(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
  * warning for a probed raw image (berth-nbd-format.c).
  */
 bool berth_nbd_open_image(const BerthNbdOptions *o, GError **errp);
+
+/* A file node's options (typed JSON, new): filename, read-only, and
+ * --cache and --aio as given. berth-nbd-format.c. */
+json_object *berth_nbd_file_options(const BerthNbdOptions *o, const char *filename,
+                                    bool read_only);
+
+/*
+ * -s (berth-nbd-snapshot.c): an empty qcow2 image in $TMPDIR (default
+ * /var/tmp, as QEMU) as node `node_name` over the node `backing`, its file
+ * deleted once open, so nothing is left behind at exit.
+ */
+bool berth_nbd_add_overlay(const BerthNbdOptions *o, const char *backing,
+                           const char *node_name, GError **errp);
+
+/* -l: load the internal snapshot on node BERTH_NBD_NODE_NAME, as qemu-nbd
+ * does (an ID or name: the ID first). berth-nbd-snapshot.c. */
+bool berth_nbd_load_snapshot(const BerthNbdOptions *o, GError **errp);
 
 /* Create the --object objects (object-add); false after printing the error. */
 bool berth_nbd_create_objects(const BerthNbdOptions *o);

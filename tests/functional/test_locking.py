@@ -5,9 +5,11 @@
 berth locks served images with the byte-range locks QEMU's file driver
 takes, so QEMU's tools and QEMU processes see berth's locks and berth sees
 theirs: the same tests pass against qemu-storage-daemon, and where a QEMU
-process is needed as the other side (a qcow2 export holds the write lock
-unshared, which berth cannot be asked to do yet), qemu-storage-daemon is
-started as that peer whatever daemon is under test.  block_resize is
+process is needed as the other side, qemu-storage-daemon is started as that
+peer whatever daemon is under test.  Format nodes forward permissions to
+their children as QEMU's do: raw passes its users' on, qcow2 holds its file
+for consistent read (and write and resize when writable) sharing neither
+write nor resize, and reads its backing node.  block_resize is
 checked against QSD's replies; berth also resizes a node that it exports
 (QSD 7.2 refuses: its exports never share resize), which new clients see."""
 
@@ -106,6 +108,110 @@ class Locks(bh.DaemonTestCase):
         bh.run_tool(["qemu-img", "resize", "-f", "raw", self.disk, "80M"])
 
 
+class FormatNodeLocks(bh.DaemonTestCase):
+    """The bytes a format stack locks on its files, as QSD 7.2 locks them."""
+
+    def setUp(self):
+        super().setUp()
+        self.base = self.path("base.qcow2")
+        self.image = self.path("disk.qcow2")
+        self.raw = bh.make_sparse_file(self.path("disk.img"), 16 * MiB)
+        self.raw_base = bh.make_sparse_file(self.path("base.img"), 16 * MiB)
+        self.over_raw = self.path("over-raw.qcow2")
+        bh.run_tool(["qemu-img", "create", "-q", "-f", "qcow2", self.base, "16M"])
+        bh.run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", self.base,
+                     "-F", "qcow2", self.image])
+        bh.run_tool(["qemu-img", "create", "-q", "-f", "qcow2", "-b", self.raw_base,
+                     "-F", "raw", self.over_raw])
+
+    def serve(self, image, fmt, writable=None, fmt_opts="", extra=None):
+        """file -> fmt node "n0", writable unless writable is False; exported
+        when writable is not None."""
+        self.serial = getattr(self, "serial", 0) + 1
+        sock = self.path("nbd%d.sock" % self.serial)
+        ro = ",read-only=on" if writable is False else ""
+        args = (["--blockdev", "driver=file,node-name=f0,filename=%s%s"
+                 % (bh.opt_escape(image), ro),
+                 "--blockdev", "driver=%s,node-name=n0,file=f0%s%s" % (fmt, ro, fmt_opts)]
+                + (extra or []) + bh.nbd_server_unix(sock))
+        if writable is not None:
+            args += bh.nbd_export("e0", "n0", "disk", writable=writable)
+        return self.start_daemon(args, wait_for=sock), sock
+
+    def test_qcow2_writable_export(self):
+        self.serve(self.image, "qcow2", writable=True)
+        self.assertEqual(locked_bytes(self.image), {100, 101, 103, 201, 203})
+        self.assertEqual(locked_bytes(self.base), {100, 201, 203})
+
+    def test_qcow2_writable_without_export(self):
+        # The format holds its file from open on, as QEMU's does.
+        self.serve(self.image, "qcow2", writable=None)
+        self.assertEqual(locked_bytes(self.image), {100, 101, 103, 201, 203})
+        self.assertEqual(locked_bytes(self.base), {100, 201, 203})
+
+    def test_qcow2_read_only_export(self):
+        self.serve(self.image, "qcow2", writable=False)
+        self.assertEqual(locked_bytes(self.image), {100, 201, 203})
+        self.assertEqual(locked_bytes(self.base), {100, 201, 203})
+
+    def test_qcow2_raw_backing_read_while_exported(self):
+        d, _ = self.serve(self.over_raw, "qcow2", writable=None)
+        self.assertEqual(locked_bytes(self.raw_base), set())
+        d.stop()
+        self.serve(self.over_raw, "qcow2", writable=True)
+        self.assertEqual(locked_bytes(self.over_raw), {100, 101, 103, 201, 203})
+        # Consistent read, everything shared: the export shares write.
+        self.assertEqual(locked_bytes(self.raw_base), {100})
+
+    def test_raw_passes_the_export_on(self):
+        d, _ = self.serve(self.raw, "raw", writable=True)
+        self.assertEqual(locked_bytes(self.raw), {100, 101, 203})
+        d.stop()
+        d, _ = self.serve(self.raw, "raw", writable=False)
+        self.assertEqual(locked_bytes(self.raw), {100, 203})
+        d.stop()
+        self.serve(self.raw, "raw", writable=None)
+        self.assertEqual(locked_bytes(self.raw), set())
+
+    def test_raw_window_keeps_the_size(self):
+        self.serve(self.raw, "raw", writable=None, fmt_opts=",offset=4096")
+        self.assertEqual(locked_bytes(self.raw), {203})
+
+    def test_second_writer_refused_on_served_qcow2(self):
+        self.serve(self.image, "qcow2", writable=True)
+        before = bh.run_tool(["qemu-img", "info", "-U", "--output=json", self.image])[1]
+        rc, _, err = bh.run_tool(["qemu-io", "-c", "write 0 4k", self.image], check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn('Failed to get "write" lock', err)
+        rc, _, err = bh.run_tool(["qemu-img", "resize", self.image, "32M"], check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn('Failed to get "write" lock', err)
+        # A consistent reader is refused too (the export writes), a raw
+        # reader of the bytes is not.
+        rc, _, err = bh.run_tool(["qemu-io", "-r", "-c", "read 0 4k", self.image],
+                                 check=False)
+        self.assertIn('Failed to get shared "write" lock', err)
+        bh.run_tool(["qemu-io", "-r", "-f", "raw", "-c", "read 0 4k", self.image])
+        after = bh.run_tool(["qemu-img", "info", "-U", "--output=json", self.image])[1]
+        self.assertEqual(before, after)
+
+    def test_backing_file_write_refused(self):
+        self.serve(self.image, "qcow2", writable=True)
+        rc, _, err = bh.run_tool(["qemu-io", "-c", "write 0 4k", self.base], check=False)
+        self.assertNotEqual(rc, 0)
+        self.assertIn('Failed to get "write" lock', err)
+
+    def test_blockdev_del_releases_the_file(self):
+        qmp = self.path("qmp.sock")
+        self.serve(self.image, "qcow2", writable=None, extra=bh.qmp_monitor(qmp))
+        q = self.connect_qmp(qmp)
+        self.assertEqual(q.cmd("blockdev-del", **{"node-name": "n0"}), {"return": {}})
+        self.assertEqual(locked_bytes(self.image), set())
+        self.assertEqual(locked_bytes(self.base), set())
+        self.assertEqual(q.cmd("blockdev-del", **{"node-name": "f0"}), {"return": {}})
+        bh.run_tool(["qemu-io", "-c", "write 0 4k", self.image])
+
+
 @unittest.skipIf(QSD is None, "qemu-storage-daemon is not installed")
 class AgainstQemuHolder(bh.DaemonTestCase):
     """A qemu-storage-daemon serving a qcow2 image holds it as QEMU does:
@@ -152,6 +258,34 @@ class AgainstQemuHolder(bh.DaemonTestCase):
         self.assertEqual(r["error"]["desc"], 'Failed to get "write" lock')
         # Nothing half-done: the node takes an export once the peer allows.
         self.assertEqual(q.cmd("blockdev-del", **{"node-name": "f0"}), {"return": {}})
+
+    def qcow2_args(self, writable):
+        ro = "" if writable else ",read-only=on"
+        return (["--blockdev", "driver=file,node-name=f0,filename=%s%s"
+                 % (bh.opt_escape(self.image), ro),
+                 "--blockdev", "driver=qcow2,node-name=q0,file=f0%s" % ro]
+                + bh.nbd_server_unix(self.path("nbd.sock")))
+
+    def test_writable_qcow2_node_refused(self):
+        rc, _, err = bh.run_daemon_once(self.qcow2_args(True), self.tmpdir)
+        self.assertEqual(rc, 1)
+        self.assertIn('Failed to get "write" lock', err)
+
+    def test_read_only_qcow2_node_refused(self):
+        # It reads metadata, so it does not share write with the holder.
+        rc, _, err = bh.run_daemon_once(self.qcow2_args(False), self.tmpdir)
+        self.assertEqual(rc, 1)
+        self.assertIn('Failed to get shared "write" lock', err)
+
+    def test_qcow2_refused_over_qmp_leaves_nothing(self):
+        qmp = self.path("qmp.sock")
+        self.start_daemon(bh.qmp_monitor(qmp), wait_for=qmp)
+        q = self.connect_qmp(qmp)
+        r = q.cmd("blockdev-add", driver="qcow2", **{"node-name": "q0"},
+                  file={"driver": "file", "filename": self.image})
+        self.assertEqual(r["error"]["desc"], 'Failed to get "write" lock')
+        names = [n["node-name"] for n in q.cmd("query-named-block-nodes")["return"]]
+        self.assertEqual(names, [])
 
     def test_locking_off_ignores_the_peer(self):
         sock = self.path("nbd.sock")

@@ -15,6 +15,7 @@ Runs against qemu-storage-daemon too (BERTHD=qemu-storage-daemon)."""
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -295,6 +296,106 @@ class WriteTest(Qcow2Test):
         bh.run_tool(["qemu-img", "compare", "-f", "qcow2", "-F", "raw", image, src])
 
 
+def header_flags(path):
+    """(incompatible, compatible) feature bits of a v3 image's header."""
+    with open(path, "rb") as f:
+        h = f.read(88)
+    return int.from_bytes(h[72:80], "big"), int.from_bytes(h[80:88], "big")
+
+
+def no_core_dump():
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+DIRTY = 1 << 0          # incompatible: refcounts not written back
+LAZY_REFCOUNTS = 1 << 0  # compatible: the image allows lazy refcounts
+
+
+class LazyRefcountsTest(Qcow2Test):
+    """Images made with lazy_refcounts=on.  berth keeps refcounts exact on
+    them (QEMU's lazy-refcounts=off): it never sets the dirty bit, so a
+    kill leaves no more than leaked clusters.  lazy-refcounts=on is
+    refused, and a dirty image opens read-only only."""
+
+    def lazy_img(self, name="lazy.qcow2"):
+        image = self.img(name, opts="lazy_refcounts=on")
+        self.assertEqual(header_flags(image), (0, LAZY_REFCOUNTS))
+        return image
+
+    def write_and_check(self, extra=None):
+        image = self.lazy_img()
+        ref = self.path("ref.raw")
+        bh.make_sparse_file(ref, 16 * MiB)
+        d, uri, _ = self.serve(image, writable=True, extra=extra)
+        self.qemu_io(uri, *WRITE_OPS, fmt="raw")
+        d.stop()
+        self.qemu_io(ref, *WRITE_OPS, fmt="raw")
+        # Clean after close, the feature bit left as it was.
+        self.assertEqual(header_flags(image), (0, LAZY_REFCOUNTS))
+        self.check_clean(image)
+        bh.run_tool(["qemu-img", "compare", "-f", "qcow2", "-F", "raw", image, ref])
+
+    def test_writes_leave_image_clean(self):
+        self.write_and_check()
+
+    def test_lazy_refcounts_off(self):
+        self.write_and_check(extra={"lazy-refcounts": "off"})
+
+    @bh.berth_only
+    def test_never_dirty_while_writing_nor_after_kill(self):
+        image = self.lazy_img()
+        d, uri, _ = self.serve(image, writable=True, stop_check=False)
+        self.qemu_io(uri, *WRITE_OPS, fmt="raw")
+        self.assertEqual(header_flags(image)[0] & DIRTY, 0)
+        d.kill()
+        self.assertEqual(header_flags(image), (0, LAZY_REFCOUNTS))
+        rc, out, err = bh.run_tool(["qemu-img", "check", image], check=False)
+        self.assertIn(rc, (0, 3), out + err)
+        self.assertNotIn("ERROR", out + err)
+
+    @bh.berth_only
+    def test_lazy_refcounts_on_refused(self):
+        image = self.lazy_img()
+        args = bh.blockdev_file("f", image) + [
+            "--blockdev", "driver=qcow2,node-name=q,file=f,lazy-refcounts=on"]
+        rc, _, err = bh.run_daemon_once(args, self.tmpdir)
+        self.assertEqual(rc, 1)
+        self.assertIn("lazy-refcounts=on is not supported", err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+
+    def dirty_img(self):
+        image = self.lazy_img("dirty.qcow2")
+        # qemu-io dies with the dirty bit set and the refcount not written.
+        p = subprocess.run(["qemu-io", "-c", "write -P 0x11 0 64k", "-c", "abort", image],
+                           capture_output=True, timeout=bh.TOOL_TIMEOUT,
+                           preexec_fn=no_core_dump)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(header_flags(image)[0] & DIRTY, DIRTY)
+        return image
+
+    @bh.berth_only
+    def test_dirty_image_refused_writable(self):
+        image = self.dirty_img()
+        args = bh.blockdev_file("f", image) + ["--blockdev", "driver=qcow2,node-name=q,file=f"]
+        rc, _, err = bh.run_daemon_once(args, self.tmpdir)
+        self.assertEqual(rc, 1)
+        self.assertIn("Image is dirty (lazy refcounts not written back)", err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        self.assertEqual(header_flags(image)[0] & DIRTY, DIRTY)
+
+    def test_dirty_image_read_only(self):
+        image = self.dirty_img()
+        d, uri, qmp = self.serve(image, writable=False)
+        self.assertEqual(self.nbd_raw(uri, "out.raw")[:65536], b"\x11" * 65536)
+        q = self.connect_qmp(qmp)
+        node = [n for n in q.cmd("query-named-block-nodes")["return"]
+                if n["node-name"] == "q"][0]
+        self.assertTrue(node["image"]["dirty-flag"])
+        self.assertTrue(node["image"]["format-specific"]["data"]["lazy-refcounts"])
+        d.stop()
+        self.assertEqual(header_flags(image)[0] & DIRTY, DIRTY)
+
+
 def normalize_nodes(nodes):
     """query-named-block-nodes without the automatic node names."""
     out = []
@@ -322,6 +423,10 @@ class QsdCompareTest(Qcow2Test):
         theirs = self.query(QSD, image, nested)
         self.assertEqual(mine[0], theirs[0])
         self.assertEqual(mine[1], theirs[1])
+
+    @bh.needs_tools("qemu-storage-daemon", "nbdinfo")
+    def test_lazy_refcounts_image(self):
+        self.compare(self.img("lazy.qcow2", opts="lazy_refcounts=on"))
 
     @bh.needs_tools("qemu-storage-daemon", "nbdinfo")
     def test_plain(self):

@@ -191,6 +191,19 @@ void bdrv_perm_release(BlockDriverState *bs, uint32_t perm, uint32_t unshared);
  */
 bool bdrv_truncate(BlockDriverState *bs, uint64_t size, GError **errp);
 
+/*
+ * Read an internal snapshot instead of the node's current contents, as
+ * QEMU's bdrv_snapshot_load_tmp (qemu-nbd -l): the snapshot whose ID is
+ * `id` and whose name is `name`, either NULL for any (not both). Nothing
+ * is written; the node keeps its size. Only on a read-only node that has
+ * no request in flight (before it is exported). QEMU's texts: "Device is
+ * not readonly", "Can't find snapshot" (G_IO_ERROR_NOT_FOUND), "Block
+ * format 'raw' used by device '' does not support temporarily loading
+ * internal snapshots". Main thread.
+ */
+bool bdrv_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *name,
+                            GError **errp);
+
 /* --- asynchronous requests (any thread with a GMainContext) --- */
 
 void bdrv_aio_preadv(BlockDriverState *bs, uint64_t offset,
