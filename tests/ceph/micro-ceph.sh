@@ -40,6 +40,18 @@ free_port() {
 # Run a ceph command with a bounded client timeout.
 c() { timeout 30 ceph -c "$conf" --connect-timeout 10 "$@"; }
 
+# The same, tried again (10 times, 0.5 s apart): a monitor that has just
+# come up on a loaded machine may still refuse commands (EPERM "problem
+# getting command descriptions"). Only for idempotent commands.
+c_retry() {
+    local i
+    for i in $(seq 10); do
+        c "$@" && return 0
+        sleep 0.5
+    done
+    return 1
+}
+
 wait_for() {
     local what=$1; shift
     local deadline=$((SECONDS + timeout_s))
@@ -157,24 +169,24 @@ EOF
     wait_for "the monitor" c mon stat
 
     local id
-    id=$(c osd new "$osd_uuid") || die "ceph osd new failed"
+    id=$(c_retry osd new "$osd_uuid") || die "ceph osd new failed"
     [ "$id" = 0 ] || die "unexpected OSD id $id"
     if [ "$auth" = cephx ]; then
         ceph-authtool --create-keyring "$dir/osd.0/keyring" --gen-key -n osd.0 >/dev/null
-        c auth add osd.0 osd 'allow *' mon 'allow profile osd' -i "$dir/osd.0/keyring" \
+        c_retry auth add osd.0 osd 'allow *' mon 'allow profile osd' -i "$dir/osd.0/keyring" \
             >/dev/null 2>&1 || die "ceph auth add osd.0 failed"
     fi
     ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >/dev/null 2>"$dir/log/mkfs-osd.err" ||
         die "ceph-osd --mkfs failed: $(cat "$dir/log/mkfs-osd.err")"
-    c osd crush add osd.0 1.0 root=default >/dev/null 2>&1 || die "crush add failed"
+    c_retry osd crush add osd.0 1.0 root=default >/dev/null 2>&1 || die "crush add failed"
     ceph-osd -c "$conf" -i 0 2>>"$dir/log/osd-start.err" || die "ceph-osd did not start; see $dir/log/osd.0.log"
     wait_for "osd.0 up" osd_up
 
-    c osd pool create rbd 8 8 >/dev/null 2>&1 || die "pool create failed"
+    c_retry osd pool create rbd 8 8 >/dev/null 2>&1 || die "pool create failed"
     timeout 30 rbd -c "$conf" pool init rbd || die "rbd pool init failed"
     wait_for "the pool to answer" pool_answers
     if [ "$auth" = cephx ]; then
-        c auth get-or-create client.berth mon 'profile rbd' osd 'profile rbd pool=rbd' \
+        c_retry auth get-or-create client.berth mon 'profile rbd' osd 'profile rbd pool=rbd' \
             >/dev/null 2>&1 || die "ceph auth get-or-create client.berth failed"
         c auth print-key client.berth >"$dir/client.berth.key" 2>/dev/null ||
             die "ceph auth print-key failed"
