@@ -15,6 +15,7 @@
  */
 #include "block/block-int.h"
 #include "block/qcow2-core.h"
+#include "block/qcow2-bitmaps-node.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -473,6 +474,9 @@ static bool qcow2_open_node(BlockDriverState *bs, const void *options, GError **
     bs->has_block_status = true;
     bs->coherent = true;
     bs->request_alignment = 1;
+    if (!qcow2_node_load_bitmaps(bs, s->q, errp)) {
+        goto fail;
+    }
     return true;
 
 fail:
@@ -487,9 +491,24 @@ static void qcow2_close_node(BlockDriverState *bs)
     Qcow2State *s = bs->opaque;
 
     if (s) {
-        qcow2_close(s->q);
-            g_free(s);
+        qcow2_node_close(bs, s->q);     /* stores the persistent bitmaps */
+        g_free(s);
     }
+}
+
+static bool qcow2_bitmap_can_store(BlockDriverState *bs, const char *name,
+                                   uint32_t granularity, GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+
+    return qcow2_node_bitmap_can_store(bs, s->q, name, granularity, errp);
+}
+
+static bool qcow2_bitmap_remove(BlockDriverState *bs, const char *name, GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+
+    return qcow2_node_bitmap_remove(bs, s->q, name, errp);
 }
 
 static char *qcow2_describe(BlockDriverState *bs, const void *options)
@@ -523,6 +542,7 @@ static void add_image_members(BlockDriverState *bs, json_object *image)
     json_object_object_add(data, "compression-type", json_object_new_string("zlib"));
     if (v3) {
         json_object_object_add(data, "lazy-refcounts", json_object_new_boolean(false));
+        qcow2_node_bitmaps_info(s->q, data);
     }
     json_object_object_add(data, "refcount-bits", json_object_new_int(16));
     if (v3) {
@@ -562,4 +582,6 @@ const BlockDriver bdrv_qcow2 = {
     .submit = qcow2_submit,
     .describe = qcow2_describe,
     .image_info = qcow2_image_info,
+    .bitmap_can_store = qcow2_bitmap_can_store,
+    .bitmap_remove_persistent = qcow2_bitmap_remove,
 };
