@@ -107,8 +107,9 @@ static void collect(BdrvDirtyBitmap *bm, gpointer opaque)
         .name = info.name, .granularity = info.granularity, .enabled = info.recording,
         .bits = bdrv_dirty_bitmap_snapshot(bm),
     };
-    /* Oldest first: the node lists newest first. */
-    g_array_prepend_val(job->store, v);
+    /* Newest first, as the node lists them: new entries join the image's
+     * directory in that order, after the ones it has, as QEMU adds them. */
+    g_array_append_val(job->store, v);
 }
 
 static gpointer close_thread(gpointer data)

@@ -696,19 +696,29 @@ int qcow2_bitmaps_store(Qcow2 *s, const Qcow2BitmapStore *v, guint n, GError **e
         g_array_append_val(written, e);
     }
     if (ret == 0) {
-        /* Old entries in their order, replaced where stored again; then the new. */
+        /* The image's entries keep their places, replaced where stored
+         * again; the other new ones follow, as QEMU orders them. */
+        g_autofree bool *placed = g_new0(bool, written->len);
         for (guint i = 0; d->entries && i < d->entries->len; i++) {
             const Entry *old = &g_array_index(d->entries, Entry, i);
-            bool replaced = false;
-            for (guint k = 0; k < written->len && !replaced; k++) {
-                replaced = strcmp(g_array_index(written, Entry, k).name, old->name) == 0;
+            guint k = 0;
+            while (k < written->len && strcmp(g_array_index(written, Entry, k).name,
+                                              old->name) != 0) {
+                k++;
             }
             Entry c = entry_copy(old);
-            g_array_append_val(replaced ? dropped : entries, c);
+            if (k < written->len) {
+                g_array_append_val(dropped, c);
+                c = entry_copy(&g_array_index(written, Entry, k));
+                placed[k] = true;
+            }
+            g_array_append_val(entries, c);
         }
         for (guint k = 0; k < written->len; k++) {
-            Entry c = entry_copy(&g_array_index(written, Entry, k));
-            g_array_append_val(entries, c);
+            if (!placed[k]) {
+                Entry c = entry_copy(&g_array_index(written, Entry, k));
+                g_array_append_val(entries, c);
+            }
         }
         ret = commit_dir(s, entries, dropped, errp);
         if (d->entries == entries) {
