@@ -200,6 +200,9 @@ typedef struct BlockDriver {
     bool (*bitmap_can_store)(BlockDriverState *bs, const char *name, uint32_t granularity,
                              GError **errp);
     bool (*bitmap_remove_persistent)(BlockDriverState *bs, const char *name, GError **errp);
+    /* Optional: the format's cluster size (QEMU's BlockDriverInfo), which
+     * sets a new dirty bitmap's default granularity. */
+    uint32_t (*cluster_size)(BlockDriverState *bs);
     /*
      * A filter (QEMU's is_filter: blkdebug): its one child is shown as the
      * node's backing-image, and counts in backing_file_depth.

@@ -128,8 +128,11 @@ static bool prepare_add(TxAction *a, const BitmapAddArgs *args, GError **errp)
         set_error(errp, "Cannot find device='%s' nor node-name='%s'", args->node, args->node);
         return false;
     }
+    /* QEMU's default: the cluster size within [4 KiB, 64 KiB], else 64 KiB. */
+    uint32_t cluster = bs->drv->cluster_size ? bs->drv->cluster_size(bs) : 0;
     uint64_t g = args->has_granularity ? args->granularity
-                                       : BDRV_DIRTY_BITMAP_DEFAULT_GRANULARITY;
+                 : cluster ? CLAMP(cluster, 4096, BDRV_DIRTY_BITMAP_DEFAULT_GRANULARITY)
+                 : BDRV_DIRTY_BITMAP_DEFAULT_GRANULARITY;
     if (g < 512 || (g & (g - 1))) {
         set_error(errp, "Granularity must be power of 2 and at least 512");
         return false;

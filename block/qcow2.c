@@ -511,6 +511,13 @@ static bool qcow2_bitmap_remove(BlockDriverState *bs, const char *name, GError *
     return qcow2_node_bitmap_remove(bs, s->q, name, errp);
 }
 
+static uint32_t qcow2_node_cluster_size(BlockDriverState *bs)
+{
+    Qcow2State *s = bs->opaque;
+
+    return qcow2_cluster_size(s->q);
+}
+
 static char *qcow2_describe(BlockDriverState *bs, const void *options)
 {
     Qcow2State *s = bs->opaque;
@@ -584,4 +591,5 @@ const BlockDriver bdrv_qcow2 = {
     .image_info = qcow2_image_info,
     .bitmap_can_store = qcow2_bitmap_can_store,
     .bitmap_remove_persistent = qcow2_bitmap_remove,
+    .cluster_size = qcow2_node_cluster_size,
 };

@@ -16,6 +16,8 @@ check them):
 * a daemon killed with SIGKILL leaves its bitmaps marked in-use, and the
   next open reports them inconsistent, refuses to export or merge them with
   QEMU's texts, and lets block-dirty-bitmap-remove delete them from the image;
+* a node deleted with blockdev-del stores its bitmaps (default granularity:
+  the cluster size);
 * block-dirty-bitmap-remove of a persistent bitmap removes it from the image;
   the refusals (a raw node, a v2 image) have QEMU's texts.
 
@@ -29,6 +31,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 
 sys.dont_write_bytecode = True     # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -149,6 +152,17 @@ class Env:
         self.ok("block-export-add", type="nbd", id="e", name="e", **{"node-name": "q"},
                 writable=writable, bitmaps=bitmaps)
 
+    def unexport(self, exp_id):
+        self.ok("block-export-del", id=exp_id)
+        deadline = time.monotonic() + bh.REPLY_TIMEOUT
+        while time.monotonic() < deadline:
+            for e in self.qmp.events:
+                if e["event"] == "BLOCK_EXPORT_DELETED" and e["data"]["id"] == exp_id:
+                    self.qmp.events.remove(e)
+                    return
+            self.qmp.poll_events(0.05)
+        self.tc.fail("no BLOCK_EXPORT_DELETED for " + exp_id)
+
     def write(self, spans, byte=0x5a):
         with bh.nbd_handle(nbd, self.sock, "e") as h:
             for off, length in spans:
@@ -214,7 +228,7 @@ def scenario_add_store_reload(tc, env):
     tc.assertEqual(env.map("b0"), dirty_rows(WRITES, 65536))
     env.write(MORE_WRITES)
     tc.assertEqual(env.map("b0"), dirty_rows(WRITES + MORE_WRITES, 65536))
-    env.ok("block-export-del", id="e")
+    env.unexport("e")
     env.stop()
     env.check()
 
@@ -254,7 +268,7 @@ def scenario_qemu_img_bitmaps(tc, env):
     tc.assertEqual(env.map("a0"), dirty_rows(all_spans, 65536))
     tc.assertEqual(env.map("a1"), dirty_rows(all_spans, 256 * KiB))
     tc.assertEqual(env.map("a2"), dirty_rows(WRITES, 256 * KiB))
-    env.ok("block-export-del", id="e")
+    env.unexport("e")
     # A bitmap of the image removed through QMP is gone from the image.
     env.ok("block-dirty-bitmap-remove", node="q", name="a1")
     env.stop()
@@ -335,7 +349,41 @@ def scenario_refusals(tc, env):
     env.check()
 
 
-SCENARIOS = [scenario_add_store_reload, scenario_qemu_img_bitmaps, scenario_sigkill,
+def scenario_blockdev_del(tc, env):
+    # A node added and deleted at run time stores its bitmaps at blockdev-del;
+    # the default granularity is the cluster size (16 KiB here), as in QEMU.
+    env.create()
+    other = os.path.join(env.folder, "other.qcow2")
+    env.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=16k", other, str(DISK))
+    env.start()
+    env.ok("blockdev-add", driver="qcow2", **{"node-name": "q2"},
+           file={"driver": "file", "filename": "other.qcow2"})
+    env.ok("block-dirty-bitmap-add", node="q2", name="c0", persistent=True)
+    env.ok("block-export-add", type="nbd", id="e", name="e", **{"node-name": "q2"},
+           writable=True)
+    env.write(WRITES)
+    env.unexport("e")
+    env.ok("blockdev-del", **{"node-name": "q2"})
+    saved, env.image = env.image, other
+    tc.assertEqual(env.info(), [{"flags": ["auto"], "name": "c0", "granularity": 16384}])
+    env.check()
+    env.ok("blockdev-add", driver="qcow2", **{"node-name": "q2"},
+           file={"driver": "file", "filename": "other.qcow2"})
+    tc.assertEqual(env.bitmaps("q2"), [expect_bitmap("c0", granularity=16384,
+                                                     count=dirty_count(WRITES, 16384))])
+    env.ok("block-export-add", type="nbd", id="e", name="e", **{"node-name": "q2"},
+           bitmaps=["c0"], writable=True)
+    tc.assertEqual(env.map("c0"), dirty_rows(WRITES, 16384))
+    env.unexport("e")
+    env.ok("block-dirty-bitmap-remove", node="q2", name="c0")
+    env.ok("blockdev-del", **{"node-name": "q2"})
+    tc.assertEqual(env.info(), [])
+    env.check()
+    env.image = saved
+    env.stop()
+
+
+SCENARIOS = [scenario_add_store_reload, scenario_blockdev_del, scenario_qemu_img_bitmaps, scenario_sigkill,
              scenario_refusals]
 
 
