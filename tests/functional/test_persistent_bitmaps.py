@@ -142,6 +142,15 @@ class Env:
                 return got
         self.tc.fail("no node " + node)
 
+    def image_bitmaps(self, node="q"):
+        """query-named-block-nodes' format-specific bitmaps of node."""
+        for n in self.qmp.cmd("query-named-block-nodes")["return"]:
+            if n["node-name"] == node:
+                got = n["image"]["format-specific"]["data"].get("bitmaps", [])
+                self.record.append(("format-specific bitmaps", node, got))
+                return got
+        self.tc.fail("no node " + node)
+
     def bitmap(self, name):
         for b in self.bitmaps():
             if b["name"] == name:
@@ -264,6 +273,10 @@ def scenario_qemu_img_bitmaps(tc, env):
         expect_bitmap("a1", granularity=256 * KiB, count=dirty_count(all_spans, 256 * KiB)),
         expect_bitmap("a2", granularity=65536, recording=False,
                       count=dirty_count(WRITES, 256 * KiB))])
+    tc.assertEqual(env.image_bitmaps(), [
+        {"flags": ["in-use", "auto"], "name": "a0", "granularity": 65536},
+        {"flags": ["in-use", "auto"], "name": "a1", "granularity": 256 * KiB},
+        {"flags": ["in-use"], "name": "a2", "granularity": 65536}])
     env.export(["a0", "a1", "a2"])
     tc.assertEqual(env.map("a0"), dirty_rows(all_spans, 65536))
     tc.assertEqual(env.map("a1"), dirty_rows(all_spans, 256 * KiB))
