@@ -185,9 +185,11 @@ class Env:
         self.record.append(("map", bitmap, rows))
         return rows
 
-    def info(self):
-        """qemu-img info's format-specific bitmaps ([] if none)."""
-        _, out, _ = self.qemu_img("info", "--output=json", self.image)
+    def info(self, live=False):
+        """qemu-img info's format-specific bitmaps ([] if none); live: while
+        a daemon has the image open."""
+        _, out, _ = self.qemu_img("info", *(["-U"] if live else []), "--output=json",
+                                  self.image)
         got = json.loads(out)["format-specific"]["data"].get("bitmaps", [])
         self.record.append(("qemu-img info", got))
         return got
@@ -357,6 +359,18 @@ def scenario_refusals(tc, env):
          "data": {"node": "q", "name": "b1", "persistent": True}},
         {"type": "abort", "data": {}}])
     tc.assertIn("error", r)
+    env.stop()
+    tc.assertEqual(env.info(), [{"flags": ["auto"], "name": "b0", "granularity": 65536}])
+    env.check()
+    # A remove in a failed transaction: gone from the image at once, but the
+    # bitmap stays and is stored again at close.
+    env.start()
+    r = env.cmd("transaction", actions=[
+        {"type": "block-dirty-bitmap-remove", "data": {"node": "q", "name": "b0"}},
+        {"type": "abort", "data": {}}])
+    tc.assertIn("error", r)
+    tc.assertEqual(env.info(live=True), [])
+    tc.assertEqual(env.bitmaps(), [expect_bitmap("b0")])
     env.stop()
     tc.assertEqual(env.info(), [{"flags": ["auto"], "name": "b0", "granularity": 65536}])
     env.check()
