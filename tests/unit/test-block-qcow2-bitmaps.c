@@ -8,7 +8,8 @@
  * every store and remove; the backing file name and the other header
  * extensions survive the header rewrites; in-use flags at a writable open;
  * a malformed extension refuses the open; an extension another program
- * invalidated is ignored.
+ * invalidated is ignored; a crash after any number of writes of a store
+ * leaves either the old bitmaps or the new, and leaked clusters at worst.
  */
 #include "qcow2-test-util.h"
 #include "block/qcow2-bitmaps.h"
@@ -290,6 +291,103 @@ static void test_can_add(void)
     qt_close(&img);
 }
 
+/* A file whose writes stop (fail, and every one after) once `left` ran out:
+ * the image as a crash at that point would leave it. */
+typedef struct {
+    int fd;
+    int left;
+} CrashFile;
+
+static int crash_pwrite(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    CrashFile *c = opaque;
+
+    if (c->left <= 0) {
+        return -EIO;
+    }
+    c->left--;
+    return qt_pwrite(GINT_TO_POINTER(c->fd), off, buf, len);
+}
+
+static int crash_pread(void *opaque, uint64_t off, void *buf, size_t len)
+{
+    return qt_pread(GINT_TO_POINTER(((CrashFile *) opaque)->fd), off, buf, len);
+}
+
+static int crash_flush(void *opaque)
+{
+    return ((CrashFile *) opaque)->left > 0 ? 0 : -EIO;
+}
+
+static int64_t crash_length(void *opaque)
+{
+    return qt_length(GINT_TO_POINTER(((CrashFile *) opaque)->fd));
+}
+
+/* Closing a "crashed" image warns that it leaks: expected here. */
+static gboolean leak_warning_ok(const gchar *domain, GLogLevelFlags level, const gchar *msg,
+                                gpointer data)
+{
+    return strstr(msg, "the image leaks clusters") == NULL;
+}
+
+static void test_crash_at_every_write(void)
+{
+    g_autoptr(BerthBitmap) bits = random_bits(DISK / 4096, 5);
+    g_autoptr(BerthBitmap) more = random_bits(DISK / 65536, 6);
+    bool done = false;
+
+    if (!qt_have_tools()) {
+        return;
+    }
+    g_test_log_set_fatal_handler(leak_warning_ok, NULL);
+    qt_run("qemu-img create -q -f qcow2 -o cluster_size=4k pristine.qcow2 8M");
+    qt_run("qemu-img bitmap --add -g 64k pristine.qcow2 old");
+    qt_run("qemu-io -f qcow2 -c 'write 0 1m' pristine.qcow2 >/dev/null");
+    for (int k = 0; k < 400 && !done; k++) {
+        g_autoptr(GError) err = NULL;
+        g_autofree char *out = NULL;
+        g_autofree char *path = qt_path("crash.qcow2");
+
+        qt_run("cp pristine.qcow2 crash.qcow2");
+        CrashFile c = { .fd = open(path, O_RDWR), .left = k };
+        Qcow2File f = {
+            .opaque = &c, .pread = crash_pread, .pwrite = crash_pwrite,
+            .flush = crash_flush, .length = crash_length,
+        };
+        g_assert_cmpint(c.fd, >=, 0);
+        Qcow2 *q = qcow2_open(&f, true, 0, &err);
+        if (q) {
+            Qcow2BitmapStore v[] = {
+                { .name = "new", .granularity = 4096, .enabled = true, .bits = bits },
+                { .name = "old", .granularity = 65536, .enabled = false, .bits = more },
+            };
+            done = qcow2_bitmaps_store(q, v, 2, &err) == 0 && c.left > 0;
+            qcow2_close(q);
+            done = done && c.left > 0;
+        }
+        close(c.fd);
+        /* Whatever the point: no errors (leaks at most), and either the
+         * image's bitmaps as they were (maybe in use) or all the new ones. */
+        int status = qt_sh(&out, "qemu-img check crash.qcow2");
+        if ((status != 0 && status != 3) || strstr(out, "ERROR")) {
+            g_error("crash after %d writes: qemu-img check exited %d:\n%s", k, status, out);
+        }
+        g_clear_pointer(&out, g_free);
+        g_assert_cmpint(qt_sh(&out, "qemu-img info crash.qcow2"), ==, 0);
+        g_assert_nonnull(strstr(out, "name: old"));
+        if (strstr(out, "name: new")) {
+            g_assert_null(strstr(out, "in-use"));
+        }
+        if (done) {
+            g_test_message("the store took %d writes", k);
+            g_assert_cmpint(status, ==, 0);
+            g_assert_nonnull(strstr(out, "name: new"));
+        }
+    }
+    g_assert_true(done);
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -303,6 +401,7 @@ int main(int argc, char **argv)
     g_test_add_func("/block/qcow2/bitmaps/backing-name-kept", test_backing_name_kept);
     g_test_add_func("/block/qcow2/bitmaps/bad-and-stale", test_bad_and_stale);
     g_test_add_func("/block/qcow2/bitmaps/can-add", test_can_add);
+    g_test_add_func("/block/qcow2/bitmaps/crash-at-every-write", test_crash_at_every_write);
     ret = g_test_run();
     qt_remove_dir();
     return ret;
