@@ -127,8 +127,8 @@ static int write_bitmap(Qcow2 *s, const Qcow2BitmapStore *v, Qcow2BmEntry *e, GE
     int ret = 0;
 
     if (berth_bitmap_size(v->bits) != nbits) {
-        return qcow2_bm_fail(errp, "bitmap '%s' has %" G_GUINT64_FORMAT " bits, not %" G_GUINT64_FORMAT,
-                   v->name, berth_bitmap_size(v->bits), nbits);
+        return qcow2_bm_fail(errp, "bitmap '%s' has %" G_GUINT64_FORMAT " bits, not %"
+                             G_GUINT64_FORMAT, v->name, berth_bitmap_size(v->bits), nbits);
     }
     e->table_offset = 0;
     for (uint32_t i = 0; i < n && ret == 0; i++) {
@@ -173,10 +173,13 @@ static int write_bitmap(Qcow2 *s, const Qcow2BitmapStore *v, Qcow2BmEntry *e, GE
 
 /*
  * Switch the image to `entries` (new: written, not yet pointed at). On
- * success the old directory and the `dropped` entries are freed; on failure
- * the image is as it was.
+ * success the old directory and the `dropped` entries are freed. On a
+ * failure before the header was written the image is as it was; once its
+ * write was tried (*tried), the header may point at either directory, so
+ * nothing of either is freed (they leak).
  */
-static int commit_dir(Qcow2 *s, GArray *entries, GArray *dropped, GError **errp)
+static int commit_dir(Qcow2 *s, GArray *entries, GArray *dropped, bool *tried,
+                      GError **errp)
 {
     Qcow2BitmapDir *d = s->bitmaps;
     uint64_t size = 0, padded = 0, off = 0;
@@ -194,14 +197,16 @@ static int commit_dir(Qcow2 *s, GArray *entries, GArray *dropped, GError **errp)
     if (ret == 0) {
         ret = qcow2_sync(s, errp);
     }
+    *tried = false;
     if (ret == 0) {
+        *tried = true;
         ret = write_header(s, entries->len, size, off, errp);
     }
     if (ret == 0) {
         ret = qcow2_sync(s, errp);
     }
     if (ret < 0) {
-        if (off) {
+        if (off && !*tried) {
             qcow2_free_range(s, off, padded, NULL);
         }
         return ret;
@@ -249,8 +254,9 @@ int qcow2_bitmaps_remove(Qcow2 *s, const char *name, GError **errp)
             Qcow2BmEntry c = entry_copy(e);
             g_array_append_val(strcmp(e->name, name) == 0 ? dropped : keep, c);
         }
+        bool tried = false;
         if (dropped->len) {
-            ret = commit_dir(s, keep, dropped, errp);
+            ret = commit_dir(s, keep, dropped, &tried, errp);
         }
     }
     qcow2_unlock_exclusive(s);
@@ -306,10 +312,10 @@ int qcow2_bitmaps_store(Qcow2 *s, const Qcow2BitmapStore *v, guint n, GError **e
                 g_array_append_val(entries, c);
             }
         }
-        ret = commit_dir(s, entries, dropped, errp);
-        if (d->entries == entries) {
-            /* Switched (only freeing old clusters may have failed): the new
-             * clusters are the image's now. */
+        bool tried = false;
+        ret = commit_dir(s, entries, dropped, &tried, errp);
+        if (tried) {
+            /* The header may point at the new clusters: never free them. */
             g_array_set_size(written, 0);
         }
     }
