@@ -207,6 +207,20 @@ typedef struct BlockDriver {
     bool (*snapshot_load_tmp)(BlockDriverState *bs, const char *id, const char *name,
                               GError **errp);
     /*
+     * Optional, for a driver that keeps dirty bitmaps in its image (qcow2):
+     * whether a new persistent bitmap `name` of that granularity can be
+     * stored (false with QEMU's text if not), and removing a persistent
+     * bitmap from the image (the in-memory one stays until the caller
+     * removes it). The driver stores its persistent bitmaps itself when
+     * the node closes. Main context.
+     */
+    bool (*bitmap_can_store)(BlockDriverState *bs, const char *name, uint32_t granularity,
+                             GError **errp);
+    bool (*bitmap_remove_persistent)(BlockDriverState *bs, const char *name, GError **errp);
+    /* Optional: the format's cluster size (QEMU's BlockDriverInfo), which
+     * sets a new dirty bitmap's default granularity. */
+    uint32_t (*cluster_size)(BlockDriverState *bs);
+    /*
      * A filter (QEMU's is_filter: blkdebug): its one child is shown as the
      * node's backing-image, and counts in backing_file_depth.
      */

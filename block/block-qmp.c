@@ -70,6 +70,9 @@ static void describe_bitmap(BdrvDirtyBitmap *bm, gpointer opaque)
     json_object_object_add(b, "busy", json_object_new_boolean(info.busy));
     json_object_object_add(b, "granularity", json_object_new_int64(info.granularity));
     json_object_object_add(b, "count", json_object_new_int64((int64_t) info.count));
+    if (info.inconsistent) {
+        json_object_object_add(b, "inconsistent", json_object_new_boolean(true));
+    }
     json_object_array_add(opaque, b);
 }
 

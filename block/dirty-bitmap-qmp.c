@@ -118,20 +118,31 @@ static bool prepare_add(TxAction *a, const BitmapAddArgs *args, GError **errp)
         qmp_error_setg(errp, "Cannot find device='%s' nor node-name='%s'", args->node, args->node);
         return false;
     }
+    /* QEMU's default: the cluster size within [4 KiB, 64 KiB], else 64 KiB. */
+    uint32_t cluster = bs->drv->cluster_size ? bs->drv->cluster_size(bs) : 0;
     uint64_t g = args->has_granularity ? args->granularity
-                                       : BDRV_DIRTY_BITMAP_DEFAULT_GRANULARITY;
+                 : cluster ? CLAMP(cluster, 4096, BDRV_DIRTY_BITMAP_DEFAULT_GRANULARITY)
+                 : BDRV_DIRTY_BITMAP_DEFAULT_GRANULARITY;
     if (g < 512 || (g & (g - 1))) {
         qmp_error_setg(errp, "Granularity must be power of 2 and at least 512");
         return false;
     }
-    if (args->has_persistent && args->persistent) {
-        /* No driver of berth's stores bitmaps in its image yet. */
-        qmp_error_setg(errp, "Can't store persistent bitmaps to %s: Operation not supported",
-                       args->node);
-        return false;
+    bool persistent = args->has_persistent && args->persistent;
+    if (persistent) {
+        if (!bs->drv->bitmap_can_store) {
+            qmp_error_setg(errp, "Can't store persistent bitmaps to %s: Operation not supported",
+                           args->node);
+            return false;
+        }
+        if (!bs->drv->bitmap_can_store(bs, args->name, (uint32_t) g, errp)) {
+            return false;
+        }
     }
     a->bm = bdrv_dirty_bitmap_create(bs, args->name, (uint32_t) g,
                                      args->has_disabled && args->disabled, errp);
+    if (a->bm && persistent) {
+        bdrv_dirty_bitmap_set_persistent(a->bm, true);
+    }
     return a->bm != NULL;
 }
 
@@ -187,7 +198,7 @@ static GPtrArray *merge_sources(const BitmapMergeArgs *args, BlockDriverState *b
 static bool prepare_merge(TxAction *a, const BitmapMergeArgs *args, GError **errp)
 {
     a->bm = lookup(args->node, args->target, errp);
-    if (!a->bm || !bdrv_dirty_bitmap_check(a->bm, errp)) {
+    if (!a->bm || !bdrv_dirty_bitmap_check_flags(a->bm, BDRV_BITMAP_DEFAULT, errp)) {
         return false;
     }
     g_autoptr(GPtrArray) srcs = merge_sources(args, bdrv_dirty_bitmap_get_node(a->bm), errp);
@@ -208,8 +219,13 @@ static bool prepare_simple(TxAction *a, const BitmapArgs *args, GError **errp)
 {
     BdrvDirtyBitmapInfo info;
 
+    /* QEMU's checks: remove takes inconsistent bitmaps, enable and disable
+     * read-only ones, clear neither. */
+    unsigned flags = a->kind == TX_REMOVE ? BDRV_BITMAP_BUSY | BDRV_BITMAP_RO
+                     : a->kind == TX_CLEAR ? BDRV_BITMAP_DEFAULT : BDRV_BITMAP_ALLOW_RO;
+
     a->bm = lookup(args->node, args->name, errp);
-    if (!a->bm || !bdrv_dirty_bitmap_check(a->bm, errp)) {
+    if (!a->bm || !bdrv_dirty_bitmap_check_flags(a->bm, flags, errp)) {
         return false;
     }
     bdrv_dirty_bitmap_get_info(a->bm, &info);
@@ -222,6 +238,18 @@ static bool prepare_simple(TxAction *a, const BitmapArgs *args, GError **errp)
     case TX_DISABLE:
         return bdrv_dirty_bitmap_set_enabled(a->bm, a->kind == TX_ENABLE, errp);
     case TX_REMOVE:
+        /*
+         * A persistent bitmap leaves the image now, as in QEMU; if the
+         * transaction fails after all, the bitmap stays in memory, still
+         * persistent, and is stored again when the node closes.
+         */
+        if (info.persistent) {
+            BlockDriverState *bs = bdrv_dirty_bitmap_get_node(a->bm);
+            if (bs->drv->bitmap_remove_persistent &&
+                !bs->drv->bitmap_remove_persistent(bs, info.name, errp)) {
+                return false;
+            }
+        }
         /* Hidden until commit: later actions find it busy, as in QEMU. */
         bdrv_dirty_bitmap_set_enabled(a->bm, false, NULL);
         bdrv_dirty_bitmap_set_busy(a->bm, true);

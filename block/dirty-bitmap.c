@@ -26,6 +26,7 @@ struct BdrvDirtyBitmap {
     uint64_t size;              /* bytes covered */
     bool disabled;
     bool busy;
+    bool persistent, inconsistent, readonly;
     BerthBitmap *bits;
 };
 
@@ -114,21 +115,56 @@ static void bitmap_free(BdrvDirtyBitmap *bm)
     g_free(bm);
 }
 
-bool bdrv_dirty_bitmap_check(const BdrvDirtyBitmap *bm, GError **errp)
+bool bdrv_dirty_bitmap_check_flags(const BdrvDirtyBitmap *bm, unsigned flags, GError **errp)
 {
-    if (bm->busy) {
+    if ((flags & BDRV_BITMAP_BUSY) && bm->busy) {
         set_error(errp, "Bitmap '%s' is currently in use by another operation and cannot "
                   "be used", bm->name);
         return false;
     }
+    if ((flags & BDRV_BITMAP_RO) && bm->readonly) {
+        set_error(errp, "Bitmap '%s' is readonly and cannot be modified", bm->name);
+        return false;
+    }
+    if ((flags & BDRV_BITMAP_INCONSISTENT) && bm->inconsistent) {
+        set_error(errp, "Bitmap '%s' is inconsistent and cannot be used", bm->name);
+        return false;
+    }
     return true;
+}
+
+bool bdrv_dirty_bitmap_check(const BdrvDirtyBitmap *bm, GError **errp)
+{
+    return bdrv_dirty_bitmap_check_flags(bm, BDRV_BITMAP_ALLOW_RO, errp);
+}
+
+void bdrv_dirty_bitmap_set_persistent(BdrvDirtyBitmap *bm, bool persistent)
+{
+    berth_mutex_lock(&bm->bs->dirty_lock);
+    bm->persistent = persistent;
+    berth_mutex_unlock(&bm->bs->dirty_lock);
+}
+
+void bdrv_dirty_bitmap_set_inconsistent(BdrvDirtyBitmap *bm)
+{
+    berth_mutex_lock(&bm->bs->dirty_lock);
+    bm->inconsistent = true;
+    bm->disabled = true;
+    berth_mutex_unlock(&bm->bs->dirty_lock);
+}
+
+void bdrv_dirty_bitmap_set_readonly(BdrvDirtyBitmap *bm, bool readonly)
+{
+    berth_mutex_lock(&bm->bs->dirty_lock);
+    bm->readonly = readonly;
+    berth_mutex_unlock(&bm->bs->dirty_lock);
 }
 
 bool bdrv_dirty_bitmap_remove(BdrvDirtyBitmap *bm, GError **errp)
 {
     BlockDriverState *bs = bm->bs;
 
-    if (!bdrv_dirty_bitmap_check(bm, errp)) {
+    if (!bdrv_dirty_bitmap_check_flags(bm, BDRV_BITMAP_BUSY | BDRV_BITMAP_RO, errp)) {
         return false;
     }
     berth_mutex_lock(&bs->dirty_lock);
@@ -171,7 +207,7 @@ bool bdrv_dirty_bitmaps_resize(BlockDriverState *bs, uint64_t size, GError **err
 
 bool bdrv_dirty_bitmap_clear(BdrvDirtyBitmap *bm, GError **errp)
 {
-    if (!bdrv_dirty_bitmap_check(bm, errp)) {
+    if (!bdrv_dirty_bitmap_check_flags(bm, BDRV_BITMAP_DEFAULT, errp)) {
         return false;
     }
     berth_mutex_lock(&bm->bs->dirty_lock);
@@ -285,7 +321,7 @@ bool bdrv_dirty_bitmap_merge(BdrvDirtyBitmap *dst, const BdrvDirtyBitmap *src, G
 bool bdrv_dirty_bitmap_merge_many(BdrvDirtyBitmap *dst, BdrvDirtyBitmap *const *srcs,
                                   guint n, GError **errp)
 {
-    if (!bdrv_dirty_bitmap_check(dst, errp)) {
+    if (!bdrv_dirty_bitmap_check_flags(dst, BDRV_BITMAP_DEFAULT, errp)) {
         return false;
     }
     for (guint i = 0; i < n; i++) {
@@ -348,7 +384,9 @@ void bdrv_dirty_bitmap_get_info(BdrvDirtyBitmap *bm, BdrvDirtyBitmapInfo *info)
         .granularity = bm->granularity,
         .recording = !bm->disabled,
         .busy = bm->busy,
-        .persistent = false,
+        .persistent = bm->persistent,
+        .inconsistent = bm->inconsistent,
+        .readonly = bm->readonly,
         .count = berth_bitmap_count(bm->bits) << bm->shift,
         .size = bm->size,
     };

@@ -9,12 +9,14 @@
  * metadata overlap check) and the accessors of the public header.
  */
 #include "block/qcow2-int.h"
+#include "block/qcow2-bitmaps.h"
 
 #define EXT_END 0
 #define EXT_BACKING_FORMAT 0xe2792acau
 #define EXT_FEATURE_TABLE 0x6803f857u
 #define EXT_CRYPTO 0x0537be77u
 #define EXT_DATA_FILE 0x44415441u
+#define EXT_BITMAPS 0x23852875u
 
 #define QCOW2_KNOWN_INCOMPAT (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | \
                               QCOW2_INCOMPAT_DATA_FILE | QCOW2_INCOMPAT_COMPRESSION | \
@@ -156,8 +158,13 @@ static bool parse_extensions(Qcow2 *s, const uint8_t *hdr, uint64_t end,
             return fail(errp, "qcow2: encrypted images are not supported");
         case EXT_DATA_FILE:
             return fail(errp, "qcow2: images with an external data file are not supported");
+        case EXT_BITMAPS:
+            if (s->version >= 3 && !qcow2_bitmaps_parse_ext(s, hdr + pos, len, errp)) {
+                return false;
+            }
+            break;
         default:
-            break;  /* bitmaps and unknown extensions need no action */
+            break;  /* unknown extensions need no action */
         }
         pos += (len + 7) & ~UINT64_C(7);
     }
@@ -382,13 +389,16 @@ Qcow2 *qcow2_open(const Qcow2File *file, bool writable, uint64_t l2_cache_bytes,
                      MAX(4, s->l2_cache.nslots / 4));
     s->free_hint = 1;
 
-    if (writable && s->autoclear) {
-        /* We do not maintain what the autoclear bits promise (bitmaps). */
-        uint64_t zero = 0;
-        if (qcow2_pwrite(s, QCOW2_HDR_AUTOCLEAR, &zero, 8, errp) < 0 || qcow2_sync(s, errp) < 0) {
+    if (!qcow2_bitmaps_open(s, errp)) {
+        goto fail;
+    }
+    if (writable && s->autoclear != qcow2_bitmaps_autoclear(s)) {
+        /* Of the autoclear bits, only the bitmaps' is maintained. */
+        uint64_t keep = GUINT64_TO_BE(qcow2_bitmaps_autoclear(s));
+        if (qcow2_pwrite(s, QCOW2_HDR_AUTOCLEAR, &keep, 8, errp) < 0 || qcow2_sync(s, errp) < 0) {
             goto fail;
         }
-        s->autoclear = 0;
+        s->autoclear = qcow2_bitmaps_autoclear(s);
     }
     return s;
 
@@ -412,6 +422,7 @@ void qcow2_close(Qcow2 *s)
     if (s->deferred) {
         g_array_free(s->deferred, TRUE);
     }
+    qcow2_bitmaps_free(s);
     if (s->l2_cache.slots) {
         qcow2_cache_clear(&s->l2_cache);
         qcow2_cache_clear(&s->rb_cache);

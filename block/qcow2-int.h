@@ -125,6 +125,8 @@ struct Qcow2 {
     gint direct_reads;              /* atomic */
     gint direct_disabled;           /* atomic */
     GArray *deferred;               /* uint64_t; exclusive lock */
+
+    struct Qcow2BitmapDir *bitmaps; /* qcow2-bitmaps.c; NULL: no extension */
 };
 
 /* refcount.c: frees put off while direct reads ran (exclusive lock). */

@@ -15,6 +15,7 @@
  */
 #include "block/block-int.h"
 #include "block/qcow2-core.h"
+#include "block/qcow2-bitmaps-node.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -497,6 +498,9 @@ static bool qcow2_open_node(BlockDriverState *bs, const void *options, GError **
 
     bs->size = qcow2_virtual_size(s->q);
     bdrv_caps_own(bs, true);
+    if (!qcow2_node_load_bitmaps(bs, s->q, errp)) {
+        goto fail;
+    }
     return true;
 
 fail:
@@ -511,7 +515,7 @@ static void qcow2_close_node(BlockDriverState *bs)
     Qcow2State *s = bs->opaque;
 
     if (s) {
-        qcow2_close(s->q);
+        qcow2_node_close(bs, s->q);     /* stores the persistent bitmaps */
         g_free(s);
     }
 }
@@ -546,6 +550,28 @@ static bool qcow2_truncate_node(BlockDriverState *bs, uint64_t size, GError **er
     return true;
 }
 
+static bool qcow2_bitmap_can_store(BlockDriverState *bs, const char *name,
+                                   uint32_t granularity, GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+
+    return qcow2_node_bitmap_can_store(bs, s->q, name, granularity, errp);
+}
+
+static bool qcow2_bitmap_remove(BlockDriverState *bs, const char *name, GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+
+    return qcow2_node_bitmap_remove(bs, s->q, name, errp);
+}
+
+static uint32_t qcow2_node_cluster_size(BlockDriverState *bs)
+{
+    Qcow2State *s = bs->opaque;
+
+    return qcow2_cluster_size(s->q);
+}
+
 static char *qcow2_describe(BlockDriverState *bs, const void *options)
 {
     Qcow2State *s = bs->opaque;
@@ -578,6 +604,7 @@ static void add_image_members(BlockDriverState *bs, json_object *image)
     if (v3) {
         json_object_object_add(data, "lazy-refcounts",
                                json_object_new_boolean(qcow2_has_lazy_refcounts(s->q)));
+        qcow2_node_bitmaps_info(s->q, data);
     }
     json_object_object_add(data, "refcount-bits", json_object_new_int(16));
     if (v3) {
@@ -650,4 +677,7 @@ const BlockDriver bdrv_qcow2 = {
     .truncate = qcow2_truncate_node,
     .child_perm = qcow2_child_perm,
     .snapshot_load_tmp = qcow2_snapshot_load_tmp,
+    .bitmap_can_store = qcow2_bitmap_can_store,
+    .bitmap_remove_persistent = qcow2_bitmap_remove,
+    .cluster_size = qcow2_node_cluster_size,
 };

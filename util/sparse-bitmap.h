@@ -50,6 +50,8 @@ void berth_bitmap_resize(BerthBitmap *b, uint64_t nbits);
 /* dst |= src; both must have the same size (false, nothing done, if not). */
 bool berth_bitmap_merge(BerthBitmap *dst, const BerthBitmap *src);
 
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(BerthBitmap, berth_bitmap_free)
+
 G_END_DECLS
 
 #endif

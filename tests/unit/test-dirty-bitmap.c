@@ -334,6 +334,58 @@ static void test_errors_and_busy(void)
     close_node(bs);
 }
 
+/* Inconsistent and read-only bitmaps (loaded from images): QEMU's checks. */
+static void test_inconsistent_and_readonly(void)
+{
+    BlockDriverState *bs = open_ok("{\"driver\":\"null-co\",\"node-name\":\"n\","
+                                   "\"size\":1048576}");
+    BdrvDirtyBitmap *bad = add_ok(bs, "bad", 65536);
+    BdrvDirtyBitmap *ro = add_ok(bs, "ro", 65536);
+    BdrvDirtyBitmap *other = add_ok(bs, "o", 65536);
+    BdrvDirtyBitmapInfo info;
+    GError *err = NULL;
+
+    bdrv_dirty_bitmap_set_persistent(bad, true);
+    bdrv_dirty_bitmap_set_inconsistent(bad);
+    bdrv_dirty_bitmap_get_info(bad, &info);
+    g_assert_true(info.inconsistent && info.persistent);
+    g_assert_false(info.recording);
+    const char *inc = "Bitmap 'bad' is inconsistent and cannot be used";
+    g_assert_false(bdrv_dirty_bitmap_check(bad, &err));
+    g_assert_cmpstr(err->message, ==, inc);
+    g_clear_error(&err);
+    g_assert_false(bdrv_dirty_bitmap_clear(bad, &err));
+    g_assert_cmpstr(err->message, ==, inc);
+    g_clear_error(&err);
+    g_assert_false(bdrv_dirty_bitmap_set_enabled(bad, true, &err));
+    g_assert_cmpstr(err->message, ==, inc);
+    g_clear_error(&err);
+    g_assert_false(bdrv_dirty_bitmap_merge(other, bad, &err));
+    g_assert_cmpstr(err->message, ==, inc);
+    g_clear_error(&err);
+
+    bdrv_dirty_bitmap_set_readonly(ro, true);
+    const char *rot = "Bitmap 'ro' is readonly and cannot be modified";
+    g_assert_false(bdrv_dirty_bitmap_clear(ro, &err));
+    g_assert_cmpstr(err->message, ==, rot);
+    g_clear_error(&err);
+    g_assert_false(bdrv_dirty_bitmap_merge(ro, other, &err));
+    g_assert_cmpstr(err->message, ==, rot);
+    g_clear_error(&err);
+    g_assert_false(bdrv_dirty_bitmap_remove(ro, &err));
+    g_assert_cmpstr(err->message, ==, rot);
+    g_clear_error(&err);
+    /* Reading it, enabling and disabling it are allowed. */
+    g_assert_true(bdrv_dirty_bitmap_check(ro, NULL));
+    g_assert_true(bdrv_dirty_bitmap_set_enabled(ro, false, NULL));
+    g_assert_true(bdrv_dirty_bitmap_merge(other, ro, NULL));
+
+    /* An inconsistent bitmap can be removed. */
+    g_assert_true(bdrv_dirty_bitmap_remove(bad, NULL));
+    g_assert_null(bdrv_dirty_bitmap_find(bs, "bad"));
+    close_node(bs);
+}
+
 static void test_merge_granularities(void)
 {
     BlockDriverState *bs = open_ok("{\"driver\":\"null-co\",\"node-name\":\"n\","
@@ -467,6 +519,7 @@ int main(int argc, char **argv)
     g_test_add_func("/sparse-bitmap/big", test_big);
     g_test_add_func("/sparse-bitmap/resize", test_resize);
     g_test_add_func("/dirty-bitmap/granularity-rounding", test_granularity_rounding);
+    g_test_add_func("/dirty-bitmap/inconsistent-and-readonly", test_inconsistent_and_readonly);
     g_test_add_func("/dirty-bitmap/changes-mark", test_changes_mark);
     g_test_add_func("/dirty-bitmap/errors-and-busy", test_errors_and_busy);
     g_test_add_func("/dirty-bitmap/merge-granularities", test_merge_granularities);

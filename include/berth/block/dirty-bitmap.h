@@ -15,6 +15,12 @@
  * with QEMU's text ("Bitmap 'x' is currently in use by another operation and
  * cannot be used").
  *
+ * A persistent bitmap is also kept in its node's image (qcow2) and stored
+ * there when the node closes. One loaded from an image that was not closed
+ * cleanly is inconsistent: its bits are unknown, so it can only be removed;
+ * one loaded from a read-only image is read-only: it cannot be removed,
+ * cleared or merged into. Both refusals use QEMU's texts.
+ *
  * Ownership: the node owns its bitmaps; pointers returned here are borrowed
  * and stay valid until the bitmap is removed (never while busy) or the node
  * is freed. Threads: create/find/remove/enable/disable/merge/clear and
@@ -41,7 +47,9 @@ typedef struct BdrvDirtyBitmapInfo {
     uint32_t granularity;
     bool recording;             /* enabled */
     bool busy;
-    bool persistent;            /* always false: no format stores bitmaps yet */
+    bool persistent;            /* kept in the node's image */
+    bool inconsistent;          /* loaded from an image not closed cleanly */
+    bool readonly;              /* loaded from a read-only image */
     uint64_t count;             /* dirty bytes: set bits times the granularity */
     uint64_t size;              /* bytes the bitmap covers (the node's size) */
 } BdrvDirtyBitmapInfo;
@@ -67,9 +75,23 @@ bool bdrv_dirty_bitmap_merge(BdrvDirtyBitmap *dst, const BdrvDirtyBitmap *src,
 /* The same with several sources, all or nothing. */
 bool bdrv_dirty_bitmap_merge_many(BdrvDirtyBitmap *dst, BdrvDirtyBitmap *const *srcs,
                                   guint n, GError **errp);
-/* Fails (QEMU's text) if busy. */
+/* What bdrv_dirty_bitmap_check_flags() refuses, as QEMU's flags. */
+enum {
+    BDRV_BITMAP_BUSY = 1,
+    BDRV_BITMAP_RO = 2,
+    BDRV_BITMAP_INCONSISTENT = 4,
+    BDRV_BITMAP_DEFAULT = 7,        /* changing the bits */
+    BDRV_BITMAP_ALLOW_RO = 5,       /* reading them, enabling, disabling */
+};
+/* Fails (QEMU's texts, in QEMU's order) if the bitmap is in a refused state. */
+bool bdrv_dirty_bitmap_check_flags(const BdrvDirtyBitmap *bm, unsigned flags, GError **errp);
+/* The same with BDRV_BITMAP_ALLOW_RO: busy or inconsistent bitmaps fail. */
 bool bdrv_dirty_bitmap_check(const BdrvDirtyBitmap *bm, GError **errp);
 void bdrv_dirty_bitmap_set_busy(BdrvDirtyBitmap *bm, bool busy);
+/* For drivers that store bitmaps (main thread). Inconsistent also disables. */
+void bdrv_dirty_bitmap_set_persistent(BdrvDirtyBitmap *bm, bool persistent);
+void bdrv_dirty_bitmap_set_inconsistent(BdrvDirtyBitmap *bm);
+void bdrv_dirty_bitmap_set_readonly(BdrvDirtyBitmap *bm, bool readonly);
 
 void bdrv_dirty_bitmap_get_info(BdrvDirtyBitmap *bm, BdrvDirtyBitmapInfo *info);
 BlockDriverState *bdrv_dirty_bitmap_get_node(BdrvDirtyBitmap *bm);  /* borrowed */
