@@ -70,20 +70,6 @@ bool qcow2_overlaps_metadata(Qcow2 *s, uint64_t offset, uint64_t len)
                           (uint64_t) s->reftable_clusters * s->cluster_size);
 }
 
-static uint32_t be32_at(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return GUINT32_FROM_BE(v);
-}
-
-static uint64_t be64_at(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return GUINT64_FROM_BE(v);
-}
-
 static bool fail(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 static bool fail(GError **errp, const char *fmt, ...)
 {
@@ -133,7 +119,7 @@ static bool parse_extensions(Qcow2 *s, const uint8_t *hdr, uint64_t end,
     uint64_t pos = s->header_length;
 
     while (pos + 8 <= end) {
-        uint32_t type = be32_at(hdr + pos), len = be32_at(hdr + pos + 4);
+        uint32_t type = qcow2_be32_at(hdr + pos), len = qcow2_be32_at(hdr + pos + 4);
 
         pos += 8;
         if (type == EXT_END) {
@@ -207,37 +193,37 @@ static bool parse_header(Qcow2 *s, const uint8_t *h, size_t hlen, uint64_t file_
     uint64_t backing_off, l2_span, need_l1;
     uint32_t backing_len, crypt;
 
-    if (be32_at(h) != QCOW2_MAGIC) {
+    if (qcow2_be32_at(h) != QCOW2_MAGIC) {
         return fail(errp, "qcow2: Image is not in qcow2 format");
     }
-    s->version = be32_at(h + 4);
+    s->version = qcow2_be32_at(h + 4);
     if (s->version != 2 && s->version != 3) {
         return fail(errp, "qcow2: Unsupported qcow2 version %d", s->version);
     }
-    s->cluster_bits = be32_at(h + 20);
+    s->cluster_bits = qcow2_be32_at(h + 20);
     if (s->cluster_bits < QCOW2_MIN_CLUSTER_BITS || s->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
         return fail(errp, "qcow2: Unsupported cluster size: 2^%u", s->cluster_bits);
     }
     s->cluster_size = UINT32_C(1) << s->cluster_bits;
     s->l2_entries = s->cluster_size / 8;
     s->refblock_entries = s->cluster_size / 2;
-    s->size = be64_at(h + 24);
-    crypt = be32_at(h + 32);
-    s->l1_size = be32_at(h + 36);
-    s->l1_offset = be64_at(h + 40);
-    s->reftable_offset = be64_at(h + 48);
-    s->reftable_clusters = be32_at(h + 56);
-    s->nb_snapshots = be32_at(h + 60);
-    s->snapshots_offset = be64_at(h + 64);
-    backing_off = be64_at(h + 8);
-    backing_len = be32_at(h + 16);
+    s->size = qcow2_be64_at(h + 24);
+    crypt = qcow2_be32_at(h + 32);
+    s->l1_size = qcow2_be32_at(h + 36);
+    s->l1_offset = qcow2_be64_at(h + 40);
+    s->reftable_offset = qcow2_be64_at(h + 48);
+    s->reftable_clusters = qcow2_be32_at(h + 56);
+    s->nb_snapshots = qcow2_be32_at(h + 60);
+    s->snapshots_offset = qcow2_be64_at(h + 64);
+    backing_off = qcow2_be64_at(h + 8);
+    backing_len = qcow2_be32_at(h + 16);
 
     if (s->version == 3) {
-        uint32_t refcount_order = be32_at(h + 96);
-        s->incompatible = be64_at(h + 72);
-        s->compatible = be64_at(h + 80);
-        s->autoclear = be64_at(h + 88);
-        s->header_length = be32_at(h + 100);
+        uint32_t refcount_order = qcow2_be32_at(h + 96);
+        s->incompatible = qcow2_be64_at(h + 72);
+        s->compatible = qcow2_be64_at(h + 80);
+        s->autoclear = qcow2_be64_at(h + 88);
+        s->header_length = qcow2_be32_at(h + 100);
         if (s->header_length < 104 || s->header_length > s->cluster_size ||
             s->header_length % 8) {
             return fail(errp, "qcow2: invalid header length %u", s->header_length);
@@ -376,7 +362,7 @@ Qcow2 *qcow2_open(const Qcow2File *file, bool writable, uint64_t l2_cache_bytes,
         goto fail;
     }
     {
-        uint32_t cb = be32_at(hdr + 20);
+        uint32_t cb = qcow2_be32_at(hdr + 20);
         if (cb >= QCOW2_MIN_CLUSTER_BITS && cb <= QCOW2_MAX_CLUSTER_BITS) {
             hlen = MIN(hlen, (size_t) 1 << cb);
         }

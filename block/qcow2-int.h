@@ -215,4 +215,21 @@ static inline void qcow2_unlock_exclusive(Qcow2 *s)
 
 static inline uint64_t qcow2_be64(uint64_t v) { return GUINT64_FROM_BE(v); }
 
+/* Big-endian fields of on-disk structures (headers, snapshot table). */
+static inline uint16_t qcow2_be16_at(const uint8_t *p) { return (uint16_t) (p[0] << 8 | p[1]); }
+
+static inline uint32_t qcow2_be32_at(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return GUINT32_FROM_BE(v);
+}
+
+static inline uint64_t qcow2_be64_at(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return GUINT64_FROM_BE(v);
+}
+
 #endif

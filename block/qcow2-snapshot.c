@@ -21,22 +21,6 @@ static bool fail(GError **errp, int *ret, const char *msg)
     return false;
 }
 
-static uint16_t be16_at(const uint8_t *p) { return (uint16_t) (p[0] << 8 | p[1]); }
-
-static uint32_t be32_at(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return GUINT32_FROM_BE(v);
-}
-
-static uint64_t be64_at(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return GUINT64_FROM_BE(v);
-}
-
 static bool matches(const uint8_t *str, uint16_t len, const char *want)
 {
     return !want || (strlen(want) == len && memcmp(str, want, len) == 0);
@@ -79,8 +63,8 @@ static bool find_snapshot(Qcow2 *s, int64_t file_len, const char *id, const char
         if (bytes - pos < SNAPSHOT_ENTRY_FIXED) {
             return fail(errp, ret, "qcow2: snapshot table truncated or too large");
         }
-        uint16_t id_len = be16_at(e + 12), name_len = be16_at(e + 14);
-        uint32_t extra = be32_at(e + 36);
+        uint16_t id_len = qcow2_be16_at(e + 12), name_len = qcow2_be16_at(e + 14);
+        uint32_t extra = qcow2_be32_at(e + 36);
         if (extra > SNAPSHOT_MAX_EXTRA_DATA) {
             return fail(errp, ret, "qcow2: snapshot extra data too large");
         }
@@ -90,8 +74,8 @@ static bool find_snapshot(Qcow2 *s, int64_t file_len, const char *id, const char
         }
         const uint8_t *id_str = e + SNAPSHOT_ENTRY_FIXED + extra;
         if (matches(id_str, id_len, id) && matches(id_str + id_len, name_len, name)) {
-            *l1_offset = be64_at(e);
-            *l1_size = be32_at(e + 8);
+            *l1_offset = qcow2_be64_at(e);
+            *l1_size = qcow2_be32_at(e + 8);
             return true;
         }
         pos += (len + 7) & ~UINT64_C(7);

@@ -142,6 +142,21 @@ def require_tools(*tools):
         sys.exit(SKIP_EXIT)
 
 
+def record_compare_test(env_class, fn, qsd):
+    """A test method that runs scenario fn(test, env) once on berthd and once
+    on qemu-storage-daemon (qsd: its path), each with a fresh
+    env_class(test, exe, tag) that keeps a `record` of what it saw, and
+    asserts both records are equal."""
+    def test(self):
+        mine = env_class(self, None, "berthd")
+        fn(self, mine)
+        theirs = env_class(self, qsd, "qsd")
+        fn(self, theirs)
+        self.assertEqual(json.dumps(mine.record, indent=1),
+                         json.dumps(theirs.record, indent=1))
+    return test
+
+
 def needs_tools(*tools):
     """Skip one test (not the whole file) when a tool is missing."""
     missing = [t for t in tools if shutil.which(t) is None]

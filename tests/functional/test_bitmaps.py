@@ -23,7 +23,6 @@ qemu-storage-daemon is installed, the Compare test runs each scenario on both
 daemons and requires the two records to be equal.
 """
 
-import json
 import os
 import shutil
 import struct
@@ -768,19 +767,8 @@ class Compare(bh.DaemonTestCase):
     """Each scenario on berthd and on qemu-storage-daemon: same records."""
 
 
-def _compare_test(fn):
-    def test(self):
-        mine = Env(self, None, "berthd")
-        fn(self, mine)
-        theirs = Env(self, QSD, "qsd")
-        fn(self, theirs)
-        self.assertEqual(json.dumps(mine.record, indent=1),
-                         json.dumps(theirs.record, indent=1))
-    return test
-
-
 for _fn in SCENARIOS:
-    setattr(Compare, "test_" + _fn.__name__[len("scenario_"):], _compare_test(_fn))
+    setattr(Compare, "test_" + _fn.__name__[len("scenario_"):], bh.record_compare_test(Env, _fn, QSD))
 
 
 if __name__ == "__main__":

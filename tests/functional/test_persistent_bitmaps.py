@@ -439,22 +439,11 @@ class Compare(bh.DaemonTestCase):
     """Each scenario on berthd and on qemu-storage-daemon: same records."""
 
 
-def _compare_test(fn):
-    def test(self):
-        mine = Env(self, None, "berthd")
-        fn(self, mine)
-        theirs = Env(self, QSD, "qsd")
-        fn(self, theirs)
-        self.assertEqual(json.dumps(mine.record, indent=1),
-                         json.dumps(theirs.record, indent=1))
-    return test
-
-
 for _fn in SCENARIOS:
     _name = "test_" + _fn.__name__[len("scenario_"):]
     setattr(PersistentBitmaps, _name, _scenario_test(_fn))
     if QSD and not bh.is_qsd():
-        setattr(Compare, _name, _compare_test(_fn))
+        setattr(Compare, _name, bh.record_compare_test(Env, _fn, QSD))
 
 
 if __name__ == "__main__":
