@@ -225,7 +225,7 @@ static bool parse_header(Qcow2 *s, const uint8_t *h, size_t hlen, uint64_t file_
         s->autoclear = qcow2_be64_at(h + 88);
         s->header_length = qcow2_be32_at(h + 100);
         if (s->header_length < 104 || s->header_length > s->cluster_size ||
-            s->header_length % 8) {
+            s->header_length > hlen || s->header_length % 8) {
             return fail(errp, "qcow2: invalid header length %u", s->header_length);
         }
         if (refcount_order != 4) {

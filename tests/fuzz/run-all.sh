@@ -26,7 +26,7 @@ fi
 build="$(cd "$1" && pwd)"
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(nbd-handshake nbd-transmission nbd-client qmp keyval)
+[ ${#targets[@]} -gt 0 ] || targets=(nbd-handshake nbd-transmission nbd-client qmp keyval qcow2)
 seconds="${BERTH_FUZZ_SECONDS:-60}"
 work="${BERTH_FUZZ_WORKDIR:-$(mktemp -d "${TMPDIR:-/tmp}/berth-fuzz-XXXXXX")}"
 mkdir -p "$work"
