@@ -647,13 +647,20 @@ class DaemonTestCase(unittest.TestCase):
         return os.path.join(self.tmpdir, name)
 
     def connect_qmp(self, path, timeout=REPLY_TIMEOUT):
-        """A QMP connection in command mode, closed at cleanup.  Waits
-        (bounded) for the socket: a daemon creates its sockets in command
-        line order, and tests often wait for another one."""
+        """A QMP connection in command mode, closed at cleanup.  Retries
+        (bounded) while the socket is missing or not yet listening: a daemon
+        creates its sockets in command line order, and tests often wait for
+        another one."""
         deadline = time.monotonic() + 10
-        while not os.path.exists(path) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        q = QMPConnection(path, timeout=timeout)
+        while True:
+            try:
+                q = QMPConnection(path, timeout=timeout)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                # Not there yet, or bound and not yet listening.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
         self.addCleanup(q.close)
         self.assertEqual(q.cmd("qmp_capabilities"), {"return": {}})
         return q
@@ -668,7 +675,11 @@ class QMPConnection:
     def __init__(self, path, timeout=REPLY_TIMEOUT):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        try:
+            self.sock.connect(path)
+        except OSError:
+            self.sock.close()
+            raise
         self.buf = b""
         self.decoder = json.JSONDecoder()
         self.events = []
