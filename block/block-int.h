@@ -294,6 +294,7 @@ struct BlockDriverState {
     bool has_block_status;
     bool coherent;
     bool read_leaves_buffer;    /* reads may not write the buffer (BdrvInfo) */
+    bool reads_zeroes;          /* every read returns zeroes (BdrvInfo) */
     uint32_t request_alignment;
 
     /* Permissions (main thread only): users per bit, and their union. */

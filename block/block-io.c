@@ -242,11 +242,19 @@ void bdrv_aio_preadv(BlockDriverState *bs, uint64_t offset,
                      const struct iovec *iov, int niov,
                      BdrvCompletionFunc cb, gpointer opaque)
 {
+    bdrv_aio_preadv_flags(bs, offset, iov, niov, 0, cb, opaque);
+}
+
+void bdrv_aio_preadv_flags(BlockDriverState *bs, uint64_t offset,
+                           const struct iovec *iov, int niov, BdrvRequestFlags flags,
+                           BdrvCompletionFunc cb, gpointer opaque)
+{
     BdrvRequest *req;
 
     g_return_if_fail(bs != NULL);
     req = bdrv_request_new(bs, BDRV_OP_READ, cb, NULL, opaque);
     req->offset = offset;
+    req->flags = flags & BDRV_REQ_ZEROES_UNFILLED;
     if (bdrv_request_set_iov(req, iov, niov)) {
         bdrv_request_submit(req);
     }

@@ -463,6 +463,7 @@ void bdrv_get_info(BlockDriverState *bs, BdrvInfo *info)
         .has_block_status = bs->has_block_status,
         .coherent = bs->coherent,
         .read_leaves_buffer = bs->read_leaves_buffer,
+        .reads_zeroes = bs->reads_zeroes,
         .request_alignment = bs->request_alignment ? bs->request_alignment : 1,
         .cache_direct = bs->cache_direct,
         .cache_no_flush = bs->cache_no_flush,

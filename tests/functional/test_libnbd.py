@@ -776,6 +776,39 @@ class NullWithoutZeroes(bh.DaemonTestCase):
                     self.assertTrue(got == bytes(size), "reads as zeroes")
 
 
+class NullReadsZeroes(bh.DaemonTestCase):
+    """null-co,read-zeroes=on: structured reads of 64 KiB or more without
+    DF come back as holes (berth sends them without filling or scanning a
+    buffer), with DF as zero data; every read is all zeroes."""
+
+    def test_structured_reads(self):
+        sock = self.path("nbd.sock")
+        self.start_daemon(bh.blockdev_null("n0", 64 * MiB, read_zeroes=True)
+                          + bh.nbd_server_unix(sock)
+                          + bh.nbd_export("e0", "n0", "null"),
+                          wait_for=sock)
+        with bh.nbd_handle(nbd, sock, "null") as h:
+            self.assertTrue(h.get_structured_replies_negotiated())
+            for size in (4 * KiB, 64 * KiB, MiB, 4 * MiB):
+                for flags in (0, nbd.CMD_FLAG_DF):
+                    chunks = []
+
+                    def chunk(sub, off, status, err):
+                        chunks.append((status, len(sub), bytes(sub) == bytes(len(sub))))
+                        return 0
+
+                    got = h.pread_structured(size, 3 * MiB, chunk, flags)
+                    self.assertEqual(bytes(got), bytes(size),
+                                     "a %d-byte read is not zeroes" % size)
+                    self.assertTrue(all(z for _, _, z in chunks))
+                    if size >= 64 * KiB and not flags:
+                        self.assertEqual({s for s, _, _ in chunks}, {nbd.READ_HOLE},
+                                         "a %d-byte read is not sent as holes" % size)
+                    if flags:
+                        self.assertEqual([s for s, _, _ in chunks], [nbd.READ_DATA],
+                                         "DF: a %d-byte read is not one data chunk" % size)
+
+
 @bh.berth_only
 class MemoryExport(bh.DaemonTestCase):
     """berth's own driver=memory node."""

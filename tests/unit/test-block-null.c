@@ -29,6 +29,7 @@ static void test_null_defaults(void)
     g_assert_false(info.read_only);
     g_assert_true(info.coherent);
     g_assert_true(info.read_leaves_buffer);
+    g_assert_false(info.reads_zeroes);
 
     /* read-zeroes=off (QEMU 7.2's default): the buffer is left alone. */
     memset(buf, 0xcc, sizeof(buf));
@@ -91,7 +92,21 @@ static void test_null_read_zeroes(void)
 
         bdrv_get_info(bs, &info);
         g_assert_false(info.read_leaves_buffer);
+        g_assert_true(info.reads_zeroes);
     }
+    /* A caller that takes the range as zeroes unseen: nothing is filled. */
+    memset(buf, 0xcc, sizeof(buf));
+    bdrv_aio_preadv_flags(bs, 12345, iov, 2, BDRV_REQ_ZEROES_UNFILLED, on_done, &r);
+    g_assert_cmpint(wait_result(&r), ==, 0);
+    result_clear(&r);
+    g_assert_cmpint(buf[0], ==, 0xcc);
+    g_assert_cmpint(buf[999], ==, 0xcc);
+    /* Other flags of writes mean nothing to a read: it fills the buffer. */
+    bdrv_aio_preadv_flags(bs, 12345, iov, 2, BDRV_REQ_FUA, on_done, &r);
+    g_assert_cmpint(wait_result(&r), ==, 0);
+    result_clear(&r);
+    g_assert_cmpint(buf[0], ==, 0);
+    memset(buf, 0xcc, sizeof(buf));
     memset(buf, 0xcc, sizeof(buf));
     bdrv_aio_preadv(bs, 12345, iov, 2, on_done, &r);
     g_assert_cmpint(wait_result(&r), ==, 0);

@@ -54,6 +54,10 @@ typedef enum {
     BDRV_REQ_FUA = 1 << 0,         /* data durable before completion */
     BDRV_REQ_MAY_UNMAP = 1 << 1,   /* write-zeroes may deallocate (punch) */
     BDRV_REQ_NO_FALLBACK = 1 << 2, /* write-zeroes: -ENOTSUP if it would be slow */
+    /* Reads (bdrv_aio_preadv_flags): the caller takes the range as zeroes
+     * without looking at the buffer when the node's BdrvInfo.reads_zeroes
+     * is set, so such a node need not fill it. Ignored by other nodes. */
+    BDRV_REQ_ZEROES_UNFILLED = 1 << 3,
 } BdrvRequestFlags;
 
 /* Status of one extent in a block-status answer. */
@@ -87,6 +91,10 @@ typedef struct BdrvInfo {
      * peer must clear the buffer first, or it leaks whatever it held.
      */
     bool read_leaves_buffer;
+    /* Every read returns zeroes, whatever was written (null-co with
+     * read-zeroes=on): a reader may skip the data, see
+     * BDRV_REQ_ZEROES_UNFILLED. */
+    bool reads_zeroes;
     /* Options as opened, for query-named-block-nodes. */
     bool cache_direct;
     bool cache_no_flush;
@@ -209,6 +217,10 @@ bool bdrv_snapshot_load_tmp(BlockDriverState *bs, const char *id, const char *na
 void bdrv_aio_preadv(BlockDriverState *bs, uint64_t offset,
                      const struct iovec *iov, int niov,
                      BdrvCompletionFunc cb, gpointer opaque);
+/* The same with flags: BDRV_REQ_ZEROES_UNFILLED or 0. */
+void bdrv_aio_preadv_flags(BlockDriverState *bs, uint64_t offset,
+                           const struct iovec *iov, int niov, BdrvRequestFlags flags,
+                           BdrvCompletionFunc cb, gpointer opaque);
 void bdrv_aio_pwritev(BlockDriverState *bs, uint64_t offset,
                       const struct iovec *iov, int niov, BdrvRequestFlags flags,
                       BdrvCompletionFunc cb, gpointer opaque);
