@@ -79,20 +79,6 @@ static inline uint32_t qcow2_bm_table_entries(Qcow2 *s, unsigned gbits)
     return (uint32_t) MIN((bytes + s->cluster_size - 1) / s->cluster_size, UINT32_MAX);
 }
 
-static inline uint32_t qcow2_bm_get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return GUINT32_FROM_BE(v);
-}
-
-static inline uint64_t qcow2_bm_get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return GUINT64_FROM_BE(v);
-}
-
 static inline void qcow2_bm_put32(uint8_t *p, uint32_t v)
 {
     v = GUINT32_TO_BE(v);

@@ -45,13 +45,13 @@ static int write_header(Qcow2 *s, uint32_t nb, uint64_t dir_size, uint64_t dir_o
     if (ret < 0) {
         return ret;
     }
-    uint64_t backing_off = qcow2_bm_get64(in + 8), limit = backing_off && backing_off < cs ? backing_off : cs;
-    uint32_t backing_len = qcow2_bm_get32(in + 16);
+    uint64_t backing_off = qcow2_be64_at(in + 8), limit = backing_off && backing_off < cs ? backing_off : cs;
+    uint32_t backing_len = qcow2_be32_at(in + 16);
     uint64_t ipos = s->header_length, opos = s->header_length;
 
     memcpy(out, in, s->header_length);
     while (ipos + 8 <= limit) {
-        uint32_t type = qcow2_bm_get32(in + ipos), len = qcow2_bm_get32(in + ipos + 4);
+        uint32_t type = qcow2_be32_at(in + ipos), len = qcow2_be32_at(in + ipos + 4);
         uint64_t total = 8 + ((len + UINT64_C(7)) & ~UINT64_C(7));
         if (type == 0) {
             break;

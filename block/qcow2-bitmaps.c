@@ -87,10 +87,10 @@ bool qcow2_bitmaps_parse_ext(Qcow2 *s, const uint8_t *data, uint32_t len, GError
         s->bitmaps = g_new0(Qcow2BitmapDir, 1);
     }
     s->bitmaps->ext_seen = true;
-    s->bitmaps->nb = qcow2_bm_get32(data);
-    s->bitmaps->dir_size = qcow2_bm_get64(data + 8);
-    s->bitmaps->dir_offset = qcow2_bm_get64(data + 16);
-    if (qcow2_bm_get32(data + 4) != 0) {
+    s->bitmaps->nb = qcow2_be32_at(data);
+    s->bitmaps->dir_size = qcow2_be64_at(data + 8);
+    s->bitmaps->dir_offset = qcow2_be64_at(data + 16);
+    if (qcow2_be32_at(data + 4) != 0) {
         qcow2_bm_fail(errp, "reserved field of the extension is not zero");
         return false;
     }
@@ -115,10 +115,10 @@ static int parse_dir(Qcow2 *s, const uint8_t *buf, uint64_t size, uint32_t nb, G
         }
         const uint8_t *p = buf + pos;
         uint32_t name_size = (uint32_t) p[18] << 8 | p[19];
-        uint32_t extra = qcow2_bm_get32(p + 20);
-        e.table_offset = qcow2_bm_get64(p);
-        e.table_size = qcow2_bm_get32(p + 8);
-        e.flags = qcow2_bm_get32(p + 12);
+        uint32_t extra = qcow2_be32_at(p + 20);
+        e.table_offset = qcow2_be64_at(p);
+        e.table_size = qcow2_be32_at(p + 8);
+        e.flags = qcow2_be32_at(p + 12);
         e.granularity_bits = p[17];
         if (name_size == 0 || name_size > MAX_NAME) {
             return qcow2_bm_fail(errp, "directory entry %u has a name of %u bytes", i, name_size);

@@ -14,6 +14,7 @@
  * cluster reference are released on a thread of their own; the process
  * waits for those threads at exit (bounded).
  */
+#include "util/error.h"
 #include "block/rbd-int.h"
 
 #include "berth/io/secret.h"
@@ -47,16 +48,6 @@ static const ArgSpec rbd_members[] = {
     ARG_TABLE_END
 };
 
-static gboolean invalid(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static gboolean invalid(GError **errp, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    *errp = g_error_new_valist(G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, fmt, ap);
-    va_end(ap);
-    return FALSE;
-}
 
 /* auth-client-required: a list of RbdAuthMode, joined for Ceph. */
 static bool parse_auth(json_object *list, char **out, GError **errp)
@@ -64,20 +55,21 @@ static bool parse_auth(json_object *list, char **out, GError **errp)
     g_autoptr(GString) s = g_string_new(NULL);
 
     if (!json_object_is_type(list, json_type_array)) {
-        return invalid(errp, "Invalid parameter type for 'auth-client-required', expected: array");
+        return berth_error_invalid(errp, "Invalid parameter type for 'auth-client-required', "
+                                   "expected: array");
     }
     for (size_t i = 0; i < json_object_array_length(list); i++) {
         json_object *e = json_object_array_get_idx(list, i);
         const char *mode;
 
         if (!json_object_is_type(e, json_type_string)) {
-            return invalid(errp, "Invalid parameter type for 'auth-client-required[%zu]', "
-                           "expected: string", i);
+            return berth_error_invalid(errp, "Invalid parameter type for "
+                                       "'auth-client-required[%zu]', expected: string", i);
         }
         mode = json_object_get_string(e);
         if (strcmp(mode, "cephx") != 0 && strcmp(mode, "none") != 0) {
-            return invalid(errp, "Parameter 'auth-client-required[%zu]' does not accept "
-                           "value '%s'", i, mode);
+            return berth_error_invalid(errp, "Parameter 'auth-client-required[%zu]' does not "
+                                       "accept value '%s'", i, mode);
         }
         g_string_append_printf(s, "%s%s", s->len ? ";" : "", mode);
     }
@@ -90,11 +82,12 @@ static const char *server_member(json_object *e, size_t i, const char *name, GEr
     json_object *v;
 
     if (!json_object_object_get_ex(e, name, &v)) {
-        invalid(errp, "Parameter 'server[%zu].%s' is missing", i, name);
+        berth_error_invalid(errp, "Parameter 'server[%zu].%s' is missing", i, name);
         return NULL;
     }
     if (!json_object_is_type(v, json_type_string)) {
-        invalid(errp, "Invalid parameter type for 'server[%zu].%s', expected: string", i, name);
+        berth_error_invalid(errp, "Invalid parameter type for 'server[%zu].%s', expected: string",
+                            i, name);
         return NULL;
     }
     return json_object_get_string(v);
@@ -106,14 +99,15 @@ static bool parse_server(json_object *list, char **out, GError **errp)
     g_autoptr(GString) s = g_string_new(NULL);
 
     if (!json_object_is_type(list, json_type_array)) {
-        return invalid(errp, "Invalid parameter type for 'server', expected: array");
+        return berth_error_invalid(errp, "Invalid parameter type for 'server', expected: array");
     }
     for (size_t i = 0; i < json_object_array_length(list); i++) {
         json_object *e = json_object_array_get_idx(list, i);
         const char *host, *port;
 
         if (!json_object_is_type(e, json_type_object)) {
-            return invalid(errp, "Invalid parameter type for 'server[%zu]', expected: object", i);
+            return berth_error_invalid(errp, "Invalid parameter type for 'server[%zu]', "
+                                       "expected: object", i);
         }
         if (!(host = server_member(e, i, "host", errp)) ||
             !(port = server_member(e, i, "port", errp))) {
@@ -122,11 +116,13 @@ static bool parse_server(json_object *list, char **out, GError **errp)
         json_object_object_foreach(e, key, val) {
             (void) val;
             if (strcmp(key, "host") != 0 && strcmp(key, "port") != 0) {
-                return invalid(errp, "Parameter 'server[%zu].%s' is unexpected", i, key);
+                return berth_error_invalid(errp, "Parameter 'server[%zu].%s' is unexpected", i,
+                                           key);
             }
         }
         if (!*host || strpbrk(host, ",; ") || !*port || strpbrk(port, ",;: []")) {
-            return invalid(errp, "Invalid address in 'server[%zu]': '%s' port '%s'", i, host, port);
+            return berth_error_invalid(errp, "Invalid address in 'server[%zu]': '%s' port '%s'",
+                                       i, host, port);
         }
         /* An IPv6 literal goes in brackets. */
         g_string_append_printf(s, strchr(host, ':') ? "%s[%s]:%s" : "%s%s:%s",
@@ -300,7 +296,7 @@ static bool rbd_open_node(BlockDriverState *bs, const void *options, GError **er
     bool ok;
 
     if (o->has_encrypt) {
-        return invalid(errp, "rbd: encrypt is not supported by this daemon "
+        return berth_error_invalid(errp, "rbd: encrypt is not supported by this daemon "
                        "(open the image without it, or use qemu-storage-daemon)");
     }
     if ((o->has_auth && o->auth && !parse_auth(o->auth, &auth, errp)) ||
@@ -308,11 +304,11 @@ static bool rbd_open_node(BlockDriverState *bs, const void *options, GError **er
         return false;
     }
     if (!*o->pool || !*o->image) {
-        return invalid(errp, "rbd: pool and image must not be empty");
+        return berth_error_invalid(errp, "rbd: pool and image must not be empty");
     }
     if (o->has_snapshot && !bs->read_only) {
         if (!bs->auto_read_only) {
-            return invalid(errp, "rbd snapshots are read-only");
+            return berth_error_invalid(errp, "rbd snapshots are read-only");
         }
         bs->read_only = true;
     }

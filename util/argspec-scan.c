@@ -7,6 +7,7 @@
  * met rather than a message, because the message depends on the member
  * being decoded and is chosen by argspec.c.
  */
+#include "util/error.h"
 #include "berth/util/argspec.h"
 #include "util/argspec-int.h"
 
@@ -14,17 +15,6 @@
 #include <gio/gio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void set_error(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static void set_error(GError **errp, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, msg);
-}
 
 static uint64_t suffix_multiplier(char c)
 {
@@ -143,13 +133,13 @@ bool argspec_parse_size(const char *str, uint64_t *out, GError **errp)
         }
         return true;
     case SIZE_RANGE:
-        set_error(errp, "Size '%s' is out of range: it must be a non-negative "
-                  "number below 2^64", str);
+        berth_error_invalid(errp, "Size '%s' is out of range: it must be a non-negative "
+                            "number below 2^64", str);
         return false;
     case SIZE_SYNTAX:
     default:
-        set_error(errp, "Invalid size '%s': expected a number with an optional "
-                  "suffix k, M, G, T, P or E", str);
+        berth_error_invalid(errp, "Invalid size '%s': expected a number with an optional "
+                            "suffix k, M, G, T, P or E", str);
         return false;
     }
 }

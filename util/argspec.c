@@ -10,6 +10,7 @@
  * The same walk serves QMP (real JSON types) and the command line, where
  * keyval_parse() hands over every scalar as a string to be converted here.
  */
+#include "util/error.h"
 #include "berth/util/argspec.h"
 #include "util/argspec-int.h"
 
@@ -37,20 +38,9 @@ static char *full_name(const char *prefix, const char *name)
     return prefix ? g_strdup_printf("%s.%s", prefix, name) : g_strdup(name);
 }
 
-static void set_error(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static void set_error(GError **errp, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, msg);
-}
-
 static void type_error(GError **errp, const char *name, const char *expected)
 {
-    set_error(errp, "Invalid parameter type for '%s', expected: %s", name, expected);
+    berth_error_invalid(errp, "Invalid parameter type for '%s', expected: %s", name, expected);
 }
 
 /* ---- one scalar member ----------------------------------------------------- */
@@ -71,7 +61,7 @@ static bool decode_int(const char *name, json_object *v, bool keyval,
 {
     if (keyval && json_object_is_type(v, json_type_string)) {
         if (!argspec_scan_int(json_object_get_string(v), out)) {
-            set_error(errp, "Parameter '%s' expects integer", name);
+            berth_error_invalid(errp, "Parameter '%s' expects integer", name);
             return false;
         }
         return true;
@@ -92,16 +82,16 @@ static bool decode_uint(const char *name, json_object *v, bool keyval,
         case UINT_OK:
             return true;
         case UINT_NEGATIVE:
-            set_error(errp, "Parameter '%s' expects uint64", name);
+            berth_error_invalid(errp, "Parameter '%s' expects uint64", name);
             return false;
         case UINT_SYNTAX:
         default:
-            set_error(errp, "Parameter '%s' expects integer", name);
+            berth_error_invalid(errp, "Parameter '%s' expects integer", name);
             return false;
         }
     }
     if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0) {
-        set_error(errp, "Parameter '%s' expects uint64", name);
+        berth_error_invalid(errp, "Parameter '%s' expects uint64", name);
         return false;
     }
     *out = json_object_get_uint64(v);
@@ -116,12 +106,12 @@ static bool decode_size(const char *name, json_object *v, bool keyval,
         case SIZE_OK:
             return true;
         case SIZE_RANGE:
-            set_error(errp, "Parameter '%s' expects a non-negative number below 2^64",
-                      name);
+            berth_error_invalid(errp, "Parameter '%s' expects a non-negative number below 2^64",
+                                name);
             return false;
         case SIZE_SYNTAX:
         default:
-            set_error(errp, "Parameter '%s' expects integer", name);
+            berth_error_invalid(errp, "Parameter '%s' expects integer", name);
             return false;
         }
     }
@@ -130,7 +120,7 @@ static bool decode_size(const char *name, json_object *v, bool keyval,
         return false;
     }
     if (json_object_get_int64(v) < 0) {
-        set_error(errp, "Parameter '%s' expects a non-negative number below 2^64", name);
+        berth_error_invalid(errp, "Parameter '%s' expects a non-negative number below 2^64", name);
         return false;
     }
     *out = json_object_get_uint64(v);
@@ -142,7 +132,7 @@ static bool decode_bool(const char *name, json_object *v, bool keyval,
 {
     if (keyval && json_object_is_type(v, json_type_string)) {
         if (!argspec_scan_bool(json_object_get_string(v), out)) {
-            set_error(errp, "Parameter '%s' expects 'on' or 'off'", name);
+            berth_error_invalid(errp, "Parameter '%s' expects 'on' or 'off'", name);
             return false;
         }
         return true;
@@ -171,7 +161,7 @@ static bool lookup_enum(const char *name, const char *const *values, json_object
             return true;
         }
     }
-    set_error(errp, "Parameter '%s' does not accept value '%s'", name, str);
+    berth_error_invalid(errp, "Parameter '%s' does not accept value '%s'", name, str);
     return false;
 }
 
@@ -223,7 +213,7 @@ static bool decode_member(const ArgSpec *spec, json_object *obj, const char *pre
 
     if (!json_object_object_get_ex(obj, spec->name, &v)) {
         if (!spec->optional) {
-            set_error(errp, "Parameter '%s' is missing", name);
+            berth_error_invalid(errp, "Parameter '%s' is missing", name);
             return false;
         }
         return true;
@@ -372,7 +362,7 @@ static bool decode_set(const TableSet *set, json_object *obj, const char *prefix
             const char *culprit = qemu_first_unexpected(set, obj);
             g_autofree char *name = full_name(prefix, culprit ? culprit : key);
 
-            set_error(errp, "Parameter '%s' is unexpected", name);
+            berth_error_invalid(errp, "Parameter '%s' is unexpected", name);
             return false;
         }
     }
@@ -406,7 +396,7 @@ static bool decode_top(const TableSet *set, json_object *args, bool keyval, GErr
         args = empty = json_object_new_object();
     }
     if (!json_object_is_type(args, json_type_object)) {
-        set_error(errp, "Invalid parameter type, expected: object");
+        berth_error_invalid(errp, "Invalid parameter type, expected: object");
         return false;
     }
     if (!decode_set(set, args, NULL, keyval, errp)) {
@@ -496,7 +486,7 @@ int argspec_discriminator(json_object *args, const char *path,
         }
         g_string_append(name, parts[i]);
         if (!cur || !json_object_object_get_ex(cur, parts[i], &next)) {
-            set_error(errp, "Parameter '%s' is missing", name->str);
+            berth_error_invalid(errp, "Parameter '%s' is missing", name->str);
             return -1;
         }
         if (parts[i + 1] && !json_object_is_type(next, json_type_object)) {

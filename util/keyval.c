@@ -12,6 +12,7 @@
  * a repeated option is nearly always a typo in a script. All scalar values
  * stay strings here; their types are known only to the decoder.
  */
+#include "util/error.h"
 #include "util/keyval.h"
 
 #include <gio/gio.h>
@@ -24,17 +25,6 @@
 #define KEYVAL_MAX_DEPTH    32
 
 #include "util/json.h"
-
-static void set_error(GError **errp, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static void set_error(GError **errp, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-    g_set_error_literal(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, msg);
-}
 
 static bool is_index(const char *s, size_t len)
 {
@@ -74,24 +64,24 @@ static GStrv split_key(const char *key, size_t len, GError **errp)
     size_t n = g_strv_length(parts);
 
     if (n == 0) {
-        set_error(errp, "Invalid parameter ''");
+        berth_error_invalid(errp, "Invalid parameter ''");
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {
         size_t flen = strlen(parts[i]);
 
         if (!is_name(parts[i], flen) && (i == 0 || !is_index(parts[i], flen))) {
-            set_error(errp, "Invalid parameter '%s'", whole);
+            berth_error_invalid(errp, "Invalid parameter '%s'", whole);
             return NULL;
         }
         if (flen > KEYVAL_MAX_FRAGMENT) {
-            set_error(errp, "Parameter%s '%s' is too long",
-                      n > 1 ? " fragment" : "", parts[i]);
+            berth_error_invalid(errp, "Parameter%s '%s' is too long",
+                                n > 1 ? " fragment" : "", parts[i]);
             return NULL;
         }
     }
     if (n > KEYVAL_MAX_DEPTH) {
-        set_error(errp, "Parameter '%s' is nested too deeply", whole);
+        berth_error_invalid(errp, "Parameter '%s' is nested too deeply", whole);
         return NULL;
     }
     return g_steal_pointer(&parts);
@@ -123,7 +113,7 @@ static bool put_value(json_object *root, GStrv parts, char *value, GError **errp
             json_object_object_add(cur, parts[i], next);
         } else if (!json_object_is_type(next, json_type_object)) {
             g_autofree char *prefix = join_prefix(parts, i + 1);
-            set_error(errp, "Parameters '%s.*' used inconsistently", prefix);
+            berth_error_invalid(errp, "Parameters '%s.*' used inconsistently", prefix);
             return false;
         }
         cur = next;
@@ -133,9 +123,9 @@ static bool put_value(json_object *root, GStrv parts, char *value, GError **errp
     if (json_object_object_get_ex(cur, parts[n - 1], &old)) {
         g_autofree char *key = join_prefix(parts, n);
         if (json_object_is_type(old, json_type_object)) {
-            set_error(errp, "Parameters '%s.*' used inconsistently", key);
+            berth_error_invalid(errp, "Parameters '%s.*' used inconsistently", key);
         } else {
-            set_error(errp, "Parameter '%s' is specified more than once", key);
+            berth_error_invalid(errp, "Parameter '%s' is specified more than once", key);
         }
         return false;
     }
@@ -185,8 +175,8 @@ static const char *parse_implied(json_object *root, const char *s, size_t len,
 
     g_return_val_if_fail(parts != NULL, NULL); /* the caller's key is a constant */
     if (s[len] == ',' && s[len + 1] == ',') {
-        set_error(errp, "Invalid parameter '': a value given without '%s=' cannot contain ','",
-                  implied_key);
+        berth_error_invalid(errp, "Invalid parameter '': a value given without '%s=' "
+                            "cannot contain ','", implied_key);
         return NULL;
     }
     if (!put_value(root, parts, g_strndup(s, len), errp)) {
@@ -218,7 +208,7 @@ static const char *parse_one(json_object *root, const char *s, const char *impli
         return NULL;
     }
     if (s[len] != '=') {
-        set_error(errp, "Expected '=' after parameter '%.*s'", (int) len, s);
+        berth_error_invalid(errp, "Expected '=' after parameter '%.*s'", (int) len, s);
         return NULL;
     }
     s += len + 1;
@@ -282,7 +272,7 @@ static json_object *listify(json_object *obj, const char *path, GError **errp)
     }
 
     if (has_index && has_name) {
-        set_error(errp, "Parameters '%s.*' used inconsistently", path);
+        berth_error_invalid(errp, "Parameters '%s.*' used inconsistently", path);
         return NULL;
     }
     if (!has_index) {
@@ -296,8 +286,8 @@ static json_object *listify(json_object *obj, const char *path, GError **errp)
         index_of(key2, &idx);
         if (idx < count) {
             if (slots[idx]) {
-                set_error(errp, "Parameter '%s.%zu' is specified more than once",
-                          path, idx);
+                berth_error_invalid(errp, "Parameter '%s.%zu' is specified more than once",
+                                    path, idx);
                 return NULL;
             }
             slots[idx] = val2;
@@ -306,7 +296,7 @@ static json_object *listify(json_object *obj, const char *path, GError **errp)
     g_autoptr(json_object) array = json_object_new_array();
     for (size_t i = 0; i < count; i++) {
         if (!slots[i]) {
-            set_error(errp, "Parameter '%s.%zu' missing", path, i);
+            berth_error_invalid(errp, "Parameter '%s.%zu' missing", path, i);
             return NULL;
         }
         json_object_array_add(array, json_object_get(slots[i]));
@@ -334,7 +324,7 @@ json_object *keyval_parse_with_help(const char *params, const char *implied_key,
     if (help) {
         *help = wants_help;
     } else if (wants_help) {
-        set_error(errp, "Help is not available for this option");
+        berth_error_invalid(errp, "Help is not available for this option");
         return NULL;
     }
 
