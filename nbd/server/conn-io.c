@@ -83,6 +83,7 @@ static gboolean client_adopt(gpointer opaque)
 {
     NBDConn *client = opaque;
 
+    berth_tsan_acquire(client);   /* pairs with hand_off() */
     if (client->phase != NBD_CONN_TRANSMISSION) {
         return G_SOURCE_REMOVE; /* closed from the main context meanwhile */
     }
@@ -111,6 +112,7 @@ static void hand_off(NBDConn *client)
 {
     g_clear_pointer(&client->watch, berth_channel_watch_free);
     client->ctx = g_main_context_ref(client->exp->ctx);
+    berth_tsan_release(client);   /* GLib's invoke is invisible to TSan */
     g_main_context_invoke_full(client->ctx, G_PRIORITY_DEFAULT, client_adopt,
                                nbd_conn_get(client), (GDestroyNotify) nbd_conn_put);
 }

@@ -247,6 +247,7 @@ static gboolean release_perms_now(gpointer data)
 {
     PermRelease *r = data;
 
+    berth_tsan_acquire(r);
     bdrv_perm_release(r->bs, r->perm, r->unshared);
     bdrv_put(r->bs);
     g_free(r);
@@ -261,6 +262,7 @@ static void release_perms(BlockDriverState *bs, uint32_t perm, uint32_t unshared
     PermRelease *r = g_new(PermRelease, 1);
 
     *r = (PermRelease) { bs, perm, unshared };
+    berth_tsan_release(r);
     g_main_context_invoke(NULL, release_perms_now, r);
 }
 

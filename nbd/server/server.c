@@ -273,8 +273,12 @@ static void client_free(NBDConn *client)
     g_free(client);
 }
 
+/* Each g_main_context_invoke() below hands the client to another thread
+ * through GLib, which TSan cannot see: released before, acquired in the
+ * callback (util/tsan.h). */
 static gboolean client_free_on_main(gpointer opaque)
 {
+    berth_tsan_acquire(opaque);
     client_free(opaque);
     return G_SOURCE_REMOVE;
 }
@@ -286,6 +290,7 @@ void nbd_conn_put(NBDConn *client)
     }
     /* Exports and their table belong to the main context. */
     if (client->ctx && g_main_context_is_owner(client->ctx)) {
+        berth_tsan_release(client);
         g_main_context_invoke(NULL, client_free_on_main, client);
         return;
     }
@@ -325,6 +330,7 @@ static void client_closed_on_main(NBDConn *client)
 
 static gboolean client_closed_cb(gpointer opaque)
 {
+    berth_tsan_acquire(opaque);
     client_closed_on_main(opaque);
     return G_SOURCE_REMOVE;
 }
@@ -340,6 +346,7 @@ static gboolean stop_in_client_thread(gpointer opaque)
 {
     StopCall *call = opaque;
 
+    berth_tsan_acquire(call->client);
     client_stop_here(call->client);
     /* Answers the node already gave (memory, null, cached file data) wait
      * in this context's completion queue, holding references to the
@@ -365,6 +372,7 @@ static void client_stop_from_main(NBDConn *client)
 
     g_mutex_init(&call.lock);
     g_cond_init(&call.cond);
+    berth_tsan_release(client);
     g_main_context_invoke(client->ctx, stop_in_client_thread, &call);
     berth_mutex_lock(&call.lock);
     while (!g_atomic_int_get(&call.done)) {
@@ -391,6 +399,7 @@ void nbd_conn_close(NBDConn *client)
     if (g_main_context_is_owner(client->ctx)) {
         /* The I/O thread ends its own client (peer left, protocol error). */
         if (client_stop_here(client)) {
+            berth_tsan_release(client);
             g_main_context_invoke_full(NULL, G_PRIORITY_DEFAULT, client_closed_cb,
                                        nbd_conn_get(client),
                                        (GDestroyNotify) nbd_conn_put);
