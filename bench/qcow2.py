@@ -22,13 +22,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from measure import WORKLOADS, MeasureError, MiB, fio  # noqa: E402
+from servers import Server  # noqa: E402
 
 RUNTIME = float(os.environ.get("RUNTIME", "5"))
 REPS = int(os.environ.get("REPS", "3"))
@@ -45,35 +45,16 @@ def run(args, timeout=300):
     return p.stdout
 
 
-class Server:
-    def __init__(self, binary, fmt, image, folder):
-        self.sock = os.path.join(folder, "nbd.sock")
-        if os.path.exists(self.sock):
-            os.unlink(self.sock)
-        self.log = open(os.path.join(folder, os.path.basename(binary) + ".log"), "ab")
-        self.proc = subprocess.Popen(
-            [binary, "--blockdev", "driver=file,node-name=f,filename=" + image,
-             "--blockdev", "driver=%s,node-name=n,file=f" % fmt,
-             "--nbd-server", "addr.type=unix,addr.path=" + self.sock,
-             "--export", "type=nbd,id=e,node-name=n,name=img,writable=on"],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 30
-        while not os.path.exists(self.sock):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise MeasureError("%s did not start (see %s)" % (binary, self.log.name))
-            time.sleep(0.05)
-        self.uri = "nbd+unix:///img?socket=" + self.sock
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+def start(binary, fmt, image, folder):
+    """berthd or QSD serving image through a file node and a fmt node, as
+    export 'img' (bench/servers.py's Server: started, stopped by pid)."""
+    sock = os.path.join(folder, "nbd.sock")
+    argv = [binary, "--blockdev", "driver=file,node-name=f,filename=" + image,
+            "--blockdev", "driver=%s,node-name=n,file=f" % fmt,
+            "--nbd-server", "addr.type=unix,addr.path=" + sock,
+            "--export", "type=nbd,id=e,node-name=n,name=img,writable=on"]
+    return Server(os.path.basename(binary), argv, sock,
+                  os.path.join(folder, os.path.basename(binary) + ".log"))
 
 
 def main():
@@ -99,10 +80,10 @@ def main():
                    ("berthd raw", berthd, "raw", raw), ("qsd raw", qsd, "raw", raw))
         for rep in range(REPS):
             for name, binary, fmt, image in servers:
-                srv = Server(binary, fmt, image, folder)
+                srv = start(binary, fmt, image, folder)
                 try:
                     for w in workloads:
-                        r = fio([srv.uri], w, size, RUNTIME, RAMP)[0]
+                        r = fio([srv.uri("img")], w, size, RUNTIME, RAMP)[0]
                         results.setdefault((name, w.key), []).append(r)
                 finally:
                     srv.stop()
