@@ -111,7 +111,7 @@ static gboolean client_adopt(gpointer opaque)
 static void hand_off(NBDConn *client)
 {
     g_clear_pointer(&client->watch, berth_channel_watch_free);
-    client->ctx = g_main_context_ref(client->exp->ctx);
+    client->ctx = g_main_context_ref(nbd_export_next_context(client->exp));
     berth_tsan_release(client);   /* GLib's invoke is invisible to TSan */
     g_main_context_invoke_full(client->ctx, G_PRIORITY_DEFAULT, client_adopt,
                                nbd_conn_get(client), (GDestroyNotify) nbd_conn_put);

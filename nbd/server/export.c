@@ -107,6 +107,10 @@ static NBDExport *export_open(const NBDExportConfig *cfg, GError **errp)
     int64_t size = cfg->size;
 
     g_return_val_if_fail(bs != NULL, NULL);
+    g_return_val_if_fail(!(cfg->ctx && cfg->n_ctxs), NULL);
+    for (guint i = 0; i < cfg->n_ctxs; i++) {
+        g_return_val_if_fail(cfg->ctxs[i] != NULL, NULL);
+    }
     BdrvInfo info;
     bdrv_get_info(bs, &info);
     if (dev_offset > info.size) {
@@ -159,7 +163,12 @@ static NBDExport *export_open(const NBDExportConfig *cfg, GError **errp)
     exp->max_block = NBD_MAX_PAYLOAD;
     exp->multi_conn = NBD_MULTI_CONN_AUTO;
     compute_flags(exp, read_only);
-    exp->ctx = cfg->ctx ? g_main_context_ref(cfg->ctx) : NULL;
+    GMainContext *const *ctxs = cfg->n_ctxs ? cfg->ctxs : &cfg->ctx;
+    exp->n_ctxs = cfg->n_ctxs ? cfg->n_ctxs : cfg->ctx ? 1 : 0;
+    exp->ctxs = g_new0(GMainContext *, MAX(exp->n_ctxs, 1));
+    for (guint i = 0; i < exp->n_ctxs; i++) {
+        exp->ctxs[i] = g_main_context_ref(ctxs[i]);
+    }
     exp->ctx_release = cfg->ctx_release;
     exp->ctx_release_data = cfg->ctx_release_data;
     exp->allocation_depth = cfg->allocation_depth;
@@ -282,9 +291,10 @@ void nbd_export_put(NBDExport *exp)
     }
     release_perms(exp->bs, exp->perm, exp->unshared);
     /* Every client, and so every request they had in flight, is gone. */
-    if (exp->ctx) {
-        g_main_context_unref(exp->ctx);
+    for (guint i = 0; i < exp->n_ctxs; i++) {
+        g_main_context_unref(exp->ctxs[i]);
     }
+    g_free(exp->ctxs);
     if (exp->ctx_release) {
         exp->ctx_release(exp->ctx_release_data);
     }
@@ -508,5 +518,15 @@ void nbd_export_get_stats(NBDExport *exp, NBDStats *stats)
 
 GMainContext *nbd_export_get_context(NBDExport *exp)
 {
-    return exp->ctx;
+    return exp->n_ctxs ? exp->ctxs[0] : NULL;
+}
+
+/* Where the next client to finish its handshake runs: the export's
+ * contexts in turn. */
+GMainContext *nbd_export_next_context(NBDExport *exp)
+{
+    if (!exp->n_ctxs) {
+        return NULL;
+    }
+    return exp->ctxs[exp->next_ctx++ % exp->n_ctxs];
 }

@@ -19,4 +19,26 @@ bool qmp_nbd_server_stop(void *opaque, json_object **ret, GError **errp);
  * first, as QEMU reports them. */
 void nbd_qmp_close_all_exports(void);
 
+/* nbd-qmp-iothreads.c: block-export-add's iothread member, one id or a
+ * list; ids NULL-terminated and owned, NULL when the member is absent. */
+typedef struct NBDQmpIothreads {
+    char **ids;
+    bool is_list;   /* given as a list, and shown as one */
+} NBDQmpIothreads;
+
+/* value: the member as given (NULL: absent), a string or an array. */
+bool nbd_qmp_iothreads_parse(json_object *value, NBDQmpIothreads *out, GError **errp);
+void nbd_qmp_iothreads_clear(NBDQmpIothreads *t);
+/* Append each object's context (borrowed) to ctxs; fail naming a missing id. */
+bool nbd_qmp_iothreads_resolve(const NBDQmpIothreads *t, GPtrArray *ctxs, GError **errp);
+/* Pin every object (resolved before); nbd_qmp_iothreads_unpin() takes a
+ * copy of the ids (g_strdupv) and frees it: an NBDExportConfig.ctx_release. */
+void nbd_qmp_iothreads_pin(const NBDQmpIothreads *t);
+void nbd_qmp_iothreads_unpin(gpointer ids);
+/* The member as it was given (new), or NULL when absent. */
+json_object *nbd_qmp_iothreads_to_json(const NBDQmpIothreads *t);
+/* The id among t's whose thread runs ctx (borrowed), or NULL. */
+const char *nbd_qmp_iothreads_find(const NBDQmpIothreads *t, GMainContext *ctx);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(NBDQmpIothreads, nbd_qmp_iothreads_clear)
+
 #endif

@@ -22,7 +22,7 @@
 typedef struct {
     char *id;
     NBDExport *exp;       /* one reference, dropped when the export closes */
-    char *iothread;       /* the iothread object's id, or NULL */
+    NBDQmpIothreads iothreads;  /* as block-export-add named them */
 } QmpExport;
 
 static BerthNamedTable exports_by_id = BERTH_NAMED_TABLE_INIT; /* id -> QmpExport */
@@ -48,7 +48,7 @@ static void qmp_export_closed(NBDExport *exp)
     qmp_event_emit("BLOCK_EXPORT_DELETED", data);
 
     g_free(rec->id);
-    g_free(rec->iothread);
+    nbd_qmp_iothreads_clear(&rec->iothreads);
     g_free(rec);
     nbd_export_put(exp);
 }
@@ -57,7 +57,7 @@ typedef struct {
     const char *id;
     BlockDriverState *bs;      /* borrowed */
     BlockBackend *on_eject;    /* borrowed, may be NULL */
-    const char *iothread;      /* may be NULL */
+    const NBDQmpIothreads *iothreads; /* may be NULL */
     const char *name;
     const char *description;   /* may be NULL */
     const char *bitmap;        /* nbd-server-add's one bitmap, or NULL */
@@ -66,22 +66,6 @@ typedef struct {
     bool allocation_depth;
     NBDMultiConn multi_conn;   /* berth's extension; AUTO unless asked */
 } ExportRequest;
-
-/*
- * The iothread object of an export stays pinned (object-del refuses it)
- * until the export is freed, not merely closed: the requests its clients
- * left in flight finish on that thread. By id, because at shutdown the
- * objects may be gone first (qmp_object_del_all ignores pins).
- */
-static void iothread_unpin(gpointer data)
-{
-    g_autofree char *id = data;
-    QmpObject *obj = qmp_object_find(id, "iothread");
-
-    if (obj) {
-        qmp_object_unpin(obj);
-    }
-}
 
 /* One bitmap an export asks for, with QEMU's checks in QEMU's order. */
 static bool add_bitmap(const ExportRequest *req, BdrvDirtyBitmap *bm, GPtrArray *out,
@@ -208,7 +192,7 @@ static bool resolve_bitmaps(const ExportRequest *req, GPtrArray *out, GError **e
 
 static bool export_create(const ExportRequest *req, GError **errp)
 {
-    QmpObject *iothread = NULL;
+    g_autoptr(GPtrArray) ctxs = g_ptr_array_new();
 
     if (!berth_id_wellformed(req->id)) {
         qmp_error_setg(errp, "Invalid block export id");
@@ -219,13 +203,8 @@ static bool export_create(const ExportRequest *req, GError **errp)
                        req->id);
         return false;
     }
-    if (req->iothread) {
-        iothread = qmp_object_find(req->iothread, "iothread");
-        if (!iothread) {
-            qmp_error_setg(errp, "iothread \"%s\" not found",
-                           req->iothread);
-            return false;
-        }
+    if (req->iothreads && !nbd_qmp_iothreads_resolve(req->iothreads, ctxs, errp)) {
+        return false;
     }
     if (req->writable && bdrv_is_read_only(req->bs)) {
         qmp_error_setg(errp, "Cannot export read-only node as writable");
@@ -261,10 +240,11 @@ static bool export_create(const ExportRequest *req, GError **errp)
     cfg.id = req->id;
     cfg.description = req->description;
     cfg.name = req->name;
-    if (iothread) {
-        cfg.ctx = qmp_object_get_data(iothread);
-        cfg.ctx_release = iothread_unpin;
-        cfg.ctx_release_data = g_strdup(req->iothread);
+    if (ctxs->len) {
+        cfg.ctxs = (GMainContext *const *) ctxs->pdata;
+        cfg.n_ctxs = ctxs->len;
+        cfg.ctx_release = nbd_qmp_iothreads_unpin;
+        cfg.ctx_release_data = g_strdupv(req->iothreads->ids);
     }
     cfg.bitmaps = (BdrvDirtyBitmap *const *) bitmaps->pdata;
     cfg.n_bitmaps = bitmaps->len;
@@ -272,18 +252,21 @@ static bool export_create(const ExportRequest *req, GError **errp)
     g_autoptr(GError) local_err = NULL;
     NBDExport *exp = nbd_export_create(&cfg, &local_err);
     if (!exp) {
-        g_free(cfg.ctx_release_data);
+        g_strfreev(cfg.ctx_release_data);
         qmp_error_setg(errp, "%s", local_err->message);
         return false;
     }
-    if (iothread) {
-        qmp_object_pin(iothread);
+    if (ctxs->len) {
+        nbd_qmp_iothreads_pin(req->iothreads);
     }
 
     QmpExport *rec = g_new0(QmpExport, 1);
     rec->id = g_strdup(req->id);
     rec->exp = exp;
-    rec->iothread = g_strdup(req->iothread);
+    if (req->iothreads) {
+        rec->iothreads.ids = g_strdupv(req->iothreads->ids);
+        rec->iothreads.is_list = req->iothreads->is_list;
+    }
     nbd_export_set_owner_data(exp, rec, NULL);
     berth_named_table_add(&exports_by_id, rec->id, rec);
     return true;
@@ -440,7 +423,8 @@ static const char *const multi_conn_modes[] = { "auto", "on", "off", NULL };
 
 typedef struct {
     int type;
-    char *id, *node_name, *iothread, *name, *description;
+    char *id, *node_name, *name, *description;
+    json_object *iothread;
     bool has_iothread, has_name, has_description;
     bool fixed_iothread, has_fixed_iothread;
     bool writable, has_writable, writethrough, has_writethrough;
@@ -458,10 +442,12 @@ static const ArgSpec export_add_members[] = {
     /* QEMU: keep the node from being moved to another thread while the
      * export is active. berth never moves a node or an export between
      * threads (a request completes on the thread that submitted it), so
-     * both values hold as stated and need no action. */
+     * both values hold as stated and need no action - except that a list
+     * of iothreads is no one thread to fix the node to, as in QEMU. */
     ARG_OPTIONAL("fixed-iothread", ARG_BOOL, ExportAddArgs, fixed_iothread,
                  has_fixed_iothread),
-    ARG_OPTIONAL("iothread", ARG_STR, ExportAddArgs, iothread, has_iothread),
+    /* one id, or a list (nbd-qmp-iothreads.c) */
+    ARG_OPTIONAL("iothread", ARG_ANY, ExportAddArgs, iothread, has_iothread),
     ARG_REQUIRED("node-name", ARG_STR, ExportAddArgs, node_name),
     ARG_OPTIONAL("writable", ARG_BOOL, ExportAddArgs, writable, has_writable),
     ARG_OPTIONAL("writethrough", ARG_BOOL, ExportAddArgs, writethrough, has_writethrough),
@@ -495,11 +481,21 @@ static bool qmp_block_export_add(void *opaque, json_object **ret, GError **errp)
                        "Cannot find device='' nor node-name='%s'", args->node_name);
         return false;
     }
+    g_auto(NBDQmpIothreads) iothreads = { 0 };
+    if (!nbd_qmp_iothreads_parse(args->has_iothread ? args->iothread : NULL, &iothreads,
+                                 errp)) {
+        return false;
+    }
+    if (iothreads.is_list && args->has_fixed_iothread && args->fixed_iothread) {
+        qmp_error_setg(errp, "fixed-iothread cannot be used with a list of iothreads: "
+                       "the export's connections run on all of them");
+        return false;
+    }
 
     ExportRequest req = {
         .id = args->id,
         .bs = bs,
-        .iothread = args->has_iothread ? args->iothread : NULL,
+        .iothreads = iothreads.ids ? &iothreads : NULL,
         .name = args->has_name ? args->name : args->node_name,
         .description = args->has_description ? args->description : NULL,
         .bitmaps = args->has_bitmaps ? args->bitmaps : NULL,
@@ -542,8 +538,9 @@ static bool qmp_query_block_exports(void *opaque, json_object **ret, GError **er
         json_object_object_add(info, "name", json_object_new_string(
                                    nbd_export_get_name(rec->exp) ? nbd_export_get_name(rec->exp)
                                                                  : ""));
-        if (rec->iothread) {
-            json_object_object_add(info, "iothread", json_object_new_string(rec->iothread));
+        json_object *iothread = nbd_qmp_iothreads_to_json(&rec->iothreads);
+        if (iothread) {
+            json_object_object_add(info, "iothread", iothread);
         }
         json_object_object_add(info, "writethrough",
                                json_object_new_boolean(nbd_export_is_writethrough(rec->exp)));
@@ -589,6 +586,15 @@ static void describe_client(NBDConn *client, gpointer opaque)
     json_object_object_add(o, "connected-since",
                            json_object_new_int64(info.connected_since / G_USEC_PER_SEC));
     json_object_object_add(o, "in-flight", json_object_new_int64(info.in_flight));
+    /* berth's: the I/O thread that carries its data path, if any */
+    NBDExport *exp = info.export_name ? nbd_export_find(info.export_name) : NULL;
+    QmpExport *rec = exp ? nbd_export_get_owner_data(exp) : NULL;
+    const char *iothread = rec ? nbd_qmp_iothreads_find(&rec->iothreads,
+                                                         nbd_conn_get_context(client))
+                               : NULL;
+    if (iothread) {
+        json_object_object_add(o, "iothread", json_object_new_string(iothread));
+    }
     if (info.tls_identity) {
         json_object_object_add(o, "tls-identity", json_object_new_string(info.tls_identity));
     }

@@ -110,7 +110,7 @@ static void enter_transmission(NBDConn *client, NBDExport *exp)
            client->tls_active ? ", TLS identity '" : "",
            client->tls_active ? (identity ? identity : "(none)") : "",
            client->tls_active ? "'" : "");
-    if (exp->ctx) {
+    if (exp->n_ctxs) {
         /* conn-io.c moves the client once this dispatch is over; until
          * then nothing here reads or runs a request. */
         nbd_transmission_set_limits(client);

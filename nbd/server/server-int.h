@@ -65,7 +65,9 @@ struct NBDExport {
     NBDStats stats;             /* added to with nbd_stats_add() */
     gpointer owner_data;
     GDestroyNotify owner_destroy;
-    GMainContext *ctx;          /* referenced, or NULL: see NBDExportConfig */
+    GMainContext **ctxs;        /* n_ctxs, each referenced; none: the main context */
+    guint n_ctxs;
+    guint next_ctx;             /* where the next client goes (main context only) */
     void (*ctx_release)(gpointer data);
     gpointer ctx_release_data;
     /* Metadata contexts besides base:allocation (set at creation). */
@@ -194,6 +196,9 @@ static inline void nbd_counter_set(guint *counter, guint value)
 uint64_t nbd_export_current_size(NBDExport *exp);
 void nbd_export_attach_client(NBDExport *exp, NBDConn *client);
 void nbd_export_detach_client(NBDExport *exp, NBDConn *client);
+/* The context the next client to negotiate moves to (borrowed), NULL for
+ * the main context. Main context. */
+GMainContext *nbd_export_next_context(NBDExport *exp);
 GList *nbd_export_list(void);  /* table order; borrowed pointers, free the list */
 /* The server's connection limit changed: recompute what every export
  * advertises (CAN_MULTI_CONN) to clients that negotiate from now on. */

@@ -415,6 +415,11 @@ void nbd_conn_close(NBDConn *client)
     nbd_conn_put(client);
 }
 
+GMainContext *nbd_conn_get_context(NBDConn *client)
+{
+    return client->ctx;
+}
+
 void nbd_conn_get_info(NBDConn *client, NBDConnInfo *info)
 {
     info->id = client->id;

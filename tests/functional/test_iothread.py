@@ -451,6 +451,81 @@ class OwnDaemon(bh.DaemonTestCase):
                                              300 + k, psk=keys)
                      for k in range(4)])
 
+    @bh.berth_only
+    def test_iothread_list_spreads_connections(self):
+        """iothread given as a list (the form QEMU's schema later gave the
+        member, which QSD 7.2 does not have): the connections of one
+        multi-conn export go to io0 and io1 in turn, each carries its data
+        path on its own thread, and the data is right."""
+        self.sock = self.path("nbd.sock")
+        self.qmp_path = self.path("qmp.sock")
+        f = self.path("disk.img")
+        bh.make_sparse_file(f, DISK)
+        self.daemon = self.start_daemon(
+            ["--object", "iothread,id=io0", "--object", "iothread,id=io1"]
+            + bh.blockdev_file("n0", f) + bh.nbd_server_unix(self.sock, max_connections=0)
+            + export_args("e", "n0", extra=",iothread.0=io0,iothread.1=io1,multi-conn=on")
+            + bh.qmp_monitor(self.qmp_path), wait_for=self.sock)
+        self.qmp = self.connect_qmp(self.qmp_path)
+        info = self.qmp.cmd("query-block-exports")["return"]
+        self.assertEqual(info[0]["iothread"], ["io0", "io1"])
+
+        handles = [connect(self.sock, "e") for _ in range(4)]
+        self.assertTrue(all(h.can_multi_conn() for h in handles))
+        clients = self.qmp.cmd("query-nbd-clients")["return"]
+        self.assertEqual(sorted(c["iothread"] for c in clients), ["io0", "io0", "io1", "io1"])
+        for h in handles:
+            close(h)
+
+        before = thread_ticks(self.daemon.pid)
+        deadline = time.monotonic() + 60
+        while True:
+            in_parallel([lambda k=k: run_pattern(self.sock, "e", k * 8 * MiB, 4 * MiB, 500 + k,
+                                                 block=4 * KiB, depth=16, rounds=1)
+                         for k in range(4)])
+            after = thread_ticks(self.daemon.pid)
+            spent = [after.get(t, 0) - before.get(t, 0) for t in ("iothread-io0", "iothread-io1")]
+            if min(spent) >= 10 or time.monotonic() > deadline:
+                break
+        self.assertGreaterEqual(min(spent), 10, (before, after))
+        main = after.get("berthd", 0) - before.get("berthd", 0)
+        self.assertLess(main, sum(spent) / 4, (before, after))
+
+        # Both threads are in use: neither can go while the export lives.
+        for iot in ("io0", "io1"):
+            r = self.qmp.cmd("object-del", id=iot)
+            self.assertIn("in use", r["error"]["desc"])
+        self.assertEqual(self.qmp.cmd("block-export-del", id="e"), {"return": {}})
+        self.wait_event("BLOCK_EXPORT_DELETED")
+        for iot in ("io0", "io1"):
+            self.assertEqual(self.qmp.cmd("object-del", id=iot), {"return": {}})
+
+    @bh.berth_only
+    def test_iothread_list_refusals(self):
+        self.start(n_iothreads=2)
+        base = {"type": "nbd", "id": "e", "node-name": "n0"}
+        cases = [
+            ({"iothread": []}, "at least one iothread"),
+            ({"iothread": ["io0", 7]}, "'iothread[1]', expected: string"),
+            ({"iothread": {"a": 1}}, "expected: a string or an array of strings"),
+            ({"iothread": ["io0", "io9"]}, 'iothread "io9" not found'),
+            ({"iothread": ["io0", "io1"], "fixed-iothread": True},
+             "fixed-iothread cannot be used with a list"),
+        ]
+        for extra, text in cases:
+            r = self.qmp.cmd("block-export-add", dict(base, **extra))
+            self.assertIn(text, r.get("error", {}).get("desc", ""), (extra, r))
+        # Nothing was left pinned by the refusals.
+        self.assertEqual(self.qmp.cmd("object-del", id="io1"), {"return": {}})
+        # One thread in a list is a list of one, and shown as such.
+        self.add_export("e", ["io0"])
+        info = self.qmp.cmd("query-block-exports")["return"]
+        self.assertEqual(info[0]["iothread"], ["io0"])
+        h = connect(self.sock, "e")
+        h.pwrite(b"x" * 4096, 0)
+        self.assertEqual(h.pread(4096, 0), b"x" * 4096)
+        close(h)
+
     def test_iothread_must_exist(self):
         self.start()
         r = self.qmp.cmd("block-export-add", {"type": "nbd", "id": "e", "node-name": "n0",

@@ -309,6 +309,60 @@ static void test_context_is_main(void)
     delete_exports_and_nodes();
 }
 
+/* Two contexts: clients go to them in turn, each is served where it went,
+ * and ctx_release runs once, after the last client and the export. */
+static void test_clients_spread_over_contexts(void)
+{
+    reset();
+    g_autoptr(GError) err = NULL;
+    BerthIOThread *iots[2] = { berth_iothread_new("nbd-iot-a", &err),
+                               berth_iothread_new("nbd-iot-b", &err) };
+    g_assert_no_error(err);
+    GMainContext *ctxs[2] = { berth_iothread_get_context(iots[0]),
+                              berth_iothread_get_context(iots[1]) };
+    NBDExportConfig cfg = NBD_EXPORT_CONFIG_INIT;
+    cfg.bs = make_node("iot5", NODE_SIZE, false, NULL);
+    cfg.ctxs = ctxs;
+    cfg.n_ctxs = 2;
+    cfg.ctx_release = on_release;
+    cfg.ctx_release_data = (gpointer) "io-test";
+    NBDExport *exp = nbd_export_create(&cfg, &err);
+    g_assert_no_error(err);
+    bdrv_put(cfg.bs);
+    g_assert_true(nbd_export_get_context(exp) == ctxs[0]);
+
+    NBDConn *clients[3];
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        clients[i] = start_client(exp, &fds[i]);
+        g_assert_null(nbd_conn_get_context(clients[i]));   /* negotiating on main */
+        negotiate(fds[i]);
+        uint8_t data[4096], back[4096];
+        memset(data, 0x30 + i, sizeof(data));
+        g_assert_cmpuint(request(fds[i], NBD_CMD_WRITE, 1, i * 4096, sizeof(data), data, NULL),
+                         ==, 0);
+        g_assert_cmpuint(request(fds[i], NBD_CMD_READ, 2, i * 4096, sizeof(back), NULL, back),
+                         ==, 0);
+        g_assert_cmpmem(back, sizeof(back), data, sizeof(data));
+        g_assert_true(nbd_conn_get_context(clients[i]) == ctxs[i % 2]);
+    }
+
+    nbd_export_close(exp);
+    g_assert_cmpint(client_closed, ==, 3);
+    for (int i = 0; i < 3; i++) {
+        nbd_conn_put(clients[i]);
+        close(fds[i]);
+    }
+    drain_main_context();
+    g_assert_cmpint(released, ==, 0);
+    nbd_export_put(exp);
+    drain_main_context();
+    g_assert_cmpint(released, ==, 1);
+    berth_iothread_free(iots[0]);
+    berth_iothread_free(iots[1]);
+    delete_exports_and_nodes();
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -318,5 +372,6 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd/iothread/peer-hangup", test_peer_hangup_on_iothread);
     g_test_add_func("/nbd/iothread/failed-create", test_failed_create_keeps_release);
     g_test_add_func("/nbd/iothread/context-is-main", test_context_is_main);
+    g_test_add_func("/nbd/iothread/spread-over-contexts", test_clients_spread_over_contexts);
     return g_test_run();
 }

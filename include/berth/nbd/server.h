@@ -104,6 +104,15 @@ typedef struct NBDExportConfig {
      * client closes finish there first. Not called if creation fails.
      */
     GMainContext *ctx;
+    /*
+     * Several contexts instead of one (ctx then NULL): each client, once it
+     * has negotiated, moves to the next of them in turn, so that the
+     * connections of one export (multi-conn) spread over several I/O
+     * threads. The same rules as for ctx hold for every one of them; the
+     * array is copied, each context referenced. ctx_release runs once.
+     */
+    GMainContext *const *ctxs;
+    guint n_ctxs;
     void (*ctx_release)(gpointer data);
     gpointer ctx_release_data;
     /*
@@ -165,7 +174,8 @@ const char *nbd_export_get_name(NBDExport *exp);
 const char *nbd_export_get_id(NBDExport *exp);
 const char *nbd_export_get_description(NBDExport *exp);
 BlockDriverState *nbd_export_get_blockdev(NBDExport *exp);
-/* The context its clients' data path runs on (borrowed), NULL for main. */
+/* The context its clients' data path runs on (borrowed), NULL for main;
+ * with several (NBDExportConfig.ctxs), the first. */
 GMainContext *nbd_export_get_context(NBDExport *exp);
 bool nbd_export_is_read_only(NBDExport *exp);
 bool nbd_export_is_writethrough(NBDExport *exp);
@@ -212,6 +222,10 @@ typedef struct NBDConnInfo {
 } NBDConnInfo;
 
 void nbd_conn_get_info(NBDConn *client, NBDConnInfo *info);
+/* The context the connection's data path runs on (borrowed; valid while the
+ * connection is referenced): NULL on the main context, which includes
+ * every connection still negotiating. */
+GMainContext *nbd_conn_get_context(NBDConn *client);
 
 /*
  * The seed API's names for the calls above, from before the server's
