@@ -255,6 +255,14 @@ class Bench:
                 if srv:
                     servers[s] = srv
                     mc[s] = measure.multi_conn(srv.uri())
+            if "berthd" in self.servers:
+                # and the export's connections spread over two I/O threads
+                srv = self.start("berthd", d, [Export("", "file", path=paths["berthd"],
+                                                      writable=False,
+                                                      iothread=["io0", "io1"])], tag="-2iot")
+                if srv:
+                    servers["berthd-2iot"] = srv
+                    mc["berthd-2iot"] = measure.multi_conn(srv.uri())
             for s, srv in servers.items():  # warm-up, not recorded
                 try:
                     measure.nbdcopy(srv.uri(), 1, self.size, 0)

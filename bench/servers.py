@@ -15,10 +15,11 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Union
 
 SERVERS = ["berthd", "nbdkit", "qsd", "qemu-nbd"]
-LABELS = {"berthd": "berthd", "nbdkit": "nbdkit", "qsd": "QSD", "qemu-nbd": "qemu-nbd"}
+LABELS = {"berthd": "berthd", "nbdkit": "nbdkit", "qsd": "QSD", "qemu-nbd": "qemu-nbd",
+          "berthd-2iot": "berthd, iothread [io0, io1]"}
 # Servers with a QSD-style command line and QMP monitor.
 QMP_SERVERS = ["berthd", "qsd"]
 
@@ -31,14 +32,21 @@ class Export:
     size: int = 0                 # null, memory: the device size in bytes
     direct: bool = False          # file: bypass the page cache
     writable: bool = True
-    iothread: Optional[str] = None
+    # an I/O thread's id, or (berthd only) a list of them that the export's
+    # connections are handed to in turn
+    iothread: Union[None, str, List[str]] = None
+
+    def iothreads(self) -> List[str]:
+        if not self.iothread:
+            return []
+        return [self.iothread] if isinstance(self.iothread, str) else list(self.iothread)
 
 
 def _qsd_style(binary: str, exports: List[Export], sock: str,
                qmp: Optional[str]) -> List[str]:
     """berthd and qemu-storage-daemon share one command line."""
     argv = [binary]
-    for t in sorted({e.iothread for e in exports if e.iothread}):
+    for t in sorted({t for e in exports for t in e.iothreads()}):
         argv += ["--object", f"iothread,id={t}"]
     for i, e in enumerate(exports):
         node = f"n{i}"
@@ -57,7 +65,10 @@ def _qsd_style(binary: str, exports: List[Export], sock: str,
     for i, e in enumerate(exports):
         opts = f"nbd,id=e{i},node-name=n{i},name={e.name}"
         opts += ",writable=on" if e.writable else ""
-        opts += f",iothread={e.iothread}" if e.iothread else ""
+        if isinstance(e.iothread, str):
+            opts += f",iothread={e.iothread}"
+        elif e.iothread:
+            opts += "".join(f",iothread.{k}={t}" for k, t in enumerate(e.iothread))
         argv += ["--export", opts]
     if qmp:
         argv += ["--chardev", f"socket,id=qmp0,path={qmp},server=on,wait=off",
