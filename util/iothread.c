@@ -31,7 +31,57 @@ struct BerthIOThread {
     GSource *work_source;
 
     bool quit;                  /* the thread only */
+    BerthIOThreadPolling polling;   /* set before the thread starts */
+    int64_t poll_ns;            /* the window; written by the thread only */
 };
+
+/* QEMU starts a growing window at 4 us too. */
+#define POLL_FIRST_NS 4000
+
+/*
+ * After each wait (the polling window and the sleep that may follow, in ns)
+ * move the window: within the window, it was right; longer than the
+ * maximum, the thread idles and the window shrinks; shorter than the
+ * maximum but past the window, a longer window would have caught it.
+ */
+static void polling_adjust(BerthIOThread *iot, int64_t waited_ns)
+{
+    const BerthIOThreadPolling *p = &iot->polling;
+    int64_t ns = iot->poll_ns;
+
+    if (waited_ns <= ns) {
+        return;
+    }
+    if (waited_ns > p->max_ns) {
+        ns = p->shrink ? ns / p->shrink : 0;
+    } else if (ns < p->max_ns) {
+        int64_t grow = p->grow ? p->grow : 2;
+        ns = ns == 0 ? POLL_FIRST_NS : ns > p->max_ns / grow ? p->max_ns : ns * grow;
+        ns = MIN(ns, p->max_ns);
+    }
+    __atomic_store_n(&iot->poll_ns, ns, __ATOMIC_RELAXED);
+}
+
+/* One turn of the loop: look without sleeping for the window, then sleep. */
+static void iothread_wait(BerthIOThread *iot)
+{
+    if (iot->polling.max_ns <= 0) {
+        g_main_context_iteration(iot->ctx, TRUE);
+        return;
+    }
+    gint64 start = g_get_monotonic_time();
+    if (iot->poll_ns > 0) {
+        gint64 end = start + iot->poll_ns / 1000;
+        do {
+            if (g_main_context_iteration(iot->ctx, FALSE)) {
+                polling_adjust(iot, (g_get_monotonic_time() - start) * 1000);
+                return;
+            }
+        } while (!iot->quit && g_get_monotonic_time() < end);
+    }
+    g_main_context_iteration(iot->ctx, TRUE);
+    polling_adjust(iot, (g_get_monotonic_time() - start) * 1000);
+}
 
 static void work_finish(BerthIOThread *iot, Work *w)
 {
@@ -90,7 +140,7 @@ static gpointer iothread_run(gpointer opaque)
     berth_mutex_unlock(&iot->lock);
 
     while (!iot->quit) {
-        g_main_context_iteration(iot->ctx, TRUE);
+        iothread_wait(iot);
     }
     g_main_context_pop_thread_default(iot->ctx);
     g_main_context_release(iot->ctx);
@@ -110,9 +160,25 @@ static void iothread_release(BerthIOThread *iot)
 
 BerthIOThread *berth_iothread_new(const char *name, GError **errp)
 {
+    return berth_iothread_new_polling(name, NULL, errp);
+}
+
+int64_t berth_iothread_get_poll_ns(BerthIOThread *iot)
+{
+    return __atomic_load_n(&iot->poll_ns, __ATOMIC_RELAXED);
+}
+
+BerthIOThread *berth_iothread_new_polling(const char *name, const BerthIOThreadPolling *polling,
+                                          GError **errp)
+{
     g_return_val_if_fail(name != NULL, NULL);
+    g_return_val_if_fail(!polling || (polling->max_ns >= 0 && polling->grow >= 0 &&
+                                      polling->shrink >= 0), NULL);
 
     BerthIOThread *iot = g_new0(BerthIOThread, 1);
+    if (polling) {
+        iot->polling = *polling;
+    }
     g_mutex_init(&iot->lock);
     g_cond_init(&iot->cond);
     g_queue_init(&iot->work);

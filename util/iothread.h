@@ -26,6 +26,7 @@
 
 #include <glib.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 G_BEGIN_DECLS
 
@@ -39,6 +40,29 @@ typedef void (*BerthIOThreadFunc)(gpointer opaque);
  * set when no thread can be made.
  */
 BerthIOThread *berth_iothread_new(const char *name, GError **errp);
+
+/*
+ * Adaptive polling, as QEMU's iothread objects have it (poll-max-ns,
+ * poll-grow, poll-shrink): before it sleeps in poll(), the thread keeps
+ * looking for ready sources, without sleeping, for a window of up to
+ * max_ns. An event that came within the window is served without the
+ * sleep and the wake-up that would follow it - the latency of a request at
+ * queue depth 1. The window starts at 0; after a sleep shorter than max_ns
+ * (events come often) it grows (times `grow`, 0: twice; from 0 to 4 us),
+ * after one longer than max_ns (the thread idles) it shrinks (divided by
+ * `shrink`, 0: back to 0), so an idle thread does not spin. max_ns 0 turns
+ * polling off. Values must be >= 0.
+ */
+typedef struct BerthIOThreadPolling {
+    int64_t max_ns, grow, shrink;
+} BerthIOThreadPolling;
+
+/* berth_iothread_new() with polling (NULL: none, as berth_iothread_new). */
+BerthIOThread *berth_iothread_new_polling(const char *name, const BerthIOThreadPolling *polling,
+                                          GError **errp);
+
+/* The polling window now, in ns (for tests and statistics; any thread). */
+int64_t berth_iothread_get_poll_ns(BerthIOThread *iot);
 
 /* The context the thread runs (borrowed; valid until berth_iothread_free). */
 GMainContext *berth_iothread_get_context(BerthIOThread *iot);

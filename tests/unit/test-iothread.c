@@ -5,7 +5,8 @@
  * asynchronous call; the synchronous call waits (and runs directly on the
  * thread itself); g_main_context_invoke() from outside is queued, not run by
  * the caller; sources of the context dispatch on the thread; stopping runs
- * everything accepted first and refuses what comes later.
+ * everything accepted first and refuses what comes later; adaptive polling
+ * opens its window under load and closes it when idle.
  */
 #include "util/iothread.h"
 #include "util/tsan.h"
@@ -288,6 +289,51 @@ static void test_refused_after_stop(void)
     g_array_unref(l.order.seen);
 }
 
+static void noop(gpointer opaque)
+{
+}
+
+/* The highest polling window seen over `rounds` quick round trips. */
+static int64_t busy_window(BerthIOThread *iot, int rounds)
+{
+    int64_t most = 0;
+    for (int i = 0; i < rounds; i++) {
+        g_assert_true(berth_iothread_run_sync(iot, noop, NULL));
+        most = MAX(most, berth_iothread_get_poll_ns(iot));
+    }
+    return most;
+}
+
+/* Adaptive polling: the window opens while events come quickly, never
+ * past its maximum, and closes once the thread has idled longer than
+ * that; with a maximum of 0 it never opens. Work is served either way. */
+static void test_polling(void)
+{
+    g_autoptr(GError) err = NULL;
+    BerthIOThreadPolling on = { .max_ns = 10 * 1000 * 1000 };
+    BerthIOThread *iot = berth_iothread_new_polling("iot-poll", &on, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(berth_iothread_get_poll_ns(iot), ==, 0);
+    int64_t most = busy_window(iot, 200);
+    g_assert_cmpint(most, >, 0);
+    g_assert_cmpint(most, <=, on.max_ns);
+
+    g_usleep(50 * 1000);        /* idle for 5 times the maximum */
+    g_assert_true(berth_iothread_run_sync(iot, noop, NULL));
+    gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+    while (berth_iothread_get_poll_ns(iot) != 0 && g_get_monotonic_time() < deadline) {
+        g_usleep(1000);
+    }
+    g_assert_cmpint(berth_iothread_get_poll_ns(iot), ==, 0);
+    berth_iothread_free(iot);
+
+    BerthIOThreadPolling off = { 0 };
+    iot = berth_iothread_new_polling("iot-nopoll", &off, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(busy_window(iot, 200), ==, 0);
+    berth_iothread_free(iot);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -297,5 +343,6 @@ int main(int argc, char **argv)
     g_test_add_func("/util/iothread/context", test_context);
     g_test_add_func("/util/iothread/stop-drains", test_stop_drains);
     g_test_add_func("/util/iothread/refused-after-stop", test_refused_after_stop);
+    g_test_add_func("/util/iothread/polling", test_polling);
     return g_test_run();
 }

@@ -46,6 +46,18 @@ static void check_error(QmpSession *s, const char *request, const char *cls,
     check_reply(s, request, expected);
 }
 
+/* An error of class cls whose text starts with desc_prefix. */
+static void check_error_prefix(QmpSession *s, const char *request, const char *cls,
+                               const char *desc_prefix)
+{
+    g_autofree char *got = dispatch_text(s, request);
+    g_autofree char *start =
+        g_strdup_printf("{\"error\": {\"class\": \"%s\", \"desc\": \"%s", cls, desc_prefix);
+    if (!g_str_has_prefix(got, start)) {
+        g_error("%s: got %s, expected %s...", request, got, start);
+    }
+}
+
 static QmpSession negotiated(void)
 {
     QmpSession s = { 0 };
@@ -385,6 +397,31 @@ static void test_objects(void)
                 "{\"return\": {}}");
     check_error(&s, "{\"execute\": \"object-del\", \"arguments\": {\"id\": \"io0\"}}", ge,
                 "object 'io0' not found");
+
+    /* QEMU's range checks and texts; berth's refusals of what it lacks. */
+    const char *const bad_iothreads[][2] = {
+        { "\"poll-max-ns\": -1", "poll-max-ns value must be in range [0, 9223372036854775807]" },
+        { "\"poll-grow\": -2", "poll-grow value must be in range [0, 9223372036854775807]" },
+        { "\"poll-shrink\": -3", "poll-shrink value must be in range [0, 9223372036854775807]" },
+        { "\"aio-max-batch\": -1",
+          "aio-max-batch value must be in range [0, 9223372036854775807]" },
+        { "\"aio-max-batch\": 8", "aio-max-batch=8 is not supported" },
+        { "\"thread-pool-min\": 5, \"thread-pool-max\": 2",
+          "bad thread-pool-min/thread-pool-max values" },
+        { "\"thread-pool-max\": 16", "thread-pool-min=0 thread-pool-max=16 is not supported" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad_iothreads); i++) {
+        g_autofree char *cmd = g_strdup_printf(
+            "{\"execute\": \"object-add\", \"arguments\": {\"qom-type\": \"iothread\", "
+            "\"id\": \"bad%zu\", %s}}", i, bad_iothreads[i][0]);
+        check_error_prefix(&s, cmd, ge, bad_iothreads[i][1]);
+        g_autofree char *id = g_strdup_printf("bad%zu", i);
+        g_assert_null(qmp_object_find(id, NULL));
+    }
+    check_reply(&s, "{\"execute\": \"object-add\", \"arguments\": {\"qom-type\": \"iothread\", "
+                    "\"id\": \"io9\", \"poll-max-ns\": 100000, \"poll-grow\": 4, "
+                    "\"poll-shrink\": 2, \"aio-max-batch\": 0, \"thread-pool-min\": 0, "
+                    "\"thread-pool-max\": 64}}", "{\"return\": {}}");
 
     /* The command line form: implied qom-type, keyval typing. */
     g_autoptr(json_object) kv = json_tokener_parse(
