@@ -35,6 +35,7 @@ typedef struct FileState {
     int punch_ok;
     GMutex rmw_lock;           /* serialises O_DIRECT read-modify-write */
     bool use_uring;            /* reads and O_DIRECT writes through io_uring when possible */
+    guint aio_max_batch;       /* io_uring: submit once this many wait (0: per dispatch) */
     /* Image locks (file-posix-lock.c; main thread). */
     bool locking;              /* locking=on, or auto where OFD locks work */
     uint32_t lock_perm, lock_unshared;  /* what the locked bytes say now */

@@ -223,6 +223,9 @@ static bool op_queue(FileRing *r, UringOp *op)
     }
     io_uring_sqe_set_data(sqe, op);
     r->unsubmitted++;
+    if (op->s->aio_max_batch && r->unsubmitted >= op->s->aio_max_batch) {
+        ring_flush(r);      /* aio-max-batch: no longer batch than asked */
+    }
     return true;
 }
 

@@ -350,6 +350,12 @@ static bool file_open(BlockDriverState *bs, const void *options, GError **errp)
                             "which was not specified.");
         return false;
     }
+    if (opts->has_aio_max_batch && (opts->aio_max_batch < 0 ||
+                                    opts->aio_max_batch > G_MAXINT32)) {
+        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                    "aio-max-batch must be in range [0, %d]", G_MAXINT32);
+        return false;
+    }
     fd = file_open_fd(filename, bs->read_only, bs->cache_direct);
     if (fd < 0 && !bs->read_only && bs->auto_read_only &&
         (errno == EACCES || errno == EPERM || errno == EROFS)) {
@@ -386,6 +392,7 @@ static bool file_open(BlockDriverState *bs, const void *options, GError **errp)
     /* Default and aio=io_uring: the ring (for reads, O_DIRECT writes) when
      * the kernel lets us have one. */
     s->use_uring = !opts->has_aio || opts->aio == FILE_AIO_IO_URING;
+    s->aio_max_batch = opts->has_aio_max_batch ? (guint) opts->aio_max_batch : 0;
     s->no_flush = bs->cache_no_flush;
     s->req_align = s->mem_align = 1;
     s->dsync_ok = s->zero_range_ok = s->punch_ok = 1;
