@@ -27,9 +27,20 @@ struct BerthListener {
     BerthAcceptFunc accept_cb;
     gpointer opaque;
     GMainContext *context;
-    bool paused;
+    bool paused;                /* berth_listener_pause() */
+    /* After accept() failed for want of a resource (descriptors, memory):
+     * not watched until the timer says so, the wait doubling from
+     * ACCEPT_BACKOFF_MIN_MS to ACCEPT_BACKOFF_MAX_MS while it keeps failing.
+     * A listening socket stays readable when accept() fails, so watching it
+     * meanwhile would spin the loop on the same error (and the log with it). */
+    GSource *backoff;
+    guint backoff_ms;
+    guint64 failures;           /* in this episode, for the message at its end */
     int port;
 };
+
+#define ACCEPT_BACKOFF_MIN_MS 50
+#define ACCEPT_BACKOFF_MAX_MS 1600
 
 BerthSocketAddress *berth_socket_address_copy(const BerthSocketAddress *addr)
 {
@@ -151,18 +162,54 @@ int berth_socket_connect(const BerthSocketAddress *addr, GError **errp)
     return -1;
 }
 
+static void watch_fds(BerthListener *l);
+static void unwatch_fds(BerthListener *l);
+
+static gboolean backoff_over(gpointer opaque)
+{
+    BerthListener *l = opaque;
+
+    g_clear_pointer(&l->backoff, g_source_unref);
+    if (!l->paused) {
+        watch_fds(l);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* accept() failed with err, which waiting may cure: stop watching for a while. */
+static void back_off(BerthListener *l, int err)
+{
+    if (l->failures++ == 0) {
+        g_warning("accept failed: %s; connections wait in the backlog until it "
+                  "succeeds again (tried every %u to %u ms)", g_strerror(err),
+                  ACCEPT_BACKOFF_MIN_MS, ACCEPT_BACKOFF_MAX_MS);
+        l->backoff_ms = ACCEPT_BACKOFF_MIN_MS;
+    } else {
+        l->backoff_ms = MIN(l->backoff_ms * 2, ACCEPT_BACKOFF_MAX_MS);
+    }
+    unwatch_fds(l);
+    l->backoff = g_timeout_source_new(l->backoff_ms);
+    g_source_set_callback(l->backoff, backoff_over, l, NULL);
+    g_source_attach(l->backoff, l->context);
+}
+
 static gboolean on_listen_ready(gint fd, GIOCondition cond, gpointer opaque)
 {
     BerthListener *l = opaque;
     /* Accept a bounded batch per wakeup so one listener cannot starve the loop. */
-    for (int i = 0; i < 16 && !l->paused; i++) {
+    for (int i = 0; i < 16 && !l->paused && !l->backoff; i++) {
         int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (cfd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                errno != ECONNABORTED) {
-                g_warning("accept failed: %s", g_strerror(errno));
+            int err = errno;
+            if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR && err != ECONNABORTED) {
+                back_off(l, err);   /* EMFILE, ENFILE, ENOBUFS, ENOMEM, ... */
             }
             break;
+        }
+        if (l->failures) {
+            g_message("accepting connections again, after %" G_GUINT64_FORMAT
+                      " failed attempts", l->failures);
+            l->failures = 0;
         }
         int one = 1;
         setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -345,7 +392,7 @@ void berth_listener_pause(BerthListener *l, bool paused)
     l->paused = paused;
     if (paused) {
         unwatch_fds(l);
-    } else {
+    } else if (!l->backoff) {
         watch_fds(l);
     }
 }
@@ -361,6 +408,10 @@ void berth_listener_free(BerthListener *l)
         return;
     }
     unwatch_fds(l);
+    if (l->backoff) {
+        g_source_destroy(l->backoff);
+        g_source_unref(l->backoff);
+    }
     g_ptr_array_free(l->sources, TRUE);
     for (guint i = 0; i < l->fds->len; i++) {
         close(g_array_index(l->fds, int, i));

@@ -3,7 +3,7 @@
  * The process-level chores that berthd and berth-nbd share and that have
  * nothing to do with block devices: turning into a daemon without losing
  * start-up errors, a locked pid file, and quitting the main loop on the
- * usual signals. Kept apart from option handling so each stays short.
+ * usual signals, the open-file limit. Kept apart from option handling so each stays short.
  * Messages name the program by g_get_prgname() ("berthd" when unset).
  * Threads: call before any thread exists (daemonize) or from the main
  * thread.
@@ -38,5 +38,13 @@ void berthd_pidfile_remove(void);
  * and must outlive the main context's sources.
  */
 void berthd_quit_on_signals(GMainLoop *loop);
+
+/*
+ * Raise the soft limit on open files to the hard one, as QEMU does: every
+ * NBD connection and monitor session is a descriptor, and the usual soft
+ * limit of 1024 would cap a server long before its max-connections.
+ * Silent when it cannot (the hard limit then still holds).
+ */
+void berthd_raise_fd_limit(void);
 
 #endif

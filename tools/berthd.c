@@ -386,6 +386,7 @@ int main(int argc, char **argv)
     opterr = 0;
     int verbosity = 0;
     berth_log_init("berthd");
+    berthd_raise_fd_limit();
     while ((c = getopt_long(argc, argv, ":hVvT:", long_options, &index)) != -1) {
         switch (c) {
         case 'v':

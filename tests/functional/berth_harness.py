@@ -21,6 +21,7 @@ import ctypes
 import errno
 import json
 import os
+import resource
 import select
 import shutil
 import signal
@@ -358,8 +359,9 @@ class Daemon:
     daemon under test, or the program exe."""
 
     def __init__(self, args, workdir, wait_for=None, wait_tcp=None, name="daemon",
-                 exe=None):
+                 exe=None, nofile=None):
         self.args = [exe or DAEMON_PATH] + list(args)
+        self.nofile = nofile    # (soft, hard) RLIMIT_NOFILE for the daemon, or None
         if VALGRIND and exe is None:
             self.args = VALGRIND_COMMAND + self.args
         self.workdir = workdir
@@ -379,12 +381,17 @@ class Daemon:
             self.proc = subprocess.Popen(self.args, cwd=self.workdir,
                                          stdin=subprocess.DEVNULL,
                                          stdout=out, stderr=err,
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=self._preexec)
         if self.wait_for:
             self.wait_unix(self.wait_for)
         if self.wait_tcp:
             self.wait_inet(*self.wait_tcp)
         return self
+
+    def _preexec(self):
+        _die_with_parent()
+        if self.nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
 
     @property
     def pid(self):
@@ -623,12 +630,12 @@ class DaemonTestCase(unittest.TestCase):
         super().tearDown()
 
     def start_daemon(self, args, wait_for=None, name="daemon", wait_tcp=None,
-                     stop_check=True, exe=None, workdir=None, stop=None):
+                     stop_check=True, exe=None, workdir=None, stop=None, nofile=None):
         """A daemon for this test only (or the program exe), run in workdir
         (default self.tmpdir).  At cleanup: stopped with SIGTERM, insisting
         on status 0; with stop_check=False, killed; stop(daemon) when given."""
         d = Daemon(args, workdir or self.tmpdir, wait_for=wait_for, wait_tcp=wait_tcp,
-                   name=name, exe=exe)
+                   name=name, exe=exe, nofile=nofile)
         self._test_daemons.append(d)
         if stop is not None:
             self.addCleanup(stop, d)
