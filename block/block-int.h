@@ -94,6 +94,10 @@ struct BdrvRequest {
     struct iovec *iov;          /* a private copy of the caller's array */
     int niov;
     guint max_extents;
+    /* A read from bdrv_aio_preadv_extents(): the driver that handles it may
+     * leave unfilled what it reports as BDRV_BLOCK_ZERO, see there. Not
+     * carried to child requests (bdrv_child_submit), only by redirection. */
+    bool zero_extents;
     BdrvCompletionFunc cb;
     BdrvBlockStatusFunc status_cb;
     gpointer opaque;

@@ -54,7 +54,7 @@ void bdrv_request_free(BdrvRequest *req)
 
 void bdrv_request_deliver(BdrvRequest *req)
 {
-    if (req->op == BDRV_OP_BLOCK_STATUS) {
+    if (req->op == BDRV_OP_BLOCK_STATUS || (req->op == BDRV_OP_READ && req->status_cb)) {
         if (req->status_cb) {
             req->status_cb(req->opaque, req->ret, req->ret < 0 ? NULL : req->extents,
                            req->ret < 0 ? 0 : req->n_extents, req->err);
@@ -255,6 +255,22 @@ void bdrv_aio_preadv_flags(BlockDriverState *bs, uint64_t offset,
     req = bdrv_request_new(bs, BDRV_OP_READ, cb, NULL, opaque);
     req->offset = offset;
     req->flags = flags & BDRV_REQ_ZEROES_UNFILLED;
+    if (bdrv_request_set_iov(req, iov, niov)) {
+        bdrv_request_submit(req);
+    }
+}
+
+void bdrv_aio_preadv_extents(BlockDriverState *bs, uint64_t offset,
+                             const struct iovec *iov, int niov, guint max_extents,
+                             BdrvBlockStatusFunc cb, gpointer opaque)
+{
+    BdrvRequest *req;
+
+    g_return_if_fail(bs != NULL && cb != NULL && max_extents >= 1 && max_extents <= 64);
+    req = bdrv_request_new(bs, BDRV_OP_READ, NULL, cb, opaque);
+    req->offset = offset;
+    req->max_extents = max_extents;
+    req->zero_extents = true;
     if (bdrv_request_set_iov(req, iov, niov)) {
         bdrv_request_submit(req);
     }

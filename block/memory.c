@@ -6,7 +6,8 @@
  * is written, empty subtrees are skipped when looking for data, and freeing
  * pages (discard, write-zeroes with MAY_UNMAP) gives the memory back. Reads
  * of pages never written see zeroes and block status is exact at page
- * granularity. One reader-writer lock per disk makes it coherent for
+ * granularity; a read whose caller allows it leaves holes unfilled and
+ * reports them (bdrv_aio_preadv_extents). One reader-writer lock per disk makes it coherent for
  * multi-conn: reads and block status share it, anything that changes the
  * disk (write, zero, discard) holds it alone. NBD orders nothing between
  * overlapping requests in flight, but two threads copying into the same
@@ -208,6 +209,54 @@ static void memory_close(BlockDriverState *bs)
     g_free(s);
 }
 
+/*
+ * A read whose caller takes reported holes as zeroes unseen
+ * (bdrv_aio_preadv_extents): with the lock held, plan the runs of written
+ * and unwritten pages; if they fit in the caller's extents, copy the
+ * written ones, leave the others unfilled and report each run. A large
+ * read of a sparse disk then costs neither the zeroing of its buffer nor,
+ * for a fresh buffer, the page faults that zeroing takes. False (nothing
+ * done) when there are more runs than extents.
+ */
+static bool memory_read_sparse(MemoryState *s, BdrvRequest *req)
+{
+    BdrvExtent runs[64];
+    guint n = 0, max = MIN(req->max_extents, G_N_ELEMENTS(runs));
+    uint64_t pos = req->offset, end = req->offset + req->bytes;
+    uint64_t end_pg = (end + PAGE_SIZE - 1) >> PAGE_SHIFT;
+
+    while (pos < end) {
+        uint64_t pg = pos >> PAGE_SHIFT;
+        bool allocated = page_lookup(s, pg) != NULL;
+        uint64_t next = MIN(find_page(s, pg, end_pg, !allocated) << PAGE_SHIFT, end);
+        if (n == max) {
+            return false;
+        }
+        runs[n++] = (BdrvExtent) { next - pos, allocated ? BDRV_BLOCK_DATA : BDRV_BLOCK_ZERO };
+        pos = next;
+    }
+    BerthIovCursor c;
+    berth_iov_cursor_init(&c, req->iov, req->niov);
+    pos = req->offset;
+    for (guint i = 0; i < n; i++) {
+        uint64_t run_end = pos + runs[i].length;
+        if (runs[i].status == BDRV_BLOCK_ZERO) {
+            berth_iov_cursor_skip(&c, runs[i].length);
+            pos = run_end;
+        }
+        while (pos < run_end) {
+            size_t in_page = pos & (PAGE_SIZE - 1);
+            size_t len = MIN(PAGE_SIZE - in_page, run_end - pos);
+            berth_iov_cursor_from_buf(&c, page_lookup(s, pos >> PAGE_SHIFT) + in_page, len);
+            pos += len;
+        }
+        /* Neighbouring runs differ, and there are no more than max of them. */
+        bool added = bdrv_request_add_extent(req, runs[i].length, runs[i].status);
+        g_assert(added);
+    }
+    return true;
+}
+
 static void memory_read(MemoryState *s, BdrvRequest *req)
 {
     BerthIovCursor c;
@@ -215,6 +264,11 @@ static void memory_read(MemoryState *s, BdrvRequest *req)
 
     berth_iov_cursor_init(&c, req->iov, req->niov);
     g_rw_lock_reader_lock(&s->lock);
+    if (req->zero_extents && memory_read_sparse(s, req)) {
+        g_rw_lock_reader_unlock(&s->lock);
+        bdrv_request_complete(req, 0, NULL);
+        return;
+    }
     while (pos < end) {
         uint64_t pg = pos >> PAGE_SHIFT;
         size_t in_page = pos & (PAGE_SIZE - 1);

@@ -205,6 +205,12 @@ static void reply_read(NBDRequestCtx *ctx)
         reply_read_chunks(ctx);
         return;
     }
+    if (ctx->holes_unread) {
+        /* The node's extents cover the request; its holes were not filled
+         * and must not be sent as data (nor scanned). */
+        reply_read_chunks(ctx);
+        return;
+    }
     if (client_mode(ctx->client) == NBD_MODE_SIMPLE) {
         uint8_t *h = ctx->hdrs;
         ctx->iov[0] = (struct iovec) { h, nbd_encode_simple_reply(h, ctx->req.cookie, 0) };

@@ -35,6 +35,7 @@ struct NBDRequestCtx {
     char *errmsg;
     bool fua_flush;             /* run a flush after the operation (FUA on TRIM) */
     bool zeroes_unread;         /* READ of a reads_zeroes node: buffer left unfilled */
+    bool holes_unread;          /* READ whose node left the ZERO extents unfilled */
     BdrvExtent *extents;        /* block status answer */
     guint n_extents;
     struct iovec *iov;          /* reply pieces; points at small_iov or heap */

@@ -836,6 +836,52 @@ class MemoryExport(bh.DaemonTestCase):
                             "never-written memory reads as zero")
 
 
+    def test_memory_holes_sent_unfilled(self):
+        """Structured reads of a memory node send its unwritten pages as
+        holes without filling them - and never let a recycled buffer's
+        earlier data out: a hole read right after a data read of the same
+        size reads zeroes, as holes for structured clients and as zero
+        bytes for simple ones. A read too fragmented to describe in a few
+        chunks is filled instead; raw over memory (a redirected request)
+        behaves the same."""
+        sock = self.path("nbd.sock")
+        self.start_daemon(bh.blockdev_memory("m0", 64 * MiB)
+                          + ["--blockdev", "raw,node-name=r0,file=m0"]
+                          + bh.nbd_server_unix(sock, max_connections=0)
+                          + bh.nbd_export("e0", "m0", "mem", writable=True)
+                          + bh.nbd_export("e1", "r0", "raw"),
+                          wait_for=sock)
+        data = pattern(4 * MiB, 301)
+        sparse = b"".join(pattern(4 * KiB, 400 + i) + bytes(4 * KiB) for i in range(128))
+        with bh.nbd_handle(nbd, sock, "mem") as h:
+            h.pwrite(data, 8 * MiB)
+            h.pwrite(sparse, 16 * MiB)      # 256 runs of 4 KiB in 1 MiB
+        for name in ("mem", "raw"):
+            with bh.nbd_handle(nbd, sock, name) as h, \
+                    bh.nbd_handle(nbd, sock, name, structured=False) as simple:
+                def chunks(count, offset):
+                    got = []
+                    buf = h.pread_structured(
+                        count, offset,
+                        lambda sub, off, st, err: got.append((st, off, len(sub))) or 0)
+                    return bytes(buf), got
+                for size in (64 * KiB, 4 * MiB):
+                    self.assertEqual(h.pread(size, 8 * MiB), data[:size])   # warm buffer
+                    buf, got = chunks(size, 40 * MiB)
+                    self.assertEqual(buf, bytes(size), (name, size))
+                    self.assertEqual({st for st, _, _ in got}, {nbd.READ_HOLE}, (name, size))
+                    self.assertEqual(simple.pread(size, 8 * MiB), data[:size])
+                    self.assertEqual(simple.pread(size, 40 * MiB), bytes(size), (name, size))
+                # hole, data, hole in one read: three chunks, the bytes right
+                buf, got = chunks(6 * MiB, 7 * MiB)
+                self.assertEqual(buf, bytes(MiB) + data + bytes(MiB))
+                self.assertEqual([st for st, _, _ in got],
+                                 [nbd.READ_HOLE, nbd.READ_DATA, nbd.READ_HOLE], name)
+                # 256 runs: filled and scanned instead, the bytes still right
+                buf, got = chunks(MiB, 16 * MiB)
+                self.assertEqual(buf, sparse, name)
+
+
 if __name__ == "__main__":
     bh.require_tools()
     bh.main()

@@ -3,7 +3,8 @@
  * Unit tests of the memory driver: round trips across page boundaries and
  * scattered buffers, zeroes where nothing was written, discard and
  * write-zeroes freeing whole pages and clearing partial ones, exact block
- * status with several extents and the max_extents limit, a disk of terabytes
+ * status with several extents and the max_extents limit, reads that leave
+ * holes unfilled for a caller that takes extents, a disk of terabytes
  * that costs nothing until written, range and read-only refusals, option
  * errors, detect-zeroes, and completion delivery: never inside the submitting
  * call, always on the submitter's context, also from other threads; and
@@ -147,6 +148,50 @@ static void test_block_status(void)
     g_assert_cmpint(do_status(bs, 0, 65536, 1, &r), ==, 0);
     g_assert_cmpuint(r.extents->len, ==, 1);
     result_clear(&r);
+    close_node(bs);
+}
+
+/* bdrv_aio_preadv_extents: holes reported and left as the caller had them,
+ * data copied; more runs than extents: everything filled, nothing said. */
+static void test_read_extents(void)
+{
+    BlockDriverState *bs = open_ok("{\"driver\":\"memory\",\"node-name\":\"m\",\"size\":65536}");
+    uint8_t page[4096], buf[8 * 4096];
+    Result r = { 0 };
+
+    memset(page, 0x5a, sizeof(page));
+    g_assert_cmpint(do_write(bs, 2 * 4096, page, 4096, 0, &r), ==, 0);
+    result_clear(&r);
+    g_assert_cmpint(do_write(bs, 5 * 4096, page, 4096, 0, &r), ==, 0);
+    result_clear(&r);
+
+    /* Pages 0-7 from byte 100 of page 0: hole, data, hole, data, hole. */
+    memset(buf, 0xee, sizeof(buf));
+    struct iovec iov = { buf, sizeof(buf) - 100 };
+    bdrv_aio_preadv_extents(bs, 100, &iov, 1, 8, on_status, &r);
+    g_assert_cmpint(wait_result(&r), ==, 0);
+    g_assert_cmpuint(r.extents->len, ==, 5);
+    assert_extent(&r, 0, 2 * 4096 - 100, BDRV_BLOCK_ZERO);
+    assert_extent(&r, 1, 4096, BDRV_BLOCK_DATA);
+    assert_extent(&r, 2, 2 * 4096, BDRV_BLOCK_ZERO);
+    assert_extent(&r, 3, 4096, BDRV_BLOCK_DATA);
+    assert_extent(&r, 4, 2 * 4096, BDRV_BLOCK_ZERO);
+    result_clear(&r);
+    for (size_t i = 0; i < sizeof(buf) - 100; i++) {
+        size_t pg = (i + 100) / 4096;
+        g_assert_cmpuint(buf[i], ==, pg == 2 || pg == 5 ? 0x5a : 0xee);
+    }
+
+    /* Five runs, four extents allowed: a plain read. */
+    memset(buf, 0xee, sizeof(buf));
+    bdrv_aio_preadv_extents(bs, 100, &iov, 1, 4, on_status, &r);
+    g_assert_cmpint(wait_result(&r), ==, 0);
+    g_assert_cmpuint(r.extents->len, ==, 0);
+    result_clear(&r);
+    for (size_t i = 0; i < sizeof(buf) - 100; i++) {
+        size_t pg = (i + 100) / 4096;
+        g_assert_cmpuint(buf[i], ==, pg == 2 || pg == 5 ? 0x5a : 0);
+    }
     close_node(bs);
 }
 
@@ -528,6 +573,7 @@ int main(int argc, char **argv)
 
     g_test_add_func("/block/memory/round-trip", test_round_trip);
     g_test_add_func("/block/memory/block-status", test_block_status);
+    g_test_add_func("/block/memory/read-extents", test_read_extents);
     g_test_add_func("/block/memory/discard-and-zeroes", test_discard_and_zeroes);
     g_test_add_func("/block/memory/huge-sparse", test_huge_sparse);
     g_test_add_func("/block/memory/range-and-read-only", test_range_and_read_only);

@@ -221,6 +221,17 @@ void bdrv_aio_preadv(BlockDriverState *bs, uint64_t offset,
 void bdrv_aio_preadv_flags(BlockDriverState *bs, uint64_t offset,
                            const struct iovec *iov, int niov, BdrvRequestFlags flags,
                            BdrvCompletionFunc cb, gpointer opaque);
+/*
+ * A read whose callback also gets the extents the node reported for what
+ * it read, from offset on: at most max_extents (1..64), covering the range
+ * or a first part of it; none when the node reports nothing. A node may
+ * leave unfilled exactly the parts it reports as BDRV_BLOCK_ZERO (the
+ * memory driver does for its holes): the caller must treat them as zeroes
+ * without looking at the buffer there. Everything else is filled.
+ */
+void bdrv_aio_preadv_extents(BlockDriverState *bs, uint64_t offset,
+                             const struct iovec *iov, int niov, guint max_extents,
+                             BdrvBlockStatusFunc cb, gpointer opaque);
 void bdrv_aio_pwritev(BlockDriverState *bs, uint64_t offset,
                       const struct iovec *iov, int niov, BdrvRequestFlags flags,
                       BdrvCompletionFunc cb, gpointer opaque);
