@@ -15,6 +15,8 @@
 #include "berth/qapi/qapi.h"
 #include "io/channel-watch.h"
 
+#include <string.h>
+
 /* Bytes read per wakeup; also the most unparsed input a session holds. */
 #define READ_CHUNK 4096
 /* Requests wait while this much output is queued. */
@@ -83,11 +85,17 @@ static void session_queue(MonitorSession *s, json_object *msg)
         return;
     }
     qapi_json_append(text, msg, s->pretty);
-    for (gsize i = 0; i < text->len; i++) {
-        if (text->str[i] == '\n') {
-            g_string_append_c(s->out, '\r');
+    /* Lines end in CRLF on the wire, as QEMU's do (pretty output has many). */
+    const char *p = text->str, *end = text->str + text->len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t) (end - p));
+        if (!nl) {
+            g_string_append_len(s->out, p, end - p);
+            break;
         }
-        g_string_append_c(s->out, text->str[i]);
+        g_string_append_len(s->out, p, nl - p);
+        g_string_append_len(s->out, "\r\n", 2);
+        p = nl + 1;
     }
     g_string_append(s->out, "\r\n");
 }

@@ -73,6 +73,16 @@ static void append_string(GString *out, const char *str, size_t len)
 
     g_string_append_c(out, '"');
     while (i < len) {
+        /* Most text is printable ASCII that goes out as it is: in one piece. */
+        size_t run = i;
+        while (run < len && s[run] >= 0x20 && s[run] < 0x7F && s[run] != '"' && s[run] != '\\') {
+            run++;
+        }
+        if (run > i) {
+            g_string_append_len(out, str + i, (gssize) (run - i));
+            i = run;
+            continue;
+        }
         uint32_t cp;
         size_t n = berth_utf8_decode(s + i, len - i, &cp);
 
