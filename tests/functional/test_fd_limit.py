@@ -13,49 +13,21 @@ raises its soft open-file limit to the hard one at start, as QEMU does.
 
 Raw sockets: the connections over the limit only wait in the backlog."""
 
-import os
 import socket
-import struct
 import sys
 import time
 import unittest
 
 sys.dont_write_bytecode = True     # keep the source tree clean
 import berth_harness as bh
+import nbd_wire as w
 from berth_harness import MiB
 
 nbd = bh.import_nbd()
 
-OPT_MAGIC = 0x49484156454F5054
-REPLY_MAGIC = 0x3E889045565A9
-
-
 def negotiated(path):
     """A raw connection in the transmission phase of the default export."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(30)
-    s.connect(path)
-    bh_recv(s, 18)
-    s.sendall(struct.pack(">I", 3))
-    payload = struct.pack(">IH", 0, 0)
-    s.sendall(struct.pack(">QII", OPT_MAGIC, 7, len(payload)) + payload)
-    while True:
-        magic, _, rtype, length = struct.unpack(">QIII", bh_recv(s, 20))
-        assert magic == REPLY_MAGIC
-        bh_recv(s, length)
-        if rtype == 1:
-            return s
-        assert not rtype & 0x80000000, "NBD_OPT_GO refused: %#x" % rtype
-
-
-def bh_recv(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return buf
+    return w.RawClient(path, timeout=30).connect_export("", structured=False)
 
 
 def cpu_ticks(pid):
