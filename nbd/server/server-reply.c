@@ -139,6 +139,54 @@ static void reply_read_chunks(NBDRequestCtx *ctx)
 }
 
 /*
+ * Where the bytes of holes that go out as data come from: zeroes that
+ * nothing ever writes (in .bss: untouched, they cost no memory of their
+ * own), so a node's unfilled holes need no zeroing even when the reply
+ * must carry them as bytes.
+ */
+#define ZERO_AREA_SIZE (1024 * 1024)
+static uint8_t zero_area[ZERO_AREA_SIZE];
+
+/* A READ that goes out as one piece of data (simple replies, or DF) after
+ * the node left its holes unfilled: the holes are sent from zero_area. */
+static void reply_read_contiguous(NBDRequestCtx *ctx)
+{
+    size_t pieces = 1;
+    for (guint i = 0; i < ctx->n_extents; i++) {
+        pieces += (ctx->extents[i].status & BDRV_BLOCK_ZERO)
+                  ? (ctx->extents[i].length + ZERO_AREA_SIZE - 1) / ZERO_AREA_SIZE : 1;
+    }
+    struct iovec *iov = g_new(struct iovec, pieces);
+    uint8_t *h = ctx->hdrs;
+    size_t hl;
+    if (client_mode(ctx->client) == NBD_MODE_SIMPLE) {
+        hl = nbd_encode_simple_reply(h, ctx->req.cookie, 0);
+    } else {
+        hl = chunk_header(ctx, h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA,
+                          NBD_OFFSET_DATA_HDR_SIZE + ctx->req.length);
+        hl += nbd_encode_offset_data_hdr(h + hl, ctx->req.offset);
+    }
+    int n = 0;
+    iov[n++] = (struct iovec) { h, hl };
+    uint64_t pos = 0;
+    for (guint i = 0; i < ctx->n_extents; i++) {
+        uint64_t len = ctx->extents[i].length;
+        if (ctx->extents[i].status & BDRV_BLOCK_ZERO) {
+            for (uint64_t done = 0; done < len;) {
+                size_t piece = MIN(len - done, ZERO_AREA_SIZE);
+                iov[n++] = (struct iovec) { zero_area, piece };
+                done += piece;
+            }
+        } else {
+            iov[n++] = (struct iovec) { ctx->buf + pos, len };
+        }
+        pos += len;
+    }
+    ctx->iov = iov;     /* freed with the request, as reply_read_chunks' */
+    send_reply(ctx, n);
+}
+
+/*
  * Find runs of zero granules in the data just read, as extents for
  * reply_read_chunks(). Real data fails the check on its first bytes, so this
  * costs next to nothing unless there are zeroes - which then need not be sent.
@@ -206,9 +254,13 @@ static void reply_read(NBDRequestCtx *ctx)
         return;
     }
     if (ctx->holes_unread) {
-        /* The node's extents cover the request; its holes were not filled
-         * and must not be sent as data (nor scanned). */
-        reply_read_chunks(ctx);
+        /* The node's extents cover the request; its holes were not filled,
+         * so their bytes are never sent from the buffer (nor scanned). */
+        if (nbd_reply_sparse_allowed(ctx)) {
+            reply_read_chunks(ctx);
+        } else {
+            reply_read_contiguous(ctx);
+        }
         return;
     }
     if (client_mode(ctx->client) == NBD_MODE_SIMPLE) {

@@ -166,7 +166,7 @@ static void store_extents(NBDRequestCtx *ctx, const BdrvExtent *ext, guint n)
 }
 
 /*
- * A structured READ's extents, as bdrv_aio_preadv_extents() reported them:
+ * A READ's extents, as bdrv_aio_preadv_extents() reported them:
  * kept when they name a hole, which the node then left unfilled, made to
  * cover the request exactly (what they leave out was filled: data).
  */
@@ -236,10 +236,11 @@ static void submit(NBDRequestCtx *ctx)
          * as a hole anyway (a null-co read of 1 MiB spent 76 % of its CPU
          * in memset and the zero scan). */
         ctx->zeroes_unread = exp->info.reads_zeroes && nbd_reply_sparse_allowed(ctx);
-        if (!ctx->zeroes_unread && nbd_reply_sparse_allowed(ctx)) {
-            /* Holes the node knows of (memory) go out as holes, unfilled:
-             * a large read of a sparse disk spent 70 % of its CPU zeroing
-             * them, and the zero scan after it. */
+        if (!ctx->zeroes_unread) {
+            /* Holes the node knows of (memory) stay unfilled and go out as
+             * holes, or as bytes from a shared area of zeroes: a large read
+             * of a sparse disk spent 70 % of its CPU zeroing them (and
+             * scanning them after). */
             bdrv_aio_preadv_extents(bs, off, &iov, 1, NBD_READ_MAX_CHUNKS - 1,
                                     on_read_done, ctx);
             break;

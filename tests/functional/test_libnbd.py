@@ -880,6 +880,16 @@ class MemoryExport(bh.DaemonTestCase):
                 # 256 runs: filled and scanned instead, the bytes still right
                 buf, got = chunks(MiB, 16 * MiB)
                 self.assertEqual(buf, sparse, name)
+                # in one piece (simple replies, DF): holes sent as zero bytes
+                mixed = bytes(MiB) + data + bytes(MiB)
+                self.assertEqual(simple.pread(6 * MiB, 7 * MiB), mixed, name)
+                got = []
+                buf = h.pread_structured(
+                    6 * MiB, 7 * MiB, lambda sub, off, st, err: got.append((st, len(sub))) or 0,
+                    nbd.CMD_FLAG_DF)
+                self.assertEqual(bytes(buf), mixed, name)
+                self.assertEqual(got, [(nbd.READ_DATA, 6 * MiB)], name)
+                self.assertEqual(simple.pread(MiB, 16 * MiB), sparse, name)
 
 
 if __name__ == "__main__":
