@@ -285,6 +285,61 @@ static void test_direct(void)
     g_unlink(path);
 }
 
+/* aio-max-batch=3: 32 O_DIRECT writes in flight (the ring's path) go to
+ * the kernel three at a time, and read back right; a negative batch is
+ * refused. */
+static void submit_direct_batch(void *opaque)
+{
+    Batch *b = opaque;
+    for (int i = 0; i < N_REQ; i++) {
+        b->iov[i] = (struct iovec) { b->buf + (size_t) i * 4096, 4096 };
+        if (b->write) {
+            bdrv_aio_pwritev(b->bs, (uint64_t) i * 4096, &b->iov[i], 1, 0, on_done, &b->r[i]);
+        } else {
+            bdrv_aio_preadv(b->bs, (uint64_t) i * 4096, &b->iov[i], 1, on_done, &b->r[i]);
+        }
+    }
+}
+
+static void test_aio_max_batch(void)
+{
+    g_autofree char *path = make_file("batch.img", MiB);
+    g_autofree char *bad = g_strdup_printf("driver=file,node-name=x,filename=%s,"
+                                           "aio-max-batch=-1", path);
+    g_autoptr(GError) err = NULL;
+    g_assert_null(open_keyval(bad, &err));
+    g_assert_nonnull(strstr(err->message, "aio-max-batch must be in range [0, 2147483647]"));
+    g_clear_error(&err);
+    g_autofree char *opts = g_strdup_printf("driver=file,node-name=u,filename=%s,"
+                                            "cache.direct=on,aio=io_uring,aio-max-batch=3", path);
+    BlockDriverState *bs = open_keyval(opts, &err);
+    if (!bs) {
+        g_test_skip("O_DIRECT is not supported here");
+        return;
+    }
+    uint8_t *buf = NULL, *back = NULL;
+    g_assert_cmpint(posix_memalign((void **) &buf, 4096, N_REQ * 4096), ==, 0);
+    g_assert_cmpint(posix_memalign((void **) &back, 4096, N_REQ * 4096), ==, 0);
+    for (size_t i = 0; i < N_REQ * 4096; i++) {
+        buf[i] = (uint8_t) (i * 7 + i / 4096);
+    }
+    memset(back, 0, N_REQ * 4096);
+    for (int write = 1; write >= 0; write--) {
+        Batch b = { .bs = bs, .buf = write ? buf : back, .write = write };
+        owned(submit_direct_batch, &b);
+        wait_all(b.r, N_REQ);
+        for (int i = 0; i < N_REQ; i++) {
+            g_assert_cmpint(b.r[i].ret, ==, 0);
+            result_clear(&b.r[i]);
+        }
+    }
+    g_assert_cmpmem(back, N_REQ * 4096, buf, N_REQ * 4096);
+    free(buf);
+    free(back);
+    close_node(bs);
+    g_unlink(path);
+}
+
 /* aio=threads keeps the worker pool; the data is the same. */
 static void test_threads_option(void)
 {
@@ -306,6 +361,7 @@ int main(int argc, char **argv)
     g_test_add_func("/block/file-uring/tail-past-eof", test_tail_past_eof);
     g_test_add_func("/block/file-uring/direct", test_direct);
     g_test_add_func("/block/file-uring/threads-option", test_threads_option);
+    g_test_add_func("/block/file-uring/aio-max-batch", test_aio_max_batch);
     int ret = run_block_tests(NULL);
     g_rmdir(tmpdir);
     g_free(tmpdir);

@@ -748,51 +748,6 @@ static void test_threads(void)
     g_unlink(path);
 }
 
-/* aio-max-batch: 32 O_DIRECT writes in flight (the ring's path), handed
- * to the kernel three at a time, then read back right; a negative batch
- * is refused. */
-static void test_aio_max_batch(void)
-{
-    g_autofree char *path = make_file(tmpdir, "batch.img", MiB);
-    g_autofree char *o = g_strdup_printf("driver=file,node-name=x,filename=%s,"
-                                         "aio-max-batch=-1", path);
-    expect_open_error(NULL, o, "aio-max-batch must be in range [0, 2147483647]");
-    g_assert_null(bdrv_find_node("x"));
-
-    BlockDriverState *bs = open_file(path, "cache.direct=on,aio=io_uring,aio-max-batch=3");
-    Worker wk = { .bs = bs, .ok = true, .ctx = g_main_context_get_thread_default() };
-    uint8_t *buf = NULL;
-    g_assert_cmpint(posix_memalign((void **) &buf, 4096, 32 * 4096), ==, 0);
-    struct iovec iov[32];
-    for (int i = 0; i < 32; i++) {
-        fill_pattern(buf + i * 4096, 4096, (unsigned) i + 77);
-        iov[i] = (struct iovec) { buf + i * 4096, 4096 };
-        bdrv_aio_pwritev(bs, i * 4096, &iov[i], 1, 0, on_worker_done, &wk);
-        wk.pending++;
-    }
-    while (wk.pending > 0) {
-        g_main_context_iteration(wk.ctx, TRUE);
-    }
-    g_assert_true(wk.ok);
-    memset(buf, 0, 32 * 4096);
-    for (int i = 0; i < 32; i++) {
-        bdrv_aio_preadv(bs, i * 4096, &iov[i], 1, on_worker_done, &wk);
-        wk.pending++;
-    }
-    while (wk.pending > 0) {
-        g_main_context_iteration(wk.ctx, TRUE);
-    }
-    g_assert_true(wk.ok);
-    for (int i = 0; i < 32; i++) {
-        uint8_t expect[4096];
-        fill_pattern(expect, 4096, (unsigned) i + 77);
-        g_assert_cmpmem(buf + i * 4096, 4096, expect, 4096);
-    }
-    free(buf);
-    close_node(bs);
-    g_unlink(path);
-}
-
 int main(int argc, char **argv)
 {
     g_autoptr(GError) err = NULL;
@@ -819,7 +774,6 @@ int main(int argc, char **argv)
     g_test_add_func("/block/file/auto-read-only", test_auto_read_only);
     g_test_add_func("/block/file/block-device", test_block_device);
     g_test_add_func("/block/file/threads", test_threads);
-    g_test_add_func("/block/file/aio-max-batch", test_aio_max_batch);
     ret = run_block_tests(NULL);
     g_rmdir(tmpdir);
     g_free(tmpdir);
