@@ -389,9 +389,12 @@ static bool file_open(BlockDriverState *bs, const void *options, GError **errp)
     s->filename = g_strdup(filename);
     s->is_block_dev = S_ISBLK(st.st_mode);
     s->direct = bs->cache_direct;
-    /* Default and aio=io_uring: the ring (for reads, O_DIRECT writes) when
-     * the kernel lets us have one. */
-    s->use_uring = !opts->has_aio || opts->aio == FILE_AIO_IO_URING;
+    /* Default, aio=io_uring and aio=native: the ring (for reads, O_DIRECT
+     * writes) when the kernel lets us have one. berth has no Linux AIO
+     * (io_submit) path; io_uring is the kernel's asynchronous interface
+     * that replaced it, and aio=native keeps QEMU's rule that it goes with
+     * cache.direct=on. Only aio=threads asks for the worker pool. */
+    s->use_uring = !opts->has_aio || opts->aio != FILE_AIO_THREADS;
     s->aio_max_batch = opts->has_aio_max_batch ? (guint) opts->aio_max_batch : 0;
     s->no_flush = bs->cache_no_flush;
     s->req_align = s->mem_align = 1;

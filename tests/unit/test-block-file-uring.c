@@ -44,18 +44,24 @@ static BlockDriverState *open_file(const char *path, const char *extra)
     return bs;
 }
 
-static bool have_io_uring_fd(void)
+static int count_io_uring_fds(void)
 {
     g_autoptr(GDir) dir = g_dir_open("/proc/self/fd", 0, NULL);
     const char *name;
+    int n = 0;
     while (dir && (name = g_dir_read_name(dir))) {
         g_autofree char *link = g_build_filename("/proc/self/fd", name, NULL);
         g_autofree char *target = g_file_read_link(link, NULL);
         if (target && strstr(target, "io_uring")) {
-            return true;
+            n++;
         }
     }
-    return false;
+    return n;
+}
+
+static bool have_io_uring_fd(void)
+{
+    return count_io_uring_fds() > 0;
 }
 
 /* Whether this kernel (and its seccomp policy) gives us a ring at all. */
@@ -350,6 +356,76 @@ static void test_threads_option(void)
     g_unlink(path);
 }
 
+/*
+ * Which path an aio= mode takes, seen from a thread of its own: a context
+ * that has never submitted has no ring, so a new io_uring fd after its
+ * first batch of aligned O_DIRECT writes and reads means the ring carried
+ * them.
+ */
+typedef struct {
+    BlockDriverState *bs;
+    int rings_before, rings_after;
+} AioPath;
+
+static gpointer aio_path_thread(gpointer opaque)
+{
+    AioPath *a = opaque;
+    GMainContext *ctx = g_main_context_new();
+    g_main_context_push_thread_default(ctx);
+    a->rings_before = count_io_uring_fds();
+    uint8_t *buf = NULL;
+    g_assert_cmpint(posix_memalign((void **) &buf, 4096, N_REQ * 4096), ==, 0);
+    for (int write = 1; write >= 0; write--) {
+        memset(buf, write ? 0x5c : 0, N_REQ * 4096);
+        Batch b = { .bs = a->bs, .buf = buf, .write = write };
+        owned(submit_direct_batch, &b);
+        wait_all(b.r, N_REQ);
+        for (int i = 0; i < N_REQ; i++) {
+            g_assert_cmpint(b.r[i].ret, ==, 0);
+            result_clear(&b.r[i]);
+        }
+    }
+    a->rings_after = count_io_uring_fds();
+    for (size_t i = 0; i < N_REQ * 4096; i++) {
+        g_assert_cmpint(buf[i], ==, 0x5c);
+    }
+    free(buf);
+    g_main_context_pop_thread_default(ctx);
+    g_main_context_unref(ctx);
+    return NULL;
+}
+
+static void check_aio_path(const char *aio, bool want_ring)
+{
+    g_autofree char *path = make_file("aio-path.img", 4 * MiB);
+    g_autoptr(GError) err = NULL;
+    g_autofree char *opts = g_strdup_printf("driver=file,node-name=u,filename=%s,"
+                                            "cache.direct=on,aio=%s", path, aio);
+    BlockDriverState *bs = open_keyval(opts, &err);
+    if (!bs) {
+        g_test_skip("O_DIRECT is not supported here");
+        return;
+    }
+    AioPath a = { .bs = bs };
+    g_thread_join(g_thread_new("aio-path", aio_path_thread, &a));
+    if (want_ring && kernel_has_io_uring()) {
+        g_assert_cmpint(a.rings_after, >, a.rings_before);
+    } else {
+        g_assert_cmpint(a.rings_after, ==, a.rings_before);
+    }
+    close_node(bs);
+    g_unlink(path);
+}
+
+/* aio=native (QEMU's Linux AIO) is carried by the ring, as io_uring is;
+ * aio=threads never makes one. */
+static void test_aio_native_uses_ring(void)
+{
+    check_aio_path("native", true);
+    check_aio_path("io_uring", true);
+    check_aio_path("threads", false);
+}
+
 int main(int argc, char **argv)
 {
     g_autoptr(GError) err = NULL;
@@ -362,6 +438,7 @@ int main(int argc, char **argv)
     g_test_add_func("/block/file-uring/direct", test_direct);
     g_test_add_func("/block/file-uring/threads-option", test_threads_option);
     g_test_add_func("/block/file-uring/aio-max-batch", test_aio_max_batch);
+    g_test_add_func("/block/file-uring/aio-native", test_aio_native_uses_ring);
     int ret = run_block_tests(NULL);
     g_rmdir(tmpdir);
     g_free(tmpdir);
