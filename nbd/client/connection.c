@@ -376,21 +376,34 @@ static gpointer attempt_thread(gpointer opaque)
     } else {
         a->err = err;
     }
+    GMainContext *ctx = NULL;
+    GSource *report = NULL;
     berth_mutex_lock(&a->lock);
     if (a->ctx) {
         /* A source, not g_main_context_invoke(): that would run attempt_done
          * right here whenever nobody holds the context at this moment. */
-        GSource *report = g_idle_source_new();
+        report = g_idle_source_new();
         g_atomic_int_inc(&a->ref);
         g_source_set_priority(report, G_PRIORITY_DEFAULT);
         g_source_set_callback(report, attempt_done, a, attempt_unref);
+        /*
+         * Our reference on the context: once attached, the report may run
+         * and the node be deleted with its I/O thread and context before
+         * the g_source_unref() below, which locks the source's context
+         * (found by the qmp fuzzer: heap corruption in the next
+         * blockdev-add). Holding the context keeps it alive until then.
+         */
+        ctx = g_main_context_ref(a->ctx);
         /* The context's lock, inside GLib, orders our result before
          * attempt_done(); TSan sees only this. */
         berth_tsan_release(a);
-        g_source_attach(report, a->ctx);
-        g_source_unref(report);
+        g_source_attach(report, ctx);
     }
     berth_mutex_unlock(&a->lock);
+    if (report) {
+        g_source_unref(report);
+        g_main_context_unref(ctx);
+    }
     attempt_unref(a);
     return NULL;
 }
