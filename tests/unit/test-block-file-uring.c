@@ -3,8 +3,9 @@
  * Unit tests of the file driver's io_uring path (block/file-posix-uring.c):
  * reads submitted from the thread that owns the context (as the NBD server
  * submits from its dispatch) go through the context's ring, and so do
- * O_DIRECT writes; buffered writes and flushes take the worker pool beside
- * them.  Many requests in flight, scattered buffers, FUA and flush, a read
+ * O_DIRECT writes and buffered writes up to 64 KiB that the inline path
+ * did not take; larger buffered writes and flushes take the worker pool
+ * beside them.  Many requests in flight, scattered buffers, FUA and flush, a read
  * that runs past the end of the file (short transfer, then zeroes), O_DIRECT
  * aligned (ring) and unaligned (falls back to the bounce path), aio=threads.  The ring's existence is checked in /proc/self/fd; where the
  * kernel refuses io_uring the same data checks run through the fallback.
@@ -417,6 +418,60 @@ static void check_aio_path(const char *aio, bool want_ring)
     g_unlink(path);
 }
 
+/*
+ * Small buffered writes that the inline path cannot take (the filesystem
+ * refuses RWF_NOWAIT for them, as ext4 does) take the ring, not the pool.
+ * On tmpfs (copied inline) or a filesystem that takes the flag (xfs) the
+ * writes never reach the ring, and there is nothing to check.
+ */
+static gpointer buffered_writes_thread(gpointer opaque)
+{
+    AioPath *a = opaque;
+    GMainContext *ctx = g_main_context_new();
+    g_main_context_push_thread_default(ctx);
+    a->rings_before = count_io_uring_fds();
+    g_autofree uint8_t *buf = g_malloc(N_REQ * 4096);
+    memset(buf, 0x6d, N_REQ * 4096);
+    Batch b = { .bs = a->bs, .buf = buf, .write = true };
+    owned(submit_direct_batch, &b);
+    wait_all(b.r, N_REQ);
+    for (int i = 0; i < N_REQ; i++) {
+        g_assert_cmpint(b.r[i].ret, ==, 0);
+        result_clear(&b.r[i]);
+    }
+    a->rings_after = count_io_uring_fds();
+    g_main_context_pop_thread_default(ctx);
+    g_main_context_unref(ctx);
+    return NULL;
+}
+
+static void test_buffered_writes_ring(void)
+{
+    g_autofree char *path = make_file("buffered-writes.img", MiB);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    g_assert_cmpint(fd, >=, 0);
+    char page[4096] = { 0 };
+    struct iovec v = { page, sizeof(page) };
+    bool refused = pwritev2(fd, &v, 1, 0, RWF_NOWAIT) < 0 && errno == EOPNOTSUPP;
+    close(fd);
+    if (!refused || !kernel_has_io_uring()) {
+        g_test_skip("this filesystem takes RWF_NOWAIT writes (or is tmpfs), or no io_uring");
+        g_unlink(path);
+        return;
+    }
+    AioPath a = { .bs = open_file(path, "aio=io_uring") };
+    g_thread_join(g_thread_new("buffered-writes", buffered_writes_thread, &a));
+    g_assert_cmpint(a.rings_after, >, a.rings_before);
+    g_autofree uint8_t *back = g_malloc0(N_REQ * 4096);
+    struct iovec bv = { back, N_REQ * 4096 };
+    g_assert_cmpint(run_vec(a.bs, false, 0, &bv, 1), ==, 0);
+    for (size_t i = 0; i < N_REQ * 4096; i++) {
+        g_assert_cmpint(back[i], ==, 0x6d);
+    }
+    close_node(a.bs);
+    g_unlink(path);
+}
+
 /* aio=native (QEMU's Linux AIO) is carried by the ring, as io_uring is;
  * aio=threads never makes one. */
 static void test_aio_native_uses_ring(void)
@@ -439,6 +494,7 @@ int main(int argc, char **argv)
     g_test_add_func("/block/file-uring/threads-option", test_threads_option);
     g_test_add_func("/block/file-uring/aio-max-batch", test_aio_max_batch);
     g_test_add_func("/block/file-uring/aio-native", test_aio_native_uses_ring);
+    g_test_add_func("/block/file-uring/buffered-writes", test_buffered_writes_ring);
     int ret = run_block_tests(NULL);
     g_rmdir(tmpdir);
     g_free(tmpdir);
