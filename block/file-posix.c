@@ -390,7 +390,8 @@ static bool file_open(BlockDriverState *bs, const void *options, GError **errp)
     s->is_block_dev = S_ISBLK(st.st_mode);
     s->direct = bs->cache_direct;
     /* Default, aio=io_uring and aio=native: the ring (for reads, O_DIRECT
-     * writes) when the kernel lets us have one. berth has no Linux AIO
+     * writes and small buffered writes, see file-posix-uring.c) when the
+     * kernel lets us have one. berth has no Linux AIO
      * (io_submit) path; io_uring is the kernel's asynchronous interface
      * that replaced it, and aio=native keeps QEMU's rule that it goes with
      * cache.direct=on. Only aio=threads asks for the worker pool. */
