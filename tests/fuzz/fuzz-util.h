@@ -11,7 +11,7 @@
  * target waits for that with fuzz_run_until(), which aborts (a finding,
  * with the input saved by libFuzzer) if it has not happened within
  * FUZZ_DEADLINE_SEC — a connection berth keeps open after its peer has
- * said everything and hung up is a hang. (Time the process spent waiting
+ * said everything and hung up is a hang. (Time this thread spent waiting
  * for a CPU does not count.)
  *
  * Ownership: a FuzzPeer owns its fd; the input it sends is borrowed.
@@ -206,7 +206,8 @@ static inline void fuzz_run_until(FuzzPeer *p, bool (*done)(gpointer opaque), gp
                            FUZZ_DEADLINE_SEC * G_USEC_PER_SEC) {
                 /* Time spent waiting for a CPU does not count: a long run
                  * at nice 19 beside a busy machine can wait seconds for its
-                 * turn, while a real hang sleeps in poll and never waits. */
+                 * turn, while in a real hang this loop mostly sleeps and
+                 * hardly ever waits to run. */
                 fuzz_fail("%s did not finish within %d s of the input's end", what,
                           FUZZ_DEADLINE_SEC);
             }
