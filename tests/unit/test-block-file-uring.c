@@ -368,31 +368,44 @@ static void test_threads_option(void)
  * first batch of aligned O_DIRECT writes and reads means the ring carried
  * them.
  */
-typedef struct {
+typedef struct AioPath {
     BlockDriverState *bs;
+    void (*work)(struct AioPath *a);    /* the requests, on the fresh context */
     int rings_before, rings_after;
 } AioPath;
 
-static gpointer aio_path_thread(gpointer opaque)
+/* Run a->work on a thread whose context has never submitted anything,
+ * counting the process's rings before and after it. */
+static gpointer fresh_context_thread(gpointer opaque)
 {
     AioPath *a = opaque;
     GMainContext *ctx = g_main_context_new();
     g_main_context_push_thread_default(ctx);
     a->rings_before = count_io_uring_fds();
+    a->work(a);
+    a->rings_after = count_io_uring_fds();
+    g_main_context_pop_thread_default(ctx);
+    g_main_context_unref(ctx);
+    return NULL;
+}
+
+static void run_on_fresh_context(AioPath *a)
+{
+    g_thread_join(g_thread_new("aio-path", fresh_context_thread, a));
+}
+
+static void direct_write_read(AioPath *a)
+{
     uint8_t *buf = NULL;
     g_assert_cmpint(posix_memalign((void **) &buf, 4096, N_REQ * 4096), ==, 0);
     memset(buf, 0x5c, N_REQ * 4096);
     run_page_batch(a->bs, buf, true);
     memset(buf, 0, N_REQ * 4096);
     run_page_batch(a->bs, buf, false);
-    a->rings_after = count_io_uring_fds();
     for (size_t i = 0; i < N_REQ * 4096; i++) {
         g_assert_cmpint(buf[i], ==, 0x5c);
     }
     free(buf);
-    g_main_context_pop_thread_default(ctx);
-    g_main_context_unref(ctx);
-    return NULL;
 }
 
 static void check_aio_path(const char *aio, bool want_ring)
@@ -406,8 +419,8 @@ static void check_aio_path(const char *aio, bool want_ring)
         g_test_skip("O_DIRECT is not supported here");
         return;
     }
-    AioPath a = { .bs = bs };
-    g_thread_join(g_thread_new("aio-path", aio_path_thread, &a));
+    AioPath a = { .bs = bs, .work = direct_write_read };
+    run_on_fresh_context(&a);
     if (want_ring && kernel_has_io_uring()) {
         g_assert_cmpint(a.rings_after, >, a.rings_before);
     } else {
@@ -423,19 +436,11 @@ static void check_aio_path(const char *aio, bool want_ring)
  * On tmpfs (copied inline) or a filesystem that takes the flag (xfs) the
  * writes never reach the ring, and there is nothing to check.
  */
-static gpointer buffered_writes_thread(gpointer opaque)
+static void buffered_write(AioPath *a)
 {
-    AioPath *a = opaque;
-    GMainContext *ctx = g_main_context_new();
-    g_main_context_push_thread_default(ctx);
-    a->rings_before = count_io_uring_fds();
     g_autofree uint8_t *buf = g_malloc(N_REQ * 4096);
     memset(buf, 0x6d, N_REQ * 4096);
     run_page_batch(a->bs, buf, true);
-    a->rings_after = count_io_uring_fds();
-    g_main_context_pop_thread_default(ctx);
-    g_main_context_unref(ctx);
-    return NULL;
 }
 
 static void test_buffered_writes_ring(void)
@@ -452,8 +457,8 @@ static void test_buffered_writes_ring(void)
         g_unlink(path);
         return;
     }
-    AioPath a = { .bs = open_file(path, "aio=io_uring") };
-    g_thread_join(g_thread_new("buffered-writes", buffered_writes_thread, &a));
+    AioPath a = { .bs = open_file(path, "aio=io_uring"), .work = buffered_write };
+    run_on_fresh_context(&a);
     g_assert_cmpint(a.rings_after, >, a.rings_before);
     g_autofree uint8_t *back = g_malloc0(N_REQ * 4096);
     struct iovec bv = { back, N_REQ * 4096 };
