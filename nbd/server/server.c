@@ -344,9 +344,10 @@ typedef struct {
 
 static gboolean stop_in_client_thread(gpointer opaque)
 {
-    StopCall *call = opaque;
+    StopCall *call;
 
-    berth_tsan_acquire(call->client);
+    berth_tsan_acquire(opaque);   /* before reading the call: pairs below */
+    call = opaque;
     client_stop_here(call->client);
     /* Answers the node already gave (memory, null, cached file data) wait
      * in this context's completion queue, holding references to the
@@ -372,7 +373,7 @@ static void client_stop_from_main(NBDConn *client)
 
     g_mutex_init(&call.lock);
     g_cond_init(&call.cond);
-    berth_tsan_release(client);
+    berth_tsan_release(&call);   /* covers the call and the client */
     g_main_context_invoke(client->ctx, stop_in_client_thread, &call);
     berth_mutex_lock(&call.lock);
     while (!g_atomic_int_get(&call.done)) {
